@@ -1,0 +1,127 @@
+"""The terminal chat: the bot against a local swarm, from a shell.
+
+On a TTY it is interactive: jobs run side by side and answer when done. With stdin not a
+TTY it reads one command per line, prints each command and its replies as a transcript,
+waits for each command's job before reading the next, and exits when all have answered,
+so a session can be scripted: ``printf '!services\n' | swarmbot console --user console:admin``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import sys
+import time
+from typing import TextIO
+
+import redis.asyncio as aioredis
+
+from bot.chat import Message, Reply, render_plain
+from bot.config import Config
+from bot.dispatch import Dispatcher
+from bot.jobs import Result
+from bot.queue import Inbox, JobQueue
+from bot.results import route
+
+log = logging.getLogger("swarmbot.console")
+
+
+class Console:
+    def __init__(self, config: Config, user: str, out: TextIO = sys.stdout) -> None:
+        self.config = config
+        self.user = user
+        self.out = out
+        self.pending: set[str] = set()
+        self.answered = asyncio.Event()
+
+    def show(self, reply: Reply) -> None:
+        text = render_plain(reply)
+        if reply.job and reply.status != "queued":
+            text = f"[job {reply.job}] {text}"
+        print(text, file=self.out, flush=True)
+
+    async def deliver(self, result: Result, reply: Reply) -> None:
+        self.show(reply)
+        if result.kind == "result":
+            self.pending.discard(result.job)
+            self.answered.set()
+
+    async def run(self, interactive: bool, wait_seconds: float) -> int:
+        client = aioredis.Redis.from_url(self.config.redis_url, decode_responses=True)
+        inbox = Inbox(client, self.config, f"console-{secrets.token_hex(6)}")
+        dispatcher = Dispatcher(self.config, JobQueue(client, self.config), inbox.name)
+        stop = asyncio.Event()
+        router = asyncio.create_task(route(inbox, "console", self.deliver, stop))
+        try:
+            await inbox.ensure()
+            if interactive:
+                print(
+                    f"swarmbot console as {self.user}; {self.config.prefix}help lists commands, "
+                    "Ctrl-D quits.",
+                    file=self.out,
+                    flush=True,
+                )
+            loop = asyncio.get_running_loop()
+            while True:
+                line = await loop.run_in_executor(None, _read_line, interactive)
+                if line is None:
+                    break
+                if not line.strip():
+                    continue
+                if not interactive:
+                    print(f"> {line.rstrip()}", file=self.out, flush=True)
+                reply = await dispatcher.handle(
+                    Message("console", self.user, "console", line.rstrip("\n"))
+                )
+                if reply is None:
+                    print(
+                        f"(not a command: commands start with {self.config.prefix})",
+                        file=self.out,
+                        flush=True,
+                    )
+                    continue
+                self.show(reply)
+                if reply.status == "queued" and reply.job:
+                    self.pending.add(reply.job)
+                    # A script runs like a shell script: each command finishes before the
+                    # next, so `!deploy x` then `!ps x_web` sees the deployed service.
+                    if not interactive and await self._drain(wait_seconds):
+                        return 1
+            return await self._drain(wait_seconds)
+        finally:
+            stop.set()
+            await router
+            await inbox.delete()
+            await client.aclose()
+
+    async def _drain(self, wait_seconds: float) -> int:
+        """Wait for every queued job to answer, up to ``wait_seconds``."""
+        deadline = time.monotonic() + wait_seconds
+        while self.pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                jobs = ", ".join(sorted(self.pending, key=int))
+                print(
+                    f"gave up waiting for job(s) {jobs} after {wait_seconds:.0f}s; "
+                    "they stay queued (see !jobs)",
+                    file=self.out,
+                    flush=True,
+                )
+                return 1
+            self.answered.clear()
+            try:
+                await asyncio.wait_for(self.answered.wait(), timeout=min(remaining, 1.0))
+            except TimeoutError:
+                pass
+        return 0
+
+
+def _read_line(interactive: bool) -> str | None:
+    try:
+        if interactive:
+            return input("swarmbot> ") + "\n"
+        line = sys.stdin.readline()
+        return line or None
+    except EOFError:
+        return None

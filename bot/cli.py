@@ -1,0 +1,116 @@
+"""``swarmbot``: one command line for every role (console, worker, check-config)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+from bot import __version__
+from bot.config import DEFAULT_CONFIG_ENV, USER_ID, Config, ConfigError, load
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="swarmbot", description="Chat-ops for Docker Swarm.")
+    parser.add_argument("--version", action="version", version=f"swarmbot {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument(
+            "--config",
+            default=os.environ.get(DEFAULT_CONFIG_ENV),
+            help=f"config file (default: ${DEFAULT_CONFIG_ENV})",
+        )
+        p.add_argument(
+            "--log-level", default=None, help="DEBUG, INFO, WARNING (default depends on command)"
+        )
+        return p
+
+    console = add("console", "chat with the bot from this terminal")
+    console.add_argument(
+        "--user",
+        default=None,
+        help="your console user ID, e.g. console:alice (default: console:$USER)",
+    )
+    console.add_argument(
+        "--wait",
+        type=float,
+        default=None,
+        help="with stdin not a TTY: seconds to wait for queued jobs "
+        "(default: the deploy deadline plus a minute)",
+    )
+    worker = add("worker", "run jobs from the queue against the local Docker engine")
+    worker.add_argument("--name", default=None, help="consumer name (default: the host name)")
+    add("check-config", "validate the config file and report every problem")
+
+    args = parser.parse_args(argv)
+    default_level = "WARNING" if args.command == "console" else "INFO"
+    logging.basicConfig(
+        level=(args.log_level or default_level).upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        config = load(args.config)
+    except ConfigError as exc:
+        print(
+            f"swarmbot: bad config ({len(exc.problems)} problem{'s' * (len(exc.problems) > 1)}):",
+            file=sys.stderr,
+        )
+        for key, problem in exc.problems:
+            print(f"  {key}: {problem}", file=sys.stderr)
+        return 2
+
+    if args.command == "check-config":
+        return _check_config(config)
+    if args.command == "worker":
+        from bot.worker import run_forever  # only the worker imports Docker
+
+        run_forever(config, args.name)
+        return 0
+    return _console(config, args)
+
+
+def _check_config(config: Config) -> int:
+    from bot.stackdeploy import stack_files
+
+    files = stack_files(config.stacks_dir)
+    users = {u for r in config.roles for u in r.users}
+    print(f"config OK: {config.source}")
+    print(
+        f"  roles: {len(config.roles)} ({', '.join(r.name for r in config.roles) or 'none'}), "
+        f"users: {len(users)}"
+    )
+    print(f"  stacks in {config.stacks_dir}: {', '.join(files) or 'none'}")
+    print(f"  variables: {', '.join(sorted(config.variables)) or 'none'}")
+    if not config.roles:
+        print("  note: no roles, so nobody can run anything but !help and !whoami")
+    return 0
+
+
+def _console(config: Config, args: argparse.Namespace) -> int:
+    from bot.adapters.console import Console
+
+    user = args.user or f"console:{os.environ.get('USER') or 'root'}"
+    if not USER_ID.match(user) or not user.startswith("console:"):
+        print(f"swarmbot: --user must look like console:NAME, not {user!r}", file=sys.stderr)
+        return 2
+    interactive = sys.stdin.isatty()
+    wait = args.wait if args.wait is not None else config.deploy_deadline_seconds + 60
+    try:
+        return asyncio.run(Console(config, user).run(interactive, wait))
+    except KeyboardInterrupt:
+        return 130
+    except OSError as exc:
+        print(
+            f"swarmbot: cannot reach Redis at {config.redis_url.split('@')[-1]}: {exc}",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

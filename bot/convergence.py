@@ -1,0 +1,146 @@
+"""Has a service converged? Pure functions over Engine API dicts, as the docker CLI judges it.
+
+The rules follow the CLI's own wait (cli/command/service/progress): only tasks of the
+current spec version count (``_up-to-date``), tasks on nodes that are down are ignored, and
+a replica slot (a node, for global services) counts once when a task in it is both desired
+and actually ``running``. On top of that the bot closes the CLI's known holes: a rolled-back
+or paused update is a failure, and a task that failed or was rejected fails the service at
+once instead of being retried forever (swarm's own update logic treats one failed task as
+a failure too: ``max_failure_ratio`` defaults to 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+FAILED_TASK_STATES = frozenset({"failed", "rejected"})
+WAITING_EXPLAINED = {
+    "new": "not yet scheduled",
+    "pending": "waiting for a node",
+    "assigned": "assigned to a node",
+    "accepted": "accepted by a node",
+    "preparing": "preparing (pulling the image?)",
+    "ready": "ready, waiting to start",
+    "starting": "starting",
+    "complete": "exited 0 and waits to restart",
+    "shutdown": "shut down",
+    "orphaned": "orphaned (node lost)",
+    "remove": "being removed",
+}
+
+
+def parse_time(stamp: str | None) -> float:
+    """Docker's RFC 3339 timestamps carry nanoseconds, which ``fromisoformat`` rejects."""
+    if not stamp or stamp.startswith("0001-"):
+        return 0.0
+    head, _, frac = stamp.rstrip("Z").partition(".")
+    tz = ""
+    for sign in ("+", "-"):
+        if sign in frac:
+            frac, tz = frac.split(sign, 1)
+            tz = sign + tz
+    micro = (frac + "000000")[:6]
+    return datetime.fromisoformat(f"{head}.{micro}{tz or '+00:00'}").timestamp()
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """One look at one service: where it stands and, if not running, why."""
+
+    name: str
+    state: str  # converging | converged | failed | rolled_back | paused
+    running: int
+    desired: int
+    reason: str = ""
+
+
+def desired_replicas(service: dict) -> int | None:
+    mode = service["Spec"].get("Mode", {})
+    if "Replicated" in mode:
+        return int(mode["Replicated"].get("Replicas", 1))
+    if "Global" in mode:
+        status = service.get("ServiceStatus") or {}
+        return int(status.get("DesiredTasks", 0))
+    return None  # job modes: not a long-running service
+
+
+def mode_name(service: dict) -> str:
+    mode = service["Spec"].get("Mode", {})
+    return next(iter(mode), "replicated").lower()
+
+
+def assess(service: dict, tasks: list[dict], down_nodes: set[str], since: float) -> Assessment:
+    """Judge ``service`` from its up-to-date ``tasks``; ``since`` is when our change began.
+
+    An update status that started before ``since`` belongs to someone else's change (a
+    stale ``rollback_completed`` must not fail an unchanged redeploy), so it is ignored.
+    """
+    name = service["Spec"]["Name"]
+    desired = desired_replicas(service)
+    update = service.get("UpdateStatus") or {}
+    update_state = update.get("State", "")
+    if update_state and parse_time(update.get("StartedAt")) >= since - 1.0:
+        message = update.get("Message", "")
+        if update_state == "rollback_completed":
+            return Assessment(
+                name, "rolled_back", 0, desired or 0, message or "swarm rolled the update back"
+            )
+        if update_state in ("paused", "rollback_paused"):
+            return Assessment(name, "paused", 0, desired or 0, message or "update paused")
+    if desired is None:
+        return Assessment(name, "converged", 0, 0, "job-mode service: not watched")
+
+    slots: dict[str, list[dict]] = {}
+    for task in tasks:
+        if task.get("NodeID") in down_nodes:
+            continue
+        key = str(task.get("Slot") or task.get("NodeID") or task["ID"])
+        slots.setdefault(key, []).append(task)
+
+    running = 0
+    failure: dict | None = None
+    waiting: dict | None = None
+    for slot_tasks in slots.values():
+        slot_tasks.sort(key=lambda t: t.get("Version", {}).get("Index", 0))
+        if any(_is_running(t) for t in slot_tasks):
+            running += 1
+            continue
+        failed = [t for t in slot_tasks if t["Status"]["State"] in FAILED_TASK_STATES]
+        if failed and failure is None:
+            failure = failed[-1]
+        if waiting is None:
+            waiting = slot_tasks[-1]
+
+    if failure is not None:
+        return Assessment(name, "failed", running, desired, describe_task(failure))
+    if (
+        update_state in ("rollback_started",)
+        and parse_time(update.get("StartedAt")) >= since - 1.0
+    ):
+        return Assessment(name, "converging", running, desired, "swarm is rolling the update back")
+    if running >= desired:
+        return Assessment(name, "converged", running, desired)
+    if waiting is not None:
+        reason = describe_task(waiting)
+    elif desired and not slots:
+        reason = "no tasks yet"
+    else:
+        reason = ""
+    return Assessment(name, "converging", running, desired, reason)
+
+
+def _is_running(task: dict) -> bool:
+    return task.get("DesiredState") == "running" and task["Status"]["State"] == "running"
+
+
+def describe_task(task: dict) -> str:
+    """Why a task is not running, in the words an operator needs: error, exit code, state."""
+    status = task.get("Status", {})
+    state = status.get("State", "unknown")
+    detail = status.get("Err") or WAITING_EXPLAINED.get(state, status.get("Message", ""))
+    text = f"{state}: {detail}" if detail and detail != state else state
+    code = (status.get("ContainerStatus") or {}).get("ExitCode")
+    if state in FAILED_TASK_STATES and code not in (None, 0):
+        text += f" (exit code {code})"
+    return text

@@ -1,0 +1,198 @@
+"""Jobs and results on the wire: JSON, signed with HMAC-SHA256, validated field by field.
+
+The worker holds root-equivalent power through the Docker socket and Redis is shared
+infrastructure, so nothing read from Redis is trusted: the signature is checked over the
+exact bytes received (no re-serialisation), then every field is checked against the
+operation's schema. Jobs and results are signed under different domain tags, so a result
+can never be replayed as a job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from bot.config import USER_ID, Secret
+from bot.names import SERVICE_NAME, STACK_NAME
+
+MAX_PAYLOAD = 16 * 1024
+CLOCK_SKEW = 30.0
+JOB_ID = re.compile(r"^[0-9]{1,18}$")
+INBOX = re.compile(r"^[a-z0-9][a-z0-9:._-]{0,80}$")
+_JOB_TAG = b"swarmbot-job-v1\0"
+_RESULT_TAG = b"swarmbot-result-v1\0"
+
+
+@dataclass(frozen=True)
+class Operation:
+    """An operation the worker knows: its arguments (name -> (pattern, required))."""
+
+    name: str
+    command: str  # the permission it needs
+    args: dict[str, tuple[re.Pattern[str], bool]]
+
+
+OPERATIONS: dict[str, Operation] = {
+    op.name: op
+    for op in (
+        Operation("services", "services", {"stack": (STACK_NAME, False)}),
+        Operation("stacks", "stacks", {}),
+        Operation("ps", "ps", {"service": (SERVICE_NAME, True)}),
+        Operation("restart", "restart", {"service": (SERVICE_NAME, True)}),
+        Operation("deploy", "deploy", {"stack": (STACK_NAME, True)}),
+        Operation("deploy_all", "deploy", {}),
+    )
+}
+
+
+class Rejected(Exception):
+    """A job or result that must not be acted on; the message says why (for logs)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    op: str
+    args: dict[str, str]
+    requester: str
+    text: str  # the command as typed, for !jobs and logs; never interpreted
+    reply_to: dict[str, str]  # "inbox" plus the adapter's own reference (room, thread)
+    created: float
+    expires: float
+
+    @property
+    def command(self) -> str:
+        return OPERATIONS[self.op].command
+
+
+def _sign(tag: bytes, payload: bytes, secret: Secret) -> str:
+    return hmac.new(secret.reveal(), tag + payload, hashlib.sha256).hexdigest()
+
+
+def encode_job(job: Job, secret: Secret) -> dict[str, str]:
+    payload = json.dumps(asdict(job), separators=(",", ":"), sort_keys=True).encode()
+    return {"job": payload.decode(), "sig": _sign(_JOB_TAG, payload, secret)}
+
+
+def _verified_json(fields: dict[Any, Any], key: str, tag: bytes, secret: Secret) -> dict[str, Any]:
+    fields = {_text(k): _text(v) for k, v in fields.items()}
+    payload, sig = fields.get(key), fields.get("sig")
+    if not payload or not sig:
+        raise Rejected("unsigned or empty entry")
+    data = payload.encode()
+    if len(data) > MAX_PAYLOAD:
+        raise Rejected(f"payload of {len(data)} bytes is too large")
+    if not hmac.compare_digest(_sign(tag, data, secret), sig):
+        raise Rejected("bad signature")
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        raise Rejected("signed payload is not JSON") from None
+    if not isinstance(obj, dict):
+        raise Rejected("payload is not an object")
+    return obj
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def decode_job(fields: dict[Any, Any], secret: Secret, now: float, max_ttl: float) -> Job:
+    """Verify and validate a job entry read from Redis; raises ``Rejected``."""
+    obj = _verified_json(fields, "job", _JOB_TAG, secret)
+    expected = {f for f in Job.__dataclass_fields__}
+    if set(obj) != expected:
+        raise Rejected(f"fields {sorted(set(obj) ^ expected)} missing or unexpected")
+    job_id, op, args, requester, text, reply_to = (
+        obj["id"],
+        obj["op"],
+        obj["args"],
+        obj["requester"],
+        obj["text"],
+        obj["reply_to"],
+    )
+    if not isinstance(job_id, str) or not JOB_ID.match(job_id):
+        raise Rejected("bad job id")
+    if op not in OPERATIONS:
+        raise Rejected(f"unknown operation {op!r}")
+    validate_args(op, args)
+    if not isinstance(requester, str) or not USER_ID.match(requester):
+        raise Rejected("bad requester")
+    if not isinstance(text, str) or len(text) > 512:
+        raise Rejected("bad command text")
+    if (
+        not isinstance(reply_to, dict)
+        or not all(
+            isinstance(k, str) and isinstance(v, str) and len(v) <= 512
+            for k, v in reply_to.items()
+        )
+        or len(reply_to) > 8
+        or not INBOX.match(reply_to.get("inbox", ""))
+    ):
+        raise Rejected("bad reply_to")
+    created, expires = obj["created"], obj["expires"]
+    if not all(isinstance(t, int | float) and not isinstance(t, bool) for t in (created, expires)):
+        raise Rejected("bad timestamps")
+    if created > now + CLOCK_SKEW or expires - created > max_ttl + CLOCK_SKEW:
+        raise Rejected("timestamps out of range")
+    job = Job(
+        job_id, op, dict(args), requester, text, dict(reply_to), float(created), float(expires)
+    )
+    if expires < now:
+        raise Expired(job)
+    return job
+
+
+class Expired(Rejected):
+    """A genuine job that waited longer than its time to live: answered, never run."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(f"job {job.id} expired")
+        self.job = job
+
+
+def validate_args(op: str, args: Any) -> None:
+    schema = OPERATIONS[op].args
+    if not isinstance(args, dict) or not set(args) <= set(schema):
+        raise Rejected(f"unexpected arguments for {op}")
+    for name, (pattern, required) in schema.items():
+        value = args.get(name)
+        if value is None:
+            if required:
+                raise Rejected(f"{op} needs {name}")
+        elif not isinstance(value, str) or not pattern.match(value):
+            raise Rejected(f"bad {name} for {op}")
+
+
+@dataclass(frozen=True)
+class Result:
+    """What the worker sends back: a final result, or a progress update on the way."""
+
+    kind: str  # "progress" | "result"
+    job: str
+    op: str
+    ok: bool
+    data: dict[str, Any]
+    reply_to: dict[str, str]
+
+
+def encode_result(result: Result, secret: Secret) -> dict[str, str]:
+    payload = json.dumps(asdict(result), separators=(",", ":"), sort_keys=True).encode()
+    return {"result": payload.decode(), "sig": _sign(_RESULT_TAG, payload, secret)}
+
+
+def decode_result(fields: dict[Any, Any], secret: Secret) -> Result:
+    obj = _verified_json(fields, "result", _RESULT_TAG, secret)
+    try:
+        result = Result(**obj)
+    except TypeError:
+        raise Rejected("bad result fields") from None
+    if result.kind not in ("progress", "result") or result.op not in OPERATIONS:
+        raise Rejected("bad result kind or op")
+    if not isinstance(result.data, dict) or not isinstance(result.reply_to, dict):
+        raise Rejected("bad result data")
+    return result

@@ -1,0 +1,65 @@
+"""Names of stacks and services: what is well-formed, and how a typed name resolves.
+
+Used on both sides of the queue: the bot rejects malformed names before queueing, and the
+worker checks them again because it trusts nothing it reads from Redis.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+# Stack names are file names in the stacks directory. No '_' (it separates stack and
+# service in service names), no '.', no '/': a path can never be spelled as a stack.
+STACK_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
+# Docker's own rule for service names, a little tighter on length.
+SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+STACK_LABEL = "com.docker.stack.namespace"
+
+
+def stack_of(labels: dict[str, str] | None) -> str:
+    """The stack a service belongs to: its stack label, else nothing ("").
+
+    The label, not the name prefix: ``docker service create --name dev_x`` is not in dev.
+    """
+    return (labels or {}).get(STACK_LABEL, "")
+
+
+def matches_any(name: str, globs: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, glob) for glob in globs)
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The outcome of resolving a typed service name: one match, or why there is none."""
+
+    match: str | None
+    candidates: tuple[str, ...] = ()
+
+    @property
+    def ambiguous(self) -> bool:
+        return self.match is None and len(self.candidates) > 1
+
+
+def resolve_service(typed: str, names: Sequence[str]) -> Resolution:
+    """Resolve a name as an operator types it: ``gerrit`` finds ``dev_gerrit``.
+
+    An exact name wins. Otherwise the name is looked up as the part after the stack
+    prefix; two stacks with the same service make it ambiguous, and the reply lists both
+    rather than guessing. An unknown name lists close spellings, never picks one.
+    """
+    if typed in names:
+        return Resolution(typed)
+    suffixed = sorted(n for n in names if "_" in n and n.split("_", 1)[1] == typed)
+    if len(suffixed) == 1:
+        return Resolution(suffixed[0])
+    if suffixed:
+        return Resolution(None, tuple(suffixed))
+    close = difflib.get_close_matches(typed, names, n=5, cutoff=0.6)
+    short = {n.split("_", 1)[1]: n for n in names if "_" in n}
+    close += [short[s] for s in difflib.get_close_matches(typed, list(short), n=5, cutoff=0.6)]
+    contains = [n for n in names if typed.lower() in n.lower()]
+    return Resolution(None, tuple(dict.fromkeys(close + contains))[:8])

@@ -1,0 +1,62 @@
+"""Turning chat text into a command and its arguments, or a clear, short error.
+
+Deliberately simple: whitespace-separated words, no quoting, no shell. Every argument must
+match its declared pattern (ASCII names only), so ``dev; rm -rf /``, ``../etc/passwd`` and
+look-alike unicode never get past here, and errors echo input only through ``chat.code``.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+
+from bot.chat import code
+from commands.base import Command
+
+MAX_INPUT = 1000
+
+
+@dataclass(frozen=True)
+class Invocation:
+    command: Command
+    args: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ParseError:
+    message: str
+
+
+def parse(text: str, prefix: str, registry: dict[str, Command]) -> Invocation | ParseError | None:
+    """``None`` when the text is not addressed to the bot (no prefix): say nothing then."""
+    stripped = text.strip()
+    if not stripped.startswith(prefix):
+        return None
+    if len(text) > MAX_INPUT:
+        return ParseError(
+            f"that message is too long ({len(text)} characters; the limit is {MAX_INPUT})"
+        )
+    if any(unicodedata.category(ch) in ("Cc", "Cf") and ch not in "\t\n\r " for ch in stripped):
+        return ParseError("that message has control characters in it; type the command plainly")
+    words = stripped[len(prefix) :].split()
+    if not words:
+        return ParseError(f"empty command; {prefix}help lists the commands")
+    name = words[0].lower()
+    command = registry.get(name)
+    if command is None:
+        return ParseError(f"unknown command {code(words[0])}; {prefix}help lists the commands")
+    values = words[1:]
+    usage = f"usage: {command.usage(prefix)}"
+    if len(values) > len(command.args):
+        extra = " ".join(values[len(command.args) :])
+        return ParseError(f"too many arguments ({code(extra)}); {usage}")
+    args: dict[str, str] = {}
+    for i, arg in enumerate(command.args):
+        if i >= len(values):
+            if not arg.optional:
+                return ParseError(f"missing {arg.usage()}; {usage}")
+            continue
+        if not arg.pattern.match(values[i]):
+            return ParseError(f"{code(values[i])} is not {arg.what}; {usage}")
+        args[arg.name] = values[i]
+    return Invocation(command, args)

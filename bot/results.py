@@ -1,0 +1,56 @@
+"""Results coming back from the worker, turned into replies by the command that asked.
+
+Each bot process reads its own inbox stream through a consumer group and acknowledges a
+result only after the adapter has delivered it, so a bot that dies in between delivers it
+when it comes back instead of losing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+import redis
+
+from bot.chat import Reply
+from bot.jobs import OPERATIONS, Result
+from bot.queue import Inbox
+from commands import REGISTRY
+from commands.base import Command
+
+log = logging.getLogger("swarmbot.results")
+
+Deliver = Callable[[Result, Reply], Awaitable[None]]
+
+
+def to_reply(result: Result, registry: dict[str, Command] = REGISTRY) -> Reply:
+    command = registry[OPERATIONS[result.op].command]
+    if result.kind == "progress":
+        text = command.render_progress(result.data) if command.render_progress else "working…"
+        return Reply(text, status="progress", job=result.job)
+    assert command.render is not None
+    return command.render(result)
+
+
+async def route(inbox: Inbox, consumer: str, deliver: Deliver, stop: asyncio.Event) -> None:
+    """Deliver every result in ``inbox`` until ``stop`` is set; survive Redis outages."""
+    await inbox.ensure()
+    pending = True  # first what this consumer received but never acknowledged
+    while not stop.is_set():
+        try:
+            batch = await inbox.read(consumer, block_ms=500, pending=pending)
+            if pending and not batch:
+                pending = False
+                continue
+            for entry_id, result in batch:
+                try:
+                    await deliver(result, to_reply(result))
+                except Exception:
+                    log.exception("delivering job %s failed; will retry", result.job)
+                    await asyncio.sleep(1.0)
+                    break
+                await inbox.ack(entry_id)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("redis unavailable (%s); retrying", exc)
+            await asyncio.sleep(1.0)

@@ -1,0 +1,66 @@
+"""Who may do what. Deny by default: no role, no command; no matching stack glob, no stack.
+
+Users are matched only by their stable platform ID (``console:alice``,
+``@alice:example.org``, ``slack:U123``). Display names never reach this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.config import Role
+from bot.names import matches_any
+
+# Commands anyone may run, known or not: they reveal nothing about the swarm and are how an
+# unknown user learns the ID an admin must add to the config.
+OPEN_COMMANDS = frozenset({"whoami", "help"})
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str = ""
+
+
+class Policy:
+    def __init__(self, roles: tuple[Role, ...]) -> None:
+        self._roles = roles
+
+    def roles_of(self, user_id: str) -> tuple[Role, ...]:
+        return tuple(r for r in self._roles if user_id in r.users)
+
+    def commands_for(self, user_id: str) -> frozenset[str] | None:
+        """The command names a user may run; ``None`` means all ("*")."""
+        names: set[str] = set()
+        for role in self.roles_of(user_id):
+            if "*" in role.commands:
+                return None
+            names |= role.commands
+        return frozenset(names)
+
+    def stacks_for(self, user_id: str, command: str) -> tuple[str, ...]:
+        """The stack globs under which ``user_id`` may run ``command``."""
+        globs: list[str] = []
+        for role in self.roles_of(user_id):
+            if "*" in role.commands or command in role.commands:
+                globs.extend(role.stacks)
+        return tuple(globs)
+
+    def may_run(self, user_id: str, command: str) -> Decision:
+        if command in OPEN_COMMANDS:
+            return Decision(True)
+        roles = self.roles_of(user_id)
+        if not roles:
+            return Decision(False, f"you ({user_id}) have no role here; ask an admin to add you")
+        allowed = self.commands_for(user_id)
+        if allowed is not None and command not in allowed:
+            names = ", ".join(r.name for r in roles)
+            return Decision(False, f"your roles ({names}) do not include the command `{command}`")
+        return Decision(True)
+
+    def may_touch(self, user_id: str, command: str, stack: str) -> Decision:
+        """May ``user_id`` run ``command`` on ``stack``? Checked after ``may_run``."""
+        if matches_any(stack, self.stacks_for(user_id, command)):
+            return Decision(True)
+        label = f"stack `{stack}`" if stack else "services outside any stack"
+        return Decision(False, f"your roles do not allow `{command}` on {label}")

@@ -1,0 +1,170 @@
+"""Swarm operations through the Docker SDK. Only the worker imports this module.
+
+Every read is one Engine API call whatever the size of the swarm (``GET /services`` with
+``status=true`` gives running/desired counts for all services at once), and the wait loop
+makes three calls per poll for a whole stack (services, up-to-date tasks, nodes) rather than
+three per service, so its cost does not grow with the number of services or old tasks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import docker
+
+from bot.convergence import Assessment, assess, desired_replicas, mode_name, parse_time
+from bot.names import STACK_LABEL, stack_of
+
+IMAGE_LABEL = "com.docker.stack.image"
+POLL_SECONDS = 0.25
+DEFAULT_MONITOR_SECONDS = 5.0
+
+
+def image_tag(service: dict) -> str:
+    """The image as the operator wrote it: the stack label if any, never the digest."""
+    labels = service["Spec"].get("Labels") or {}
+    image = labels.get(IMAGE_LABEL) or service["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+    return image.split("@", 1)[0]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How watching one service ended."""
+
+    service: str
+    state: str  # converged | failed | rolled_back | paused | timeout
+    running: int
+    desired: int
+    reason: str
+    seconds: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class Swarm:
+    def __init__(self, client: docker.DockerClient) -> None:
+        self._client = client
+        self._api = client.api
+
+    @classmethod
+    def from_env(cls, timeout: int = 30) -> Swarm:
+        return cls(docker.from_env(timeout=timeout))
+
+    def ping(self) -> bool:
+        return bool(self._api.ping())
+
+    def services(self, stack: str | None = None, status: bool = False) -> list[dict]:
+        filters = {"label": f"{STACK_LABEL}={stack}"} if stack else None
+        return self._api.services(filters=filters, status=status)
+
+    def service_rows(self, stack: str | None = None) -> list[dict]:
+        """``!services``: one API call for the whole list."""
+        rows = []
+        for svc in self.services(stack, status=True):
+            status = svc.get("ServiceStatus") or {}
+            desired = desired_replicas(svc)
+            rows.append(
+                {
+                    "name": svc["Spec"]["Name"],
+                    "stack": stack_of(svc["Spec"].get("Labels")),
+                    "mode": mode_name(svc),
+                    "running": int(status.get("RunningTasks", 0)),
+                    "desired": int(status.get("DesiredTasks", desired or 0)),
+                    "image": image_tag(svc),
+                    "updated": parse_time(svc.get("UpdatedAt")),
+                }
+            )
+        return sorted(rows, key=lambda r: r["name"])
+
+    def task_rows(self, service_id: str) -> list[dict]:
+        """``!ps``: one call for the tasks, one for node names."""
+        nodes = {n["ID"]: n["Description"]["Hostname"] for n in self._api.nodes()}
+        rows = []
+        for task in self._api.tasks(filters={"service": service_id}):
+            status = task.get("Status", {})
+            rows.append(
+                {
+                    "id": task["ID"][:12],
+                    "slot": task.get("Slot") or 0,
+                    "node": nodes.get(task.get("NodeID", ""), task.get("NodeID", "")[:12] or "-"),
+                    "desired": task.get("DesiredState", ""),
+                    "state": status.get("State", ""),
+                    "since": parse_time(status.get("Timestamp")),
+                    "error": status.get("Err", ""),
+                    "exit_code": (status.get("ContainerStatus") or {}).get("ExitCode"),
+                }
+            )
+        return sorted(rows, key=lambda r: (r["slot"], -r["since"]))
+
+    def force_update(self, service_id: str) -> None:
+        """``docker service update --force``: ForceUpdate + 1 on the current spec."""
+        self._client.services.get(service_id).force_update()
+
+    def watch(
+        self,
+        service_ids: list[str],
+        since: float,
+        deadline: float,
+        on_progress: Callable[[list[Assessment]], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> list[Outcome]:
+        """Wait until every service has converged and stayed so for its monitor window,
+        has failed, or the deadline (a ``clock`` time) passes. All services are watched
+        together, so a stack takes as long as its slowest service, not the sum.
+        """
+        if not service_ids:
+            return []  # an empty id filter would match every service
+        started = clock()
+        done: dict[str, Outcome] = {}
+        converged_at: dict[str, float] = {}
+        monitor: dict[str, float] = {}
+        while True:
+            pending = [sid for sid in service_ids if sid not in done]
+            services = self._api.services(filters={"id": pending}, status=True)
+            tasks = self._api.tasks(filters={"service": pending, "_up-to-date": "true"})
+            down = {
+                n["ID"] for n in self._api.nodes() if n.get("Status", {}).get("State") == "down"
+            }
+            by_service: dict[str, list[dict]] = {}
+            for task in tasks:
+                by_service.setdefault(task["ServiceID"], []).append(task)
+            now = clock()
+            current: dict[str, Assessment] = {}
+            for svc in services:
+                sid = svc["ID"]
+                if sid not in pending:
+                    continue  # an id filter matches by prefix
+                a = current[sid] = assess(svc, by_service.get(sid, []), down, since)
+                if sid not in monitor:
+                    ns = (svc["Spec"].get("UpdateConfig") or {}).get("Monitor")
+                    monitor[sid] = ns / 1e9 if ns else DEFAULT_MONITOR_SECONDS
+                if a.state == "converged":
+                    first = converged_at.setdefault(sid, now)
+                    if a.desired == 0 or now - first >= monitor[sid]:
+                        done[sid] = _outcome(a, a.state, a.reason, now - started)
+                elif a.state in ("failed", "rolled_back", "paused"):
+                    done[sid] = _outcome(a, a.state, a.reason, now - started)
+                else:
+                    converged_at.pop(sid, None)
+            for sid in set(pending) - set(current):
+                done[sid] = Outcome(sid, "failed", 0, 0, "service was removed while waiting", 0.0)
+            if on_progress is not None:
+                on_progress(sorted(current.values(), key=lambda a: a.name))
+            if len(done) == len(service_ids):
+                break
+            if now >= deadline:
+                for sid, a in current.items():
+                    if sid not in done:
+                        reason = a.reason or "not all replicas running"
+                        done[sid] = _outcome(a, "timeout", reason, now - started)
+                break
+            time.sleep(POLL_SECONDS)
+        order = {sid: i for i, sid in enumerate(service_ids)}
+        return [done[sid] for sid in sorted(done, key=order.__getitem__)]
+
+
+def _outcome(a: Assessment, state: str, reason: str, seconds: float) -> Outcome:
+    return Outcome(a.name, state, a.running, a.desired, reason, round(seconds, 2))

@@ -1,0 +1,366 @@
+"""The worker: the only process that holds the Docker socket.
+
+It reads signed jobs from Redis and trusts none of them until proven: signature, schema,
+expiry, replay, and then the requester's permissions again from its own copy of the
+config (a valid signature proves the bot queued it, not that the bot's policy was right).
+Jobs on the same stack run one after another; reads run beside them.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import docker.errors
+import redis
+import requests.exceptions
+
+from bot import stackdeploy
+from bot.config import Config
+from bot.convergence import Assessment
+from bot.jobs import Expired, Job, Rejected, Result, decode_job
+from bot.names import resolve_service, stack_of
+from bot.queue import WorkerQueue
+from bot.roles import Policy
+from bot.swarm import Outcome, Swarm
+
+log = logging.getLogger("swarmbot.worker")
+
+PROGRESS_INTERVAL = 1.0
+
+
+class JobFailed(Exception):
+    """An expected failure whose message is safe to show in chat."""
+
+
+@dataclass
+class Answer:
+    ok: bool
+    data: dict[str, Any]
+    summary: str
+    state: str = field(default="")
+
+    def __post_init__(self) -> None:
+        self.state = self.state or ("succeeded" if self.ok else "failed")
+
+
+class Worker:
+    def __init__(
+        self, config: Config, client: redis.Redis, swarm: Swarm, consumer: str | None = None
+    ) -> None:
+        self.config = config
+        self.swarm = swarm
+        self.policy = Policy(config.roles)
+        self.queue = WorkerQueue(
+            client, config.redis_prefix, config.signing_secret, consumer or socket.gethostname()
+        )
+        self._cli: stackdeploy.DockerCli | None = None
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._ops: dict[str, Callable[[Job, Callable[[dict], None]], Answer]] = {
+            "services": self._services,
+            "stacks": self._stacks,
+            "ps": self._ps,
+            "restart": self._restart,
+            "deploy": self._deploy,
+            "deploy_all": self._deploy_all,
+        }
+
+    @property
+    def cli(self) -> stackdeploy.DockerCli:
+        if self._cli is None:
+            self._cli = stackdeploy.DockerCli.find(self.config.docker_cli)
+            log.info("using docker CLI %s (version %s)", self._cli.path, self._cli.version)
+        return self._cli
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        self.queue.ensure_group()
+        slots = threading.Semaphore(self.config.worker_concurrency)
+        log.info(
+            "worker %s ready (concurrency %d)", self.queue.consumer, self.config.worker_concurrency
+        )
+        with ThreadPoolExecutor(self.config.worker_concurrency, thread_name_prefix="job") as pool:
+            # First whatever this consumer had taken but not finished before a crash.
+            backlog = self.queue.read(count=1000, block_ms=0, pending=True)
+            if backlog:
+                log.info("resuming %d unfinished job(s)", len(backlog))
+            while not stop.is_set():
+                if not backlog:
+                    try:
+                        backlog = self.queue.read(count=1, block_ms=1000)
+                    except redis.ConnectionError as exc:
+                        log.warning("redis unavailable (%s); retrying", exc)
+                        stop.wait(1.0)
+                        continue
+                while backlog and not stop.is_set():
+                    if not slots.acquire(timeout=0.5):
+                        continue
+                    entry_id, fields = backlog.pop(0)
+                    pool.submit(self._handle_guarded, entry_id, fields).add_done_callback(
+                        lambda _f: slots.release()
+                    )
+        log.info("worker stopped")
+
+    def _handle_guarded(self, entry_id: str, fields: dict) -> None:
+        try:
+            self.handle(entry_id, fields)
+        except Exception:
+            log.exception("entry %s: unexpected error; it stays pending for a retry", entry_id)
+
+    def handle(self, entry_id: str, fields: dict) -> None:
+        now = time.time()
+        try:
+            job = decode_job(fields, self.config.signing_secret, now, self.config.job_ttl_seconds)
+        except Expired as exc:
+            job = exc.job
+            waited = int(now - job.created)
+            log.warning("job %s expired after %ds in the queue; not run", job.id, waited)
+            answer = Answer(
+                False,
+                {"error": f"expired after {waited}s in the queue; nothing was run"},
+                "expired",
+                "expired",
+            )
+            self.queue.finish(entry_id, self._result(job, answer), answer.state, answer.summary)
+            return
+        except Rejected as exc:
+            log.warning("refused queue entry %s: %s", entry_id, exc)
+            self.queue.reject(entry_id, str(exc), fields)
+            return
+        if not self.queue.claim_first_delivery(
+            job.id, entry_id, ttl=2 * self.config.job_ttl_seconds + 60
+        ):
+            log.warning("refused queue entry %s: replay of job %s", entry_id, job.id)
+            self.queue.reject(entry_id, f"replay of job {job.id}", fields)
+            return
+
+        log.info("job %s: %s by %s", job.id, job.text, job.requester)
+        self.queue.mark_running(job.id)
+        started = time.monotonic()
+        answer = self._run(job)
+        log.info(
+            "job %s: %s in %.1fs: %s",
+            job.id,
+            answer.state,
+            time.monotonic() - started,
+            answer.summary,
+        )
+        self.queue.finish(entry_id, self._result(job, answer), answer.state, answer.summary)
+
+    def _run(self, job: Job) -> Answer:
+        decision = self.policy.may_run(job.requester, job.command)
+        if not decision.allowed:
+            return Answer(False, {"error": decision.reason}, "refused by the worker", "refused")
+        last_sent = [0.0, ""]
+
+        def progress(data: dict) -> None:
+            text = repr(data)
+            now = time.monotonic()
+            if text != last_sent[1] and now - last_sent[0] >= PROGRESS_INTERVAL:
+                last_sent[:] = [now, text]
+                self.queue.progress(Result("progress", job.id, job.op, True, data, job.reply_to))
+
+        try:
+            return self._ops[job.op](job, progress)
+        except JobFailed as exc:
+            return Answer(False, {"error": str(exc)}, str(exc))
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            log.warning("job %s: docker error: %s", job.id, exc)
+            return Answer(
+                False,
+                {"error": f"Docker is not reachable or refused: {_short(exc)}"},
+                "docker error",
+            )
+        except stackdeploy.DeployError as exc:
+            return Answer(False, {"error": str(exc)}, str(exc))
+
+    def _result(self, job: Job, answer: Answer) -> Result:
+        return Result("result", job.id, job.op, answer.ok, answer.data, job.reply_to)
+
+    def _lock(self, stack: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(stack, threading.Lock())
+
+    def _allow(self, job: Job, stack: str) -> None:
+        decision = self.policy.may_touch(job.requester, job.command, stack)
+        if not decision.allowed:
+            raise JobFailed(decision.reason)
+
+    def _resolve(self, job: Job) -> dict:
+        """The service a job names, by the rules in ``names.resolve_service``."""
+        services = self.swarm.services()
+        by_name = {s["Spec"]["Name"]: s for s in services}
+        typed = job.args["service"]
+        found = resolve_service(typed, list(by_name))
+        if found.match is None:
+            if found.ambiguous:
+                raise JobFailed(f"`{typed}` is ambiguous: {', '.join(found.candidates)}")
+            hint = f"; did you mean: {', '.join(found.candidates)}" if found.candidates else ""
+            raise JobFailed(f"no service `{typed}`{hint}")
+        service = by_name[found.match]
+        self._allow(job, stack_of(service["Spec"].get("Labels")))
+        return service
+
+    # -- operations -------------------------------------------------------------------
+
+    def _services(self, job: Job, progress: Callable[[dict], None]) -> Answer:
+        stack = job.args.get("stack")
+        if stack:
+            self._allow(job, stack)
+        rows = self.swarm.service_rows(stack)
+        visible = [
+            r for r in rows if self.policy.may_touch(job.requester, "services", r["stack"]).allowed
+        ]
+        unhealthy = sum(1 for r in visible if r["running"] < r["desired"])
+        data = {"stack": stack, "rows": visible, "hidden": len(rows) - len(visible)}
+        return Answer(True, data, f"{len(visible)} services, {unhealthy} unhealthy")
+
+    def _stacks(self, job: Job, progress: Callable[[dict], None]) -> Answer:
+        files = stackdeploy.stack_files(self.config.stacks_dir)
+        deployed: dict[str, list[dict]] = {}
+        for row in self.swarm.service_rows():
+            if row["stack"]:
+                deployed.setdefault(row["stack"], []).append(row)
+        rows = []
+        for name in sorted(set(files) | set(deployed)):
+            if not self.policy.may_touch(job.requester, "stacks", name).allowed:
+                continue
+            services = deployed.get(name, [])
+            rows.append(
+                {
+                    "name": name,
+                    "file": name in files,
+                    "services": len(services),
+                    "healthy": sum(1 for s in services if s["running"] >= s["desired"]),
+                }
+            )
+        return Answer(True, {"rows": rows}, f"{len(rows)} stacks")
+
+    def _ps(self, job: Job, progress: Callable[[dict], None]) -> Answer:
+        service = self._resolve(job)
+        rows = self.swarm.task_rows(service["ID"])
+        return Answer(
+            True, {"service": service["Spec"]["Name"], "rows": rows}, f"{len(rows)} tasks"
+        )
+
+    def _restart(self, job: Job, progress: Callable[[dict], None]) -> Answer:
+        service = self._resolve(job)
+        name = service["Spec"]["Name"]
+        with self._lock(stack_of(service["Spec"].get("Labels")) or name):
+            since = time.time()
+            self.swarm.force_update(service["ID"])
+            [outcome] = self.swarm.watch(
+                [service["ID"]],
+                since,
+                time.monotonic() + self.config.deploy_deadline_seconds,
+                on_progress=lambda a: progress({"stack": "", "services": _progress_rows(a)}),
+            )
+        ok = outcome.state == "converged"
+        return Answer(
+            ok, {"service": name, "outcome": outcome.as_dict()}, f"{name}: {outcome.state}"
+        )
+
+    def _deploy(self, job: Job, progress: Callable[[dict], None]) -> Answer:
+        stack = job.args["stack"]
+        self._allow(job, stack)
+        result = self._deploy_stack(stack, progress)
+        return Answer(result["ok"], result, _deploy_summary(result))
+
+    def _deploy_all(self, job: Job, progress: Callable[[dict], None]) -> Answer:
+        files = stackdeploy.stack_files(self.config.stacks_dir)
+        order = [s for s in self.config.deploy_first if s in files]
+        order += [s for s in files if s not in order]
+        for stack in order:
+            self._allow(job, stack)  # all or nothing: refuse before deploying any
+        done: list[dict] = []
+        for stack in order:
+            result = self._deploy_stack(
+                stack, lambda d: progress({**d, "done": [r["stack"] for r in done]})
+            )
+            done.append(result)
+            if not result["ok"]:
+                break
+        ok = all(r["ok"] for r in done) and len(done) == len(order)
+        skipped = order[len(done) :]
+        data = {"stacks": done, "skipped": skipped, "ok": ok}
+        return Answer(
+            ok, data, f"{len(done)}/{len(order)} stacks deployed" + ("" if ok else ", stopped")
+        )
+
+    def _deploy_stack(self, stack: str, progress: Callable[[dict], None]) -> dict:
+        files = stackdeploy.stack_files(self.config.stacks_dir)
+        if stack not in files:
+            known = ", ".join(files) or "none"
+            raise JobFailed(f"no stack file `{stack}` in the stacks directory (known: {known})")
+        with self._lock(stack):
+            since = time.time()
+            started = time.monotonic()
+            try:
+                stackdeploy.deploy(
+                    self.cli, stack, files[stack], self.config.variables, self.config.resolve_image
+                )
+            except stackdeploy.DeployError as exc:
+                return {
+                    "stack": stack,
+                    "ok": False,
+                    "error": str(exc),
+                    "outcomes": [],
+                    "cli": self.cli.version,
+                }
+            ids = [s["ID"] for s in self.swarm.services(stack)]
+            outcomes: list[Outcome] = self.swarm.watch(
+                ids,
+                since,
+                started + self.config.deploy_deadline_seconds,
+                on_progress=lambda a: progress({"stack": stack, "services": _progress_rows(a)}),
+            )
+        return {
+            "stack": stack,
+            "ok": all(o.state == "converged" for o in outcomes),
+            "error": "",
+            "outcomes": [o.as_dict() for o in outcomes],
+            "seconds": round(time.monotonic() - started, 1),
+            "cli": self.cli.version,
+        }
+
+
+def _progress_rows(assessments: list[Assessment]) -> list[dict]:
+    return [
+        {"name": a.name, "running": a.running, "desired": a.desired, "state": a.state}
+        for a in assessments
+    ]
+
+
+def _deploy_summary(result: dict) -> str:
+    if result["error"]:
+        return f"{result['stack']}: {result['error'].splitlines()[-1]}"
+    bad = [o for o in result["outcomes"] if o["state"] != "converged"]
+    return f"{result['stack']}: " + (
+        "converged" if not bad else f"{len(bad)} service(s) not converged"
+    )
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]
+
+
+def run_forever(config: Config, consumer: str | None = None) -> None:
+    """Entry point of ``swarmbot worker``: stop cleanly on SIGTERM/SIGINT."""
+    client = redis.Redis.from_url(
+        config.redis_url, decode_responses=True, health_check_interval=30
+    )
+    worker = Worker(config, client, Swarm.from_env(), consumer)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    worker.run(stop)

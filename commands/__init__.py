@@ -1,0 +1,12 @@
+"""The commands, one module each. The registry is an explicit list, not plugin discovery:
+what the bot can do is visible here and in review, and nothing is loaded by accident.
+"""
+
+from __future__ import annotations
+
+from commands import deploy, help, jobs, ps, restart, services, stacks, whoami
+from commands.base import Command
+
+REGISTRY: dict[str, Command] = {
+    m.COMMAND.name: m.COMMAND for m in (help, whoami, services, stacks, ps, restart, deploy, jobs)
+}

@@ -1,0 +1,73 @@
+"""``!deploy <stack|all>``: ``docker stack deploy`` of ``stacks/<stack>.yaml``, then wait."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.chat import Reply, render_table_plain
+from bot.jobs import Result
+from commands.base import Command, error_reply, stack_arg
+from commands.outcomes import outcome_table, progress_line
+
+
+def _stack_reply(stack: dict[str, Any], job: str) -> Reply:
+    if stack.get("error"):
+        return Reply(
+            f"deploy of {stack['stack']} failed: {stack['error']}", status="failed", job=job
+        )
+    outcomes = stack["outcomes"]
+    bad = [o for o in outcomes if o["state"] != "converged"]
+    if not outcomes:
+        head = f"deployed {stack['stack']}: the stack has no services"
+    elif bad:
+        head = f"deploy of {stack['stack']} FAILED: {len(bad)} of {len(outcomes)} services not converged"
+    else:
+        head = f"deployed {stack['stack']}: {len(outcomes)} services converged in {stack['seconds']:.1f}s"
+    return Reply(
+        head,
+        outcome_table(outcomes) if outcomes else None,
+        status="failed" if bad else "ok",
+        job=job,
+    )
+
+
+def render(result: Result) -> Reply:
+    data = result.data
+    if result.op == "deploy":
+        return _stack_reply(data, result.job) if "stack" in data else error_reply(result)
+    if "stacks" not in data:
+        return error_reply(result)
+    replies = [_stack_reply(s, result.job) for s in data["stacks"]]
+    lines: list[str] = []
+    for r in replies:
+        lines.append(r.text)
+        if r.status != "ok" and r.table is not None:
+            lines.extend(render_table_plain(r.table))
+    if data["skipped"]:
+        lines.append(f"not deployed (stopped at the first failure): {', '.join(data['skipped'])}")
+    done = len(data["stacks"]) - (0 if result.ok else 1)
+    head = (
+        f"deployed all {done} stacks"
+        if result.ok
+        else f"deploy all stopped: {done} of {done + 1 + len(data['skipped'])} stacks deployed"
+    )
+    return Reply(head, detail=tuple(lines), status="ok" if result.ok else "failed", job=result.job)
+
+
+def to_job(args: dict[str, str]) -> tuple[str, dict[str, str]]:
+    if args["stack"] == "all":
+        return "deploy_all", {}
+    return "deploy", {"stack": args["stack"]}
+
+
+COMMAND = Command(
+    name="deploy",
+    summary="deploy stacks/<stack>.yaml as stack <stack> and wait until every service has converged; "
+    "'all' deploys every stack in order, stopping at the first failure",
+    args=(stack_arg(allow_all=True),),
+    examples=("!deploy dev", "!deploy all"),
+    stack_param="stack",
+    job=to_job,
+    render=render,
+    render_progress=progress_line,
+)

@@ -1,0 +1,39 @@
+"""``!jobs``: recent jobs and their state, from the job records in Redis."""
+
+from __future__ import annotations
+
+from bot.chat import Reply, Table, ago
+from commands.base import Command, Context
+
+SHOWN = 15
+BAD = {"failed", "refused", "expired"}
+
+
+async def answer(ctx: Context, args: dict[str, str]) -> Reply:
+    records = await ctx.queue.recent(SHOWN)
+    if not records:
+        return Reply("no jobs yet")
+    table = Table(
+        ("JOB", "COMMAND", "BY", "STATE", "QUEUED", "RESULT"),
+        tuple(
+            (
+                r.get("id", "?"),
+                r.get("text", "")[:40],
+                r.get("requester", ""),
+                r.get("state", ""),
+                ago(float(r.get("created", 0) or 0)),
+                r.get("summary", "")[:60],
+            )
+            for r in records
+        ),
+        frozenset(i for i, r in enumerate(records) if r.get("state") in BAD),
+    )
+    return Reply(f"the last {len(records)} jobs:", table)
+
+
+COMMAND = Command(
+    name="jobs",
+    summary="list recent jobs and their state",
+    examples=("!jobs",),
+    answer=answer,
+)

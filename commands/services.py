@@ -1,0 +1,41 @@
+"""``!services [stack]``: every service with running/desired replicas; unhealthy ones flagged."""
+
+from __future__ import annotations
+
+from bot.chat import Reply, Table, ago
+from bot.jobs import Result
+from commands.base import Command, error_reply, stack_arg
+
+
+def render(result: Result) -> Reply:
+    if not result.ok:
+        return error_reply(result)
+    data = result.data
+    rows = data["rows"]
+    where = f" in stack {data['stack']}" if data.get("stack") else ""
+    if not rows:
+        return Reply(f"no services{where}", status="ok", job=result.job)
+    flagged = frozenset(i for i, r in enumerate(rows) if r["running"] < r["desired"])
+    table = Table(
+        ("SERVICE", "MODE", "REPLICAS", "IMAGE", "UPDATED"),
+        tuple(
+            (r["name"], r["mode"], f"{r['running']}/{r['desired']}", r["image"], ago(r["updated"]))
+            for r in rows
+        ),
+        flagged,
+    )
+    head = f"{len(rows)} services{where}"
+    head += f", {len(flagged)} unhealthy" if flagged else ", all healthy"
+    detail = (f"({data['hidden']} more in stacks you may not see)",) if data.get("hidden") else ()
+    return Reply(head, table, detail, status="failed" if flagged else "ok", job=result.job)
+
+
+COMMAND = Command(
+    name="services",
+    summary="list services with running/desired replicas, image and last update",
+    args=(stack_arg(optional=True),),
+    examples=("!services", "!services dev"),
+    stack_param="stack",
+    job=lambda args: ("services", {k: v for k, v in args.items() if k == "stack"}),
+    render=render,
+)

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Make sure a local one-node swarm is up and a busybox image is built from scratch.
+#   scripts/local-swarm.sh RUN_DIR IMAGE
+# Starts dockerd only if no daemon answers (writing RUN_DIR/dockerd.pid so whoever started
+# it can stop it), runs `docker swarm init` on loopback if the node is not in a swarm, and
+# builds IMAGE from /bin/busybox (no registry is needed or reachable).
+set -euo pipefail
+run_dir=${1:?usage: local-swarm.sh RUN_DIR IMAGE}
+image=${2:?usage: local-swarm.sh RUN_DIR IMAGE}
+mkdir -p "$run_dir"
+
+if ! docker info >/dev/null 2>&1; then
+  echo "local-swarm: starting dockerd (log: $run_dir/dockerd.log)" >&2
+  DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 setsid dockerd >"$run_dir/dockerd.log" 2>&1 < /dev/null &
+  echo $! >"$run_dir/dockerd.pid"
+  for _ in $(seq 1 150); do
+    docker info >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+  docker info >/dev/null 2>&1 || { echo "local-swarm: dockerd did not start" >&2; tail -20 "$run_dir/dockerd.log" >&2; exit 1; }
+fi
+
+if [ "$(docker info -f '{{.Swarm.LocalNodeState}}')" != active ]; then
+  echo "local-swarm: docker swarm init" >&2
+  docker swarm init --advertise-addr 127.0.0.1 --listen-addr 127.0.0.1:2377 >/dev/null
+fi
+
+if ! docker image inspect "$image" >/dev/null 2>&1; then
+  echo "local-swarm: building $image" >&2
+  ctx=$(mktemp -d)
+  trap 'rm -rf "$ctx"' EXIT
+  cp /bin/busybox "$ctx/busybox"
+  cat >"$ctx/Dockerfile" <<'DOCKERFILE'
+FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+RUN ["/bin/mkdir", "-p", "/tmp", "/var/www"]
+CMD ["/bin/sh"]
+DOCKERFILE
+  out=$(DOCKER_BUILDKIT=0 docker build -q -t "$image" "$ctx" 2>&1) || { echo "$out" >&2; exit 1; }
+fi

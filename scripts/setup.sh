@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install what swarmbot needs on a Debian 12 machine (run as root): the Docker engine, Redis,
+# a static busybox for local test images, and the project's Python environment in .venv.
+# Idempotent and quick when everything is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# The Python environment, rebuilt when pyproject.toml changes.
+if [ ! -x .venv/bin/swarmbot ] || [ pyproject.toml -nt .venv/.installed ]; then
+  echo "setup: creating .venv" >&2
+  python3 -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[matrix,slack,test]'
+  touch .venv/.installed
+fi
