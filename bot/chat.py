@@ -70,6 +70,10 @@ def render_table_plain(table: Table) -> list[str]:
     return out
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def ago(stamp: float, now: float | None = None) -> str:
     """A timestamp as operators read it in chat: ``4m ago``."""
     if not stamp:

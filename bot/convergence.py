@@ -141,6 +141,6 @@ def describe_task(task: dict) -> str:
     detail = status.get("Err") or WAITING_EXPLAINED.get(state, status.get("Message", ""))
     text = f"{state}: {detail}" if detail and detail != state else state
     code = (status.get("ContainerStatus") or {}).get("ExitCode")
-    if state in FAILED_TASK_STATES and code not in (None, 0):
+    if state in FAILED_TASK_STATES and code not in (None, 0) and "exit" not in text:
         text += f" (exit code {code})"
     return text

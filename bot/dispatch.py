@@ -41,14 +41,11 @@ class Dispatcher:
             return Reply(parsed.message, status="error")
         command, args = parsed.command, parsed.args
         decision = self.policy.may_run(message.user_id, command.name)
-        if (
-            decision.allowed
-            and command.stack_param
-            and args.get(command.stack_param, "all") != "all"
-        ):
-            decision = self.policy.may_touch(
-                message.user_id, command.name, args[command.stack_param]
-            )
+        stack = args.get(command.stack_param or "")
+        if decision.allowed and stack == "all":
+            decision = self.policy.may_touch_all(message.user_id, command.name)
+        elif decision.allowed and stack:
+            decision = self.policy.may_touch(message.user_id, command.name, stack)
         if not decision.allowed:
             log.info("refused %s from %s: %s", command.name, message.user_id, decision.reason)
             return Reply(f"refused: {decision.reason}", status="refused")

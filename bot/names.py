@@ -38,10 +38,7 @@ class Resolution:
 
     match: str | None
     candidates: tuple[str, ...] = ()
-
-    @property
-    def ambiguous(self) -> bool:
-        return self.match is None and len(self.candidates) > 1
+    ambiguous: bool = False  # several services fit exactly; else candidates are suggestions
 
 
 def resolve_service(typed: str, names: Sequence[str]) -> Resolution:
@@ -57,9 +54,12 @@ def resolve_service(typed: str, names: Sequence[str]) -> Resolution:
     if len(suffixed) == 1:
         return Resolution(suffixed[0])
     if suffixed:
-        return Resolution(None, tuple(suffixed))
+        return Resolution(None, tuple(suffixed), ambiguous=True)
     close = difflib.get_close_matches(typed, names, n=5, cutoff=0.6)
-    short = {n.split("_", 1)[1]: n for n in names if "_" in n}
-    close += [short[s] for s in difflib.get_close_matches(typed, list(short), n=5, cutoff=0.6)]
+    shorts = {n.split("_", 1)[1] for n in names if "_" in n}
+    for short in difflib.get_close_matches(typed, sorted(shorts), n=5, cutoff=0.6):
+        close += sorted(
+            n for n in names if n.endswith(f"_{short}") and n.split("_", 1)[1] == short
+        )
     contains = [n for n in names if typed.lower() in n.lower()]
     return Resolution(None, tuple(dict.fromkeys(close + contains))[:8])

@@ -58,6 +58,16 @@ class Policy:
             return Decision(False, f"your roles ({names}) do not include the command `{command}`")
         return Decision(True)
 
+    def may_touch_all(self, user_id: str, command: str) -> Decision:
+        """``!deploy all`` and the like: only a role whose stacks are ``*`` may.
+
+        The bot cannot know every stack file without asking the worker, and "all but the
+        ones you may not touch" would be a surprising meaning of "all".
+        """
+        if "*" in self.stacks_for(user_id, command):
+            return Decision(True)
+        return Decision(False, f'`{command} all` needs a role over all stacks (stacks = ["*"])')
+
     def may_touch(self, user_id: str, command: str, stack: str) -> Decision:
         """May ``user_id`` run ``command`` on ``stack``? Checked after ``may_run``."""
         if matches_any(stack, self.stacks_for(user_id, command)):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.chat import Reply, render_table_plain
+from bot.chat import Reply, plural, render_table_plain
 from bot.jobs import Result
 from commands.base import Command, error_reply, stack_arg
 from commands.outcomes import outcome_table, progress_line
@@ -22,7 +22,7 @@ def _stack_reply(stack: dict[str, Any], job: str) -> Reply:
     elif bad:
         head = f"deploy of {stack['stack']} FAILED: {len(bad)} of {len(outcomes)} services not converged"
     else:
-        head = f"deployed {stack['stack']}: {len(outcomes)} services converged in {stack['seconds']:.1f}s"
+        head = f"deployed {stack['stack']}: {plural(len(outcomes), 'service')} converged in {stack['seconds']:.1f}s"
     return Reply(
         head,
         outcome_table(outcomes) if outcomes else None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.chat import Reply, Table, ago
+from bot.chat import Reply, Table, ago, plural
 from bot.jobs import Result
 from commands.base import Command, error_reply, service_arg
 
@@ -32,7 +32,7 @@ def render(result: Result) -> Reply:
         ),
         flagged,
     )
-    return Reply(f"{name}: {len(rows)} tasks", table, status="ok", job=result.job)
+    return Reply(f"{name}: {plural(len(rows), 'task')}", table, status="ok", job=result.job)
 
 
 def _error(row: dict) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.chat import Reply, Table, ago
+from bot.chat import Reply, Table, ago, plural
 from bot.jobs import Result
 from commands.base import Command, error_reply, stack_arg
 
@@ -24,7 +24,7 @@ def render(result: Result) -> Reply:
         ),
         flagged,
     )
-    head = f"{len(rows)} services{where}"
+    head = f"{plural(len(rows), 'service')}{where}"
     head += f", {len(flagged)} unhealthy" if flagged else ", all healthy"
     detail = (f"({data['hidden']} more in stacks you may not see)",) if data.get("hidden") else ()
     return Reply(head, table, detail, status="failed" if flagged else "ok", job=result.job)

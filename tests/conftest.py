@@ -1,0 +1,70 @@
+"""Session-wide real components: one Redis, one local swarm, one configured bot + worker.
+
+Test stacks are named ``<RUN>-<what>`` so that a run only ever touches its own stacks, and
+all of them are removed at the end (volumes are never created by test stacks).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from tests.harness import BotEnv, local_swarm, redis_server, remove_stacks
+
+RUN = f"sbt{secrets.token_hex(3)}"
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("swarmbot")
+
+
+@pytest.fixture(scope="session")
+def redis_url(workdir: Path) -> Iterator[str]:
+    with redis_server(workdir / "redis") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def swarm(workdir: Path) -> Iterator[docker.DockerClient]:
+    with local_swarm(workdir / "docker") as client:
+        try:
+            yield client
+        finally:
+            remove_stacks(client, RUN)
+
+
+@pytest.fixture(scope="session")
+def run_id() -> str:
+    return RUN
+
+
+@pytest.fixture(scope="session")
+def bot(workdir: Path, redis_url: str, swarm: docker.DockerClient) -> Iterator[BotEnv]:
+    """The shared bot: admin (everything), dev (dev-ish stacks), viewer (read-only)."""
+    env = BotEnv(
+        workdir,
+        redis_url,
+        "main",
+        deadline=25,
+        extra_roles=f"""
+        [roles.developer]
+        users = ["console:dev"]
+        commands = ["services", "ps", "restart", "deploy", "stacks", "jobs"]
+        stacks = ["{RUN}-app*"]
+
+        [roles.viewer]
+        users = ["console:viewer"]
+        commands = ["services", "stacks", "ps"]
+        stacks = ["*"]
+        """,
+    )
+    env.start_worker()
+    try:
+        yield env
+    finally:
+        env.stop_worker()

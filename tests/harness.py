@@ -1,0 +1,276 @@
+"""Real components for the tests: Redis, a one-node swarm, worker and console processes.
+
+Nothing here mocks the bot: the tests talk to it the way a user does (a console process
+with commands on stdin) and check the swarm through the Docker SDK.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import docker
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+SWARMBOT = [sys.executable, "-m", "bot.cli"]
+TEST_IMAGE = "127.0.0.1:5999/swarmbot-test/busybox:1"
+MISSING_IMAGE = "127.0.0.1:5999/swarmbot-test/does-not-exist:1"
+
+
+def wait_until(
+    condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1
+) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail with ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def redis_server(workdir: Path) -> Iterator[str]:
+    """A private redis-server on a free loopback port; yields its URL."""
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port)
+    try:
+        wait_until(lambda: _pings(client), 10, "redis-server to answer")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+@contextmanager
+def local_swarm(workdir: Path) -> Iterator[docker.DockerClient]:
+    """A one-node swarm with the busybox test image; stops dockerd only if it started it."""
+    subprocess.run(
+        ["bash", str(ROOT / "scripts/local-swarm.sh"), str(workdir), TEST_IMAGE], check=True
+    )
+    pid_file = workdir / "dockerd.pid"
+    client = docker.from_env(timeout=60)
+    try:
+        yield client
+    finally:
+        client.close()
+        if pid_file.exists():
+            pid = int(pid_file.read_text())
+            os.kill(pid, signal.SIGTERM)
+            wait_until(lambda: not _alive(pid), 30, "dockerd to stop")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (already exited, not yet reaped by its parent) counts as stopped.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def stack_yaml(services: dict[str, dict[str, Any]]) -> str:
+    """A compose file for test services: quick to stop, quick to judge, no published ports.
+
+    Each service dict may set image, command, replicas, constraints, update_config.
+    """
+    lines = ['version: "3.8"', "services:"]
+    for name, spec in services.items():
+        command = spec.get("command", ["sleep", "3600"])
+        update = {"monitor": "1s", **spec.get("update_config", {})}
+        lines.append(f"  {name}:")
+        lines.append(f"    image: {spec.get('image', TEST_IMAGE)}")
+        lines.append(f"    command: {command!r}".replace("'", '"'))
+        lines.append("    init: true")
+        lines.append("    stop_grace_period: 1s")
+        if spec.get("environment"):
+            lines.append("    environment:")
+            lines.extend(f'      {k}: "{v}"' for k, v in spec["environment"].items())
+        lines.append("    deploy:")
+        lines.append(f"      replicas: {spec.get('replicas', 1)}")
+        lines.append("      endpoint_mode: dnsrr")
+        lines.append("      restart_policy: {condition: any, delay: 1s}")
+        lines.append("      update_config:")
+        lines.extend(f"        {k}: {v}" for k, v in update.items())
+        if spec.get("constraints"):
+            lines.append(
+                f"      placement: {{constraints: {spec['constraints']!r}}}".replace("'", '"')
+            )
+    return "\n".join(lines) + "\n"
+
+
+def write_config(
+    path: Path,
+    redis_url: str,
+    stacks_dir: Path,
+    redis_prefix: str,
+    secret: str,
+    deadline: float = 30,
+    first: tuple[str, ...] = (),
+    extra_roles: str = "",
+) -> Path:
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            [bot]
+            stacks_dir = "{stacks_dir}"
+
+            [redis]
+            url = "{redis_url}"
+            prefix = "{redis_prefix}"
+
+            [security]
+            signing_secret = "{secret}"
+
+            [queue]
+            job_ttl_seconds = 120
+
+            [deploy]
+            deadline_seconds = {deadline}
+            resolve_image = "never"
+            first = {list(first)!r}
+
+            [variables]
+            DOMAIN = "test.localhost"
+
+            [roles.admin]
+            users = ["console:admin"]
+            commands = ["*"]
+            stacks = ["*"]
+            """
+        ).replace("'", '"')
+        + textwrap.dedent(extra_roles)
+    )
+    return path
+
+
+class BotEnv:
+    """One configured swarmbot: a config, a worker process, and a way to chat with it."""
+
+    def __init__(self, root: Path, redis_url: str, name: str, **config: Any) -> None:
+        self.root = root / name
+        self.stacks_dir = self.root / "stacks"
+        self.stacks_dir.mkdir(parents=True)
+        self.redis_url = redis_url
+        self.prefix = f"t{secrets.token_hex(4)}"
+        self.secret = secrets.token_urlsafe(36)
+        self.config = write_config(
+            self.root / "config.toml",
+            redis_url,
+            self.stacks_dir,
+            self.prefix,
+            self.secret,
+            **config,
+        )
+        self.worker: subprocess.Popen[bytes] | None = None
+        self.worker_log = self.root / "worker.log"
+
+    def add_stack(self, name: str, services: dict[str, dict[str, Any]]) -> str:
+        (self.stacks_dir / f"{name}.yaml").write_text(stack_yaml(services))
+        return name
+
+    def start_worker(self, name: str = "test-worker") -> None:
+        log = self.worker_log.open("ab")
+        self.worker = subprocess.Popen(
+            [*SWARMBOT, "worker", "--config", str(self.config), "--name", name],
+            cwd=ROOT,
+            stdout=log,
+            stderr=log,
+            env=self.env(),
+        )
+        wait_until(lambda: b"ready" in self.worker_log.read_bytes(), 20, "the worker to be ready")
+
+    def stop_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.terminate()
+            self.worker.wait(30)
+            self.worker = None
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SWARMBOT_")}
+        env["PYTHONPATH"] = str(ROOT)
+        return env
+
+    def chat(self, *lines: str, user: str = "console:admin", timeout: float = 120) -> str:
+        """Run a scripted console session; returns its transcript (stdout)."""
+        proc = subprocess.run(
+            [*SWARMBOT, "console", "--config", str(self.config), "--user", user],
+            input="\n".join(lines) + "\n",
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=ROOT,
+            env=self.env(),
+        )
+        if proc.returncode != 0:
+            raise AssertionError(
+                f"console exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+                f"\nworker log:\n{self.worker_log.read_text()[-3000:]}"
+            )
+        return proc.stdout
+
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.redis_url, decode_responses=True)
+
+    def queued_jobs(self) -> int:
+        """How many jobs were ever put on this env's queue (acked entries stay in the stream)."""
+        return int(self.redis().xlen(f"{self.prefix}:jobs"))
+
+
+def remove_stacks(client: docker.DockerClient, prefix: str) -> None:
+    """Remove every test stack whose name starts with ``prefix`` (services, then networks)."""
+    docker_cli = shutil.which("docker") or "docker"
+    stacks = {
+        s.attrs["Spec"].get("Labels", {}).get("com.docker.stack.namespace", "")
+        for s in client.services.list()
+    }
+    for stack in sorted(s for s in stacks if s.startswith(prefix)):
+        subprocess.run([docker_cli, "stack", "rm", stack], capture_output=True, check=False)

@@ -1,0 +1,127 @@
+"""Deploy, restart, services, ps and stacks against the real local swarm, as a user sees them."""
+
+from __future__ import annotations
+
+import re
+
+import docker
+import pytest
+
+from tests.harness import MISSING_IMAGE, TEST_IMAGE, BotEnv
+
+
+def running_tasks(client: docker.DockerClient, service: str) -> set[str]:
+    svc = client.services.get(service)
+    return {
+        t["ID"]
+        for t in svc.tasks(filters={"desired-state": "running"})
+        if t["Status"]["State"] == "running"
+    }
+
+
+@pytest.fixture(scope="module")
+def app(bot: BotEnv, run_id: str) -> str:
+    """A deployed two-service stack, shared by the read-only tests below."""
+    stack = bot.add_stack(f"{run_id}-app", {"web": {"replicas": 2}, "restartme": {}})
+    out = bot.chat(f"!deploy {stack}")
+    assert f"deployed {stack}: 2 services converged" in out, out
+    return stack
+
+
+def test_deploy_reports_convergence_and_the_swarm_runs_it(
+    app: str, swarm: docker.DockerClient
+) -> None:
+    assert len(running_tasks(swarm, f"{app}_web")) == 2
+    assert len(running_tasks(swarm, f"{app}_restartme")) == 1
+    labels = swarm.services.get(f"{app}_web").attrs["Spec"]["Labels"]
+    assert labels["com.docker.stack.namespace"] == app
+
+
+def test_services_lists_replicas_and_image_tag(bot: BotEnv, app: str) -> None:
+    out = bot.chat(f"!services {app}")
+    assert f"2 services in stack {app}, all healthy" in out
+    row = next(line for line in out.splitlines() if f"{app}_web " in line)
+    assert re.search(r"replicated\s+2/2\s+" + re.escape(TEST_IMAGE) + r"\s+\d+[smh] ago", row), row
+    assert "@sha256" not in out
+
+
+def test_services_without_a_stack_lists_everything(bot: BotEnv, app: str) -> None:
+    out = bot.chat("!services")
+    assert f"{app}_web" in out and f"{app}_restartme" in out
+
+
+def test_ps_shows_tasks_by_short_name(bot: BotEnv, app: str) -> None:
+    out = bot.chat("!ps restartme")
+    assert f"{app}_restartme: 1 task" in out
+    assert re.search(r"1\s+\S+\s+running\s+running\s+\d+[smh] ago", out), out
+
+
+def test_stacks_shows_files_and_deployment(bot: BotEnv, app: str) -> None:
+    out = bot.chat("!stacks")
+    assert re.search(rf"{app}\s+yes\s+yes\s+2/2 healthy", out), out
+
+
+def test_restart_replaces_tasks_and_waits(
+    bot: BotEnv, app: str, swarm: docker.DockerClient
+) -> None:
+    name = f"{app}_restartme"
+    before = swarm.services.get(name).attrs
+    old_tasks = running_tasks(swarm, name)
+    out = bot.chat("!restart restartme")
+    assert f"restarted {name}: 1/1 running" in out, out
+    after = swarm.services.get(name).attrs
+    spec_before, spec_after = before["Spec"]["TaskTemplate"], after["Spec"]["TaskTemplate"]
+    assert spec_after.get("ForceUpdate", 0) == spec_before.get("ForceUpdate", 0) + 1
+    assert spec_after["ContainerSpec"]["Image"] == spec_before["ContainerSpec"]["Image"]
+    new_tasks = running_tasks(swarm, name)
+    assert new_tasks and not new_tasks & old_tasks
+
+
+def test_failing_command_is_reported_with_its_error(bot: BotEnv, run_id: str) -> None:
+    stack = bot.add_stack(
+        f"{run_id}-crash", {"boom": {"command": ["sh", "-c", "echo boom >&2; exit 1"]}}
+    )
+    out = bot.chat(f"!deploy {stack}")
+    assert f"deploy of {stack} FAILED: 1 of 1 services not converged" in out, out
+    assert "failed: task: non-zero exit (1)" in out
+
+
+def test_missing_image_is_reported_not_waited_on(bot: BotEnv, run_id: str) -> None:
+    stack = bot.add_stack(f"{run_id}-noimage", {"ghost": {"image": MISSING_IMAGE}})
+    out = bot.chat(f"!deploy {stack}")
+    assert f"deploy of {stack} FAILED" in out, out
+    assert "No such image" in out
+    seconds = float(re.search(r"(\d+\.\d)s", out.split("FAILED", 1)[1]).group(1))
+    assert seconds < 25, "reported only at the deadline"
+
+
+def test_unschedulable_service_times_out_with_the_reason(bot: BotEnv, run_id: str) -> None:
+    stack = bot.add_stack(
+        f"{run_id}-nowhere", {"stuck": {"constraints": ["node.labels.gpu == yes"]}}
+    )
+    out = bot.chat(f"!deploy {stack}")
+    assert "NOT CONVERGED (deadline)" in out, out
+    assert "no suitable node" in out
+
+
+def test_ambiguous_and_unknown_names_list_candidates(bot: BotEnv, run_id: str) -> None:
+    one = bot.add_stack(f"{run_id}-twin-a", {"twin": {}})
+    two = bot.add_stack(f"{run_id}-twin-b", {"twin": {}})
+    out = bot.chat(f"!deploy {one}", f"!deploy {two}", "!ps twin", "!restart twinn")
+    assert f"`twin` is ambiguous: {one}_twin, {two}_twin" in out, out
+    assert f"no service `twinn`; did you mean: {one}_twin, {two}_twin" in out
+
+
+def test_unknown_stack_file_is_refused_and_nothing_deployed(
+    bot: BotEnv, run_id: str, swarm: docker.DockerClient
+) -> None:
+    out = bot.chat(f"!deploy {run_id}-nofile")
+    assert f"no stack file `{run_id}-nofile`" in out, out
+    assert not swarm.services.list(
+        filters={"label": f"com.docker.stack.namespace={run_id}-nofile"}
+    )
+
+
+def test_jobs_lists_recent_jobs_with_state(bot: BotEnv, app: str) -> None:
+    out = bot.chat("!services", "!jobs")
+    assert re.search(r"\d+\s+!services\s+console:admin\s+succeeded", out), out
