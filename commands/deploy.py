@@ -15,14 +15,15 @@ def _stack_reply(stack: dict[str, Any], job: str) -> Reply:
         return Reply(
             f"deploy of {stack['stack']} failed: {stack['error']}", status="failed", job=job
         )
-    outcomes = stack["outcomes"]
+    name, outcomes = stack["stack"], stack["outcomes"]
     bad = [o for o in outcomes if o["state"] != "converged"]
     if not outcomes:
         head = f"deployed {stack['stack']}: the stack has no services"
     elif bad:
-        head = f"deploy of {stack['stack']} FAILED: {len(bad)} of {len(outcomes)} services not converged"
+        head = f"deploy of {name} FAILED: {len(bad)} of {len(outcomes)} services not converged"
     else:
-        head = f"deployed {stack['stack']}: {plural(len(outcomes), 'service')} converged in {stack['seconds']:.1f}s"
+        count = plural(len(outcomes), "service")
+        head = f"deployed {name}: {count} converged in {stack['seconds']:.1f}s"
     return Reply(
         head,
         outcome_table(outcomes) if outcomes else None,
@@ -62,8 +63,8 @@ def to_job(args: dict[str, str]) -> tuple[str, dict[str, str]]:
 
 COMMAND = Command(
     name="deploy",
-    summary="deploy stacks/<stack>.yaml as stack <stack> and wait until every service has converged; "
-    "'all' deploys every stack in order, stopping at the first failure",
+    summary="deploy stacks/<stack>.yaml as stack <stack> and wait until every service has "
+    "converged; 'all' deploys every stack in order, stopping at the first failure",
     args=(stack_arg(allow_all=True),),
     examples=("!deploy dev", "!deploy all"),
     stack_param="stack",

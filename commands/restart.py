@@ -14,15 +14,18 @@ def render(result: Result) -> Reply:
     outcome = result.data["outcome"]
     name = result.data["service"]
     if result.ok:
-        head = f"restarted {name}: {outcome['running']}/{outcome['desired']} running ({outcome['seconds']:.1f}s)"
+        replicas = f"{outcome['running']}/{outcome['desired']}"
+        head = f"restarted {name}: {replicas} running ({outcome['seconds']:.1f}s)"
         return Reply(head, status="ok", job=result.job)
-    head = f"restart of {name} {STATE_WORDS.get(outcome['state'], outcome['state'])}: {outcome['reason']}"
+    state = STATE_WORDS.get(outcome["state"], outcome["state"])
+    head = f"restart of {name} {state}: {outcome['reason']}"
     return Reply(head, outcome_table([outcome]), status="failed", job=result.job)
 
 
 COMMAND = Command(
     name="restart",
-    summary="restart a service's tasks (docker service update --force) and wait until it has converged",
+    summary="restart a service's tasks (docker service update --force) and wait until it "
+    "has converged",
     args=(service_arg(),),
     examples=("!restart gerrit",),
     job=lambda args: ("restart", {"service": args["service"]}),

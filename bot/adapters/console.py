@@ -9,6 +9,7 @@ so a session can be scripted: ``printf '!services\n' | swarmbot console --user c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import sys
@@ -110,10 +111,8 @@ class Console:
                 )
                 return 1
             self.answered.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.answered.wait(), timeout=min(remaining, 1.0))
-            except TimeoutError:
-                pass
         return 0
 
 

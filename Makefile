@@ -1,0 +1,17 @@
+# The two commands a new machine needs: `make run` and `make test`.
+.PHONY: run test stop lint format
+
+run:  ## the terminal chat against a local one-node swarm (sets everything up first)
+	@scripts/demo.sh
+
+test:  ## the whole test suite against a real swarm, Redis and worker (sets up first)
+	@scripts/test.sh
+
+stop:  ## stop the Redis and dockerd that `make run` started
+	@scripts/stop.sh
+
+lint:
+	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+format:
+	.venv/bin/ruff format . && .venv/bin/ruff check --fix .

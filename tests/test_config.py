@@ -1,0 +1,137 @@
+"""``swarmbot check-config``: every problem reported with its exact key; exit non-zero."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from tests.harness import ROOT
+
+GOOD_SECRET = "s" * 40
+
+
+def check(
+    tmp_path: Path, text: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "stacks").mkdir(exist_ok=True)
+    config = tmp_path / "config.toml"
+    config.write_text(textwrap.dedent(text))
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", "check-config", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", **(env or {})},
+    )
+
+
+def test_good_config_passes(tmp_path: Path) -> None:
+    (tmp_path / "stacks").mkdir()
+    (tmp_path / "stacks" / "dev.yaml").write_text("services: {}\n")
+    proc = check(
+        tmp_path,
+        f"""
+        [security]
+        signing_secret = "{GOOD_SECRET}"
+        [roles.ops]
+        users = ["console:alice", "@alice:example.org", "slack:U0123ABC"]
+        commands = ["deploy", "services"]
+        stacks = ["dev*"]
+    """,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "config OK" in proc.stdout
+    assert "stacks in" in proc.stdout and "dev" in proc.stdout
+
+
+def test_every_problem_is_named_by_its_key(tmp_path: Path) -> None:
+    proc = check(
+        tmp_path,
+        """
+        [bot]
+        prefixx = "!"
+        [deploy]
+        deadline_seconds = "soon"
+        resolve_image = "sometimes"
+        [roles.ops]
+        user = ["console:alice"]
+        users = ["Alice Smith"]
+        commands = ["deploy", "reboot"]
+        stacks = ["../etc"]
+        [variables]
+        domain = "x"
+    """,
+    )
+    assert proc.returncode == 2
+    err = proc.stderr
+    for expected in [
+        "bot.prefixx: unknown key",
+        "deploy.deadline_seconds: must be a number, not str",
+        "deploy.resolve_image: must be one of always, changed, never",
+        "roles.ops.user: unknown key",
+        "roles.ops.users[0]: 'Alice Smith' is not a stable user ID",
+        "roles.ops.commands[1]: unknown command 'reboot'",
+        "roles.ops.stacks[0]: '../etc' is not a stack name or glob",
+        "variables.domain: names are upper case",
+        "security.signing_secret_file: no signing secret",
+    ]:
+        assert expected in err, f"{expected!r} not in\n{err}"
+
+
+def test_short_secret_and_missing_secret_file(tmp_path: Path) -> None:
+    proc = check(tmp_path, '[security]\nsigning_secret = "short"\n')
+    assert (
+        "security.signing_secret: the signing secret must be at least 32 characters" in proc.stderr
+    )
+    proc = check(tmp_path, '[security]\nsigning_secret_file = "/nonexistent/secret"\n')
+    assert "security.signing_secret_file: cannot read /nonexistent/secret" in proc.stderr
+    assert proc.returncode == 2
+
+
+def test_secret_from_environment_and_file(tmp_path: Path) -> None:
+    proc = check(tmp_path, "", env={"SWARMBOT_SIGNING_SECRET": GOOD_SECRET})
+    assert proc.returncode == 0, proc.stderr
+    (tmp_path / "secret").write_text(GOOD_SECRET + "\n")
+    proc = check(tmp_path, "", env={"SWARMBOT_SIGNING_SECRET_FILE": str(tmp_path / "secret")})
+    assert proc.returncode == 0, proc.stderr
+    assert GOOD_SECRET not in proc.stdout + proc.stderr
+
+
+def test_not_toml_and_missing_file(tmp_path: Path) -> None:
+    proc = check(tmp_path, "[bot\n")
+    assert proc.returncode == 2 and "not valid TOML" in proc.stderr
+    missing = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "check-config", "--config", str(tmp_path / "nope.toml")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+def test_redis_url_from_environment_overrides(tmp_path: Path) -> None:
+    proc = check(
+        tmp_path,
+        f'[security]\nsigning_secret = "{GOOD_SECRET}"\n',
+        env={"SWARMBOT_REDIS_URL": "http://nope"},
+    )
+    assert "SWARMBOT_REDIS_URL: must start with redis://" in proc.stderr
+
+
+def test_example_config_is_valid_and_documents_every_key(tmp_path: Path) -> None:
+    from bot.config import _SCHEMA
+
+    text = (ROOT / "config.example.toml").read_text()
+    env = {"SWARMBOT_SIGNING_SECRET": GOOD_SECRET}
+    proc = check(
+        tmp_path, text.replace('stacks_dir = "stacks"', f'stacks_dir = "{ROOT / "stacks"}"'), env
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "cdn, ci, community, dev, ingress, support, sysadmin" in proc.stdout
+    for section, keys in _SCHEMA.items():
+        assert f"[{section}]" in text
+        for key in keys:
+            assert re.search(rf"^#? ?{key} = ", text, re.M), f"{section}.{key} is not documented"

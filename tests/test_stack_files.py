@@ -1,0 +1,104 @@
+"""The infrastructure stacks in stacks/: valid for `docker stack config`, and laid out as
+the design says (networks per stack through ingress, named volumes, pinned images)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.harness import ROOT, BotEnv
+
+STACKS = ROOT / "stacks"
+NAMES = ["ingress", "support", "sysadmin", "cdn", "ci", "dev", "community"]
+VARIABLES = {
+    "DOMAIN": "example.org",
+    "REGISTRY": "registry.example.org",
+    "ACME_EMAIL": "ops@example.org",
+}
+
+
+def cli_with_stack_config() -> str:
+    """A docker CLI that has `stack config` (23+); the machine may have several."""
+    for candidate in (shutil.which("docker"), "/usr/local/bin/docker", "/usr/bin/docker"):
+        if candidate and Path(candidate).exists():
+            probe = subprocess.run(
+                [candidate, "stack", "config", "--help"], capture_output=True, check=False
+            )
+            if probe.returncode == 0:
+                return candidate
+    pytest.fail("no docker CLI with `docker stack config` (needs 23 or newer) on this machine")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_stack_renders_with_docker_stack_config(name: str) -> None:
+    env = {"PATH": os.environ["PATH"], **VARIABLES}
+    proc = subprocess.run(
+        [cli_with_stack_config(), "stack", "config", "-c", str(STACKS / f"{name}.yaml")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=STACKS,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rendered = yaml.safe_load(proc.stdout)
+    assert rendered["services"]
+
+
+def test_domain_is_required_not_silently_empty() -> None:
+    env = {"PATH": os.environ["PATH"], "REGISTRY": "r", "ACME_EMAIL": "e"}
+    proc = subprocess.run(
+        [cli_with_stack_config(), "stack", "config", "-c", str(STACKS / "dev.yaml")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=STACKS,
+        check=False,
+    )
+    assert proc.returncode != 0 and "DOMAIN" in proc.stderr
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_stack_layout(name: str) -> None:
+    doc = yaml.safe_load((STACKS / f"{name}.yaml").read_text())
+    for svc_name, svc in doc["services"].items():
+        image = svc["image"]
+        assert re.search(r":[\w.-]+$", image) and not image.endswith(":latest"), (
+            f"{svc_name}: pin {image}"
+        )
+        for volume in svc.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            assert source.startswith("/") or source in doc.get("volumes", {}), (
+                f"{svc_name}: {volume}"
+            )
+    for net_name, net in (doc.get("networks") or {}).items():
+        if net.get("external"):
+            assert re.match(r"^(ingress_[a-z]+|support_backend)$", net_name), net_name
+    if name == "ingress":
+        assert set(doc["networks"]) == {"support", "sysadmin", "cdn", "ci", "dev", "community"}
+    elif name not in ("support",):
+        assert f"ingress_{name}" in doc["networks"], "web services attach to their ingress network"
+
+
+def test_demo_stack_deploys_on_the_local_swarm(
+    workdir: Path, redis_url: str, swarm, run_id: str
+) -> None:
+    """The stack `make run` offers, deployed by the bot on the real swarm."""
+    env = BotEnv(workdir, redis_url, "demo", deadline=40)
+    text = (ROOT / "demo/stacks/demo.yaml").read_text()
+    (env.stacks_dir / f"{run_id}-demo.yaml").write_text(
+        text.replace("swarmbot-demo/busybox", "swarmbot-test/busybox")
+    )
+    env.start_worker()
+    try:
+        out = env.chat(f"!deploy {run_id}-demo", "!services")
+    finally:
+        env.stop_worker()
+    assert f"deployed {run_id}-demo: 2 services converged" in out, out
+    assert re.search(rf"{run_id}-demo_web\s+replicated\s+2/2", out), out
