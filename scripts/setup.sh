@@ -19,6 +19,9 @@ fi
 if [ ! -x .venv/bin/swarmbot ] || [ pyproject.toml -nt .venv/.installed ]; then
   echo "setup: creating .venv" >&2
   python3 -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check -e '.[matrix,slack,test]'
+  if ! .venv/bin/pip install -q --disable-pip-version-check -e '.[matrix,slack,test]' >.venv/pip.log 2>&1; then
+    cat .venv/pip.log >&2
+    exit 1
+  fi
   touch .venv/.installed
 fi
