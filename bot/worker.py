@@ -8,12 +8,13 @@ Jobs on the same stack run one after another; reads run beside them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,6 +65,7 @@ class Worker:
         self._cli: stackdeploy.DockerCli | None = None
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self._holders: dict[str, str] = {}
         self._ops: dict[str, Callable[[Job, Callable[[dict], None]], Answer]] = {
             "services": self._services,
             "stacks": self._stacks,
@@ -186,9 +188,26 @@ class Worker:
     def _result(self, job: Job, answer: Answer) -> Result:
         return Result("result", job.id, job.op, answer.ok, answer.data, job.reply_to)
 
-    def _lock(self, stack: str) -> threading.Lock:
+    @contextlib.contextmanager
+    def _stack_turn(
+        self, stack: str, job: Job, progress: Callable[[dict], None]
+    ) -> Iterator[None]:
+        """One job per stack at a time in this worker; a waiting job says what it waits for."""
         with self._locks_guard:
-            return self._locks.setdefault(stack, threading.Lock())
+            lock = self._locks.setdefault(stack, threading.Lock())
+        if not lock.acquire(blocking=False):
+            holder = self._holders.get(stack, "?")
+            log.info("job %s: waits for job %s on stack %s", job.id, holder, stack)
+            progress(
+                {"waiting": f"waiting for job {holder} on {stack or 'this service'} to finish"}
+            )
+            lock.acquire()
+        self._holders[stack] = job.id
+        try:
+            yield
+        finally:
+            self._holders.pop(stack, None)
+            lock.release()
 
     def _allow(self, job: Job, stack: str) -> None:
         decision = self.policy.may_touch(job.requester, job.command, stack)
@@ -255,7 +274,7 @@ class Worker:
     def _restart(self, job: Job, progress: Callable[[dict], None]) -> Answer:
         service = self._resolve(job)
         name = service["Spec"]["Name"]
-        with self._lock(stack_of(service["Spec"].get("Labels")) or name):
+        with self._stack_turn(stack_of(service["Spec"].get("Labels")) or name, job, progress):
             since = time.time()
             self.swarm.force_update(service["ID"])
             [outcome] = self.swarm.watch(
@@ -272,7 +291,7 @@ class Worker:
     def _deploy(self, job: Job, progress: Callable[[dict], None]) -> Answer:
         stack = job.args["stack"]
         self._allow(job, stack)
-        result = self._deploy_stack(stack, progress)
+        result = self._deploy_stack(stack, job, progress)
         return Answer(result["ok"], result, _deploy_summary(result))
 
     def _deploy_all(self, job: Job, progress: Callable[[dict], None]) -> Answer:
@@ -284,7 +303,7 @@ class Worker:
         done: list[dict] = []
         for stack in order:
             result = self._deploy_stack(
-                stack, lambda d: progress({**d, "done": [r["stack"] for r in done]})
+                stack, job, lambda d: progress({**d, "done": [r["stack"] for r in done]})
             )
             done.append(result)
             if not result["ok"]:
@@ -296,12 +315,12 @@ class Worker:
             ok, data, f"{len(done)}/{len(order)} stacks deployed" + ("" if ok else ", stopped")
         )
 
-    def _deploy_stack(self, stack: str, progress: Callable[[dict], None]) -> dict:
+    def _deploy_stack(self, stack: str, job: Job, progress: Callable[[dict], None]) -> dict:
         files = stackdeploy.stack_files(self.config.stacks_dir)
         if stack not in files:
             known = ", ".join(files) or "none"
             raise JobFailed(f"no stack file `{stack}` in the stacks directory (known: {known})")
-        with self._lock(stack):
+        with self._stack_turn(stack, job, progress):
             since = time.time()
             started = time.monotonic()
             try:

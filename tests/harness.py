@@ -217,14 +217,14 @@ class BotEnv:
         (self.stacks_dir / f"{name}.yaml").write_text(stack_yaml(services))
         return name
 
-    def start_worker(self, name: str = "test-worker") -> None:
+    def start_worker(self, name: str = "test-worker", env: dict[str, str] | None = None) -> None:
         log = self.worker_log.open("ab")
         self.worker = subprocess.Popen(
             [*SWARMBOT, "worker", "--config", str(self.config), "--name", name],
             cwd=ROOT,
             stdout=log,
             stderr=log,
-            env=self.env(),
+            env={**self.env(), **(env or {})},
         )
         wait_until(lambda: b"ready" in self.worker_log.read_bytes(), 20, "the worker to be ready")
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import docker
 import pytest
@@ -125,3 +127,45 @@ def test_unknown_stack_file_is_refused_and_nothing_deployed(
 def test_jobs_lists_recent_jobs_with_state(bot: BotEnv, app: str) -> None:
     out = bot.chat("!services", "!jobs")
     assert re.search(r"\d+\s+!services\s+console:admin\s+succeeded", out), out
+
+
+def test_second_job_on_a_stack_waits_for_the_first(bot: BotEnv, run_id: str) -> None:
+    stack = bot.add_stack(f"{run_id}-app-busy", {"slow": {"update_config": {"monitor": "3s"}}})
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(lambda _: bot.chat(f"!deploy {stack}"), range(2))
+    assert "converged" in first and "converged" in second, first + second
+    waited = [
+        out
+        for out in (first, second)
+        if re.search(rf"waiting for job \d+ on {stack} to finish", out)
+    ]
+    assert len(waited) == 1, first + second
+
+
+def test_deploy_gets_config_variables_and_nothing_else(
+    workdir: Path, redis_url: str, swarm: docker.DockerClient, run_id: str
+) -> None:
+    """${DOMAIN} comes from config; the worker's own environment (its secret) never leaks."""
+    env = BotEnv(workdir, redis_url, "variables")
+    stack = env.add_stack(
+        f"{run_id}-vars",
+        {
+            "env": {
+                "environment": {
+                    "SITE": "www.${DOMAIN}",
+                    "LEAK": "${SWARMBOT_SIGNING_SECRET:-unset}",
+                }
+            }
+        },
+    )
+    env.start_worker(env={"SWARMBOT_SIGNING_SECRET": env.secret})
+    try:
+        out = env.chat(f"!deploy {stack}")
+    finally:
+        env.stop_worker()
+    assert "converged" in out, out
+    container_env = swarm.services.get(f"{stack}_env").attrs["Spec"]["TaskTemplate"][
+        "ContainerSpec"
+    ]["Env"]
+    assert "SITE=www.test.localhost" in container_env
+    assert "LEAK=unset" in container_env
