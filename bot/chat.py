@@ -8,7 +8,8 @@ adapters imports a chat library.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -89,3 +90,44 @@ def code(text: str, limit: int = 40) -> str:
     """Echo user input safely: printable, short, and unable to break out of `code`."""
     shown = "".join(ch if ch.isprintable() else "?" for ch in text).replace("`", "'")
     return f"`{shown[:limit]}{'…' if len(shown) > limit else ''}`"
+
+
+def split_reply(reply: Reply, size: Callable[[Reply], int], limit: int) -> list[Reply]:
+    """Split a reply too large for one platform message into several.
+
+    Cuts only between table rows (each part repeats the header) and between detail lines,
+    never inside a row: a reader must never see half a row. ``size`` measures a reply as
+    the platform will send it.
+    """
+    if size(reply) <= limit:
+        return [reply]
+    parts: list[Reply] = []
+    table = reply.table
+    current = replace(reply, table=_rows(table, []), detail=())
+    rows = list(enumerate(table.rows)) if table else []
+    kept: list[tuple[int, tuple[str, ...]]] = []
+    for index, row in rows:
+        trial = replace(current, table=_rows(table, [*kept, (index, row)]))
+        if kept and size(trial) > limit:
+            parts.append(replace(current, table=_rows(table, kept)))
+            current = replace(reply, text=f"{reply.text} (continued)", table=None, detail=())
+            kept = []
+        kept.append((index, row))
+    current = replace(current, table=_rows(table, kept) if kept else None)
+    lines: list[str] = []
+    for line in reply.detail:
+        trial = replace(current, detail=(*lines, line))
+        if (lines or current.table) and size(trial) > limit:
+            parts.append(replace(current, detail=tuple(lines)))
+            current = replace(reply, text=f"{reply.text} (continued)", table=None, detail=())
+            lines = []
+        lines.append(line)
+    parts.append(replace(current, detail=tuple(lines)))
+    return parts
+
+
+def _rows(table: Table | None, rows: list[tuple[int, tuple[str, ...]]]) -> Table | None:
+    if table is None:
+        return None
+    flagged = frozenset(i for i, (orig, _row) in enumerate(rows) if orig in table.flagged)
+    return Table(table.columns, tuple(row for _i, row in rows), flagged)

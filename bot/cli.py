@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     worker = add("worker", "run jobs from the queue against the local Docker engine")
     worker.add_argument("--name", default=None, help="consumer name (default: the host name)")
+    add("bot", "run the chat adapters named in bot.adapters (Matrix)")
     add("check-config", "validate the config file and report every problem")
 
     args = parser.parse_args(argv)
@@ -66,6 +67,18 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "check-config":
         return _check_config(config)
+    if args.command == "bot":
+        if not config.adapters:
+            print(
+                "swarmbot: bot.adapters is empty; name the chat platforms to serve "
+                "(the terminal chat is `swarmbot console`)",
+                file=sys.stderr,
+            )
+            return 2
+        from bot.runner import run_bot
+
+        asyncio.run(run_bot(config))
+        return 0
     if args.command == "worker":
         from bot.worker import run_forever  # only the worker imports Docker
 

@@ -25,6 +25,10 @@ MIN_SECRET_LENGTH = 32
 USER_ID = re.compile(
     r"^(console:[A-Za-z0-9._-]{1,64}|@[a-z0-9._=/+-]{1,255}:[A-Za-z0-9.:-]{1,255}|slack:[A-Z0-9]{2,32})$"
 )
+# Room IDs are opaque (room version 12 dropped the ":server" part); aliases keep it.
+ROOM = re.compile(
+    r"^(![A-Za-z0-9._~+/=-]{1,255}(:[A-Za-z0-9.:-]{1,255})?|#[^:\s]{1,255}:[A-Za-z0-9.:-]{1,255})$"
+)
 VARIABLE_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,63}$")
 RESOLVE_IMAGE_MODES = ("always", "changed", "never")
 
@@ -65,6 +69,18 @@ class Role:
 
 
 @dataclass(frozen=True)
+class MatrixConfig:
+    homeserver: str
+    user_id: str
+    device_id: str
+    access_token: Secret | None = field(repr=False)
+    password: Secret | None = field(repr=False)
+    rooms: tuple[str, ...]  # room IDs or aliases; every other room is ignored
+    threads: bool
+    max_command_age_seconds: int
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path | None
     prefix: str
@@ -80,6 +96,8 @@ class Config:
     docker_cli: str
     variables: dict[str, str]
     roles: tuple[Role, ...]
+    adapters: tuple[str, ...] = ()
+    matrix: MatrixConfig | None = None
 
 
 # The schema: key -> (type, default). A default of ``REQUIRED`` makes the key mandatory.
@@ -88,6 +106,7 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
     "bot": {
         "prefix": (str, "!"),
         "stacks_dir": (str, "stacks"),
+        "adapters": (list, []),
     },
     "redis": {
         "url": (str, "redis://127.0.0.1:6379/0"),
@@ -107,7 +126,20 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "resolve_image": (str, "always"),
         "docker_cli": (str, "docker"),
     },
+    "matrix": {
+        "homeserver": (str, None),
+        "user_id": (str, None),
+        "device_id": (str, "SWARMBOT"),
+        "access_token": (str, None),
+        "access_token_file": (str, None),
+        "password": (str, None),
+        "password_file": (str, None),
+        "rooms": (list, []),
+        "threads": (bool, True),
+        "max_command_age_seconds": (int, 600),
+    },
 }
+ADAPTERS = ("matrix",)
 _ROLE_KEYS = {"users", "commands", "stacks"}
 
 
@@ -155,7 +187,8 @@ def parse(
         values[section] = {}
         for key, (typ, default) in keys.items():
             value = table.get(key, default)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, typ)):
+            wrong_bool = isinstance(value, bool) and typ is not bool
+            if value is not None and (wrong_bool or not isinstance(value, typ)):
                 problems.append(
                     (f"{section}.{key}", f"must be {_type_name(typ)}, not {type(value).__name__}")
                 )
@@ -209,6 +242,13 @@ def parse(
 
     variables = _variables(raw.get("variables", {}), problems)
     roles = _roles(raw.get("roles", {}), problems)
+    adapters = tuple(bot["adapters"])
+    for i, name in enumerate(adapters):
+        if name not in ADAPTERS:
+            problems.append(
+                (f"bot.adapters[{i}]", f"unknown adapter {name!r} (known: {', '.join(ADAPTERS)})")
+            )
+    matrix = _matrix(values["matrix"], environ, base, problems) if "matrix" in adapters else None
 
     if problems:
         raise ConfigError(problems)
@@ -227,6 +267,8 @@ def parse(
         docker_cli=deploy["docker_cli"],
         variables=variables,
         roles=roles,
+        adapters=adapters,
+        matrix=matrix,
     )
 
 
@@ -243,30 +285,48 @@ def _type_name(typ: type | tuple[type, ...]) -> str:
     return names.get(typ, typ.__name__)
 
 
+def _find_secret(
+    section: str,
+    key: str,
+    table: dict[str, Any],
+    environ: Any,
+    base: Path,
+    problems: list[tuple[str, str]],
+) -> tuple[str, str] | None:
+    """A secret and where it came from, by (in order) ``$SWARMBOT_<SECTION>_<KEY>``,
+    ``$SWARMBOT_<SECTION>_<KEY>_FILE``, ``<key>_file`` (a Docker secret such as
+    /run/secrets/...) or ``<key>`` inline in the config (local use only: it keeps the
+    secret in the file). ``None`` when none is set; a file that cannot be read is a problem.
+    """
+    env_name = f"SWARMBOT_{section.upper()}_{key.upper()}"
+    env_name = SIGNING_SECRET_ENV if (section, key) == ("security", "signing_secret") else env_name
+    if environ.get(env_name):
+        return environ[env_name], env_name
+    file_source = f"{section}.{key}_file"
+    file = table.get(f"{key}_file")
+    if environ.get(f"{env_name}_FILE"):
+        file, file_source = environ[f"{env_name}_FILE"], f"{env_name}_FILE"
+    if file:
+        try:
+            return (base / file).read_text(encoding="utf-8").strip(), file_source
+        except OSError as exc:
+            problems.append((file_source, f"cannot read {file}: {exc.strerror or exc}"))
+            return None
+    if table.get(key):
+        return table[key], f"{section}.{key}"
+    return None
+
+
 def _signing_secret(
     security: dict[str, Any], environ: Any, base: Path, problems: list[tuple[str, str]]
 ) -> Secret | None:
-    """The job-signing secret, from (in order) the environment, a file, or the config itself.
-
-    A file (such as a Docker secret at /run/secrets/...) or the environment is preferred;
-    an inline value is accepted for local use but keeps the secret in the config file.
-    """
-    if environ.get(SIGNING_SECRET_ENV):
-        value, key = environ[SIGNING_SECRET_ENV], SIGNING_SECRET_ENV
-    else:
-        file_key = "security.signing_secret_file"
-        file = environ.get(SIGNING_SECRET_FILE_ENV) or security.get("signing_secret_file")
-        if environ.get(SIGNING_SECRET_FILE_ENV):
-            file_key = SIGNING_SECRET_FILE_ENV
-        if file:
-            try:
-                value, key = (base / file).read_text(encoding="utf-8").strip(), file_key
-            except OSError as exc:
-                problems.append((file_key, f"cannot read {file}: {exc.strerror or exc}"))
-                return None
-        elif security.get("signing_secret"):
-            value, key = security["signing_secret"], "security.signing_secret"
-        else:
+    """The job-signing secret: required, and long enough to resist guessing."""
+    found = _find_secret("security", "signing_secret", security, environ, base, problems)
+    if found is None:
+        if not any(
+            k == "security.signing_secret_file" or k == SIGNING_SECRET_FILE_ENV
+            for k, _ in problems
+        ):
             problems.append(
                 (
                     "security.signing_secret_file",
@@ -274,13 +334,61 @@ def _signing_secret(
                     "security.signing_secret_file or security.signing_secret",
                 )
             )
-            return None
+        return None
+    value, key = found
     if len(value) < MIN_SECRET_LENGTH:
         problems.append(
             (key, f"the signing secret must be at least {MIN_SECRET_LENGTH} characters")
         )
         return None
     return Secret(value.encode("utf-8"))
+
+
+def _matrix(
+    table: dict[str, Any], environ: Any, base: Path, all_problems: list[tuple[str, str]]
+) -> MatrixConfig | None:
+    """The Matrix adapter's settings; called only when the adapter is enabled."""
+    problems: list[tuple[str, str]] = []
+    if not table.get("homeserver") or not re.match(r"^https?://", table["homeserver"]):
+        problems.append(("matrix.homeserver", "must be the homeserver's URL, https://..."))
+    user_id = table.get("user_id") or ""
+    if not re.match(r"^@[a-z0-9._=/+-]+:[A-Za-z0-9.:-]+$", user_id):
+        problems.append(("matrix.user_id", "must be the bot's full Matrix ID, @bot:example.org"))
+    token = _find_secret("matrix", "access_token", table, environ, base, problems)
+    password = (
+        None if token else _find_secret("matrix", "password", table, environ, base, problems)
+    )
+    if token is None and password is None:
+        problems.append(
+            (
+                "matrix.access_token_file",
+                "no credentials: set an access token ($SWARMBOT_MATRIX_ACCESS_TOKEN, "
+                "access_token_file or access_token) or a password (the same forms)",
+            )
+        )
+    rooms = table.get("rooms", [])
+    for i, room in enumerate(rooms):
+        if not isinstance(room, str) or not ROOM.match(room):
+            problems.append(
+                (f"matrix.rooms[{i}]", "must be a room ID (!id:server) or alias (#name:server)")
+            )
+    if not rooms:
+        problems.append(("matrix.rooms", "list the rooms the bot serves; it ignores all others"))
+    if not 10 <= table.get("max_command_age_seconds", 600) <= 86400:
+        problems.append(("matrix.max_command_age_seconds", "must be between 10 and 86400"))
+    if problems:
+        all_problems.extend(problems)
+        return None
+    return MatrixConfig(
+        homeserver=table["homeserver"].rstrip("/"),
+        user_id=user_id,
+        device_id=table.get("device_id") or "SWARMBOT",
+        access_token=Secret(token[0].encode()) if token else None,
+        password=Secret(password[0].encode()) if password else None,
+        rooms=tuple(rooms),
+        threads=table.get("threads", True),
+        max_command_age_seconds=table.get("max_command_age_seconds", 600),
+    )
 
 
 def _variables(table: Any, problems: list[tuple[str, str]]) -> dict[str, str]:

@@ -21,6 +21,7 @@ from commands.base import Command
 
 log = logging.getLogger("swarmbot.results")
 
+MAX_ATTEMPTS = 20
 Deliver = Callable[[Result, Reply], Awaitable[None]]
 
 
@@ -34,11 +35,20 @@ def to_reply(result: Result, registry: dict[str, Command] = REGISTRY) -> Reply:
 
 
 async def route(inbox: Inbox, consumer: str, deliver: Deliver, stop: asyncio.Event) -> None:
-    """Deliver every result in ``inbox`` until ``stop`` is set; survive Redis outages."""
-    await inbox.ensure()
+    """Deliver every result in ``inbox`` until ``stop`` is set; survive Redis outages.
+
+    A result is acknowledged only once delivered. A failed delivery is retried from this
+    consumer's pending entries (in order, so a progress edit never overtakes its result),
+    and given up after ``MAX_ATTEMPTS`` so one undeliverable result cannot block the rest.
+    """
     pending = True  # first what this consumer received but never acknowledged
+    ready = False
+    attempts: dict[str, int] = {}
     while not stop.is_set():
         try:
+            if not ready:
+                await inbox.ensure()
+                ready = True
             batch = await inbox.read(consumer, block_ms=500, pending=pending)
             if pending and not batch:
                 pending = False
@@ -46,10 +56,20 @@ async def route(inbox: Inbox, consumer: str, deliver: Deliver, stop: asyncio.Eve
             for entry_id, result in batch:
                 try:
                     await deliver(result, to_reply(result))
-                except Exception:
-                    log.exception("delivering job %s failed; will retry", result.job)
-                    await asyncio.sleep(1.0)
-                    break
+                except Exception as exc:
+                    attempts[entry_id] = attempts.get(entry_id, 0) + 1
+                    if attempts[entry_id] < MAX_ATTEMPTS:
+                        log.warning("delivering job %s failed (%s); will retry", result.job, exc)
+                        pending = True
+                        await asyncio.sleep(min(attempts[entry_id], 10))
+                        break
+                    log.error(
+                        "job %s: giving up delivery after %d tries: %s",
+                        result.job,
+                        MAX_ATTEMPTS,
+                        exc,
+                    )
+                attempts.pop(entry_id, None)
                 await inbox.ack(entry_id)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             log.warning("redis unavailable (%s); retrying", exc)

@@ -156,12 +156,14 @@ def write_config(
     deadline: float = 30,
     first: tuple[str, ...] = (),
     extra_roles: str = "",
+    adapters: tuple[str, ...] = (),
 ) -> Path:
     path.write_text(
         textwrap.dedent(
             f"""
             [bot]
             stacks_dir = "{stacks_dir}"
+            adapters = {list(adapters)!r}
 
             [redis]
             url = "{redis_url}"
@@ -212,6 +214,8 @@ class BotEnv:
         )
         self.worker: subprocess.Popen[bytes] | None = None
         self.worker_log = self.root / "worker.log"
+        self.bot: subprocess.Popen[bytes] | None = None
+        self.bot_log = self.root / "bot.log"
 
     def add_stack(self, name: str, services: dict[str, dict[str, Any]]) -> str:
         (self.stacks_dir / f"{name}.yaml").write_text(stack_yaml(services))
@@ -226,7 +230,43 @@ class BotEnv:
             stderr=log,
             env={**self.env(), **(env or {})},
         )
-        wait_until(lambda: b"ready" in self.worker_log.read_bytes(), 20, "the worker to be ready")
+
+        def ready() -> bool:
+            assert self.worker is not None
+            if self.worker.poll() is not None:
+                raise AssertionError(f"the worker exited:\n{self.worker_log.read_text()[-3000:]}")
+            return b"ready" in self.worker_log.read_bytes()
+
+        wait_until(ready, 20, "the worker to be ready")
+
+    def start_bot(self) -> None:
+        """``swarmbot bot``: the chat adapters from the config (ready when it logs in)."""
+        mark = self.bot_log.stat().st_size if self.bot_log.exists() else 0
+        log = self.bot_log.open("ab")
+        self.bot = subprocess.Popen(
+            [*SWARMBOT, "bot", "--config", str(self.config), "--log-level", "INFO"],
+            cwd=ROOT,
+            stdout=log,
+            stderr=log,
+            env=self.env(),
+        )
+
+        def ready() -> bool:
+            assert self.bot is not None
+            if self.bot.poll() is not None:
+                raise AssertionError(f"the bot exited:\n{self.bot_log.read_text()[-3000:]}")
+            return b"serving" in self.bot_log.read_bytes()[mark:]
+
+        wait_until(ready, 30, "the bot to log in")
+
+    def stop_bot(self, kill: bool = False) -> None:
+        if self.bot is not None:
+            if kill:
+                self.bot.kill()
+            else:
+                self.bot.terminate()
+            self.bot.wait(30)
+            self.bot = None
 
     def stop_worker(self) -> None:
         if self.worker is not None:

@@ -135,3 +135,29 @@ def test_example_config_is_valid_and_documents_every_key(tmp_path: Path) -> None
         assert f"[{section}]" in text
         for key in keys:
             assert re.search(rf"^#? ?{key} = ", text, re.M), f"{section}.{key} is not documented"
+
+
+def test_matrix_needs_credentials_and_rooms(tmp_path: Path) -> None:
+    base = f"""
+        [bot]
+        adapters = ["matrix"]
+        [security]
+        signing_secret = "{GOOD_SECRET}"
+        [matrix]
+        homeserver = "http://127.0.0.1:8008"
+        user_id = "@swarmbot:localhost"
+    """
+    proc = check(tmp_path, base)
+    assert proc.returncode == 2
+    assert "matrix.access_token_file: no credentials" in proc.stderr
+    assert "matrix.rooms: list the rooms the bot serves" in proc.stderr
+    token = "syt_" + "t" * 30
+    proc = check(
+        tmp_path,
+        base + 'rooms = ["!abc123:localhost", "!opaqueV12id", "#ops:localhost"]\n',
+        env={"SWARMBOT_MATRIX_ACCESS_TOKEN": token},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert token not in proc.stdout + proc.stderr
+    proc = check(tmp_path, base.replace('"matrix"', '"irc"'))
+    assert "bot.adapters[0]: unknown adapter 'irc'" in proc.stderr

@@ -1,0 +1,339 @@
+"""The Matrix adapter (matrix-nio): rooms in, notices out.
+
+What it guarantees, and how:
+- Only the rooms in config: invites to other rooms are rejected, events from them ignored.
+- A command runs once: its event ID is recorded in Redis before it is handled, and the
+  sync token is kept in Redis, so a restarted bot neither re-runs old commands nor loses
+  ones sent while it was down (too old ones are answered "not run", never run by surprise).
+- Answers go in a thread on the command (a plain reply where threads are off), progress is
+  one message edited in place, and the command gets 👀 at once and ✅ or ❌ at the end.
+- Every send uses a transaction ID derived from the job, so a result delivered again after
+  a crash is deduplicated by the homeserver instead of posted twice.
+- Network errors, homeserver restarts and rate limits are retried with backoff (nio
+  honours ``retry_after_ms`` on M_LIMIT_EXCEEDED); the loop logs and keeps going.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import secrets
+import time
+from typing import Any
+
+import aiohttp
+import redis.asyncio as aioredis
+from nio import (
+    AsyncClient,
+    AsyncClientConfig,
+    JoinError,
+    RoomResolveAliasError,
+    RoomSendError,
+    SyncError,
+    WhoamiError,
+)
+
+from bot.adapters.matrix_render import content, contents, strip_reply_fallback
+from bot.chat import Message, Reply
+from bot.config import Config, MatrixConfig
+from bot.dispatch import Dispatcher
+from bot.jobs import Result
+
+log = logging.getLogger("swarmbot.matrix")
+
+SYNC_TIMEOUT_MS = 30_000
+HANDLED_TTL = 7 * 86400
+PROGRESS_TTL = 86400
+MAX_BACKOFF = 30.0
+ENCRYPTED_WARNING = (
+    "I cannot read encrypted messages: I have no end-to-end encryption support, so commands "
+    "sent in this room are ignored. Use an unencrypted room from my config."
+)
+SEEN, DONE, FAILED = "👀", "✅", "❌"
+# Timeline kept per room per sync: more than this while the bot was down and the oldest
+# are skipped by the server (logged as a warning).
+SYNC_FILTER = {
+    "room": {
+        "timeline": {"limit": 100},
+        "state": {"lazy_load_members": True},
+        "ephemeral": {"not_types": ["*"]},
+        "account_data": {"not_types": ["*"]},
+    },
+    "presence": {"not_types": ["*"]},
+    "account_data": {"not_types": ["*"]},
+}
+FIRST_SYNC_FILTER = {**SYNC_FILTER, "room": {**SYNC_FILTER["room"], "timeline": {"limit": 0}}}
+
+
+async def _unless_stopped(call: Any, stop: asyncio.Event) -> Any:
+    """Await ``call`` unless ``stop`` is set first (then cancel it and return None): a
+    30-second long poll must not hold up a shutdown."""
+    task = asyncio.ensure_future(call)
+    stopper = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None
+
+
+class DeliveryError(Exception):
+    """The homeserver refused a send; the result stays pending and is retried."""
+
+
+class MatrixAdapter:
+    platform = "matrix"
+    inbox = "matrix"
+
+    def __init__(self, config: Config, redis: aioredis.Redis, dispatcher: Dispatcher) -> None:
+        assert config.matrix is not None
+        self.config = config
+        self.mc: MatrixConfig = config.matrix
+        self.redis = redis
+        self.dispatcher = dispatcher
+        self.client = AsyncClient(
+            self.mc.homeserver,
+            self.mc.user_id,
+            device_id=self.mc.device_id,
+            # Few transport retries inside nio: the sync loop below owns reconnecting, so
+            # outages show in our log. Rate limits (429) are retried by nio without limit.
+            config=AsyncClientConfig(max_timeouts=2, request_timeout=SYNC_TIMEOUT_MS / 1000 + 15),
+        )
+        self.rooms: set[str] = set()
+        self.first_start_ms = 0
+        self._key = f"{config.redis_prefix}:matrix"
+        self._nonce = ""
+
+    # -- start-up ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Log in, resolve and join the configured rooms; retried until it works."""
+        if self.mc.access_token is not None:
+            self.client.restore_login(
+                self.mc.user_id, self.mc.device_id, self.mc.access_token.reveal().decode()
+            )
+        else:
+            assert self.mc.password is not None
+            resp = await self.client.login(
+                self.mc.password.reveal().decode(), device_name="swarmbot"
+            )
+            if not getattr(resp, "access_token", None):
+                raise RuntimeError(f"Matrix login as {self.mc.user_id} failed: {resp}")
+        who = await self.client.whoami()
+        if isinstance(who, WhoamiError):
+            raise RuntimeError(f"Matrix credentials for {self.mc.user_id} refused: {who.message}")
+        if who.user_id != self.mc.user_id:
+            raise RuntimeError(f"the access token belongs to {who.user_id}, not {self.mc.user_id}")
+        now_ms = int(time.time() * 1000)
+        await self.redis.set(f"{self._key}:first-start", now_ms, nx=True)
+        self.first_start_ms = int(await self.redis.get(f"{self._key}:first-start"))
+        await self.redis.set(f"{self._key}:txn-nonce", secrets.token_hex(6), nx=True)
+        self._nonce = await self.redis.get(f"{self._key}:txn-nonce")
+        for room in self.mc.rooms:
+            room_id = room
+            if room.startswith("#"):
+                resolved = await self.client.room_resolve_alias(room)
+                if isinstance(resolved, RoomResolveAliasError):
+                    log.error("cannot resolve room alias %s: %s", room, resolved.message)
+                    continue
+                room_id = resolved.room_id
+            self.rooms.add(room_id)
+            joined = await self.client.join(room_id)
+            if isinstance(joined, JoinError):
+                log.warning("cannot join %s yet (%s); invite the bot", room, joined.message)
+        log.info("logged in as %s; serving %d room(s)", self.mc.user_id, len(self.rooms))
+
+    # -- the sync loop ------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        backoff = 1.0
+        started = False
+        outage = False
+        while not stop.is_set():
+            try:
+                if not started:
+                    await self.start()
+                    started = True
+                token = await self.redis.get(f"{self._key}:sync-token")
+                resp = await _unless_stopped(
+                    self.client.sync(
+                        timeout=SYNC_TIMEOUT_MS if token else 0,
+                        since=token,
+                        sync_filter=SYNC_FILTER if token else FIRST_SYNC_FILTER,
+                    ),
+                    stop,
+                )
+                if resp is None:
+                    break  # stopping: the long poll was cancelled
+                if isinstance(resp, SyncError):
+                    raise ConnectionError(f"sync refused: {resp.status_code} {resp.message}")
+                await self._handle_sync(resp, first=token is None)
+                await self.redis.set(f"{self._key}:sync-token", resp.next_batch)
+                if outage:
+                    log.info("the homeserver is back; syncing again")
+                backoff, outage = 1.0, False
+            except (
+                aiohttp.ClientError,
+                TimeoutError,
+                ConnectionError,
+                OSError,
+                RuntimeError,
+            ) as exc:
+                outage = True
+                log.warning("homeserver unreachable (%s); retrying in %.0fs", exc, backoff)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+        await self.client.close()
+
+    async def _handle_sync(self, resp: Any, first: bool) -> None:
+        for room_id in resp.rooms.invite:
+            if room_id in self.rooms:
+                log.info("invited to %s; joining", room_id)
+                await self.client.join(room_id)
+            else:
+                log.info("rejecting an invite to %s: not in my config", room_id)
+                await self.client.room_leave(room_id)
+        for room_id, info in resp.rooms.join.items():
+            if room_id not in self.rooms:
+                continue
+            if info.timeline.limited and not first:  # a first sync skips history on purpose
+                log.warning(
+                    "room %s: more events than one sync holds; older ones skipped", room_id
+                )
+            for event in info.timeline.events:
+                try:
+                    await self._on_event(room_id, event.source)
+                except Exception:
+                    log.exception(
+                        "room %s: handling event %s failed", room_id, event.source.get("event_id")
+                    )
+
+    async def _on_event(self, room_id: str, event: dict[str, Any]) -> None:
+        sender, event_id = event.get("sender", ""), event.get("event_id", "")
+        if sender == self.mc.user_id or not event_id:
+            return
+        if event.get("type") == "m.room.encrypted":
+            await self._warn_encrypted(room_id)
+            return
+        body = event.get("content") or {}
+        if event.get("type") != "m.room.message" or body.get("msgtype") != "m.text":
+            return  # notices (other bots), emotes, files: never commands
+        relation = body.get("m.relates_to") or {}
+        if relation.get("rel_type") == "m.replace" or "m.new_content" in body:
+            return  # an edit: editing an old message must not run it
+        text = body.get("body")
+        if not isinstance(text, str):
+            return
+        if "m.in_reply_to" in relation:
+            text = strip_reply_fallback(text)
+        if not text.lstrip().startswith(self.config.prefix):
+            return
+        sent_ms = int(event.get("origin_server_ts") or 0)
+        if sent_ms < self.first_start_ms:
+            return  # from before this bot ever ran
+        if not await self.redis.set(f"{self._key}:handled:{event_id}", 1, nx=True, ex=HANDLED_TTL):
+            return  # handled before a restart
+        thread = relation.get("event_id") if relation.get("rel_type") == "m.thread" else event_id
+        ref = {"room": room_id, "event": event_id, "thread": thread or event_id}
+        await self._react(room_id, event_id, SEEN, f"seen-{event_id}")
+        age = time.time() - sent_ms / 1000
+        if age > self.mc.max_command_age_seconds:
+            note = (
+                f"not run: this command was sent {int(age // 60)} min ago, while I was offline; "
+                "send it again if it is still wanted"
+            )
+            await self._post(ref, Reply(note, status="refused"), f"stale-{event_id}")
+            await self._react(room_id, event_id, FAILED, f"end-{event_id}")
+            return
+        reply = await self.dispatcher.handle(Message(self.platform, sender, room_id, text, ref))
+        if reply is None:
+            return
+        if reply.status == "queued" and reply.job:
+            sent = await self._post(ref, reply, f"queued-{reply.job}")
+            await self.redis.set(f"{self._key}:progress:{reply.job}", sent, ex=PROGRESS_TTL)
+            return
+        await self._post(ref, reply, f"answer-{event_id}")
+        if reply.status in ("refused", "error"):
+            await self._react(room_id, event_id, FAILED, f"end-{event_id}")
+
+    async def _warn_encrypted(self, room_id: str) -> None:
+        if await self.redis.set(f"{self._key}:e2e-warned:{room_id}", 1, nx=True):
+            log.warning("room %s is encrypted; I cannot read it", room_id)
+            await self._send(room_id, content(Reply(ENCRYPTED_WARNING)), f"e2e-{room_id}")
+
+    # -- results from the worker --------------------------------------------------------
+
+    async def deliver(self, result: Result, reply: Reply) -> None:
+        ref = result.reply_to
+        room = ref.get("room", "")
+        if room not in self.rooms:
+            log.warning("job %s: result for a room I do not serve; dropped", result.job)
+            return
+        progress_key = f"{self._key}:progress:{result.job}"
+        if result.kind == "progress":
+            message = await self.redis.get(progress_key)
+            digest = hashlib.sha256(reply.text.encode()).hexdigest()[:12]
+            if message:
+                await self._edit(room, message, reply, f"edit-{result.job}-{digest}")
+            else:
+                sent = await self._post(ref, reply, f"progress-{result.job}")
+                await self.redis.set(progress_key, sent, ex=PROGRESS_TTL)
+            return
+        await self._post(ref, reply, f"result-{result.job}")
+        await self._react(
+            room, ref.get("event", ""), DONE if result.ok else FAILED, f"end-{result.job}"
+        )
+        await self.redis.delete(progress_key)
+
+    # -- sending --------------------------------------------------------------------------
+
+    async def _post(self, ref: dict[str, str], reply: Reply, txn: str) -> str:
+        """Post ``reply`` in the command's thread (split if large); returns the first event ID."""
+        first = ""
+        for i, part in enumerate(contents(reply)):
+            part["m.relates_to"] = self._relation(ref)
+            event_id = await self._send(ref["room"], part, f"{txn}-{i}")
+            first = first or event_id
+        return first
+
+    def _relation(self, ref: dict[str, str]) -> dict[str, Any]:
+        reply_to = {"m.in_reply_to": {"event_id": ref["event"]}}
+        if not self.mc.threads:
+            return reply_to
+        return {
+            "rel_type": "m.thread",
+            "event_id": ref["thread"],
+            "is_falling_back": True,
+            **reply_to,
+        }
+
+    async def _edit(self, room: str, event_id: str, reply: Reply, txn: str) -> None:
+        new = content(reply)
+        edit = {
+            **new,
+            "body": f"* {new['body']}",
+            "formatted_body": f"* {new['formatted_body']}",
+            "m.new_content": new,
+            "m.relates_to": {"rel_type": "m.replace", "event_id": event_id},
+        }
+        await self._send(room, edit, txn)
+
+    async def _react(self, room: str, event_id: str, key: str, txn: str) -> None:
+        if not event_id:
+            return
+        body = {"m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}}
+        await self._send(room, body, txn, "m.reaction")
+
+    async def _send(
+        self, room: str, body: dict[str, Any], txn: str, kind: str = "m.room.message"
+    ) -> str:
+        resp = await self.client.room_send(room, kind, body, tx_id=f"sb-{self._nonce}-{txn}")
+        if isinstance(resp, RoomSendError):
+            raise DeliveryError(f"{resp.status_code}: {resp.message}")
+        return resp.event_id

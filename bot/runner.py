@@ -1,0 +1,58 @@
+"""``swarmbot bot``: the chat adapters named in config, and nothing else.
+
+Each adapter gets its own inbox (results come back to the adapter that queued the job) and
+its own dispatcher; the worker runs elsewhere (``swarmbot worker``), the only process with
+the Docker socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+
+import redis.asyncio as aioredis
+
+from bot.config import Config
+from bot.dispatch import Dispatcher
+from bot.queue import Inbox, JobQueue
+from bot.results import route
+
+log = logging.getLogger("swarmbot.bot")
+
+
+async def run_bot(config: Config) -> None:
+    client = aioredis.Redis.from_url(
+        config.redis_url, decode_responses=True, health_check_interval=30
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    consumer = socket.gethostname()
+    tasks = []
+    for name in config.adapters:
+        if name == "matrix":
+            from bot.adapters.matrix import MatrixAdapter
+
+            dispatcher = Dispatcher(config, JobQueue(client, config), MatrixAdapter.inbox)
+            adapter = MatrixAdapter(config, client, dispatcher)
+        else:  # config validation lists the known adapters
+            raise AssertionError(name)
+        inbox = Inbox(client, config, adapter.inbox)
+        tasks.append(asyncio.create_task(adapter.run(stop), name=f"{name}-sync"))
+        tasks.append(
+            asyncio.create_task(
+                route(inbox, consumer, adapter.deliver, stop), name=f"{name}-results"
+            )
+        )
+        log.info("adapter %s started", name)
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            task.result()  # an adapter that died takes the process down, loudly
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await client.aclose()
