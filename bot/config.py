@@ -81,6 +81,20 @@ class MatrixConfig:
 
 
 @dataclass(frozen=True)
+class SlackConfig:
+    mode: str  # "socket" (no public URL needed) or "http" (Events API over HTTPS)
+    bot_token: Secret = field(repr=False)
+    app_token: Secret | None = field(repr=False)  # socket mode
+    signing_secret: Secret | None = field(repr=False)  # http mode
+    channels: tuple[str, ...]  # channel IDs; every other channel is ignored
+    slash_command: str
+    http_host: str
+    http_port: int
+    http_path: str
+    api_url: str
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path | None
     prefix: str
@@ -98,6 +112,7 @@ class Config:
     roles: tuple[Role, ...]
     adapters: tuple[str, ...] = ()
     matrix: MatrixConfig | None = None
+    slack: SlackConfig | None = None
 
 
 # The schema: key -> (type, default). A default of ``REQUIRED`` makes the key mandatory.
@@ -138,8 +153,23 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "threads": (bool, True),
         "max_command_age_seconds": (int, 600),
     },
+    "slack": {
+        "mode": (str, "socket"),
+        "bot_token": (str, None),
+        "bot_token_file": (str, None),
+        "app_token": (str, None),
+        "app_token_file": (str, None),
+        "signing_secret": (str, None),
+        "signing_secret_file": (str, None),
+        "channels": (list, []),
+        "slash_command": (str, "/swarm"),
+        "http_host": (str, "127.0.0.1"),
+        "http_port": (int, 3000),
+        "http_path": (str, "/slack/events"),
+        "api_url": (str, "https://slack.com/api/"),
+    },
 }
-ADAPTERS = ("matrix",)
+ADAPTERS = ("matrix", "slack")
 _ROLE_KEYS = {"users", "commands", "stacks"}
 
 
@@ -249,6 +279,7 @@ def parse(
                 (f"bot.adapters[{i}]", f"unknown adapter {name!r} (known: {', '.join(ADAPTERS)})")
             )
     matrix = _matrix(values["matrix"], environ, base, problems) if "matrix" in adapters else None
+    slack = _slack(values["slack"], environ, base, problems) if "slack" in adapters else None
 
     if problems:
         raise ConfigError(problems)
@@ -269,6 +300,7 @@ def parse(
         roles=roles,
         adapters=adapters,
         matrix=matrix,
+        slack=slack,
     )
 
 
@@ -388,6 +420,72 @@ def _matrix(
         rooms=tuple(rooms),
         threads=table.get("threads", True),
         max_command_age_seconds=table.get("max_command_age_seconds", 600),
+    )
+
+
+def _slack(
+    table: dict[str, Any], environ: Any, base: Path, all_problems: list[tuple[str, str]]
+) -> SlackConfig | None:
+    """The Slack adapter's settings; called only when the adapter is enabled."""
+    problems: list[tuple[str, str]] = []
+    mode = table["mode"]
+    if mode not in ("socket", "http"):
+        problems.append(("slack.mode", "must be socket or http"))
+    found = {
+        key: _find_secret("slack", key, table, environ, base, problems)
+        for key in ("bot_token", "app_token", "signing_secret")
+    }
+    needed = (
+        {"bot_token": "xoxb-", "app_token": "xapp-"}
+        if mode == "socket"
+        else {"bot_token": "xoxb-"}
+    )
+    for key, start in needed.items():
+        if found[key] is None:
+            problems.append(
+                (
+                    f"slack.{key}_file",
+                    f"no {key} ({start}…): set $SWARMBOT_SLACK_{key.upper()}, {key}_file or {key}",
+                )
+            )
+        elif not found[key][0].startswith(start):
+            problems.append((found[key][1], f"a Slack {key} starts with {start}"))
+    if mode == "http" and found["signing_secret"] is None:
+        problems.append(("slack.signing_secret_file", "http mode needs the app's signing secret"))
+    channels = table["channels"]
+    if not channels:
+        problems.append(
+            ("slack.channels", "list the channel IDs the bot serves; it ignores all others")
+        )
+    for i, channel in enumerate(channels):
+        if not isinstance(channel, str) or not re.match(r"^[CG][A-Z0-9]{2,32}$", channel):
+            problems.append(
+                (f"slack.channels[{i}]", "must be a channel ID such as C0123ABCD (not a #name)")
+            )
+    if not re.match(r"^/[a-z0-9_-]{1,31}$", table["slash_command"]):
+        problems.append(("slack.slash_command", "must look like /swarm"))
+    if not 1 <= table["http_port"] <= 65535:
+        problems.append(("slack.http_port", "must be a TCP port"))
+    if not re.match(r"^https?://.+/$", table["api_url"]):
+        problems.append(("slack.api_url", "must be an http(s) URL ending in /"))
+    if problems:
+        all_problems.extend(problems)
+        return None
+
+    def secret(key: str) -> Secret | None:
+        return Secret(found[key][0].encode()) if found[key] else None
+
+    return SlackConfig(
+        mode=mode,
+        bot_token=secret("bot_token"),  # type: ignore[arg-type]
+        app_token=secret("app_token"),
+        signing_secret=secret("signing_secret"),
+        channels=tuple(channels),
+        slash_command=table["slash_command"],
+        http_host=table["http_host"],
+        http_port=table["http_port"],
+        http_path=table["http_path"],
+        api_url=table["api_url"],
     )
 
 

@@ -37,7 +37,12 @@ async def run_bot(config: Config) -> None:
             from bot.adapters.matrix import MatrixAdapter
 
             dispatcher = Dispatcher(config, JobQueue(client, config), MatrixAdapter.inbox)
-            adapter = MatrixAdapter(config, client, dispatcher)
+            adapter: MatrixAdapter | SlackAdapter = MatrixAdapter(config, client, dispatcher)
+        elif name == "slack":
+            from bot.adapters.slack import SlackAdapter
+
+            dispatcher = Dispatcher(config, JobQueue(client, config), SlackAdapter.inbox)
+            adapter = SlackAdapter(config, client, dispatcher)
         else:  # config validation lists the known adapters
             raise AssertionError(name)
         inbox = Inbox(client, config, adapter.inbox)

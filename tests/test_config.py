@@ -161,3 +161,25 @@ def test_matrix_needs_credentials_and_rooms(tmp_path: Path) -> None:
     assert token not in proc.stdout + proc.stderr
     proc = check(tmp_path, base.replace('"matrix"', '"irc"'))
     assert "bot.adapters[0]: unknown adapter 'irc'" in proc.stderr
+
+
+def test_slack_tokens_are_checked_by_shape_and_mode(tmp_path: Path) -> None:
+    base = f"""
+        [bot]
+        adapters = ["slack"]
+        [security]
+        signing_secret = "{GOOD_SECRET}"
+        [slack]
+        channels = ["#ops"]
+    """
+    proc = check(tmp_path, base, env={"SWARMBOT_SLACK_BOT_TOKEN": "xapp-wrong-kind"})
+    assert proc.returncode == 2
+    assert "SWARMBOT_SLACK_BOT_TOKEN: a Slack bot_token starts with xoxb-" in proc.stderr
+    assert "slack.app_token_file: no app_token (xapp-…)" in proc.stderr
+    assert "slack.channels[0]: must be a channel ID such as C0123ABCD (not a #name)" in proc.stderr
+    fixed = base.replace('"#ops"', '"C0123ABCD"')
+    env = {"SWARMBOT_SLACK_BOT_TOKEN": "xoxb-1-abc", "SWARMBOT_SLACK_APP_TOKEN": "xapp-1-abc"}
+    assert check(tmp_path, fixed, env).returncode == 0
+    http = fixed + 'mode = "http"\n'
+    proc = check(tmp_path, http, env={"SWARMBOT_SLACK_BOT_TOKEN": "xoxb-1-abc"})
+    assert "slack.signing_secret_file: http mode needs the app's signing secret" in proc.stderr

@@ -1,0 +1,219 @@
+"""The Slack adapter (slack-bolt): Socket Mode by default, or the HTTP Events API.
+
+Commands arrive three ways: a message in an allowed channel (``!deploy dev``), a mention
+(``@swarmbot deploy dev``) and a slash command (``/swarm deploy dev``, acknowledged at once
+so Slack's 3-second limit is always met). Users are identified by their Slack user ID only.
+
+Slack redelivers events it thinks were missed (Socket Mode envelopes, HTTP retries up to
+about five minutes later), so every event is handled once: its ID is recorded in Redis
+with a TTL longer than Slack's retry window. Rate limits (HTTP 429 with Retry-After) are
+honoured by slack_sdk's retry handler; the Socket Mode client reconnects by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+from slack_bolt.app.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.adapters.slack_render import messages, unescape
+from bot.chat import Message, Reply
+from bot.config import Config, SlackConfig
+from bot.dispatch import Dispatcher
+from bot.jobs import Result
+
+log = logging.getLogger("swarmbot.slack")
+
+# Slack's last retry of an event comes about five minutes after the first delivery.
+HANDLED_TTL = 3600
+PROGRESS_TTL = 86400
+SEEN, DONE, FAILED = "eyes", "white_check_mark", "x"
+MENTION = re.compile(r"^\s*<@[A-Z0-9]+>[\s:,]*")
+
+
+class SlackAdapter:
+    platform = "slack"
+    inbox = "slack"
+
+    def __init__(self, config: Config, redis: aioredis.Redis, dispatcher: Dispatcher) -> None:
+        assert config.slack is not None
+        self.config = config
+        self.sc: SlackConfig = config.slack
+        self.redis = redis
+        self.dispatcher = dispatcher
+        self._key = f"{config.redis_prefix}:slack"
+        self.client = AsyncWebClient(
+            token=self.sc.bot_token.reveal().decode(), base_url=self.sc.api_url
+        )
+        self.client.retry_handlers.extend(
+            [
+                AsyncRateLimitErrorRetryHandler(max_retry_count=5),
+                AsyncConnectionErrorRetryHandler(max_retry_count=3),
+            ]
+        )
+        signing = self.sc.signing_secret.reveal().decode() if self.sc.signing_secret else ""
+        self.app = AsyncApp(
+            client=self.client,
+            signing_secret=signing,
+            logger=logging.getLogger("swarmbot.slack.bolt"),
+        )
+        self.app.event("message")(self._on_message)
+        self.app.event("app_mention")(self._on_mention)
+        self.app.command(self.sc.slash_command)(self._on_slash)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- running --------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        who = await self.client.auth_test()
+        log.info("connected to Slack as %s (%s)", who.get("user"), who.get("user_id"))
+        if self.sc.mode == "socket":
+            assert self.sc.app_token is not None
+            handler = AsyncSocketModeHandler(self.app, self.sc.app_token.reveal().decode())
+            await handler.connect_async()
+            log.info("serving %d channel(s) over Socket Mode", len(self.sc.channels))
+            await stop.wait()
+            await handler.close_async()
+            return
+        server = web.Application()
+        server.router.add_post(self.sc.http_path, self._http)
+        runner = web.AppRunner(server, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, self.sc.http_host, self.sc.http_port).start()
+        log.info(
+            "serving %d channel(s) over HTTP at %s:%d%s",
+            len(self.sc.channels),
+            self.sc.http_host,
+            self.sc.http_port,
+            self.sc.http_path,
+        )
+        await stop.wait()
+        await runner.cleanup()
+
+    async def _http(self, request: web.Request) -> web.Response:
+        """HTTP Events API: Bolt checks X-Slack-Signature and the timestamp's age."""
+        return await to_aiohttp_response(
+            await self.app.async_dispatch(await to_bolt_request(request))
+        )
+
+    # -- incoming ---------------------------------------------------------------------------
+
+    async def _on_message(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        if event.get("subtype") or event.get("bot_id"):
+            return  # edits (message_changed), deletions, joins, bot messages: never commands
+        text = unescape(event.get("text") or "")
+        if text.lstrip().startswith(self.config.prefix):
+            await self._command(event, text, body.get("event_id", ""))
+
+    async def _on_mention(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        if event.get("subtype") or event.get("bot_id"):
+            return
+        text = unescape(event.get("text") or "")
+        mention = MENTION.match(text)
+        if mention is None:
+            return  # the bot is named later in the text: not addressed as a command
+        words = text[mention.end() :].strip()
+        if words:
+            await self._command(
+                event,
+                self.config.prefix + words.lstrip(self.config.prefix),
+                body.get("event_id", ""),
+            )
+
+    async def _on_slash(self, ack: Any, command: dict[str, Any]) -> None:
+        channel = command.get("channel_id", "")
+        if channel not in self.sc.channels:
+            await ack(f"{self.sc.slash_command} works only in the channels I serve")
+            return
+        await ack()  # within Slack's 3 seconds, before anything slow
+        task = asyncio.create_task(self._slash(command))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _slash(self, command: dict[str, Any]) -> None:
+        if not await self._first_time(f"slash:{command.get('trigger_id', '')}"):
+            return
+        user, text = command.get("user_id", ""), command.get("text", "").strip()
+        root = await self.client.chat_postMessage(
+            channel=command["channel_id"], text=f"<@{user}> ran `{self.sc.slash_command} {text}`"
+        )
+        event = {"channel": command["channel_id"], "user": user, "ts": root["ts"]}
+        await self._command(event, self.config.prefix + text, "", deduplicated=True)
+
+    async def _command(
+        self, event: dict[str, Any], text: str, event_id: str, deduplicated: bool = False
+    ) -> None:
+        channel = event.get("channel", "")
+        if channel not in self.sc.channels or not event.get("user"):
+            return
+        if not deduplicated and not await self._first_time(f"event:{event_id or event.get('ts')}"):
+            return
+        ts = event["ts"]
+        ref = {"channel": channel, "ts": ts, "thread": event.get("thread_ts") or ts}
+        await self._react(channel, ts, SEEN)
+        reply = await self.dispatcher.handle(
+            Message(self.platform, f"slack:{event['user']}", channel, text, ref)
+        )
+        if reply is None:
+            return
+        posted = await self._post(ref, reply)
+        if reply.status == "queued" and reply.job:
+            await self.redis.set(f"{self._key}:progress:{reply.job}", posted, ex=PROGRESS_TTL)
+        elif reply.status in ("refused", "error"):
+            await self._react(channel, ts, FAILED)
+
+    async def _first_time(self, key: str) -> bool:
+        return bool(await self.redis.set(f"{self._key}:handled:{key}", 1, nx=True, ex=HANDLED_TTL))
+
+    # -- results from the worker --------------------------------------------------------------
+
+    async def deliver(self, result: Result, reply: Reply) -> None:
+        ref = result.reply_to
+        if ref.get("channel") not in self.sc.channels:
+            log.warning("job %s: result for a channel I do not serve; dropped", result.job)
+            return
+        key = f"{self._key}:progress:{result.job}"
+        if result.kind == "progress":
+            ts = await self.redis.get(key)
+            if ts:
+                await self.client.chat_update(channel=ref["channel"], ts=ts, **messages(reply)[0])
+            else:
+                await self.redis.set(key, await self._post(ref, reply), ex=PROGRESS_TTL)
+            return
+        # Slack has no idempotency key for posts: remember what was posted, so a result
+        # delivered again (the bot died before acknowledging it) is not posted twice.
+        posted = f"{self._key}:posted:{result.job}"
+        if not await self.redis.exists(posted):
+            await self._post(ref, reply)
+            await self.redis.set(posted, 1, ex=HANDLED_TTL)
+        await self._react(ref["channel"], ref["ts"], DONE if result.ok else FAILED)
+        await self.redis.delete(key)
+
+    async def _post(self, ref: dict[str, str], reply: Reply) -> str:
+        first = ""
+        for part in messages(reply):
+            resp = await self.client.chat_postMessage(
+                channel=ref["channel"], thread_ts=ref["thread"], **part
+            )
+            first = first or resp["ts"]
+        return first
+
+    async def _react(self, channel: str, ts: str, name: str) -> None:
+        try:
+            await self.client.reactions_add(channel=channel, timestamp=ts, name=name)
+        except SlackApiError as exc:
+            if exc.response.get("error") != "already_reacted":
+                raise

@@ -1,0 +1,272 @@
+"""The bot in Slack: the real slack-bolt stack against a local fake that speaks Slack's
+wire protocol (Web API + Socket Mode), with the real worker, Redis and swarm behind it."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+import requests
+
+from tests.harness import BotEnv, free_port, wait_until
+from tests.slack_fake import APP_TOKEN, BOT_ID, BOT_TOKEN, BOT_USER, FakeSlack, wait_for_reply
+
+CHANNEL, OTHER_CHANNEL = "C0OPS0001", "C0RANDOM1"
+ALICE, BOB, CAROL = "UALICE001", "UBOB00001", "UCAROL001"
+SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+
+
+def slack_config(fake: FakeSlack, mode: str = "socket", port: int = 0) -> str:
+    return f"""
+    [roles.ops]
+    users = ["slack:{ALICE}"]
+    commands = ["*"]
+    stacks = ["*"]
+
+    [roles.viewer]
+    users = ["slack:{CAROL}"]
+    commands = ["services", "ps"]
+    stacks = ["*"]
+
+    [slack]
+    mode = "{mode}"
+    bot_token = "{BOT_TOKEN}"
+    app_token = "{APP_TOKEN}"
+    signing_secret = "{SIGNING_SECRET}"
+    channels = ["{CHANNEL}"]
+    api_url = "{fake.api_url}"
+    http_port = {port or 3000}
+    """
+
+
+class Chat:
+    def __init__(self, fake: FakeSlack, env: BotEnv) -> None:
+        self.fake, self.env = fake, env
+
+    def settle(self) -> None:
+        """Two commands answered in turn: what was delivered before has been handled."""
+        for _ in range(2):
+            ts = self.fake.say(CHANNEL, ALICE, "!whoami")
+            wait_for_reply(self.fake, CHANNEL, ts, "you are")
+
+
+@pytest.fixture(scope="module")
+def slack(workdir: Path, redis_url: str, swarm: docker.DockerClient) -> Iterator[Chat]:
+    fake = FakeSlack()
+    fake.start()
+    env = BotEnv(
+        workdir,
+        redis_url,
+        "slack",
+        deadline=25,
+        adapters=("slack",),
+        extra_roles=slack_config(fake),
+    )
+    try:
+        env.start_worker()
+        env.start_bot()
+        yield Chat(fake, env)
+    finally:
+        env.stop_bot()
+        env.stop_worker()
+        fake.stop()
+
+
+def test_services_in_thread_with_block_kit_table_and_reactions(slack: Chat) -> None:
+    ts = slack.fake.say(CHANNEL, ALICE, "!services")
+    reply = wait_for_reply(slack.fake, CHANNEL, ts, "REPLICAS")
+    sections = [b["text"]["text"] for b in reply["blocks"] if b["type"] == "section"]
+    assert any(s.startswith("```\n") and "REPLICAS" in s for s in sections), sections
+    wait_until(
+        lambda: slack.fake.reactions_on(CHANNEL, ts) == {"eyes", "white_check_mark"},
+        15,
+        "reactions",
+    )
+
+
+def test_deploy_updates_one_progress_message(
+    slack: Chat, run_id: str, swarm: docker.DockerClient
+) -> None:
+    stack = slack.env.add_stack(f"{run_id}-sl", {"web": {"replicas": 2}})
+    ts = slack.fake.say(CHANNEL, ALICE, f"!deploy {stack}")
+    wait_for_reply(slack.fake, CHANNEL, ts, f"deployed {stack}: 1 service converged")
+    thread = slack.fake.thread(CHANNEL, ts)
+    assert len(thread) == 2, [m["text"] for m in thread]
+    progress = thread[0]
+    assert progress["edits"] and any(re.search(r"web \d/2", e) for e in progress["edits"]), (
+        progress
+    )
+    wait_until(lambda: "white_check_mark" in slack.fake.reactions_on(CHANNEL, ts), 15, "✅")
+    tasks = swarm.services.get(f"{stack}_web").tasks(filters={"desired-state": "running"})
+    assert sum(t["Status"]["State"] == "running" for t in tasks) == 2
+
+
+def test_mention_runs_the_command(slack: Chat) -> None:
+    ts = slack.fake._next_ts()
+    slack.fake.post_event(
+        {
+            "type": "app_mention",
+            "channel": CHANNEL,
+            "user": ALICE,
+            "ts": ts,
+            "text": f"<@{BOT_USER}> whoami",
+        }
+    )
+    wait_for_reply(slack.fake, CHANNEL, ts, f"you are slack:{ALICE}")
+
+
+def test_slash_command_is_acknowledged_at_once_and_answered(slack: Chat) -> None:
+    envelope = slack.fake.slash(CHANNEL, ALICE, "/swarm", "stacks")
+    wait_until(
+        lambda: envelope in slack.fake.acks, 3, "the slash command's ack (Slack allows 3 s)"
+    )
+    root = wait_until(
+        lambda: next((m for m in slack.fake.messages if "ran `/swarm stacks`" in m["text"]), None),
+        15,
+        "root",
+    )
+    wait_for_reply(slack.fake, CHANNEL, root["ts"], "DEPLOYED")
+
+
+def test_refusals_queue_nothing(slack: Chat) -> None:
+    jobs = slack.env.queued_jobs()
+    ts = slack.fake.say(CHANNEL, BOB, "!deploy anything")
+    wait_for_reply(slack.fake, CHANNEL, ts, f"refused: you (slack:{BOB}) have no role here")
+    wait_until(lambda: "x" in slack.fake.reactions_on(CHANNEL, ts), 15, "❌")
+    ts = slack.fake.say(CHANNEL, CAROL, "!restart web")
+    wait_for_reply(slack.fake, CHANNEL, ts, "do not include the command `restart`")
+    assert slack.env.queued_jobs() == jobs
+
+
+def test_retried_delivery_runs_once(slack: Chat) -> None:
+    jobs = slack.env.queued_jobs()
+    ts = slack.fake._next_ts()
+    event = {"type": "message", "channel": CHANNEL, "user": ALICE, "text": "!stacks", "ts": ts}
+    event_id = slack.fake.post_event(event)
+    slack.fake.post_event(event, event_id=event_id, retry_attempt=1)
+    slack.fake.post_event(event, event_id=event_id, retry_attempt=2)
+    wait_for_reply(slack.fake, CHANNEL, ts, "DEPLOYED")
+    slack.settle()
+    assert slack.env.queued_jobs() == jobs + 1
+    assert len([m for m in slack.fake.thread(CHANNEL, ts) if "DEPLOYED" in m["text"]]) == 1
+
+
+def test_bot_edited_and_foreign_messages_never_run(slack: Chat, run_id: str) -> None:
+    jobs = slack.env.queued_jobs()
+    before = len(slack.fake.acks)
+    ts = slack.fake._next_ts()
+    slack.fake.post_event(
+        {
+            "type": "message",
+            "channel": CHANNEL,
+            "bot_id": "BOTHER001",
+            "text": "!services",
+            "ts": ts,
+        }
+    )
+    slack.fake.post_event(
+        {
+            "type": "message",
+            "channel": CHANNEL,
+            "user": BOT_USER,
+            "bot_id": BOT_ID,
+            "text": "!services",
+            "ts": slack.fake._next_ts(),
+        }
+    )
+    slack.fake.post_event(
+        {
+            "type": "message",
+            "subtype": "message_changed",
+            "channel": CHANNEL,
+            "ts": slack.fake._next_ts(),
+            "message": {"user": ALICE, "text": f"!deploy {run_id}-sl", "ts": ts},
+        }
+    )
+    slack.fake.say(OTHER_CHANNEL, ALICE, "!services")
+    wait_until(lambda: len(slack.fake.acks) >= before + 4, 15, "the four envelopes acknowledged")
+    slack.settle()
+    assert slack.env.queued_jobs() == jobs
+    assert not slack.fake.thread(CHANNEL, ts)
+    assert not [m for m in slack.fake.messages if m["channel"] == OTHER_CHANNEL]
+
+
+def test_rate_limit_is_honoured(slack: Chat) -> None:
+    calls = slack.fake.count("chat.postMessage")
+    slack.fake.rate_limit["chat.postMessage"] = 2
+    ts = slack.fake.say(CHANNEL, ALICE, "!whoami")
+    wait_for_reply(slack.fake, CHANNEL, ts, "you are", timeout=30)
+    assert slack.fake.count("chat.postMessage") >= calls + 3  # two 429s, then the post
+
+
+def test_reconnects_after_the_websocket_drops(slack: Chat) -> None:
+    connections = slack.fake.connections
+    slack.fake.drop_connection()
+    wait_until(
+        lambda: slack.fake.connections > connections and slack.fake.connected(), 60, "a reconnect"
+    )
+    ts = slack.fake.say(CHANNEL, ALICE, "!whoami")
+    wait_for_reply(slack.fake, CHANNEL, ts, "you are")
+
+
+@pytest.fixture(scope="module")
+def http_slack(
+    workdir: Path, redis_url: str, swarm: docker.DockerClient
+) -> Iterator[tuple[FakeSlack, BotEnv, str]]:
+    fake = FakeSlack()
+    fake.start()
+    port = free_port()
+    env = BotEnv(
+        workdir,
+        redis_url,
+        "slack-http",
+        adapters=("slack",),
+        extra_roles=slack_config(fake, "http", port),
+    )
+    try:
+        env.start_worker()
+        env.start_bot()
+        yield fake, env, f"http://127.0.0.1:{port}/slack/events"
+    finally:
+        env.stop_bot()
+        env.stop_worker()
+        fake.stop()
+
+
+def signed_post(
+    url: str, body: dict, secret: str = SIGNING_SECRET, age: float = 0
+) -> requests.Response:
+    raw = json.dumps(body)
+    stamp = str(int(time.time() - age))
+    signature = (
+        "v0=" + hmac.new(secret.encode(), f"v0:{stamp}:{raw}".encode(), hashlib.sha256).hexdigest()
+    )
+    headers = {
+        "Content-Type": "application/json",
+        "X-Slack-Request-Timestamp": stamp,
+        "X-Slack-Signature": signature,
+    }
+    return requests.post(url, data=raw, headers=headers, timeout=10)
+
+
+def test_http_mode_verifies_signatures(http_slack: tuple[FakeSlack, BotEnv, str]) -> None:
+    fake, env, url = http_slack
+    jobs = env.queued_jobs()
+    ts = fake._next_ts()
+    event = fake.event_payload(
+        {"type": "message", "channel": CHANNEL, "user": ALICE, "text": "!stacks", "ts": ts},
+        "EvHTTP0001",
+    )
+    assert signed_post(url, event, secret="wrong-secret-wrong-secret-wrong!").status_code == 401
+    assert signed_post(url, event, age=600).status_code == 401  # stale: a replayed request
+    assert env.queued_jobs() == jobs
+    assert signed_post(url, event).status_code == 200
+    wait_for_reply(fake, CHANNEL, ts, "DEPLOYED")
+    assert env.queued_jobs() == jobs + 1
