@@ -13,6 +13,7 @@ import redis
 
 from bot.chat import Message, Reply
 from bot.config import Config
+from bot.jobs import Job
 from bot.parsing import ParseError, parse
 from bot.queue import JobQueue
 from bot.roles import Policy
@@ -63,4 +64,23 @@ class Dispatcher:
             log.error("queue unavailable: %s", exc)
             return Reply("queue unavailable, not queued; try again shortly", status="error")
         log.info("job %s queued: %s by %s", job.id, job.text, job.requester)
-        return Reply(f"queued as job {job.id}: {job.text}", status="queued", job=job.id)
+        return Reply(await self._queued_text(job, stack), status="queued", job=job.id)
+
+    async def _queued_text(self, job: Job, stack: str | None) -> str:
+        """ "queued as job 42", and what the user should know about when it will run."""
+        text = f"queued as job {job.id}: {job.text}"
+        try:
+            holder = await self.queue.holder(stack) if stack and stack != "all" else None
+            online = await self.queue.workers_online()
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            return text
+        if holder:
+            what = f"{holder.get('text')} by {holder.get('requester')}"
+            text += f"; queued behind job {holder.get('id')} ({what})"
+        if not online:
+            minutes = max(1, self.config.job_ttl_seconds // 60)
+            text += (
+                f"; no worker is online right now: it runs when one comes back "
+                f"(or expires unrun in {minutes} min)"
+            )
+        return text

@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 WORKER_GROUP = "workers"
 BOT_GROUP = "bot"
 RECENT_JOBS_KEPT = 500
+HEARTBEAT_SECONDS = 2.0
+# A worker silent for this long is dead: its unfinished jobs go to the others.
+WORKER_DEAD_AFTER = 10.0
+LOCK_LEASE_MS = 30_000
 RECORD_TTL = 7 * 86400
 INBOX_MAXLEN = 10_000
 INBOX_TTL = 7 * 86400
@@ -67,6 +71,17 @@ class Keys:
     def seen(self, job_id: str) -> str:
         return f"{self.prefix}:seen:{job_id}"
 
+    @property
+    def workers(self) -> str:
+        return f"{self.prefix}:workers"
+
+    def lock(self, stack: str) -> str:
+        return f"{self.prefix}:lock:{stack}"
+
+    @property
+    def audit(self) -> str:
+        return f"{self.prefix}:audit"
+
 
 class JobQueue:
     """The bot's side: put signed jobs on the queue and read job records for ``!jobs``."""
@@ -100,6 +115,28 @@ class JobQueue:
             await pipe.execute()
         return job
 
+    async def workers_online(self) -> int:
+        """Workers whose heartbeat is fresh."""
+        return int(
+            await self._redis.zcount(self._keys.workers, time.time() - WORKER_DEAD_AFTER, "+inf")
+        )
+
+    async def record(self, job_id: str) -> dict[str, str]:
+        return await self._redis.hgetall(self._keys.record(job_id))
+
+    async def cancel(self, job_id: str, by: str) -> str:
+        """Mark a job cancelled if it has not started; returns the state it was in."""
+        key = self._keys.record(job_id)
+        state = await self._redis.eval(_CANCEL, 1, key, by, f"{time.time():.3f}")
+        return _s(state)
+
+    async def holder(self, stack: str) -> dict[str, str] | None:
+        """The job holding ``stack``'s lock, if any: what a new job will queue behind."""
+        job_id = await self._redis.get(self._keys.lock(stack))
+        if not job_id:
+            return None
+        return await self.record(_s(job_id)) or None
+
     async def recent(self, limit: int) -> list[dict[str, str]]:
         ids = await self._redis.zrevrange(self._keys.recent, 0, limit - 1)
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -107,6 +144,38 @@ class JobQueue:
                 pipe.hgetall(self._keys.record(_s(job_id)))
             rows = await pipe.execute()
         return [{_s(k): _s(v) for k, v in row.items()} for row in rows if row]
+
+
+# Cancel only what has not started: check and set in one step, so a worker picking the job
+# up at the same moment either sees the cancellation or the canceller sees "running".
+_CANCEL = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 'unknown' end
+if state == 'queued' or state == 'waiting' then
+  redis.call('HSET', KEYS[1], 'state', 'cancelled', 'cancelled_by', ARGV[1], 'finished', ARGV[2],
+             'summary', 'cancelled by ' .. ARGV[1])
+  return 'cancelled'
+end
+return state
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+_ACQUIRE = """
+local holder = redis.call('GET', KEYS[1])
+if not holder or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return ''
+end
+return holder
+"""
+_START = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'cancelled' then return 'cancelled' end
+redis.call('HSET', KEYS[1], 'state', ARGV[1], 'started', ARGV[2], 'worker', ARGV[3])
+return state or ''
+"""
 
 
 class Inbox:
@@ -193,10 +262,60 @@ class WorkerQueue:
             return True
         return _s(self._redis.get(key)) == entry_id
 
-    def mark_running(self, job_id: str) -> None:
-        self._redis.hset(
-            self.keys.record(job_id), mapping={"state": "running", "started": f"{time.time():.3f}"}
-        )
+    def start(self, job_id: str, state: str = "running") -> bool:
+        """Mark a job running (or waiting for its stack); False if it was cancelled."""
+        args = [state, f"{time.time():.3f}", self.consumer]
+        return _s(self._redis.eval(_START, 1, self.keys.record(job_id), *args)) != "cancelled"
+
+    def record(self, job_id: str) -> dict[str, str]:
+        return self._redis.hgetall(self.keys.record(job_id))
+
+    def applied(self, job_id: str, step: str) -> float | None:
+        """When a job's side effect (``step``) was applied, if it was: a job reclaimed after
+        a crash must not apply it twice (a second forced update is a second restart)."""
+        value = self._redis.hget(self.keys.record(job_id), f"applied:{step}")
+        return float(value) if value else None
+
+    def mark_applied(self, job_id: str, step: str, at: float) -> None:
+        self._redis.hset(self.keys.record(job_id), f"applied:{step}", f"{at:.3f}")
+
+    # -- heartbeats, dead workers and stack leases --------------------------------------
+
+    def beat(self, locks: dict[str, str]) -> None:
+        """Say this worker is alive, and renew the leases on the stacks its jobs hold."""
+        now = time.time()
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(self.keys.workers, {self.consumer: now})
+            pipe.zremrangebyscore(self.keys.workers, "-inf", now - 3600)
+            for stack, job_id in locks.items():
+                pipe.eval(_ACQUIRE, 1, self.keys.lock(stack), job_id, LOCK_LEASE_MS)
+            pipe.execute()
+
+    def live_workers(self) -> set[str]:
+        since = time.time() - WORKER_DEAD_AFTER
+        return {_s(w) for w in self._redis.zrangebyscore(self.keys.workers, since, "+inf")}
+
+    def reclaim(self) -> list[tuple[str, dict[Any, Any]]]:
+        """Take over the unfinished jobs of workers whose heartbeat stopped."""
+        live = self.live_workers() | {self.consumer}
+        idle_ms = int(WORKER_DEAD_AFTER * 1000)
+        stale = [
+            p["message_id"]
+            for p in self._redis.xpending_range(self.keys.jobs, WORKER_GROUP, "-", "+", 100)
+            if _s(p["consumer"]) not in live and p["time_since_delivered"] >= idle_ms
+        ]
+        if not stale:
+            return []
+        claimed = self._redis.xclaim(self.keys.jobs, WORKER_GROUP, self.consumer, idle_ms, stale)
+        return [(_s(eid), fields) for eid, fields in claimed if fields]
+
+    def try_lock(self, stack: str, job_id: str) -> str | None:
+        """Take ``stack`` for ``job_id``; returns the holder's job ID if another job has it."""
+        holder = self._redis.eval(_ACQUIRE, 1, self.keys.lock(stack), job_id, LOCK_LEASE_MS)
+        return _s(holder) or None
+
+    def unlock(self, stack: str, job_id: str) -> None:
+        self._redis.eval(_RELEASE, 1, self.keys.lock(stack), job_id)
 
     def progress(self, result: Result) -> None:
         with self._redis.pipeline(transaction=True) as pipe:

@@ -28,7 +28,12 @@ Deliver = Callable[[Result, Reply], Awaitable[None]]
 def to_reply(result: Result, registry: dict[str, Command] = REGISTRY) -> Reply:
     command = registry[OPERATIONS[result.op].command]
     if result.kind == "progress":
-        text = command.render_progress(result.data) if command.render_progress else "working…"
+        # Queue events (waiting behind another job, taken by a worker) read the same for all.
+        note = result.data.get("waiting") or result.data.get("started")
+        if note:
+            text = str(note)
+        else:
+            text = command.render_progress(result.data) if command.render_progress else "working…"
         return Reply(text, status="progress", job=result.job)
     assert command.render is not None
     return command.render(result)

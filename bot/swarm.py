@@ -18,6 +18,7 @@ from bot.convergence import Assessment, assess, desired_replicas, mode_name, par
 from bot.names import STACK_LABEL, stack_of
 
 IMAGE_LABEL = "com.docker.stack.image"
+API_VERSION = "1.41"
 POLL_SECONDS = 0.25
 DEFAULT_MONITOR_SECONDS = 5.0
 
@@ -51,7 +52,10 @@ class Swarm:
 
     @classmethod
     def from_env(cls, timeout: int = 30) -> Swarm:
-        return cls(docker.from_env(timeout=timeout))
+        """A client that connects on first use: a worker started while Docker is down
+        keeps running and answers "Docker is not reachable" until it is back. API 1.41
+        (Engine 20.10) is the oldest with service status counts; newer engines accept it."""
+        return cls(docker.from_env(version=API_VERSION, timeout=timeout))
 
     def ping(self) -> bool:
         return bool(self._api.ping())

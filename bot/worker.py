@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import signal
 import socket
 import threading
@@ -28,17 +29,22 @@ from bot.config import Config
 from bot.convergence import Assessment
 from bot.jobs import Expired, Job, Rejected, Result, decode_job
 from bot.names import resolve_service, stack_of
-from bot.queue import WorkerQueue
+from bot.queue import HEARTBEAT_SECONDS, WorkerQueue
 from bot.roles import Policy
 from bot.swarm import Outcome, Swarm
 
 log = logging.getLogger("swarmbot.worker")
 
 PROGRESS_INTERVAL = 1.0
+LOCK_POLL_SECONDS = 0.5
 
 
 class JobFailed(Exception):
     """An expected failure whose message is safe to show in chat."""
+
+
+class JobCancelled(Exception):
+    """The job was cancelled while it waited for its stack."""
 
 
 @dataclass
@@ -63,9 +69,9 @@ class Worker:
             client, config.redis_prefix, config.signing_secret, consumer or socket.gethostname()
         )
         self._cli: stackdeploy.DockerCli | None = None
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
-        self._holders: dict[str, str] = {}
+        self._held: dict[str, str] = {}  # stack -> job holding it in this worker
+        self._reclaimed: queue.SimpleQueue[tuple[str, dict]] = queue.SimpleQueue()
+        self._stop = threading.Event()
         self._ops: dict[str, Callable[[Job, Callable[[dict], None]], Answer]] = {
             "services": self._services,
             "stacks": self._stacks,
@@ -85,21 +91,28 @@ class Worker:
     # -- the loop ---------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        self.queue.ensure_group()
+        self._stop = stop
+        self._wait_for_redis(self.queue.ensure_group)
         slots = threading.Semaphore(self.config.worker_concurrency)
+        maintainer = threading.Thread(target=self._maintain, name="heartbeat", daemon=True)
+        maintainer.start()
         log.info(
             "worker %s ready (concurrency %d)", self.queue.consumer, self.config.worker_concurrency
         )
         with ThreadPoolExecutor(self.config.worker_concurrency, thread_name_prefix="job") as pool:
             # First whatever this consumer had taken but not finished before a crash.
-            backlog = self.queue.read(count=1000, block_ms=0, pending=True)
+            backlog = self._wait_for_redis(
+                lambda: self.queue.read(count=1000, block_ms=0, pending=True)
+            )
             if backlog:
                 log.info("resuming %d unfinished job(s)", len(backlog))
             while not stop.is_set():
+                while not self._reclaimed.empty():
+                    backlog.append(self._reclaimed.get())
                 if not backlog:
                     try:
                         backlog = self.queue.read(count=1, block_ms=1000)
-                    except redis.ConnectionError as exc:
+                    except redis.RedisError as exc:
                         log.warning("redis unavailable (%s); retrying", exc)
                         stop.wait(1.0)
                         continue
@@ -110,7 +123,30 @@ class Worker:
                     pool.submit(self._handle_guarded, entry_id, fields).add_done_callback(
                         lambda _f: slots.release()
                     )
+        maintainer.join(5)
         log.info("worker stopped")
+
+    def _wait_for_redis(self, call: Callable[[], Any]) -> Any:
+        while True:
+            try:
+                return call()
+            except redis.RedisError as exc:
+                if self._stop.is_set():
+                    raise
+                log.warning("redis unavailable (%s); retrying", exc)
+                self._stop.wait(1.0)
+
+    def _maintain(self) -> None:
+        """Heartbeat, lease renewal for held stacks, and taking over dead workers' jobs."""
+        while not self._stop.is_set():
+            try:
+                self.queue.beat(dict(self._held))
+                for entry in self.queue.reclaim():
+                    log.warning("taking over entry %s from a worker that stopped", entry[0])
+                    self._reclaimed.put(entry)
+            except redis.RedisError as exc:
+                log.warning("heartbeat failed: redis unavailable (%s)", exc)
+            self._stop.wait(HEARTBEAT_SECONDS)
 
     def _handle_guarded(self, entry_id: str, fields: dict) -> None:
         try:
@@ -132,7 +168,7 @@ class Worker:
                 "expired",
                 "expired",
             )
-            self.queue.finish(entry_id, self._result(job, answer), answer.state, answer.summary)
+            self._finish(entry_id, job, answer)
             return
         except Rejected as exc:
             log.warning("refused queue entry %s: %s", entry_id, exc)
@@ -146,7 +182,18 @@ class Worker:
             return
 
         log.info("job %s: %s by %s", job.id, job.text, job.requester)
-        self.queue.mark_running(job.id)
+        if not self.queue.start(job.id):
+            by = self.queue.record(job.id).get("cancelled_by", "someone")
+            answer = Answer(
+                False, {"error": f"cancelled by {by} before it started"}, "cancelled", "cancelled"
+            )
+            self._finish(entry_id, job, answer)
+            return
+        waited = time.time() - job.created
+        if waited > 5:  # it sat in the queue (no worker, or a busy one): say it has started
+            self._progress_now(
+                job, {"started": f"a worker took job {job.id} after {waited:.0f}s in the queue"}
+            )
         started = time.monotonic()
         answer = self._run(job)
         log.info(
@@ -156,7 +203,20 @@ class Worker:
             time.monotonic() - started,
             answer.summary,
         )
-        self.queue.finish(entry_id, self._result(job, answer), answer.state, answer.summary)
+        self._finish(entry_id, job, answer)
+
+    def _finish(self, entry_id: str, job: Job, answer: Answer) -> None:
+        """Publish the answer; if Redis is down, keep trying: the job ran, it must be told."""
+        result = self._result(job, answer)
+        self._wait_for_redis(
+            lambda: self.queue.finish(entry_id, result, answer.state, answer.summary)
+        )
+
+    def _progress_now(self, job: Job, data: dict) -> None:
+        try:
+            self.queue.progress(Result("progress", job.id, job.op, True, data, job.reply_to))
+        except redis.RedisError as exc:
+            log.warning("job %s: progress not sent: %s", job.id, exc)
 
     def _run(self, job: Job) -> Answer:
         decision = self.policy.may_run(job.requester, job.command)
@@ -169,12 +229,14 @@ class Worker:
             now = time.monotonic()
             if text != last_sent[1] and now - last_sent[0] >= PROGRESS_INTERVAL:
                 last_sent[:] = [now, text]
-                self.queue.progress(Result("progress", job.id, job.op, True, data, job.reply_to))
+                self._progress_now(job, data)
 
         try:
             return self._ops[job.op](job, progress)
         except JobFailed as exc:
             return Answer(False, {"error": str(exc)}, str(exc))
+        except JobCancelled as exc:
+            return Answer(False, {"error": str(exc)}, "cancelled", "cancelled")
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             log.warning("job %s: docker error: %s", job.id, exc)
             return Answer(
@@ -192,22 +254,49 @@ class Worker:
     def _stack_turn(
         self, stack: str, job: Job, progress: Callable[[dict], None]
     ) -> Iterator[None]:
-        """One job per stack at a time in this worker; a waiting job says what it waits for."""
-        with self._locks_guard:
-            lock = self._locks.setdefault(stack, threading.Lock())
-        if not lock.acquire(blocking=False):
-            holder = self._holders.get(stack, "?")
-            log.info("job %s: waits for job %s on stack %s", job.id, holder, stack)
-            progress(
-                {"waiting": f"waiting for job {holder} on {stack or 'this service'} to finish"}
-            )
-            lock.acquire()
-        self._holders[stack] = job.id
+        """One job per stack at a time, across all workers (a lease in Redis, renewed by the
+        heartbeat, so a dead worker's stack frees itself). A waiting job says what it waits
+        behind, can be cancelled, and gives up when the job's time to live runs out."""
+        told = False
+        while (holder := self.queue.try_lock(stack, job.id)) is not None:
+            if not told:
+                told = True
+                record = self.queue.record(holder)
+                what = (
+                    f"{record.get('text', '?')} by {record.get('requester', '?')}"
+                    if record
+                    else "?"
+                )
+                log.info("job %s: waits for job %s on %s", job.id, holder, stack)
+                self.queue.start(job.id, "waiting")
+                progress({"waiting": f"queued behind job {holder} ({what})"})
+            if self.queue.record(job.id).get("state") == "cancelled":
+                raise JobCancelled(
+                    f"cancelled by {self.queue.record(job.id).get('cancelled_by')} while waiting"
+                )
+            if time.time() > job.expires:
+                raise JobFailed(f"gave up waiting for job {holder} on {stack}")
+            self._stop.wait(LOCK_POLL_SECONDS)
+        if told:
+            self.queue.start(job.id)
+        self._held[stack] = job.id
         try:
             yield
         finally:
-            self._holders.pop(stack, None)
-            lock.release()
+            self._held.pop(stack, None)
+            self._wait_for_redis(lambda: self.queue.unlock(stack, job.id))
+
+    def _apply_once(self, job: Job, step: str, apply: Callable[[], object]) -> float:
+        """Run a job's side effect unless a previous attempt (a worker that died after it)
+        already did; returns when it was applied, from when convergence is judged."""
+        done = self.queue.applied(job.id, step)
+        if done is not None:
+            log.info("job %s: %s was already applied; watching it converge", job.id, step)
+            return done
+        at = time.time()
+        apply()
+        self.queue.mark_applied(job.id, step, at)
+        return at
 
     def _allow(self, job: Job, stack: str) -> None:
         decision = self.policy.may_touch(job.requester, job.command, stack)
@@ -275,8 +364,9 @@ class Worker:
         service = self._resolve(job)
         name = service["Spec"]["Name"]
         with self._stack_turn(stack_of(service["Spec"].get("Labels")) or name, job, progress):
-            since = time.time()
-            self.swarm.force_update(service["ID"])
+            since = self._apply_once(
+                job, "restart", lambda: self.swarm.force_update(service["ID"])
+            )
             [outcome] = self.swarm.watch(
                 [service["ID"]],
                 since,
@@ -321,11 +411,18 @@ class Worker:
             known = ", ".join(files) or "none"
             raise JobFailed(f"no stack file `{stack}` in the stacks directory (known: {known})")
         with self._stack_turn(stack, job, progress):
-            since = time.time()
             started = time.monotonic()
             try:
-                stackdeploy.deploy(
-                    self.cli, stack, files[stack], self.config.variables, self.config.resolve_image
+                since = self._apply_once(
+                    job,
+                    f"deploy:{stack}",
+                    lambda: stackdeploy.deploy(
+                        self.cli,
+                        stack,
+                        files[stack],
+                        self.config.variables,
+                        self.config.resolve_image,
+                    ),
                 )
             except stackdeploy.DeployError as exc:
                 return {

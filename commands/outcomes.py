@@ -35,8 +35,6 @@ def outcome_table(outcomes: list[dict[str, Any]]) -> Table:
 
 def progress_line(data: dict[str, Any]) -> str:
     """``dev: gerrit 1/1, trac 0/1``: one line that the adapters keep editing."""
-    if "waiting" in data:
-        return str(data["waiting"])
     stack = data.get("stack", "")
     parts = []
     for s in data.get("services", []):

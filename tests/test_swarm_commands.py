@@ -137,7 +137,7 @@ def test_second_job_on_a_stack_waits_for_the_first(bot: BotEnv, run_id: str) -> 
     waited = [
         out
         for out in (first, second)
-        if re.search(rf"waiting for job \d+ on {stack} to finish", out)
+        if re.search(rf"queued behind job \d+ \(!deploy {stack} by console:admin\)", out)
     ]
     assert len(waited) == 1, first + second
 
