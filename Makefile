@@ -1,11 +1,14 @@
 # The two commands a new machine needs: `make run` and `make test`.
-.PHONY: run test stop lint format
+.PHONY: run test faults stop lint format
 
 run:  ## the terminal chat against a local one-node swarm (sets everything up first)
 	@scripts/demo.sh
 
 test:  ## the whole test suite against a real swarm, Redis and worker (sets up first)
 	@scripts/test.sh
+
+faults:  ## the fault suite in a loop (nightly): FAULT_TRIALS trials of each fault, default 20
+	@FAULT_TRIALS=$${FAULT_TRIALS:-20} scripts/test.sh tests/test_faults.py
 
 stop:  ## stop the Redis and dockerd that `make run` started
 	@scripts/stop.sh

@@ -104,6 +104,7 @@ class Config:
     signing_secret: Secret = field(repr=False)
     job_ttl_seconds: int
     worker_concurrency: int
+    worker_timeout_seconds: int
     deploy_deadline_seconds: float
     deploy_first: tuple[str, ...]
     resolve_image: str
@@ -134,6 +135,7 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
     "queue": {
         "job_ttl_seconds": (int, 600),
         "worker_concurrency": (int, 4),
+        "worker_timeout_seconds": (int, 10),
     },
     "deploy": {
         "deadline_seconds": ((int, float), 300),
@@ -256,7 +258,11 @@ def parse(
 
     secret = _signing_secret(security, environ, base, problems)
 
-    for key, low, high in (("job_ttl_seconds", 10, 86400), ("worker_concurrency", 1, 64)):
+    for key, low, high in (
+        ("job_ttl_seconds", 10, 86400),
+        ("worker_concurrency", 1, 64),
+        ("worker_timeout_seconds", 3, 300),
+    ):
         if not low <= queue[key] <= high:
             problems.append((f"queue.{key}", f"must be between {low} and {high}"))
     if not 1 <= deploy["deadline_seconds"] <= 3600:
@@ -292,6 +298,7 @@ def parse(
         signing_secret=secret,  # type: ignore[arg-type]
         job_ttl_seconds=queue["job_ttl_seconds"],
         worker_concurrency=queue["worker_concurrency"],
+        worker_timeout_seconds=queue["worker_timeout_seconds"],
         deploy_deadline_seconds=float(deploy["deadline_seconds"]),
         deploy_first=tuple(first),
         resolve_image=deploy["resolve_image"],

@@ -33,9 +33,7 @@ log = logging.getLogger(__name__)
 WORKER_GROUP = "workers"
 BOT_GROUP = "bot"
 RECENT_JOBS_KEPT = 500
-HEARTBEAT_SECONDS = 2.0
-# A worker silent for this long is dead: its unfinished jobs go to the others.
-WORKER_DEAD_AFTER = 10.0
+HEARTBEAT_SECONDS = 1.0
 LOCK_LEASE_MS = 30_000
 RECORD_TTL = 7 * 86400
 INBOX_MAXLEN = 10_000
@@ -91,6 +89,7 @@ class JobQueue:
         self._keys = Keys(config.redis_prefix)
         self._secret = config.signing_secret
         self._ttl = config.job_ttl_seconds
+        self._dead_after = config.worker_timeout_seconds
 
     async def submit(
         self, op: str, args: dict[str, str], requester: str, text: str, reply_to: dict[str, str]
@@ -117,9 +116,8 @@ class JobQueue:
 
     async def workers_online(self) -> int:
         """Workers whose heartbeat is fresh."""
-        return int(
-            await self._redis.zcount(self._keys.workers, time.time() - WORKER_DEAD_AFTER, "+inf")
-        )
+        since = time.time() - self._dead_after
+        return int(await self._redis.zcount(self._keys.workers, since, "+inf"))
 
     async def record(self, job_id: str) -> dict[str, str]:
         return await self._redis.hgetall(self._keys.record(job_id))
@@ -226,8 +224,17 @@ class Inbox:
 class WorkerQueue:
     """The worker's side of the queue (synchronous: the Docker SDK is synchronous)."""
 
-    def __init__(self, client: redis.Redis, prefix: str, secret: Secret, consumer: str) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str,
+        secret: Secret,
+        consumer: str,
+        dead_after: float = 10,
+    ) -> None:
         self._redis = client
+        # A worker silent for this long is dead: its unfinished jobs go to the others.
+        self.dead_after = dead_after
         self.keys = Keys(prefix)
         self._secret = secret
         self.consumer = consumer
@@ -292,13 +299,13 @@ class WorkerQueue:
             pipe.execute()
 
     def live_workers(self) -> set[str]:
-        since = time.time() - WORKER_DEAD_AFTER
+        since = time.time() - self.dead_after
         return {_s(w) for w in self._redis.zrangebyscore(self.keys.workers, since, "+inf")}
 
     def reclaim(self) -> list[tuple[str, dict[Any, Any]]]:
         """Take over the unfinished jobs of workers whose heartbeat stopped."""
         live = self.live_workers() | {self.consumer}
-        idle_ms = int(WORKER_DEAD_AFTER * 1000)
+        idle_ms = int(self.dead_after * 1000)
         stale = [
             p["message_id"]
             for p in self._redis.xpending_range(self.keys.jobs, WORKER_GROUP, "-", "+", 100)

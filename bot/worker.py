@@ -66,7 +66,11 @@ class Worker:
         self.swarm = swarm
         self.policy = Policy(config.roles)
         self.queue = WorkerQueue(
-            client, config.redis_prefix, config.signing_secret, consumer or socket.gethostname()
+            client,
+            config.redis_prefix,
+            config.signing_secret,
+            consumer or socket.gethostname(),
+            dead_after=config.worker_timeout_seconds,
         )
         self._cli: stackdeploy.DockerCli | None = None
         self._held: dict[str, str] = {}  # stack -> job holding it in this worker

@@ -16,7 +16,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -49,35 +49,61 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class RedisServer:
+    """A private redis-server on a free loopback port, restartable on the same port and data.
+
+    ``durable`` runs it as the deployment does: append-only, fsync on every write.
+    """
+
+    def __init__(self, workdir: Path, durable: bool = False) -> None:
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.durable = durable
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        persistence = (
+            ["--appendonly", "yes", "--appendfsync", "always"]
+            if self.durable
+            else ["--appendonly", "no"]
+        )
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--dir",
+                str(self.dir),
+                *persistence,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port)
+        wait_until(lambda: _pings(client), 10, "redis-server to answer")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
 @contextmanager
 def redis_server(workdir: Path) -> Iterator[str]:
-    """A private redis-server on a free loopback port; yields its URL."""
-    port = free_port()
-    workdir.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port)
+    """A private redis-server for the session; yields its URL."""
+    server = RedisServer(workdir)
+    server.start()
     try:
-        wait_until(lambda: _pings(client), 10, "redis-server to answer")
-        yield f"redis://127.0.0.1:{port}/0"
+        yield server.url
     finally:
-        proc.terminate()
-        proc.wait(10)
+        server.stop()
 
 
 def _pings(client: redis.Redis) -> bool:
@@ -90,19 +116,31 @@ def _pings(client: redis.Redis) -> bool:
 @contextmanager
 def local_swarm(workdir: Path) -> Iterator[docker.DockerClient]:
     """A one-node swarm with the busybox test image; stops dockerd only if it started it."""
-    subprocess.run(
-        ["bash", str(ROOT / "scripts/local-swarm.sh"), str(workdir), TEST_IMAGE], check=True
-    )
-    pid_file = workdir / "dockerd.pid"
+    start_dockerd(workdir)
     client = docker.from_env(timeout=60)
     try:
         yield client
     finally:
         client.close()
-        if pid_file.exists():
-            pid = int(pid_file.read_text())
-            os.kill(pid, signal.SIGTERM)
-            wait_until(lambda: not _alive(pid), 30, "dockerd to stop")
+        stop_dockerd(workdir)
+
+
+def stop_dockerd(workdir: Path) -> None:
+    """Stop the dockerd that ``local_swarm`` started (if it did) and wait until it is gone."""
+    pid_file = workdir / "dockerd.pid"
+    if not pid_file.exists():
+        return
+    pid = int(pid_file.read_text())
+    with suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: not _alive(pid), 60, "dockerd to stop")
+    pid_file.unlink()
+
+
+def start_dockerd(workdir: Path) -> None:
+    subprocess.run(
+        ["bash", str(ROOT / "scripts/local-swarm.sh"), str(workdir), TEST_IMAGE], check=True
+    )
 
 
 def _alive(pid: int) -> bool:
@@ -174,6 +212,7 @@ def write_config(
 
             [queue]
             job_ttl_seconds = 120
+            worker_timeout_seconds = 4
 
             [deploy]
             deadline_seconds = {deadline}
@@ -267,6 +306,37 @@ class BotEnv:
                 self.bot.terminate()
             self.bot.wait(30)
             self.bot = None
+
+    def kill_worker(self) -> None:
+        """SIGKILL: no clean-up, no goodbye, as in a crash or an OOM kill."""
+        if self.worker is not None:
+            self.worker.kill()
+            self.worker.wait(30)
+            self.worker = None
+
+    def chat_in_background(
+        self, *lines: str, user: str = "console:admin"
+    ) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [*SWARMBOT, "console", "--config", str(self.config), "--user", user],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env=self.env(),
+        )
+        assert proc.stdin is not None
+        proc.stdin.write("\n".join(lines) + "\n")
+        proc.stdin.close()
+        proc.stdin = None  # written and closed: communicate() must not touch it again
+        return proc
+
+    def last_job(self) -> dict[str, str]:
+        """The record of the newest job on this env's queue ({} if none yet)."""
+        r = self.redis()
+        ids = r.zrevrange(f"{self.prefix}:recent", 0, 0)
+        return r.hgetall(f"{self.prefix}:job:{ids[0]}") if ids else {}
 
     def stop_worker(self) -> None:
         if self.worker is not None:

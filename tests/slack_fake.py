@@ -122,6 +122,7 @@ class FakeSlack:
             "text": params.get("text", ""),
             "blocks": params.get("blocks") or [],
             "edits": [],
+            "history": [params.get("text", "")],  # the text as posted, then after each edit
         }
         with self._lock:
             self.messages.append(message)
@@ -131,6 +132,7 @@ class FakeSlack:
         with self._lock:
             message = next(m for m in self.messages if m["ts"] == params["ts"])
             message["edits"].append(params.get("text", ""))
+            message["history"].append(params.get("text", ""))
             message["text"] = params.get("text", "")
             message["blocks"] = params.get("blocks") or []
         return {"channel": params["channel"], "ts": params["ts"]}
@@ -279,7 +281,10 @@ class FakeSlack:
 def wait_for_reply(
     slack: FakeSlack, channel: str, ts: str, contains: str, timeout: float = 60
 ) -> dict[str, Any]:
+    """The first thread reply on ``ts`` that says ``contains`` now or did before an edit."""
+
     def find() -> dict[str, Any] | None:
-        return next((m for m in slack.thread(channel, ts) if contains in m["text"]), None)
+        replies = slack.thread(channel, ts)
+        return next((m for m in replies if any(contains in t for t in m["history"])), None)
 
     return wait_until(find, timeout, f"a thread reply containing {contains!r}", interval=0.1)

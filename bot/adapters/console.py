@@ -16,6 +16,7 @@ import sys
 import time
 from typing import TextIO
 
+import redis
 import redis.asyncio as aioredis
 
 from bot.chat import Message, Reply, render_plain
@@ -55,7 +56,10 @@ class Console:
         stop = asyncio.Event()
         router = asyncio.create_task(route(inbox, "console", self.deliver, stop))
         try:
-            await inbox.ensure()
+            try:
+                await inbox.ensure()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning("redis unavailable (%s); commands will say so", exc)
             if interactive:
                 print(
                     f"swarmbot console as {self.user}; {self.config.prefix}help lists commands, "
@@ -93,7 +97,8 @@ class Console:
         finally:
             stop.set()
             await router
-            await inbox.delete()
+            with contextlib.suppress(redis.RedisError):
+                await inbox.delete()
             await client.aclose()
 
     async def _drain(self, wait_seconds: float) -> int:

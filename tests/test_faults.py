@@ -1,0 +1,220 @@
+"""Faults: a worker killed mid-job, Redis restarted mid-job, the bot killed between queueing
+and answering, dockerd stopped mid-job. Each asserts that nothing is lost, nothing that
+matters runs twice, and every command gets exactly one answer.
+
+Each fault runs ``FAULT_TRIALS`` times (2 in `make test`; `make faults` runs 20).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from tests.harness import BotEnv, RedisServer, start_dockerd, stop_dockerd, wait_until
+from tests.slack_fake import APP_TOKEN, BOT_TOKEN, FakeSlack, wait_for_reply
+
+TRIALS = range(int(os.environ.get("FAULT_TRIALS", "2")))
+SLOW = {"update_config": {"monitor": "3s"}}
+
+
+def force_count(swarm: docker.DockerClient, name: str) -> int:
+    return swarm.services.get(name).attrs["Spec"]["TaskTemplate"].get("ForceUpdate", 0)
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 120) -> str:
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, f"console exited {proc.returncode}\n{out}\n{err}"
+    return out
+
+
+def mid_job(env: BotEnv, text: str, step: str, after: str) -> dict[str, str]:
+    """Wait until a job newer than ``after`` for ``text`` has applied its change and is
+    watching it converge."""
+
+    def under_way() -> dict[str, str] | None:
+        job = env.last_job()
+        fresh = job.get("text") == text and int(job.get("id", 0)) > int(after or 0)
+        return job if fresh and f"applied:{step}" in job else None
+
+    return wait_until(under_way, 30, f"{text} to be under way", interval=0.02)
+
+
+@pytest.fixture(scope="module")
+def fault_env(
+    workdir: Path, redis_url: str, swarm: docker.DockerClient, run_id: str
+) -> Iterator[BotEnv]:
+    env = BotEnv(workdir, redis_url, "faults", deadline=40)
+    env.add_stack(f"{run_id}-fault", {"victim": {"replicas": 2, **SLOW}})
+    env.start_worker("fault-setup")
+    assert "converged" in env.chat(f"!deploy {run_id}-fault")
+    env.stop_worker()
+    yield env
+    env.stop_worker()
+
+
+@pytest.mark.parametrize("trial", TRIALS)
+def test_worker_killed_mid_restart_is_taken_over_and_restarts_once(
+    fault_env: BotEnv, swarm: docker.DockerClient, run_id: str, trial: int
+) -> None:
+    service = f"{run_id}-fault_victim"
+    before = force_count(swarm, service)
+    fault_env.start_worker(f"doomed-{trial}")
+    after = fault_env.last_job().get("id", "0")
+    chat = fault_env.chat_in_background(f"!restart {service}")
+    mid_job(fault_env, f"!restart {service}", "restart", after)
+    fault_env.kill_worker()
+    fault_env.start_worker(f"rescuer-{trial}")
+    out = finish(chat)
+    fault_env.stop_worker()
+    assert len(re.findall(rf"\] restarted {service}: 2/2 running", out)) == 1, out
+    assert force_count(swarm, service) == before + 1, "the restart was applied twice (or never)"
+
+
+@pytest.mark.parametrize("trial", TRIALS)
+def test_worker_killed_mid_deploy_is_taken_over_and_answered_once(
+    fault_env: BotEnv, swarm: docker.DockerClient, run_id: str, trial: int
+) -> None:
+    stack = f"{run_id}-fault"
+    fault_env.add_stack(
+        stack, {"victim": {"replicas": 2, "environment": {"TRIAL": f"k{trial}"}, **SLOW}}
+    )
+    fault_env.start_worker(f"doomed-deploy-{trial}")
+    after = fault_env.last_job().get("id", "0")
+    chat = fault_env.chat_in_background(f"!deploy {stack}")
+    mid_job(fault_env, f"!deploy {stack}", f"deploy:{stack}", after)
+    fault_env.kill_worker()
+    fault_env.start_worker(f"rescuer-deploy-{trial}")
+    out = finish(chat)
+    fault_env.stop_worker()
+    assert len(re.findall(rf"\] deployed {stack}: 1 service converged", out)) == 1, out
+    env = swarm.services.get(f"{stack}_victim").attrs["Spec"]["TaskTemplate"]["ContainerSpec"][
+        "Env"
+    ]
+    assert f"TRIAL=k{trial}" in env
+
+
+@pytest.fixture(scope="module")
+def durable(
+    workdir: Path, swarm: docker.DockerClient, run_id: str
+) -> Iterator[tuple[BotEnv, RedisServer]]:
+    server = RedisServer(workdir / "durable-redis", durable=True)
+    server.start()
+    env = BotEnv(workdir, server.url, "durable", deadline=40)
+    env.add_stack(f"{run_id}-durable", {"svc": SLOW})
+    env.start_worker()
+    try:
+        yield env, server
+    finally:
+        env.stop_worker()
+        server.stop()
+
+
+@pytest.mark.parametrize("trial", TRIALS)
+def test_redis_restarted_mid_job_loses_nothing(
+    durable: tuple[BotEnv, RedisServer], run_id: str, trial: int
+) -> None:
+    env, server = durable
+    stack = f"{run_id}-durable"
+    env.add_stack(stack, {"svc": {"environment": {"TRIAL": f"r{trial}"}, **SLOW}})
+    after = env.last_job().get("id", "0")
+    chat = env.chat_in_background(f"!deploy {stack}")
+    mid_job(env, f"!deploy {stack}", f"deploy:{stack}", after)
+    server.stop()
+    refused = env.chat("!services")  # a command while Redis is down: said so, not dropped
+    assert "queue unavailable, not queued" in refused, refused
+    server.start()
+    out = finish(chat)
+    assert len(re.findall(rf"\] deployed {stack}: 1 service converged", out)) == 1, out
+    assert env.last_job()["state"] == "succeeded"
+
+
+@pytest.fixture(scope="module")
+def slack_env(
+    workdir: Path, redis_url: str, swarm: docker.DockerClient, run_id: str
+) -> Iterator[tuple[BotEnv, FakeSlack]]:
+    fake = FakeSlack()
+    fake.start()
+    env = BotEnv(
+        workdir,
+        redis_url,
+        "slack-faults",
+        deadline=40,
+        adapters=("slack",),
+        extra_roles=f"""
+        [roles.ops]
+        users = ["slack:UALICE001"]
+        commands = ["*"]
+        stacks = ["*"]
+
+        [slack]
+        bot_token = "{BOT_TOKEN}"
+        app_token = "{APP_TOKEN}"
+        channels = ["C0OPS0001"]
+        api_url = "{fake.api_url}"
+        """,
+    )
+    env.start_worker()
+    env.start_bot()
+    try:
+        yield env, fake
+    finally:
+        env.stop_bot()
+        env.stop_worker()
+        fake.stop()
+
+
+@pytest.mark.parametrize("trial", TRIALS)
+def test_bot_killed_between_queueing_and_answering_answers_once(
+    slack_env: tuple[BotEnv, FakeSlack], run_id: str, trial: int
+) -> None:
+    env, fake = slack_env
+    stack = env.add_stack(
+        f"{run_id}-botkill", {"svc": {"environment": {"TRIAL": f"b{trial}"}, **SLOW}}
+    )
+    ts = fake.say("C0OPS0001", "UALICE001", f"!deploy {stack}")
+    queued = wait_for_reply(fake, "C0OPS0001", ts, "queued as job")
+    job = re.search(r"queued as job (\d+)", queued["history"][0]).group(1)
+    env.stop_bot(kill=True)
+    assert not [m for m in fake.thread("C0OPS0001", ts) if "deployed" in m["text"]], (
+        "answered too soon"
+    )
+    record = f"{env.prefix}:job:{job}"
+    wait_until(lambda: env.redis().hget(record, "state") == "succeeded", 60, "the job to finish")
+    env.start_bot()
+    wait_for_reply(fake, "C0OPS0001", ts, f"deployed {stack}")
+    wait_until(lambda: "white_check_mark" in fake.reactions_on("C0OPS0001", ts), 15, "✅")
+    finals = [m for m in fake.thread("C0OPS0001", ts) if f"deployed {stack}" in m["text"]]
+    assert len(finals) == 1, [m["text"] for m in fake.thread("C0OPS0001", ts)]
+
+
+@pytest.mark.disruptive
+def test_dockerd_stopped_mid_job_fails_fast_and_the_worker_carries_on(
+    fault_env: BotEnv, workdir: Path, run_id: str
+) -> None:
+    pid_file = workdir / "docker" / "dockerd.pid"
+    if not pid_file.exists():
+        pytest.fail(
+            "this test stops dockerd, so the harness must have started it (stop yours first)"
+        )
+    stack = f"{run_id}-fault"
+    fault_env.add_stack(
+        stack, {"victim": {"replicas": 2, "environment": {"TRIAL": "docker-down"}, **SLOW}}
+    )
+    fault_env.start_worker("survivor")
+    after = fault_env.last_job().get("id", "0")
+    chat = fault_env.chat_in_background(f"!deploy {stack}")
+    mid_job(fault_env, f"!deploy {stack}", f"deploy:{stack}", after)
+    stop_dockerd(workdir / "docker")
+    out = finish(chat, timeout=60)
+    assert "Docker is not reachable" in out, out
+    start_dockerd(workdir / "docker")
+    assert fault_env.worker is not None and fault_env.worker.poll() is None
+    out = fault_env.chat(f"!services {stack}")
+    assert f"{stack}_victim" in out, out
+    fault_env.stop_worker()
