@@ -112,6 +112,10 @@ class Config:
     variables: dict[str, str]
     roles: tuple[Role, ...]
     adapters: tuple[str, ...] = ()
+    confirm: frozenset[str] = frozenset({"undeploy", "deploy all"})
+    confirm_seconds: int = 120
+    second_approver_stacks: tuple[str, ...] = ()
+    rate_limit_per_minute: int = 30
     matrix: MatrixConfig | None = None
     slack: SlackConfig | None = None
 
@@ -142,6 +146,12 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "first": (list, ["ingress", "support"]),
         "resolve_image": (str, "always"),
         "docker_cli": (str, "docker"),
+    },
+    "safety": {
+        "confirm": (list, ["undeploy", "deploy all"]),
+        "confirm_seconds": (int, 120),
+        "second_approver_stacks": (list, []),
+        "rate_limit_per_minute": (int, 30),
     },
     "matrix": {
         "homeserver": (str, None),
@@ -227,6 +237,7 @@ def parse(
                 value = default
             values[section][key] = value
 
+    safety = values["safety"]
     bot, redis_t, security, queue, deploy = (
         values[s] for s in ("bot", "redis", "security", "queue", "deploy")
     )
@@ -278,6 +289,7 @@ def parse(
 
     variables = _variables(raw.get("variables", {}), problems)
     roles = _roles(raw.get("roles", {}), problems)
+    _check_safety(safety, problems)
     adapters = tuple(bot["adapters"])
     for i, name in enumerate(adapters):
         if name not in ADAPTERS:
@@ -306,6 +318,10 @@ def parse(
         variables=variables,
         roles=roles,
         adapters=adapters,
+        confirm=frozenset(safety["confirm"]),
+        confirm_seconds=safety["confirm_seconds"],
+        second_approver_stacks=tuple(safety["second_approver_stacks"]),
+        rate_limit_per_minute=safety["rate_limit_per_minute"],
         matrix=matrix,
         slack=slack,
     )
@@ -494,6 +510,25 @@ def _slack(
         http_path=table["http_path"],
         api_url=table["api_url"],
     )
+
+
+def _check_safety(safety: dict[str, Any], problems: list[tuple[str, str]]) -> None:
+    from commands import REGISTRY
+
+    for i, name in enumerate(safety["confirm"]):
+        if name != "deploy all" and name not in REGISTRY:
+            problems.append(
+                (f"safety.confirm[{i}]", f'unknown command {name!r} (or "deploy all")')
+            )
+    for i, glob in enumerate(safety["second_approver_stacks"]):
+        if not isinstance(glob, str) or not re.match(r"^[a-z0-9*?\[\]_-]{1,64}$", glob):
+            problems.append(
+                (f"safety.second_approver_stacks[{i}]", f"{glob!r} is not a stack name or glob")
+            )
+    if not 10 <= safety["confirm_seconds"] <= 3600:
+        problems.append(("safety.confirm_seconds", "must be between 10 and 3600"))
+    if not 1 <= safety["rate_limit_per_minute"] <= 10_000:
+        problems.append(("safety.rate_limit_per_minute", "must be between 1 and 10000"))
 
 
 def _variables(table: Any, problems: list[tuple[str, str]]) -> dict[str, str]:

@@ -1,26 +1,35 @@
-"""From a chat message to an answer: parse, check policy, then answer or queue.
+"""From a chat message to an answer: parse, then policy, then answer or queue.
 
 Policy sits here, in front of every command, deny by default: no command body runs, and
 nothing is queued, unless the sender's stable ID has a role that allows the command (and
-the stack it names). The worker checks again on its side.
+the stack it names), the sender is within the rate limit, and a dangerous command has been
+confirmed. Every decision is audited. The worker checks permissions again on its side.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
+import time
+from typing import Any
 
 import redis
 
+from bot import audit
 from bot.chat import Message, Reply
 from bot.config import Config
+from bot.confirm import Confirmations
 from bot.jobs import Job
+from bot.names import matches_any
 from bot.parsing import ParseError, parse
 from bot.queue import JobQueue
-from bot.roles import Policy
+from bot.roles import Decision, Policy
 from commands import REGISTRY
 from commands.base import Command, Context
 
 log = logging.getLogger("swarmbot.dispatch")
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, OSError)
+QUEUE_DOWN = "queue unavailable, not queued; try again shortly"
 
 
 class Dispatcher:
@@ -32,6 +41,7 @@ class Dispatcher:
         self.inbox = inbox
         self.policy = Policy(config.roles)
         self.registry = registry
+        self.confirmations = Confirmations(queue.redis, queue.prefix, config.confirm_seconds)
 
     async def handle(self, message: Message) -> Reply | None:
         """The immediate answer to ``message``, or ``None`` if it was not a command."""
@@ -39,31 +49,61 @@ class Dispatcher:
         if parsed is None:
             return None
         if isinstance(parsed, ParseError):
+            await self._audit(message, "invalid", reason=parsed.message)
             return Reply(parsed.message, status="error")
         command, args = parsed.command, parsed.args
-        decision = self.policy.may_run(message.user_id, command.name)
-        stack = args.get(command.stack_param or "")
-        if decision.allowed and stack == "all":
-            decision = self.policy.may_touch_all(message.user_id, command.name)
-        elif decision.allowed and stack:
-            decision = self.policy.may_touch(message.user_id, command.name, stack)
+        decision = self.authorize(message.user_id, command, args)
         if not decision.allowed:
             log.info("refused %s from %s: %s", command.name, message.user_id, decision.reason)
+            await self._audit(message, "refused", reason=decision.reason)
             return Reply(f"refused: {decision.reason}", status="refused")
+        limited = await self._rate_limited(message.user_id)
+        if limited:
+            await self._audit(message, "rate-limited")
+            return Reply(limited, status="refused")
         if command.answer is not None:
-            ctx = Context(message, self.config, self.policy, self.queue, self.registry)
-            return await command.answer(ctx, args)
+            ctx = Context(message, self.config, self.policy, self.queue, self.registry, self)
+            reply = await command.answer(ctx, args)
+            await self._audit(message, "answered")
+            return reply
         assert command.job is not None
         op, job_args = command.job(args)
-        reply_to = {"inbox": self.inbox, **message.ref}
+        stack = args.get(command.stack_param or "")
+        if self._needs_confirmation(command, stack):
+            return await self._ask_confirmation(message, command, op, job_args, stack)
+        return await self.submit(
+            message.user_id, op, job_args, message.text.strip(), message.ref, stack, message
+        )
+
+    def authorize(self, user: str, command: Command, args: dict[str, str]) -> Decision:
+        decision = self.policy.may_run(user, command.name)
+        stack = args.get(command.stack_param or "")
+        if decision.allowed and stack == "all":
+            decision = self.policy.may_touch_all(user, command.name)
+        elif decision.allowed and stack:
+            decision = self.policy.may_touch(user, command.name, stack)
+        return decision
+
+    async def submit(
+        self,
+        user: str,
+        op: str,
+        job_args: dict[str, str],
+        text: str,
+        ref: dict[str, str],
+        stack: str | None,
+        message: Message,
+        decision: str = "queued",
+    ) -> Reply:
+        reply_to = {"inbox": self.inbox, **ref}
         try:
-            job = await self.queue.submit(
-                op, job_args, message.user_id, message.text.strip(), reply_to
-            )
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            job = await self.queue.submit(op, job_args, user, text, reply_to)
+        except REDIS_DOWN as exc:
             log.error("queue unavailable: %s", exc)
-            return Reply("queue unavailable, not queued; try again shortly", status="error")
+            await self._audit(message, "not-queued", reason=str(exc))
+            return Reply(QUEUE_DOWN, status="error")
         log.info("job %s queued: %s by %s", job.id, job.text, job.requester)
+        await self._audit(message, decision, job=job.id, stack=stack)
         return Reply(await self._queued_text(job, stack), status="queued", job=job.id)
 
     async def _queued_text(self, job: Job, stack: str | None) -> str:
@@ -72,7 +112,7 @@ class Dispatcher:
         try:
             holder = await self.queue.holder(stack) if stack and stack != "all" else None
             online = await self.queue.workers_online()
-        except (redis.ConnectionError, redis.TimeoutError, OSError):
+        except REDIS_DOWN:
             return text
         if holder:
             what = f"{holder.get('text')} by {holder.get('requester')}"
@@ -84,3 +124,163 @@ class Dispatcher:
                 f"(or expires unrun in {minutes} min)"
             )
         return text
+
+    # -- rate limits ----------------------------------------------------------------------
+
+    async def _rate_limited(self, user: str) -> str | None:
+        """A sliding one-minute window per user (no burst at a minute's edge). Refused
+        commands do not count. Fails open when Redis is down: nothing can be queued then
+        anyway, and help must keep working."""
+        now = time.time()
+        key = f"{self.queue.prefix}:rate:{user}"
+        member = f"{now:.6f}-{secrets.token_hex(3)}"
+        try:
+            async with self.queue.redis.pipeline(transaction=True) as pipe:
+                pipe.zremrangebyscore(key, "-inf", now - 60)
+                pipe.zadd(key, {member: now})
+                pipe.zcard(key)
+                pipe.zrange(key, 0, 0, withscores=True)
+                pipe.expire(key, 61)
+                _, _, count, oldest, _ = await pipe.execute()
+            if count <= self.config.rate_limit_per_minute:
+                return None
+            await self.queue.redis.zrem(key, member)
+        except REDIS_DOWN:
+            return None
+        wait = max(1, int(oldest[0][1] + 60 - now + 0.999))
+        return (
+            f"slow down: at most {self.config.rate_limit_per_minute} commands a minute; "
+            f"try again in {wait}s"
+        )
+
+    # -- confirmations --------------------------------------------------------------------
+
+    def _needs_confirmation(self, command: Command, stack: str | None) -> bool:
+        name = "deploy all" if command.name == "deploy" and stack == "all" else command.name
+        return name in self.config.confirm
+
+    def _needs_second(self, stack: str | None) -> bool:
+        return bool(stack) and matches_any(str(stack), self.config.second_approver_stacks)
+
+    async def _ask_confirmation(
+        self,
+        message: Message,
+        command: Command,
+        op: str,
+        job_args: dict[str, str],
+        stack: str | None,
+    ) -> Reply:
+        second = self._needs_second(stack)
+        pending = {
+            "user": message.user_id,
+            "command": command.name,
+            "op": op,
+            "args": job_args,
+            "text": message.text.strip(),
+            "ref": message.ref,
+            "stack": stack or "",
+            "confirmed": False,
+            "approver": "",
+            "second": second,
+        }
+        try:
+            code = await self.confirmations.ask(pending)
+        except REDIS_DOWN:
+            return Reply(QUEUE_DOWN, status="error")
+        await self._audit(message, "confirmation-asked", reason=code, stack=stack)
+        what = _consequence(op, job_args)
+        text = (
+            f"{what}. To go ahead, type {self.config.prefix}confirm {code} within "
+            f"{self.config.confirm_seconds}s."
+        )
+        if second:
+            text += f" Someone else allowed to {command.name} {stack} must also confirm it."
+        return Reply(text, status="info")
+
+    async def confirm(self, message: Message, code: str) -> Reply:
+        """``!confirm CODE``: the requester confirms; a second approver approves."""
+        user = message.user_id
+        try:
+            pending = await self.confirmations.get(code)
+        except REDIS_DOWN:
+            return Reply(QUEUE_DOWN, status="error")
+        if pending is None:
+            return Reply(
+                f"no pending command with code {code.upper()} (codes expire after "
+                f"{self.config.confirm_seconds}s)",
+                status="error",
+            )
+        if user == pending["user"]:
+            pending["confirmed"] = True
+        elif not pending["second"]:
+            return Reply(f"only {pending['user']} can confirm {pending['text']}", status="refused")
+        else:
+            command = self.registry[pending["command"]]
+            decision = self.authorize(user, command, {command.stack_param or "": pending["stack"]})
+            if not decision.allowed:
+                return Reply(
+                    f"refused: you cannot approve this: {decision.reason}", status="refused"
+                )
+            pending["approver"] = user
+        if not pending["confirmed"] or (pending["second"] and not pending["approver"]):
+            await self.confirmations.update(code, pending)
+            waiting = (
+                "a second approver" if pending["confirmed"] else f"{pending['user']} to confirm"
+            )
+            await self._audit(
+                message,
+                "approved" if user != pending["user"] else "confirmed",
+                reason=code,
+                stack=pending["stack"],
+            )
+            return Reply(
+                f"noted; {pending['text']} now waits for {waiting} "
+                f"({self.config.prefix}confirm {code.upper()})"
+            )
+        if not await self.confirmations.take(code):
+            return Reply(f"{pending['text']} was already confirmed", status="error")
+        original = Message(
+            message.platform, pending["user"], message.room, pending["text"], pending["ref"]
+        )
+        note = f" (approved by {pending['approver']})" if pending["approver"] else ""
+        reply = await self.submit(
+            pending["user"],
+            pending["op"],
+            pending["args"],
+            pending["text"],
+            pending["ref"],
+            pending["stack"],
+            original,
+            decision=f"confirmed by {user}{note}",
+        )
+        if reply.status == "queued":
+            return Reply(f"confirmed: {reply.text}{note}", status="queued", job=reply.job)
+        return reply
+
+    async def _audit(self, message: Message, decision: str, **fields: Any) -> None:
+        await audit.record(
+            self.queue.redis,
+            self.queue.prefix,
+            who=message.user_id,
+            platform=message.platform,
+            where=message.room,
+            command=message.text.strip()[:200],
+            decision=decision,
+            **fields,
+        )
+
+
+def _consequence(op: str, args: dict[str, str]) -> str:
+    """What a dangerous command will do, in a sentence, before it is confirmed."""
+    if op == "undeploy":
+        return (
+            f"this removes stack {args['stack']}: every service and network of it (its "
+            "volumes are kept: the bot never deletes data)"
+        )
+    if op == "deploy_all":
+        return "this deploys every stack in order, stopping at the first failure"
+    if op == "restart":
+        return f"this restarts every task of {args['service']}"
+    if op == "deploy":
+        return f"this deploys stack {args['stack']}"
+    return f"this runs {op}"

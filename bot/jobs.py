@@ -45,6 +45,7 @@ OPERATIONS: dict[str, Operation] = {
         Operation("restart", "restart", {"service": (SERVICE_NAME, True)}),
         Operation("deploy", "deploy", {"stack": (STACK_NAME, True)}),
         Operation("deploy_all", "deploy", {}),
+        Operation("undeploy", "undeploy", {"stack": (STACK_NAME, True)}),
     )
 }
 

@@ -86,7 +86,9 @@ class JobQueue:
 
     def __init__(self, client: aioredis.Redis, config: Config) -> None:
         self._redis = client
+        self.redis = client  # for the policy layer in front of the queue (audit, limits)
         self._keys = Keys(config.redis_prefix)
+        self.prefix = config.redis_prefix
         self._secret = config.signing_secret
         self._ttl = config.job_ttl_seconds
         self._dead_after = config.worker_timeout_seconds
@@ -123,7 +125,7 @@ class JobQueue:
         return await self._redis.hgetall(self._keys.record(job_id))
 
     async def cancel(self, job_id: str, by: str) -> str:
-        """Mark a job cancelled if it has not started; returns the state it was in."""
+        """Mark a job cancelled if it has not started: "now-cancelled", or the state it is in."""
         key = self._keys.record(job_id)
         state = await self._redis.eval(_CANCEL, 1, key, by, f"{time.time():.3f}")
         return _s(state)
@@ -152,7 +154,7 @@ if not state then return 'unknown' end
 if state == 'queued' or state == 'waiting' then
   redis.call('HSET', KEYS[1], 'state', 'cancelled', 'cancelled_by', ARGV[1], 'finished', ARGV[2],
              'summary', 'cancelled by ' .. ARGV[1])
-  return 'cancelled'
+  return 'now-cancelled'
 end
 return state
 """
@@ -233,6 +235,7 @@ class WorkerQueue:
         dead_after: float = 10,
     ) -> None:
         self._redis = client
+        self.redis = client
         # A worker silent for this long is dead: its unfinished jobs go to the others.
         self.dead_after = dead_after
         self.keys = Keys(prefix)

@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from bot.config import Role
 from bot.names import matches_any
 
-# Commands anyone may run, known or not: they reveal nothing about the swarm and are how an
-# unknown user learns the ID an admin must add to the config.
-OPEN_COMMANDS = frozenset({"whoami", "help"})
+# Commands anyone may run: they grant nothing by themselves. help and whoami reveal nothing
+# about the swarm (and are how an unknown user learns the ID to give an admin); confirm
+# checks the requester or the approver's rights on the original command; cancel touches
+# only the user's own jobs (an admin's: anyone's).
+OPEN_COMMANDS = frozenset({"whoami", "help", "confirm", "cancel"})
 
 
 @dataclass(frozen=True)

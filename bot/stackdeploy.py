@@ -116,3 +116,22 @@ def _last_lines(text: str, n: int = 6) -> str:
         line for line in lines if not re.match(r"^(Creating|Updating) (service|network) ", line)
     ]
     return "\n".join(lines[-n:])
+
+
+def remove(cli: DockerCli, stack: str) -> str:
+    """``docker stack rm``: services, networks, secrets and configs of the stack; never its
+    volumes (the CLI does not remove them, and the bot has no volume operation at all)."""
+    if not STACK_NAME.match(stack):
+        raise DeployError(f"refusing to remove {stack!r}")
+    proc = subprocess.run(
+        [cli.path, "stack", "rm", stack],
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_SECONDS,
+        check=False,
+        env=_base_env(),
+    )
+    output = (proc.stdout + proc.stderr).strip()
+    if proc.returncode != 0:
+        raise DeployError(_last_lines(output) or f"docker stack rm exited {proc.returncode}")
+    return output

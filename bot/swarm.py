@@ -64,6 +64,13 @@ class Swarm:
         filters = {"label": f"{STACK_LABEL}={stack}"} if stack else None
         return self._api.services(filters=filters, status=status)
 
+    def stack_volumes(self, stack: str) -> list[str]:
+        """Volumes the stack created (they carry its namespace label); they outlive it."""
+        volumes = (
+            self._api.volumes(filters={"label": f"{STACK_LABEL}={stack}"}).get("Volumes") or []
+        )
+        return sorted(v["Name"] for v in volumes)
+
     def service_rows(self, stack: str | None = None) -> list[dict]:
         """``!services``: one API call for the whole list."""
         rows = []

@@ -24,7 +24,7 @@ import docker.errors
 import redis
 import requests.exceptions
 
-from bot import stackdeploy
+from bot import audit, stackdeploy
 from bot.config import Config
 from bot.convergence import Assessment
 from bot.jobs import Expired, Job, Rejected, Result, decode_job
@@ -83,6 +83,7 @@ class Worker:
             "restart": self._restart,
             "deploy": self._deploy,
             "deploy_all": self._deploy_all,
+            "undeploy": self._undeploy,
         }
 
     @property
@@ -175,14 +176,12 @@ class Worker:
             self._finish(entry_id, job, answer)
             return
         except Rejected as exc:
-            log.warning("refused queue entry %s: %s", entry_id, exc)
-            self.queue.reject(entry_id, str(exc), fields)
+            self._reject(entry_id, str(exc), fields)
             return
         if not self.queue.claim_first_delivery(
             job.id, entry_id, ttl=2 * self.config.job_ttl_seconds + 60
         ):
-            log.warning("refused queue entry %s: replay of job %s", entry_id, job.id)
-            self.queue.reject(entry_id, f"replay of job {job.id}", fields)
+            self._reject(entry_id, f"replay of job {job.id}", fields)
             return
 
         log.info("job %s: %s by %s", job.id, job.text, job.requester)
@@ -194,26 +193,44 @@ class Worker:
             self._finish(entry_id, job, answer)
             return
         waited = time.time() - job.created
-        if waited > 5:  # it sat in the queue (no worker, or a busy one): say it has started
+        if waited > 1:  # it sat in the queue (no worker, or a busy one): say it has started
             self._progress_now(
                 job, {"started": f"a worker took job {job.id} after {waited:.0f}s in the queue"}
             )
         started = time.monotonic()
         answer = self._run(job)
-        log.info(
-            "job %s: %s in %.1fs: %s",
-            job.id,
-            answer.state,
-            time.monotonic() - started,
-            answer.summary,
-        )
-        self._finish(entry_id, job, answer)
+        self._finish(entry_id, job, answer, time.monotonic() - started)
 
-    def _finish(self, entry_id: str, job: Job, answer: Answer) -> None:
+    def _finish(self, entry_id: str, job: Job, answer: Answer, seconds: float = 0.0) -> None:
         """Publish the answer; if Redis is down, keep trying: the job ran, it must be told."""
+        log.info("job %s: %s in %.1fs: %s", job.id, answer.state, seconds, answer.summary)
         result = self._result(job, answer)
         self._wait_for_redis(
             lambda: self.queue.finish(entry_id, result, answer.state, answer.summary)
+        )
+        audit.record_sync(
+            self.queue.redis,
+            self.config.redis_prefix,
+            who=job.requester,
+            command=job.text,
+            decision=answer.state,
+            job=job.id,
+            outcome=answer.summary,
+            seconds=f"{seconds:.1f}",
+            worker=self.queue.consumer,
+        )
+
+    def _reject(self, entry_id: str, reason: str, fields: dict) -> None:
+        """A queue entry that must not run: dropped, kept in the rejected stream, audited."""
+        log.warning("refused queue entry %s: %s", entry_id, reason)
+        self._wait_for_redis(lambda: self.queue.reject(entry_id, reason, fields))
+        audit.record_sync(
+            self.queue.redis,
+            self.config.redis_prefix,
+            decision="rejected",
+            reason=reason,
+            entry=entry_id,
+            worker=self.queue.consumer,
         )
 
     def _progress_now(self, job: Job, data: dict) -> None:
@@ -387,6 +404,25 @@ class Worker:
         self._allow(job, stack)
         result = self._deploy_stack(stack, job, progress)
         return Answer(result["ok"], result, _deploy_summary(result))
+
+    def _undeploy(self, job: Job, progress: Callable[[dict], None]) -> Answer:
+        stack = job.args["stack"]
+        self._allow(job, stack)
+        with self._stack_turn(stack, job, progress):
+            services = sorted(s["Spec"]["Name"] for s in self.swarm.services(stack))
+            if not services and self.queue.applied(job.id, f"undeploy:{stack}") is None:
+                raise JobFailed(f"stack `{stack}` is not deployed")
+            volumes = self.swarm.stack_volumes(stack)
+            self._apply_once(job, f"undeploy:{stack}", lambda: stackdeploy.remove(self.cli, stack))
+            deadline = time.monotonic() + self.config.deploy_deadline_seconds
+            while self.swarm.services(stack):
+                if time.monotonic() > deadline:
+                    raise JobFailed(f"services of {stack} still there after the deadline")
+                self._stop.wait(LOCK_POLL_SECONDS)
+        data = {"stack": stack, "services": services, "volumes": volumes}
+        return Answer(
+            True, data, f"{stack}: removed {len(services)} services, kept {len(volumes)} volumes"
+        )
 
     def _deploy_all(self, job: Job, progress: Callable[[dict], None]) -> Answer:
         files = stackdeploy.stack_files(self.config.stacks_dir)

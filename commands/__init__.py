@@ -4,9 +4,36 @@ what the bot can do is visible here and in review, and nothing is loaded by acci
 
 from __future__ import annotations
 
-from commands import deploy, help, jobs, ps, restart, services, stacks, whoami
+from commands import (
+    audit,
+    cancel,
+    confirm,
+    deploy,
+    help,
+    jobs,
+    ps,
+    restart,
+    services,
+    stacks,
+    undeploy,
+    whoami,
+)
 from commands.base import Command
 
 REGISTRY: dict[str, Command] = {
-    m.COMMAND.name: m.COMMAND for m in (help, whoami, services, stacks, ps, restart, deploy, jobs)
+    m.COMMAND.name: m.COMMAND
+    for m in (
+        help,
+        whoami,
+        services,
+        stacks,
+        ps,
+        restart,
+        deploy,
+        undeploy,
+        jobs,
+        cancel,
+        confirm,
+        audit,
+    )
 }

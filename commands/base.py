@@ -17,6 +17,7 @@ from bot.names import SERVICE_NAME, STACK_NAME
 if TYPE_CHECKING:
     from bot.chat import Message
     from bot.config import Config
+    from bot.dispatch import Dispatcher
     from bot.jobs import Result
     from bot.queue import JobQueue
     from bot.roles import Policy
@@ -53,6 +54,7 @@ class Context:
     policy: Policy
     queue: JobQueue
     registry: dict[str, Command]
+    dispatcher: Dispatcher  # for the policy commands (confirm)
 
 
 @dataclass(frozen=True)

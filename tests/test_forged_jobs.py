@@ -109,7 +109,7 @@ def test_signed_job_with_a_path_for_a_stack_is_refused(bot: BotEnv) -> None:
 
 
 def test_replayed_job_is_refused(bot: BotEnv, target: str, swarm: docker.DockerClient) -> None:
-    out = bot.chat("!restart victim")
+    out = bot.chat(f"!restart {target}")
     assert "restarted" in out
     r = bot.redis()
     original = next(

@@ -1,0 +1,46 @@
+"""Confirmations for dangerous commands: a short code, the same user, a time limit, and
+optionally a second, different approver.
+
+A pending confirmation lives in Redis under its code with a TTL, so it expires by itself
+and survives a bot restart; nothing is queued until it is confirmed.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+import redis.asyncio as aioredis
+
+# No 0/O, 1/I/L: codes are read off a screen and typed by hand.
+ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+CODE_LENGTH = 4
+
+
+class Confirmations:
+    def __init__(self, client: aioredis.Redis, prefix: str, ttl: int) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self.ttl = ttl
+
+    def _key(self, code: str) -> str:
+        return f"{self._prefix}:confirm:{code.upper()}"
+
+    async def ask(self, pending: dict[str, Any]) -> str:
+        for _ in range(20):
+            code = "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
+            if await self._redis.set(self._key(code), json.dumps(pending), nx=True, ex=self.ttl):
+                return code
+        raise RuntimeError("no free confirmation code")
+
+    async def get(self, code: str) -> dict[str, Any] | None:
+        raw = await self._redis.get(self._key(code))
+        return json.loads(raw) if raw else None
+
+    async def update(self, code: str, pending: dict[str, Any]) -> None:
+        await self._redis.set(self._key(code), json.dumps(pending), xx=True, keepttl=True)
+
+    async def take(self, code: str) -> bool:
+        """Remove the pending entry; True for the one caller that removed it (no double run)."""
+        return bool(await self._redis.delete(self._key(code)))

@@ -1,0 +1,73 @@
+"""``!audit [stack|service] [since]``: who ran what, what was decided, how it ended."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime
+
+from bot import audit
+from bot.chat import Reply, Table
+from commands.base import Arg, Command, Context
+
+SINCE = re.compile(r"^([0-9]{1,4})([mhd])$")
+UNITS = {"m": 60, "h": 3600, "d": 86400}
+SHOWN = 25
+BAD = ("refused", "invalid", "rate-limited", "failed", "rejected", "expired", "not-queued")
+
+
+async def answer(ctx: Context, args: dict[str, str]) -> Reply:
+    what, since = args.get("what"), args.get("since")
+    if what and not since and SINCE.match(what):
+        what, since = None, what
+    window = "1d"
+    if since:
+        match = SINCE.match(since)
+        if match is None:
+            return Reply(f"`{since}` is not a time span such as 30m, 6h or 2d", status="error")
+        window = since
+    amount, unit = SINCE.match(window).groups()  # type: ignore[union-attr]
+    start = time.time() - int(amount) * UNITS[unit]
+    entries = await audit.read(ctx.queue.redis, ctx.queue.prefix, start)
+    if what:
+        entries = [e for e in entries if what in e.get("command", "") or what == e.get("stack")]
+    shown = entries[:SHOWN]
+    if not shown:
+        return Reply(
+            f"nothing in the audit log for the last {window}" + (f" about {what}" if what else "")
+        )
+    table = Table(
+        ("WHEN (UTC)", "WHO", "COMMAND", "DECISION", "JOB", "DETAIL"),
+        tuple(
+            (
+                datetime.fromtimestamp(float(e.get("at", 0)), UTC).strftime("%m-%d %H:%M:%S"),
+                e.get("who", ""),
+                e.get("command", "")[:40],
+                e.get("decision", ""),
+                e.get("job", ""),
+                (e.get("reason") or e.get("outcome") or "")[:60],
+            )
+            for e in shown
+        ),
+        frozenset(i for i, e in enumerate(shown) if e.get("decision", "").startswith(BAD)),
+    )
+    more = f" (newest {SHOWN} of {len(entries)})" if len(entries) > SHOWN else ""
+    return Reply(f"audit log, last {window}{' about ' + what if what else ''}{more}:", table)
+
+
+COMMAND = Command(
+    name="audit",
+    summary="show the audit log: commands, decisions and outcomes, newest first",
+    args=(
+        Arg(
+            "what",
+            re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"),
+            "a stack or service name",
+            optional=True,
+            shown="stack|service",
+        ),
+        Arg("since", SINCE, "a time span such as 30m, 6h or 2d", optional=True),
+    ),
+    examples=("!audit", "!audit dev 2h", "!audit 30m"),
+    answer=answer,
+)
