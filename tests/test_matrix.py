@@ -245,3 +245,11 @@ def test_rate_limited_bot_waits_and_answers_everything(matrix: Room) -> None:
     finally:
         requests.delete(url, headers=headers, timeout=10).raise_for_status()
     assert b"ratelimited" in matrix.env.bot_log.read_bytes()[log_size:]
+
+
+def test_no_secret_reaches_the_logs(matrix: Room) -> None:
+    logs = matrix.env.bot_log.read_text() + matrix.env.worker_log.read_text()
+    config = matrix.env.config.read_text()
+    token = re.search(r'access_token = "([^"]+)"', config).group(1)
+    assert token not in logs
+    assert matrix.env.secret not in logs

@@ -270,3 +270,27 @@ def test_http_mode_verifies_signatures(http_slack: tuple[FakeSlack, BotEnv, str]
     assert signed_post(url, event).status_code == 200
     wait_for_reply(fake, CHANNEL, ts, "DEPLOYED")
     assert env.queued_jobs() == jobs + 1
+
+
+@pytest.mark.parametrize(("user", "allowed"), [(ALICE, True), (CAROL, True), (BOB, False)])
+@pytest.mark.parametrize("channel", [CHANNEL, OTHER_CHANNEL])
+def test_role_by_channel(slack: Chat, user: str, allowed: bool, channel: str) -> None:
+    """Every role in the served channel and in another one: outside, nobody is answered."""
+    jobs = slack.env.queued_jobs()
+    ts = slack.fake.say(channel, user, "!stacks" if user != CAROL else "!services")
+    if channel == OTHER_CHANNEL:
+        slack.settle()
+        assert not slack.fake.thread(channel, ts)
+        assert slack.env.queued_jobs() == jobs
+    elif allowed:
+        wait_for_reply(slack.fake, channel, ts, "queued as job")
+        assert slack.env.queued_jobs() == jobs + 1
+    else:
+        wait_for_reply(slack.fake, channel, ts, "refused")
+        assert slack.env.queued_jobs() == jobs
+
+
+def test_no_secret_reaches_the_logs(slack: Chat) -> None:
+    logs = slack.env.bot_log.read_text() + slack.env.worker_log.read_text()
+    for secret in (BOT_TOKEN, APP_TOKEN, SIGNING_SECRET, slack.env.secret):
+        assert secret not in logs
