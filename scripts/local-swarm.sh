@@ -9,7 +9,25 @@ run_dir=${1:?usage: local-swarm.sh RUN_DIR IMAGE}
 image=${2:?usage: local-swarm.sh RUN_DIR IMAGE}
 mkdir -p "$run_dir"
 
+# A dockerd that was killed leaves its overlay network namespaces and vxlan interfaces
+# behind; the next dockerd then fails every overlay task with "error creating vxlan
+# interface: file exists". With no dockerd running they belong to nobody: remove them.
+clean_stale_overlay() {
+  pgrep -x dockerd >/dev/null && return 0
+  for ns in /var/run/docker/netns/*; do
+    [ -e "$ns" ] || continue
+    umount "$ns" 2>/dev/null || true
+    rm -f "$ns"
+  done
+  if command -v ip >/dev/null; then
+    for link in $(ip -o link show type vxlan 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep '^vx-'); do
+      ip link delete "$link" 2>/dev/null || true
+    done
+  fi
+}
+
 if ! docker info >/dev/null 2>&1; then
+  clean_stale_overlay
   echo "local-swarm: starting dockerd (log: $run_dir/dockerd.log)" >&2
   DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 setsid dockerd >"$run_dir/dockerd.log" 2>&1 < /dev/null &
   echo $! >"$run_dir/dockerd.pid"

@@ -158,9 +158,18 @@ def _alive(pid: int) -> bool:
 def stack_yaml(services: dict[str, dict[str, Any]]) -> str:
     """A compose file for test services: quick to stop, quick to judge, no published ports.
 
+    Services join the host network: test services talk to nothing, and an overlay network
+    per test stack would only add vxlan state that a killed dockerd can leave behind.
     Each service dict may set image, command, replicas, constraints, update_config.
     """
-    lines = ['version: "3.8"', "services:"]
+    lines = [
+        'version: "3.8"',
+        "networks:",
+        "  hostnet:",
+        "    external: true",
+        "    name: host",
+        "services:",
+    ]
     for name, spec in services.items():
         command = spec.get("command", ["sleep", "3600"])
         update = {"monitor": "1s", **spec.get("update_config", {})}
@@ -168,6 +177,7 @@ def stack_yaml(services: dict[str, dict[str, Any]]) -> str:
         lines.append(f"    image: {spec.get('image', TEST_IMAGE)}")
         lines.append(f"    command: {command!r}".replace("'", '"'))
         lines.append("    init: true")
+        lines.append("    networks: [hostnet]")
         lines.append("    stop_grace_period: 1s")
         if spec.get("environment"):
             lines.append("    environment:")

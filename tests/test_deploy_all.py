@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import docker
@@ -21,7 +22,10 @@ def test_deploy_all_orders_and_stops_at_first_failure(
     zzz = env.add_stack(f"{run_id}-all-zzz", {"late": {}})
     env.start_worker()
     try:
-        out = env.chat("!deploy all")
+        asked = env.chat("!deploy all")
+        assert "this deploys every stack in order, stopping at the first failure" in asked
+        code = re.search(r"!confirm ([A-Z0-9]{4})", asked).group(1)
+        out = env.chat(f"!confirm {code}")
     finally:
         env.stop_worker()
     lines = out.splitlines()

@@ -1,0 +1,335 @@
+"""Before a deploy: what is wrong with a stack file, and what a deploy would change.
+
+Both work on the file as the docker CLI renders it (``docker stack config``, CLI 23+), so
+interpolation and merging are the CLI's own, and on a snapshot of the swarm taken through
+the SDK. Pure functions: the worker fetches, these judge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bot.swarm import IMAGE_LABEL
+
+HASH_LABEL = "swarmbot.file-hash"
+# Compose keys `docker stack deploy` ignores: an operator who relies on them is surprised.
+IGNORED_KEYS = {
+    "build": "images are not built on deploy",
+    "restart": "use deploy.restart_policy",
+    "depends_on": "swarm starts services in no order",
+    "container_name": "swarm names containers itself",
+    "links": "use networks",
+    "external_links": "use networks",
+    "network_mode": "not supported by swarm services",
+    "privileged": "not supported by swarm services",
+    "security_opt": "not supported by swarm services",
+    "devices": "not supported by swarm services",
+    "cgroup_parent": "not supported by swarm services",
+    "userns_mode": "not supported by swarm services",
+    "volumes_from": "not supported by swarm services",
+}
+VARIABLE = re.compile(
+    r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?+])?[^}]*\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
+)
+
+
+@dataclass(frozen=True)
+class Problem:
+    service: str  # "" for the file as a whole
+    key: str
+    message: str
+    error: bool  # errors stop a deploy; warnings do not
+
+
+@dataclass
+class SwarmSnapshot:
+    """What `!check` needs to know about the swarm."""
+
+    networks: set[str] = field(default_factory=set)
+    secrets: set[str] = field(default_factory=set)
+    configs: set[str] = field(default_factory=set)
+    volumes: set[str] = field(default_factory=set)
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+
+
+def unset_variables(raw: str, variables: dict[str, str]) -> list[Problem]:
+    """``${NAME}`` with no default whose value is missing or empty: compose would render it
+    as an empty string without a word (``${NAME:?}`` fails in the CLI instead)."""
+    problems: dict[str, Problem] = {}
+    for line in raw.splitlines():
+        if line.lstrip().startswith("#"):
+            continue
+        for match in VARIABLE.finditer(line.replace("$$", "")):
+            name = match.group("braced") or match.group("bare")
+            op = match.group("op") or ""
+            if op in (":-", "-", ":+", "+"):
+                continue  # has a default
+            if not variables.get(name):
+                state = "empty" if name in variables else "not set"
+                problems[name] = Problem(
+                    "", f"${{{name}}}", f"variable {name} is {state} (deploy.variables)", True
+                )
+    return list(problems.values())
+
+
+def _short_volumes(service: dict[str, Any]) -> list[tuple[str, str]]:
+    """(type, source) of each volume as written in the raw file, before the CLI rewrote it."""
+    out = []
+    for volume in service.get("volumes") or []:
+        if isinstance(volume, str):
+            source = volume.split(":", 1)[0]
+            out.append(("bind" if source.startswith((".", "/", "~")) else "volume", source))
+        elif isinstance(volume, dict):
+            out.append((volume.get("type", "volume"), str(volume.get("source", ""))))
+    return out
+
+
+def check(
+    stack: str,
+    raw: str,
+    rendered: dict[str, Any],
+    file_dir: Path,
+    variables: dict[str, str],
+    swarm: SwarmSnapshot,
+) -> list[Problem]:
+    problems = unset_variables(raw, variables)
+    try:
+        raw_doc = yaml.safe_load(raw) or {}
+    except yaml.YAMLError:
+        raw_doc = {}
+    raw_services = raw_doc.get("services") or {}
+    services = rendered.get("services") or {}
+    for kind, existing in (
+        ("networks", swarm.networks),
+        ("secrets", swarm.secrets),
+        ("configs", swarm.configs),
+        ("volumes", swarm.volumes),
+    ):
+        for key, spec in (rendered.get(kind) or {}).items():
+            spec = spec or {}
+            if spec.get("external"):
+                name = spec.get("name") or key
+                if name not in existing:
+                    problems.append(
+                        Problem(
+                            "",
+                            f"{kind}.{key}",
+                            f"external {kind[:-1]} {name} does not exist",
+                            True,
+                        )
+                    )
+    for name, service in sorted(services.items()):
+        for key, why in IGNORED_KEYS.items():
+            if key in service:
+                problems.append(
+                    Problem(name, key, f"ignored by docker stack deploy: {why}", False)
+                )
+        image = str(service.get("image") or "")
+        tagless = image.split("@", 1)[0].rsplit("/", 1)[-1]
+        if not image:
+            problems.append(Problem(name, "image", "no image", True))
+        elif "@" not in image and ":" not in tagless:
+            problems.append(Problem(name, "image", f"{image} has no tag: pin one", False))
+        elif image.endswith(":latest"):
+            problems.append(Problem(name, "image", f"{image} is on :latest: pin a version", False))
+        for kind, source in _short_volumes(raw_services.get(name) or {}):
+            if kind == "bind" and source.startswith(".") and not (file_dir / source).exists():
+                problems.append(
+                    Problem(name, "volumes", f"bind mount source {source} does not exist", True)
+                )
+        constraints = ((service.get("deploy") or {}).get("placement") or {}).get(
+            "constraints"
+        ) or []
+        if (
+            constraints
+            and swarm.nodes
+            and not any(_satisfies(n, constraints) for n in swarm.nodes)
+        ):
+            problems.append(
+                Problem(
+                    name,
+                    "deploy.placement.constraints",
+                    f"no node satisfies {' and '.join(constraints)}",
+                    True,
+                )
+            )
+    return problems
+
+
+def _node_value(node: dict[str, Any], key: str) -> str | None:
+    desc, spec = node.get("Description") or {}, node.get("Spec") or {}
+    simple = {
+        "node.id": node.get("ID"),
+        "node.hostname": desc.get("Hostname"),
+        "node.role": spec.get("Role"),
+        "node.platform.os": (desc.get("Platform") or {}).get("OS"),
+        "node.platform.arch": (desc.get("Platform") or {}).get("Architecture"),
+    }
+    if key in simple:
+        return simple[key]
+    if key.startswith("node.labels."):
+        return (spec.get("Labels") or {}).get(key[len("node.labels.") :])
+    if key.startswith("engine.labels."):
+        return ((desc.get("Engine") or {}).get("Labels") or {}).get(key[len("engine.labels.") :])
+    return None
+
+
+def _satisfies(node: dict[str, Any], constraints: list[str]) -> bool:
+    if (node.get("Spec") or {}).get("Availability") not in (None, "active"):
+        return False
+    for constraint in constraints:
+        match = re.match(r"^\s*([\w.-]+)\s*(==|!=)\s*(.*?)\s*$", constraint)
+        if not match:
+            continue  # an expression we cannot judge is not held against the file
+        key, op, want = match.groups()
+        have = _node_value(node, key)
+        if (op == "==") != (have is not None and have.lower() == want.lower()):
+            return False
+    return True
+
+
+# -- what a deploy would change ---------------------------------------------------------
+
+
+def service_hash(service: dict[str, Any]) -> str:
+    """A fingerprint of one rendered service definition, kept as a label on deploy."""
+    return hashlib.sha256(json.dumps(service, sort_keys=True, default=str).encode()).hexdigest()[
+        :16
+    ]
+
+
+def _env(value: Any) -> dict[str, str]:
+    if isinstance(value, dict):
+        return {k: "" if v is None else str(v) for k, v in value.items()}
+    out = {}
+    for item in value or []:
+        key, _, val = str(item).partition("=")
+        out[key] = val
+    return out
+
+
+def _ports(ports: list[Any]) -> set[str]:
+    out = set()
+    for p in ports or []:
+        if isinstance(p, dict) and "TargetPort" in p:  # the Engine API's form
+            published, target = p.get("PublishedPort", ""), p["TargetPort"]
+            proto, mode = p.get("Protocol", "tcp"), p.get("PublishMode", "ingress")
+        elif isinstance(p, dict):  # compose's long form, as `docker stack config` renders it
+            published, target = p.get("published", ""), p.get("target")
+            proto, mode = p.get("protocol", "tcp"), p.get("mode", "ingress")
+        else:
+            out.add(str(p))
+            continue
+        out.add(f"{published}:{target}/{proto} {mode}")
+    return out
+
+
+def diff(
+    stack: str, rendered: dict[str, Any], current: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Per service: what a deploy would change. Environment values are never included."""
+    running = {s["Spec"]["Name"]: s for s in current}
+    changes = []
+    for short, want in sorted((rendered.get("services") or {}).items()):
+        name = f"{stack}_{short}"
+        have = running.pop(name, None)
+        if have is None:
+            changes.append(
+                {
+                    "service": name,
+                    "change": "new",
+                    "details": [f"image {want.get('image')}"],
+                    "restarts": True,
+                }
+            )
+            continue
+        spec = have["Spec"]
+        container = spec["TaskTemplate"].get("ContainerSpec") or {}
+        details: list[str] = []
+        old_image = (
+            (spec.get("Labels") or {}).get(IMAGE_LABEL) or container.get("Image", "")
+        ).split("@")[0]
+        if old_image != str(want.get("image", "")):
+            details.append(f"image {old_image} -> {want.get('image')}")
+        deploy = want.get("deploy") or {}
+        mode = spec.get("Mode") or {}
+        if "Replicated" in mode and deploy.get("mode", "replicated") == "replicated":
+            old, new = mode["Replicated"].get("Replicas", 1), deploy.get("replicas", 1)
+            if old != new:
+                details.append(f"replicas {old} -> {new}")
+        old_env, new_env = _env(container.get("Env")), _env(want.get("environment"))
+        for label, keys in (
+            ("added", new_env.keys() - old_env.keys()),
+            ("removed", old_env.keys() - new_env.keys()),
+            ("changed", {k for k in new_env.keys() & old_env.keys() if new_env[k] != old_env[k]}),
+        ):
+            if keys:
+                details.append(f"environment {label}: {', '.join(sorted(keys))}")
+        old_ports = _ports((spec.get("EndpointSpec") or {}).get("Ports"))
+        new_ports = _ports(want.get("ports"))
+        if old_ports != new_ports:
+            before, after = ", ".join(sorted(old_ports)), ", ".join(sorted(new_ports))
+            details.append(f"ports {before or 'none'} -> {after or 'none'}")
+        old_mounts = sorted(
+            f"{m.get('Source', '')}:{m.get('Target')}" for m in container.get("Mounts") or []
+        )
+        new_mounts = sorted(
+            f"{_mount_source(stack, rendered, v)}:{v.get('target')}"
+            for v in want.get("volumes") or []
+            if isinstance(v, dict)
+        )
+        if old_mounts != new_mounts:
+            details.append("mounts changed")
+        old_constraints = sorted(
+            (spec["TaskTemplate"].get("Placement") or {}).get("Constraints") or []
+        )
+        new_constraints = sorted((deploy.get("placement") or {}).get("constraints") or [])
+        if old_constraints != new_constraints:
+            details.append(
+                f"constraints {old_constraints or 'none'} -> {new_constraints or 'none'}"
+            )
+        if (spec.get("Labels") or {}).get(HASH_LABEL) != service_hash(want) and not details:
+            details.append("other settings changed (command, resources, labels, …)")
+        if details:
+            restarts = any(not d.startswith("replicas") for d in details)
+            changes.append(
+                {"service": name, "change": "changed", "details": details, "restarts": restarts}
+            )
+    for name in sorted(running):
+        changes.append(
+            {
+                "service": name,
+                "change": "not in the file",
+                "restarts": False,
+                "details": ["keeps running (swarmbot does not prune)"],
+            }
+        )
+    return changes
+
+
+def _mount_source(stack: str, rendered: dict[str, Any], volume: dict[str, Any]) -> str:
+    """A rendered volume entry's source as the Engine shows it: bind paths as they are,
+    stack volumes prefixed with the stack name unless external or named."""
+    source = volume.get("source")
+    if volume.get("type") == "bind":
+        return str(source)
+    spec = (rendered.get("volumes") or {}).get(source or "") or {}
+    if spec.get("external"):
+        return spec.get("name") or str(source)
+    return spec.get("name") or f"{stack}_{source}"
+
+
+def hash_override(rendered: dict[str, Any]) -> str:
+    """A compose file that adds each service's fingerprint label, merged in on deploy."""
+    services = {
+        name: {"deploy": {"labels": {HASH_LABEL: service_hash(service)}}}
+        for name, service in (rendered.get("services") or {}).items()
+    }
+    return yaml.safe_dump({"version": str(rendered.get("version", "3.8")), "services": services})
