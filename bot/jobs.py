@@ -21,6 +21,7 @@ from bot.names import SERVICE_NAME, STACK_NAME
 
 MAX_PAYLOAD = 16 * 1024
 CLOCK_SKEW = 30.0
+FLAG = re.compile(r"^yes$")
 JOB_ID = re.compile(r"^[0-9]{1,18}$")
 INBOX = re.compile(r"^[a-z0-9][a-z0-9:._-]{0,80}$")
 _JOB_TAG = b"swarmbot-job-v1\0"
@@ -43,8 +44,10 @@ OPERATIONS: dict[str, Operation] = {
         Operation("stacks", "stacks", {}),
         Operation("ps", "ps", {"service": (SERVICE_NAME, True)}),
         Operation("restart", "restart", {"service": (SERVICE_NAME, True)}),
-        Operation("deploy", "deploy", {"stack": (STACK_NAME, True)}),
+        Operation("deploy", "deploy", {"stack": (STACK_NAME, True), "force": (FLAG, False)}),
         Operation("deploy_all", "deploy", {}),
+        Operation("check", "check", {"stack": (STACK_NAME, True)}),
+        Operation("diff", "diff", {"stack": (STACK_NAME, True)}),
         Operation("undeploy", "undeploy", {"stack": (STACK_NAME, True)}),
     )
 }

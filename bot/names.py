@@ -18,6 +18,7 @@ STACK_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
 # Docker's own rule for service names, a little tighter on length.
 SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 STACK_LABEL = "com.docker.stack.namespace"
+IMAGE_LABEL = "com.docker.stack.image"  # the image as written in the stack file
 
 
 def stack_of(labels: dict[str, str] | None) -> str:

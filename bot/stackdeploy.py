@@ -11,8 +11,11 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 from bot.names import STACK_NAME
 
@@ -67,41 +70,71 @@ def stack_files(stacks_dir: Path) -> dict[str, Path]:
     return out
 
 
-def deploy(
-    cli: DockerCli, stack: str, file: Path, variables: dict[str, str], resolve_image: str
-) -> str:
-    """Run the deploy; returns the CLI's output. The stack name is the file's name."""
-    if not STACK_NAME.match(stack) or file.stem != stack:
-        raise DeployError(f"refusing to deploy {stack!r} from {file.name}")
-    env = _base_env()
-    env.update(variables)
-    argv = [
-        cli.path,
-        "stack",
-        "deploy",
-        "--compose-file",
-        str(file),
-        "--resolve-image",
-        resolve_image,
-        stack,
-    ]
+class NoRender(DeployError):
+    """This docker CLI cannot render stack files (`docker stack config` came in 23.0)."""
+
+
+def _run(
+    cli: DockerCli, args: list[str], env: dict[str, str], cwd: Path, timeout: int
+) -> tuple[int, str, str]:
     try:
         proc = subprocess.run(
-            argv,
+            [cli.path, *args],
             capture_output=True,
             text=True,
-            timeout=CLI_TIMEOUT_SECONDS,
+            timeout=timeout,
             check=False,
             env=env,
-            cwd=file.parent,
+            cwd=cwd,
         )
     except subprocess.TimeoutExpired:
+        raise DeployError(f"docker {' '.join(args[:2])} did not finish in {timeout}s") from None
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def render(cli: DockerCli, file: Path, variables: dict[str, str]) -> dict:
+    """The stack file as the CLI will deploy it: interpolated with ``variables``, merged,
+    paths made absolute. Raises ``DeployError`` with the CLI's message if it refuses."""
+    env = {**_base_env(), **variables}
+    code, out, err = _run(
+        cli, ["stack", "config", "--compose-file", str(file)], env, file.parent, 60
+    )
+    if code != 0:
+        if "unknown command" in err or "is not a docker command" in err or "Usage:" in err:
+            raise NoRender(f"docker CLI {cli.version} has no `stack config` (needs 23 or newer)")
+        raise DeployError(_last_lines(err.strip()) or "docker stack config failed")
+    try:
+        return yaml.safe_load(out) or {}
+    except yaml.YAMLError as exc:
         raise DeployError(
-            f"docker stack deploy did not finish in {CLI_TIMEOUT_SECONDS}s"
+            f"docker stack config printed something that is not YAML: {exc}"
         ) from None
-    output = (proc.stdout + proc.stderr).strip()
-    if proc.returncode != 0:
-        raise DeployError(_last_lines(output) or f"docker stack deploy exited {proc.returncode}")
+
+
+def deploy(
+    cli: DockerCli,
+    stack: str,
+    file: Path,
+    variables: dict[str, str],
+    resolve_image: str,
+    override: str | None = None,
+) -> str:
+    """Run the deploy; returns the CLI's output. The stack name is the file's name.
+    ``override`` is compose text merged over the file (swarmbot's fingerprint labels)."""
+    if not STACK_NAME.match(stack) or file.stem != stack:
+        raise DeployError(f"refusing to deploy {stack!r} from {file.name}")
+    env = {**_base_env(), **variables}
+    with tempfile.TemporaryDirectory(prefix="swarmbot-") as tmp:
+        files = ["--compose-file", str(file)]
+        if override is not None:
+            extra = Path(tmp) / "override.yaml"
+            extra.write_text(override)
+            files += ["--compose-file", str(extra)]
+        args = ["stack", "deploy", *files, "--resolve-image", resolve_image, stack]
+        code, out, err = _run(cli, args, env, file.parent, CLI_TIMEOUT_SECONDS)
+    output = (out + err).strip()
+    if code != 0:
+        raise DeployError(_last_lines(output) or f"docker stack deploy exited {code}")
     return output
 
 
@@ -123,15 +156,8 @@ def remove(cli: DockerCli, stack: str) -> str:
     volumes (the CLI does not remove them, and the bot has no volume operation at all)."""
     if not STACK_NAME.match(stack):
         raise DeployError(f"refusing to remove {stack!r}")
-    proc = subprocess.run(
-        [cli.path, "stack", "rm", stack],
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT_SECONDS,
-        check=False,
-        env=_base_env(),
-    )
-    output = (proc.stdout + proc.stderr).strip()
-    if proc.returncode != 0:
-        raise DeployError(_last_lines(output) or f"docker stack rm exited {proc.returncode}")
+    code, out, err = _run(cli, ["stack", "rm", stack], _base_env(), Path("/"), CLI_TIMEOUT_SECONDS)
+    output = (out + err).strip()
+    if code != 0:
+        raise DeployError(_last_lines(output) or f"docker stack rm exited {code}")
     return output

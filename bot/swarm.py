@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass
 import docker
 
 from bot.convergence import Assessment, assess, desired_replicas, mode_name, parse_time
-from bot.names import STACK_LABEL, stack_of
+from bot.names import IMAGE_LABEL, STACK_LABEL, stack_of
+from bot.stackcheck import SwarmSnapshot
 
-IMAGE_LABEL = "com.docker.stack.image"
 API_VERSION = "1.41"
 POLL_SECONDS = 0.25
 DEFAULT_MONITOR_SECONDS = 5.0
@@ -63,6 +63,16 @@ class Swarm:
     def services(self, stack: str | None = None, status: bool = False) -> list[dict]:
         filters = {"label": f"{STACK_LABEL}={stack}"} if stack else None
         return self._api.services(filters=filters, status=status)
+
+    def snapshot(self) -> SwarmSnapshot:
+        """What a pre-flight check compares a stack file with: five list calls."""
+        return SwarmSnapshot(
+            networks={n["Name"] for n in self._api.networks()},
+            secrets={s["Spec"]["Name"] for s in self._api.secrets()},
+            configs={c["Spec"]["Name"] for c in self._api.configs()},
+            volumes={v["Name"] for v in self._api.volumes().get("Volumes") or []},
+            nodes=self._api.nodes(),
+        )
 
     def stack_volumes(self, stack: str) -> list[str]:
         """Volumes the stack created (they carry its namespace label); they outlive it."""

@@ -17,20 +17,22 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import docker.errors
 import redis
 import requests.exceptions
 
-from bot import audit, stackdeploy
+from bot import audit, stackcheck, stackdeploy
 from bot.config import Config
 from bot.convergence import Assessment
 from bot.jobs import Expired, Job, Rejected, Result, decode_job
 from bot.names import resolve_service, stack_of
 from bot.queue import HEARTBEAT_SECONDS, WorkerQueue
 from bot.roles import Policy
+from bot.stackcheck import Problem
 from bot.swarm import Outcome, Swarm
 
 log = logging.getLogger("swarmbot.worker")
@@ -84,6 +86,8 @@ class Worker:
             "deploy": self._deploy,
             "deploy_all": self._deploy_all,
             "undeploy": self._undeploy,
+            "check": self._check,
+            "diff": self._diff,
         }
 
     @property
@@ -402,7 +406,7 @@ class Worker:
     def _deploy(self, job: Job, progress: Callable[[dict], None]) -> Answer:
         stack = job.args["stack"]
         self._allow(job, stack)
-        result = self._deploy_stack(stack, job, progress)
+        result = self._deploy_stack(stack, job, progress, force=job.args.get("force") == "yes")
         return Answer(result["ok"], result, _deploy_summary(result))
 
     def _undeploy(self, job: Job, progress: Callable[[dict], None]) -> Answer:
@@ -445,13 +449,81 @@ class Worker:
             ok, data, f"{len(done)}/{len(order)} stacks deployed" + ("" if ok else ", stopped")
         )
 
-    def _deploy_stack(self, stack: str, job: Job, progress: Callable[[dict], None]) -> dict:
+    def _stack_file(self, stack: str) -> Path:
         files = stackdeploy.stack_files(self.config.stacks_dir)
         if stack not in files:
             known = ", ".join(files) or "none"
             raise JobFailed(f"no stack file `{stack}` in the stacks directory (known: {known})")
+        return files[stack]
+
+    def _preflight(self, stack: str, file: Path) -> tuple[dict | None, list[Problem], str]:
+        """Render and check a stack file: (rendered or None, problems, note)."""
+        try:
+            rendered = stackdeploy.render(self.cli, file, self.config.variables)
+        except stackdeploy.NoRender as exc:
+            return None, [], f"no pre-flight check: {exc}"
+        except stackdeploy.DeployError as exc:
+            return None, [Problem("", "file", str(exc), True)], ""
+        problems = stackcheck.check(
+            stack,
+            file.read_text(encoding="utf-8"),
+            rendered,
+            file.parent,
+            self.config.variables,
+            self.swarm.snapshot(),
+        )
+        return rendered, problems, ""
+
+    def _check(self, job: Job, progress: Callable[[dict], None]) -> Answer:
+        stack = job.args["stack"]
+        self._allow(job, stack)
+        _rendered, problems, note = self._preflight(stack, self._stack_file(stack))
+        errors = sum(p.error for p in problems)
+        data = {"stack": stack, "problems": [asdict(p) for p in problems], "note": note}
+        return Answer(
+            errors == 0, data, f"{stack}: {errors} errors, {len(problems) - errors} warnings"
+        )
+
+    def _diff(self, job: Job, progress: Callable[[dict], None]) -> Answer:
+        stack = job.args["stack"]
+        self._allow(job, stack)
+        rendered, problems, note = self._preflight(stack, self._stack_file(stack))
+        if rendered is None:
+            raise JobFailed(note or "; ".join(p.message for p in problems))
+        changes = stackcheck.diff(stack, rendered, self.swarm.services(stack))
+        data = {"stack": stack, "changes": changes}
+        return Answer(True, data, f"{stack}: {len(changes)} services would change")
+
+    def _deploy_stack(
+        self, stack: str, job: Job, progress: Callable[[dict], None], force: bool = False
+    ) -> dict:
+        file = self._stack_file(stack)
+        base = {
+            "stack": stack,
+            "ok": False,
+            "error": "",
+            "outcomes": [],
+            "problems": [],
+            "note": "",
+        }
         with self._stack_turn(stack, job, progress):
             started = time.monotonic()
+            rendered, problems, note = self._preflight(stack, file)
+            base.update(problems=[asdict(p) for p in problems], note=note, cli=self.cli.version)
+            if any(p.error for p in problems):
+                return {
+                    **base,
+                    "error": "the pre-flight check found problems; nothing was deployed",
+                }
+            override = stackcheck.hash_override(rendered) if rendered is not None else None
+            if (
+                rendered is not None
+                and not force
+                and self.queue.applied(job.id, f"deploy:{stack}") is None
+            ):
+                current = self.swarm.services(stack)
+                if current and not stackcheck.diff(stack, rendered, current):
+                    return {**base, "ok": True, "unchanged": True}
             try:
                 since = self._apply_once(
                     job,
@@ -459,19 +531,14 @@ class Worker:
                     lambda: stackdeploy.deploy(
                         self.cli,
                         stack,
-                        files[stack],
+                        file,
                         self.config.variables,
                         self.config.resolve_image,
+                        override,
                     ),
                 )
             except stackdeploy.DeployError as exc:
-                return {
-                    "stack": stack,
-                    "ok": False,
-                    "error": str(exc),
-                    "outcomes": [],
-                    "cli": self.cli.version,
-                }
+                return {**base, "error": str(exc)}
             ids = [s["ID"] for s in self.swarm.services(stack)]
             outcomes: list[Outcome] = self.swarm.watch(
                 ids,
@@ -480,12 +547,10 @@ class Worker:
                 on_progress=lambda a: progress({"stack": stack, "services": _progress_rows(a)}),
             )
         return {
-            "stack": stack,
+            **base,
             "ok": all(o.state == "converged" for o in outcomes),
-            "error": "",
             "outcomes": [o.as_dict() for o in outcomes],
             "seconds": round(time.monotonic() - started, 1),
-            "cli": self.cli.version,
         }
 
 
@@ -497,6 +562,8 @@ def _progress_rows(assessments: list[Assessment]) -> list[dict]:
 
 
 def _deploy_summary(result: dict) -> str:
+    if result.get("unchanged"):
+        return f"{result['stack']}: unchanged, not deployed"
     if result["error"]:
         return f"{result['stack']}: {result['error'].splitlines()[-1]}"
     bad = [o for o in result["outcomes"] if o["state"] != "converged"]

@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from bot.chat import Reply, plural, render_table_plain
 from bot.jobs import Result
-from commands.base import Command, error_reply, stack_arg
+from commands.base import Arg, Command, error_reply, stack_arg
+from commands.check import problem_table
 from commands.outcomes import outcome_table, progress_line
 
 
 def _stack_reply(stack: dict[str, Any], job: str) -> Reply:
-    if stack.get("error"):
+    name = stack["stack"]
+    notes = tuple(n for n in [stack.get("note", "")] if n)
+    if stack.get("unchanged"):
         return Reply(
-            f"deploy of {stack['stack']} failed: {stack['error']}", status="failed", job=job
+            f"{name} already matches its file: nothing deployed (an unchanged redeploy would "
+            f"wipe each service's rollback target); !deploy {name} --force redeploys anyway",
+            status="ok",
+            job=job,
         )
+    if stack.get("error") and stack.get("problems"):
+        table = problem_table(stack["problems"])
+        return Reply(f"deploy of {name} stopped: {stack['error']}", table, notes, "failed", job)
+    if stack.get("error"):
+        return Reply(f"deploy of {name} failed: {stack['error']}", status="failed", job=job)
     name, outcomes = stack["stack"], stack["outcomes"]
     bad = [o for o in outcomes if o["state"] != "converged"]
     if not outcomes:
@@ -58,15 +70,18 @@ def render(result: Result) -> Reply:
 def to_job(args: dict[str, str]) -> tuple[str, dict[str, str]]:
     if args["stack"] == "all":
         return "deploy_all", {}
-    return "deploy", {"stack": args["stack"]}
+    return "deploy", {"stack": args["stack"], **({"force": "yes"} if args.get("force") else {})}
 
 
 COMMAND = Command(
     name="deploy",
     summary="deploy stacks/<stack>.yaml as stack <stack> and wait until every service has "
     "converged; 'all' deploys every stack in order, stopping at the first failure",
-    args=(stack_arg(allow_all=True),),
-    examples=("!deploy dev", "!deploy all"),
+    args=(
+        stack_arg(allow_all=True),
+        Arg("force", re.compile(r"^--force$"), "--force", optional=True, shown="--force"),
+    ),
+    examples=("!deploy dev", "!deploy all", "!deploy dev --force"),
     stack_param="stack",
     job=to_job,
     render=render,

@@ -188,6 +188,8 @@ def stack_yaml(services: dict[str, dict[str, Any]]) -> str:
         lines.append("      restart_policy: {condition: any, delay: 1s}")
         lines.append("      update_config:")
         lines.extend(f"        {k}: {v}" for k, v in update.items())
+        if spec.get("reserve_cpus"):
+            lines.append(f"      resources: {{reservations: {{cpus: '{spec['reserve_cpus']}'}}}}")
         if spec.get("constraints"):
             lines.append(
                 f"      placement: {{constraints: {spec['constraints']!r}}}".replace("'", '"')
@@ -239,6 +241,8 @@ def write_config(
             """
         ).replace("'", '"')
         + textwrap.dedent(extra_roles)
+        # Tests send many commands a minute as one user; the safety tests set their own.
+        + ("" if "[safety]" in extra_roles else "\n[safety]\nrate_limit_per_minute = 10000\n")
     )
     return path
 

@@ -98,12 +98,26 @@ def test_missing_image_is_reported_not_waited_on(bot: BotEnv, run_id: str) -> No
 
 
 def test_unschedulable_service_times_out_with_the_reason(bot: BotEnv, run_id: str) -> None:
-    stack = bot.add_stack(
-        f"{run_id}-nowhere", {"stuck": {"constraints": ["node.labels.gpu == yes"]}}
-    )
+    """A reservation no node can meet passes the pre-flight check; the deadline catches it."""
+    stack = bot.add_stack(f"{run_id}-nowhere", {"stuck": {"reserve_cpus": 512}})
     out = bot.chat(f"!deploy {stack}")
     assert "NOT CONVERGED (deadline)" in out, out
-    assert "no suitable node" in out
+    assert "no suitable node (insufficient resources on 1 node)" in out
+
+
+def test_impossible_constraint_is_caught_before_deploying(
+    bot: BotEnv, run_id: str, swarm: docker.DockerClient
+) -> None:
+    stack = bot.add_stack(
+        f"{run_id}-nogpu", {"stuck": {"constraints": ["node.labels.gpu == yes"]}}
+    )
+    out = bot.chat(f"!deploy {stack}")
+    stopped = "stopped: the pre-flight check found problems; nothing was deployed"
+    assert f"deploy of {stack} {stopped}" in out, out
+    assert re.search(
+        r"stuck\s+deploy.placement.constraints\s+no node satisfies node.labels.gpu", out
+    )
+    assert not swarm.services.list(filters={"label": f"com.docker.stack.namespace={stack}"})
 
 
 def test_ambiguous_and_unknown_names_list_candidates(bot: BotEnv, run_id: str) -> None:
@@ -133,7 +147,8 @@ def test_second_job_on_a_stack_waits_for_the_first(bot: BotEnv, run_id: str) -> 
     stack = bot.add_stack(f"{run_id}-app-busy", {"slow": {"update_config": {"monitor": "3s"}}})
     with ThreadPoolExecutor(2) as pool:
         first, second = pool.map(lambda _: bot.chat(f"!deploy {stack}"), range(2))
-    assert "converged" in first and "converged" in second, first + second
+    # The second finds the stack as the first left it: unchanged, so it deploys nothing.
+    assert "converged" in first + second and "already matches its file" in first + second
     waited = [
         out
         for out in (first, second)

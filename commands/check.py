@@ -1,0 +1,55 @@
+"""``!check <stack>``: what is wrong with a stack file before it is deployed (also run by
+every ``!deploy``, which stops on an error)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.chat import Reply, Table
+from bot.jobs import Result
+from commands.base import Command, error_reply, stack_arg
+
+
+def problem_table(problems: list[dict[str, Any]]) -> Table:
+    return Table(
+        ("SERVICE", "KEY", "PROBLEM", "LEVEL"),
+        tuple(
+            (
+                p["service"] or "-",
+                p["key"],
+                p["message"][:160],
+                "error" if p["error"] else "warning",
+            )
+            for p in problems
+        ),
+        frozenset(i for i, p in enumerate(problems) if p["error"]),
+    )
+
+
+def render(result: Result) -> Reply:
+    data = result.data
+    if "problems" not in data:
+        return error_reply(result)
+    problems = data["problems"]
+    notes = tuple(n for n in [data.get("note", "")] if n)
+    if not problems:
+        return Reply(
+            f"{data['stack']}: no problems found", detail=notes, status="ok", job=result.job
+        )
+    errors = sum(1 for p in problems if p["error"])
+    head = f"{data['stack']}: {errors} errors, {len(problems) - errors} warnings"
+    return Reply(
+        head, problem_table(problems), notes, status="failed" if errors else "ok", job=result.job
+    )
+
+
+COMMAND = Command(
+    name="check",
+    summary="check a stack file: unset variables, missing external networks, secrets, configs "
+    "and volumes, missing bind paths, impossible constraints, untagged images, ignored keys",
+    args=(stack_arg(),),
+    examples=("!check dev",),
+    stack_param="stack",
+    job=lambda args: ("check", {"stack": args["stack"]}),
+    render=render,
+)

@@ -1,0 +1,51 @@
+"""``!diff <stack>``: what a deploy would change, per service. Changes nothing; never shows
+environment values, only which keys change."""
+
+from __future__ import annotations
+
+from bot.chat import Reply, Table
+from bot.jobs import Result
+from commands.base import Command, error_reply, stack_arg
+
+
+def render(result: Result) -> Reply:
+    data = result.data
+    if "changes" not in data:
+        return error_reply(result)
+    changes = data["changes"]
+    if not changes:
+        return Reply(
+            f"{data['stack']}: the file matches what runs; a deploy would change nothing",
+            status="ok",
+            job=result.job,
+        )
+    table = Table(
+        ("SERVICE", "CHANGE", "RESTARTS TASKS", "WHAT"),
+        tuple(
+            (
+                c["service"],
+                c["change"],
+                "yes" if c["restarts"] else "no",
+                "; ".join(c["details"])[:200],
+            )
+            for c in changes
+        ),
+        frozenset(i for i, c in enumerate(changes) if c["restarts"]),
+    )
+    return Reply(
+        f"{data['stack']}: a deploy would change {len(changes)} services",
+        table,
+        status="ok",
+        job=result.job,
+    )
+
+
+COMMAND = Command(
+    name="diff",
+    summary="show what a deploy of a stack would change, per service (changes nothing)",
+    args=(stack_arg(),),
+    examples=("!diff dev",),
+    stack_param="stack",
+    job=lambda args: ("diff", {"stack": args["stack"]}),
+    render=render,
+)
