@@ -333,3 +333,46 @@ def hash_override(rendered: dict[str, Any]) -> str:
         for name, service in (rendered.get("services") or {}).items()
     }
     return yaml.safe_dump({"version": str(rendered.get("version", "3.8")), "services": services})
+
+
+# -- the order of `!deploy all` -----------------------------------------------------------
+
+
+class OrderError(Exception):
+    """Stacks that need each other: no order works."""
+
+
+def needs(stack: str, raw: str, stacks: set[str]) -> set[str]:
+    """The stacks whose networks or volumes this stack uses as external (``ingress_dev`` is
+    stack ``ingress``'s network ``dev``)."""
+    try:
+        doc = yaml.safe_load(raw) or {}
+    except yaml.YAMLError:
+        return set()
+    out = set()
+    for kind in ("networks", "volumes"):
+        for key, spec in (doc.get(kind) or {}).items():
+            if isinstance(spec, dict) and spec.get("external"):
+                name = str(spec.get("name") or key)
+                owner = name.split("_", 1)[0]
+                if "_" in name and owner in stacks and owner != stack:
+                    out.add(owner)
+    return out
+
+
+def deploy_order(files: dict[str, Path], first: tuple[str, ...]) -> list[str]:
+    """Every stack after the stacks it needs; among those free to go, the configured
+    ``first`` ones in their order, then alphabetical."""
+    names = set(files)
+    deps = {
+        name: needs(name, path.read_text(encoding="utf-8"), names) for name, path in files.items()
+    }
+    rank = {name: (first.index(name) if name in first else len(first), name) for name in names}
+    order: list[str] = []
+    while len(order) < len(names):
+        ready = [n for n in names - set(order) if deps[n] <= set(order)]
+        if not ready:
+            stuck = sorted(names - set(order))
+            raise OrderError(f"these stacks need each other: {', '.join(stuck)}")
+        order.append(min(ready, key=rank.__getitem__))
+    return order

@@ -430,8 +430,10 @@ class Worker:
 
     def _deploy_all(self, job: Job, progress: Callable[[dict], None]) -> Answer:
         files = stackdeploy.stack_files(self.config.stacks_dir)
-        order = [s for s in self.config.deploy_first if s in files]
-        order += [s for s in files if s not in order]
+        try:
+            order = stackcheck.deploy_order(files, self.config.deploy_first)
+        except stackcheck.OrderError as exc:
+            raise JobFailed(str(exc)) from None
         for stack in order:
             self._allow(job, stack)  # all or nothing: refuse before deploying any
         done: list[dict] = []

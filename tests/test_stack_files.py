@@ -102,3 +102,30 @@ def test_demo_stack_deploys_on_the_local_swarm(
         env.stop_worker()
     assert f"deployed {run_id}-demo: 2 services converged" in out, out
     assert re.search(rf"{run_id}-demo_web\s+replicated\s+2/2", out), out
+
+
+def test_deploy_all_order_follows_what_stacks_need() -> None:
+    """The real stacks: ingress and support first (everything attaches to their networks)."""
+    from bot.stackcheck import deploy_order
+    from bot.stackdeploy import stack_files
+
+    order = deploy_order(stack_files(STACKS), ("ingress", "support"))
+    assert order[:2] == ["ingress", "support"]
+    assert set(order) == set(NAMES)
+
+
+def test_dependencies_beat_the_configured_order(tmp_path: Path) -> None:
+    from bot.stackcheck import OrderError, deploy_order
+
+    (tmp_path / "aaa.yaml").write_text(
+        "networks:\n  shared:\n    external: true\n    name: zzz_shared\n"
+    )
+    (tmp_path / "mmm.yaml").write_text(
+        "volumes:\n  data:\n    external: true\n    name: aaa_data\n"
+    )
+    (tmp_path / "zzz.yaml").write_text("networks:\n  shared:\n    attachable: true\n")
+    files = {p.stem: p for p in sorted(tmp_path.glob("*.yaml"))}
+    assert deploy_order(files, ("mmm",)) == ["zzz", "aaa", "mmm"]
+    (tmp_path / "zzz.yaml").write_text("networks:\n  x:\n    external: true\n    name: mmm_x\n")
+    with pytest.raises(OrderError, match="need each other: aaa, mmm, zzz"):
+        deploy_order({p.stem: p for p in sorted(tmp_path.glob("*.yaml"))}, ())
