@@ -112,7 +112,7 @@ class Config:
     variables: dict[str, str]
     roles: tuple[Role, ...]
     adapters: tuple[str, ...] = ()
-    confirm: frozenset[str] = frozenset({"undeploy", "deploy all"})
+    confirm: frozenset[str] = frozenset({"undeploy", "deploy all", "rollback"})
     confirm_seconds: int = 120
     second_approver_stacks: tuple[str, ...] = ()
     rate_limit_per_minute: int = 30
@@ -148,7 +148,7 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "docker_cli": (str, "docker"),
     },
     "safety": {
-        "confirm": (list, ["undeploy", "deploy all"]),
+        "confirm": (list, ["undeploy", "deploy all", "rollback"]),
         "confirm_seconds": (int, 120),
         "second_approver_stacks": (list, []),
         "rate_limit_per_minute": (int, 30),

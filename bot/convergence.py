@@ -70,8 +70,11 @@ def mode_name(service: dict) -> str:
     return next(iter(mode), "replicated").lower()
 
 
-def assess(service: dict, tasks: list[dict], down_nodes: set[str], since: float) -> Assessment:
+def assess(
+    service: dict, tasks: list[dict], down_nodes: set[str], since: float, rollback: bool = False
+) -> Assessment:
     """Judge ``service`` from its up-to-date ``tasks``; ``since`` is when our change began.
+    With ``rollback`` (an asked-for rollback) a completed rollback is the goal, not a failure.
 
     An update status that started before ``since`` belongs to someone else's change (a
     stale ``rollback_completed`` must not fail an unchanged redeploy), so it is ignored.
@@ -82,7 +85,7 @@ def assess(service: dict, tasks: list[dict], down_nodes: set[str], since: float)
     update_state = update.get("State", "")
     if update_state and parse_time(update.get("StartedAt")) >= since - 1.0:
         message = update.get("Message", "")
-        if update_state == "rollback_completed":
+        if update_state == "rollback_completed" and not rollback:
             return Assessment(
                 name, "rolled_back", 0, desired or 0, message or "swarm rolled the update back"
             )
@@ -112,6 +115,13 @@ def assess(service: dict, tasks: list[dict], down_nodes: set[str], since: float)
         if waiting is None:
             waiting = slot_tasks[-1]
 
+    ours = parse_time(update.get("StartedAt")) >= since - 1.0
+    rolling = update_state in ("updating", "rollback_started") and ours
+    failure_action = (service["Spec"].get("UpdateConfig") or {}).get("FailureAction", "pause")
+    if failure is not None and rolling and failure_action == "rollback" and not rollback:
+        # Swarm is about to roll the update back (or is doing it): report that outcome.
+        reason = f"{describe_task(failure)}; rolling back"
+        return Assessment(name, "converging", running, desired, reason)
     if failure is not None:
         return Assessment(name, "failed", running, desired, describe_task(failure))
     if (

@@ -22,6 +22,7 @@ from bot.names import SERVICE_NAME, STACK_NAME
 MAX_PAYLOAD = 16 * 1024
 CLOCK_SKEW = 30.0
 FLAG = re.compile(r"^yes$")
+LINES = re.compile(r"^(?:[1-9][0-9]?|1[0-9][0-9]|200)$")
 JOB_ID = re.compile(r"^[0-9]{1,18}$")
 INBOX = re.compile(r"^[a-z0-9][a-z0-9:._-]{0,80}$")
 _JOB_TAG = b"swarmbot-job-v1\0"
@@ -47,6 +48,8 @@ OPERATIONS: dict[str, Operation] = {
         Operation("deploy", "deploy", {"stack": (STACK_NAME, True), "force": (FLAG, False)}),
         Operation("deploy_all", "deploy", {}),
         Operation("check", "check", {"stack": (STACK_NAME, True)}),
+        Operation("rollback", "rollback", {"service": (SERVICE_NAME, True)}),
+        Operation("logs", "logs", {"service": (SERVICE_NAME, True), "lines": (LINES, False)}),
         Operation("diff", "diff", {"stack": (STACK_NAME, True)}),
         Operation("undeploy", "undeploy", {"stack": (STACK_NAME, True)}),
     )

@@ -161,3 +161,23 @@ def remove(cli: DockerCli, stack: str) -> str:
     if code != 0:
         raise DeployError(_last_lines(output) or f"docker stack rm exited {code}")
     return output
+
+
+def rollback(cli: DockerCli, service_id: str) -> str:
+    """``docker service rollback``: back to the service's previous spec. The Engine API does
+    it with ``update?rollback=previous``, which the Python SDK does not expose; the CLI is
+    the public way."""
+    if not re.match(r"^[a-z0-9]{25}$", service_id):
+        raise DeployError(f"refusing to roll back {service_id!r}")
+    code, out, err = _run(
+        cli,
+        ["service", "rollback", "--detach", "--quiet", service_id],
+        _base_env(),
+        Path("/"),
+        CLI_TIMEOUT_SECONDS,
+    )
+    if code != 0:
+        raise DeployError(
+            _last_lines((out + err).strip()) or f"docker service rollback exited {code}"
+        )
+    return out

@@ -120,6 +120,21 @@ class Swarm:
             )
         return sorted(rows, key=lambda r: (r["slot"], -r["since"]))
 
+    def logs(self, service_id: str, lines: int) -> list[str]:
+        """The last ``lines`` lines the service's tasks wrote (stdout and stderr)."""
+        raw = self._api.service_logs(
+            service_id, stdout=True, stderr=True, tail=lines, timestamps=False
+        )
+        data = raw if isinstance(raw, bytes) else b"".join(raw)
+        return data.decode("utf-8", "replace").splitlines()[-lines:]
+
+    def service_env(self, service_id: str) -> list[str]:
+        spec = (
+            self._api.inspect_service(service_id)["Spec"]["TaskTemplate"].get("ContainerSpec")
+            or {}
+        )
+        return list(spec.get("Env") or [])
+
     def force_update(self, service_id: str) -> None:
         """``docker service update --force``: ForceUpdate + 1 on the current spec."""
         self._client.services.get(service_id).force_update()
@@ -131,6 +146,7 @@ class Swarm:
         deadline: float,
         on_progress: Callable[[list[Assessment]], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        rollback: bool = False,
     ) -> list[Outcome]:
         """Wait until every service has converged and stayed so for its monitor window,
         has failed, or the deadline (a ``clock`` time) passes. All services are watched
@@ -158,7 +174,7 @@ class Swarm:
                 sid = svc["ID"]
                 if sid not in pending:
                     continue  # an id filter matches by prefix
-                a = current[sid] = assess(svc, by_service.get(sid, []), down, since)
+                a = current[sid] = assess(svc, by_service.get(sid, []), down, since, rollback)
                 if sid not in monitor:
                     ns = (svc["Spec"].get("UpdateConfig") or {}).get("Monitor")
                     monitor[sid] = ns / 1e9 if ns else DEFAULT_MONITOR_SECONDS

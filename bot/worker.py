@@ -32,12 +32,15 @@ from bot.jobs import Expired, Job, Rejected, Result, decode_job
 from bot.names import resolve_service, stack_of
 from bot.queue import HEARTBEAT_SECONDS, WorkerQueue
 from bot.roles import Policy
+from bot.scrub import env_values, scrub
 from bot.stackcheck import Problem
 from bot.swarm import Outcome, Swarm
 
 log = logging.getLogger("swarmbot.worker")
 
 PROGRESS_INTERVAL = 1.0
+FAILURE_LOG_LINES = 5
+DEFAULT_LOG_LINES = 30
 LOCK_POLL_SECONDS = 0.5
 
 
@@ -87,6 +90,8 @@ class Worker:
             "deploy_all": self._deploy_all,
             "undeploy": self._undeploy,
             "check": self._check,
+            "rollback": self._rollback,
+            "logs": self._logs,
             "diff": self._diff,
         }
 
@@ -387,20 +392,72 @@ class Worker:
 
     def _restart(self, job: Job, progress: Callable[[dict], None]) -> Answer:
         service = self._resolve(job)
+        return self._change_service(
+            job, service, progress, lambda: self.swarm.force_update(service["ID"])
+        )
+
+    def _rollback(self, job: Job, progress: Callable[[dict], None]) -> Answer:
+        service = self._resolve(job)
+        if not service.get("PreviousSpec"):
+            raise JobFailed(f"{service['Spec']['Name']} has no previous spec to roll back to")
+        return self._change_service(
+            job,
+            service,
+            progress,
+            lambda: stackdeploy.rollback(self.cli, service["ID"]),
+            rollback=True,
+        )
+
+    def _change_service(
+        self,
+        job: Job,
+        service: dict,
+        progress: Callable[[dict], None],
+        apply: Callable[[], object],
+        rollback: bool = False,
+    ) -> Answer:
+        """Apply one change to one service (once), then watch it converge."""
         name = service["Spec"]["Name"]
         with self._stack_turn(stack_of(service["Spec"].get("Labels")) or name, job, progress):
-            since = self._apply_once(
-                job, "restart", lambda: self.swarm.force_update(service["ID"])
-            )
-            [outcome] = self.swarm.watch(
+            since = self._apply_once(job, job.op, apply)
+            outcomes = self.swarm.watch(
                 [service["ID"]],
                 since,
                 time.monotonic() + self.config.deploy_deadline_seconds,
                 on_progress=lambda a: progress({"stack": "", "services": _progress_rows(a)}),
+                rollback=rollback,
             )
-        ok = outcome.state == "converged"
+        [outcome] = self._explain(outcomes, [service["ID"]])
+        ok = outcome["state"] == "converged"
+        return Answer(ok, {"service": name, "outcome": outcome}, f"{name}: {outcome['state']}")
+
+    def _explain(self, outcomes: list[Outcome], service_ids: list[str]) -> list[dict]:
+        """Outcomes as dicts; a service that did not converge gets its last log lines
+        (secrets scrubbed), which usually say why."""
+        out = []
+        for outcome, sid in zip(outcomes, service_ids, strict=False):
+            data = outcome.as_dict()
+            if outcome.state != "converged":
+                data["logs"] = self._log_tail(sid, FAILURE_LOG_LINES)
+            out.append(data)
+        return out
+
+    def _log_tail(self, service_id: str, lines: int) -> list[str]:
+        try:
+            env = self.swarm.service_env(service_id)
+            return [
+                scrub(line, env_values(env))[:300] for line in self.swarm.logs(service_id, lines)
+            ]
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            return [f"(logs unavailable: {_short(exc)})"]
+
+    def _logs(self, job: Job, progress: Callable[[dict], None]) -> Answer:
+        service = self._resolve(job)
+        lines = int(job.args.get("lines") or DEFAULT_LOG_LINES)
+        text = self._log_tail(service["ID"], lines)
+        name = service["Spec"]["Name"]
         return Answer(
-            ok, {"service": name, "outcome": outcome.as_dict()}, f"{name}: {outcome.state}"
+            True, {"service": name, "lines": text, "asked": lines}, f"{name}: {len(text)} lines"
         )
 
     def _deploy(self, job: Job, progress: Callable[[dict], None]) -> Answer:
@@ -540,7 +597,7 @@ class Worker:
                     ),
                 )
             except stackdeploy.DeployError as exc:
-                return {**base, "error": str(exc)}
+                return {**base, "error": scrub(str(exc), self.config.variables.values())}
             ids = [s["ID"] for s in self.swarm.services(stack)]
             outcomes: list[Outcome] = self.swarm.watch(
                 ids,
@@ -551,7 +608,7 @@ class Worker:
         return {
             **base,
             "ok": all(o.state == "converged" for o in outcomes),
-            "outcomes": [o.as_dict() for o in outcomes],
+            "outcomes": self._explain(outcomes, ids),
             "seconds": round(time.monotonic() - started, 1),
         }
 

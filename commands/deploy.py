@@ -9,7 +9,7 @@ from bot.chat import Reply, plural, render_table_plain
 from bot.jobs import Result
 from commands.base import Arg, Command, error_reply, stack_arg
 from commands.check import problem_table
-from commands.outcomes import outcome_table, progress_line
+from commands.outcomes import log_lines, outcome_table, progress_line
 
 
 def _stack_reply(stack: dict[str, Any], job: str) -> Reply:
@@ -39,6 +39,7 @@ def _stack_reply(stack: dict[str, Any], job: str) -> Reply:
     return Reply(
         head,
         outcome_table(outcomes) if outcomes else None,
+        log_lines(outcomes) + notes,
         status="failed" if bad else "ok",
         job=job,
     )

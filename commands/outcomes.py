@@ -49,3 +49,13 @@ def progress_line(data: dict[str, Any]) -> str:
     done = data.get("done")
     prefix = f"[done: {', '.join(done)}] " if done else ""
     return prefix + head + (", ".join(parts) or "starting")
+
+
+def log_lines(outcomes: list[dict[str, Any]]) -> tuple[str, ...]:
+    """The last log lines of each service that did not converge, under its name."""
+    lines: list[str] = []
+    for o in outcomes:
+        if o.get("logs"):
+            lines.append(f"{o['service']}, last log lines:")
+            lines.extend(f"  {line}" for line in o["logs"])
+    return tuple(lines)

@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from bot.chat import Reply
 from bot.jobs import Result
 from commands.base import Command, error_reply, service_arg
-from commands.outcomes import STATE_WORDS, outcome_table, progress_line
+from commands.outcomes import STATE_WORDS, log_lines, outcome_table, progress_line
 
 
-def render(result: Result) -> Reply:
-    if "outcome" not in result.data:
-        return error_reply(result)
-    outcome = result.data["outcome"]
-    name = result.data["service"]
-    if result.ok:
-        replicas = f"{outcome['running']}/{outcome['desired']}"
-        head = f"restarted {name}: {replicas} running ({outcome['seconds']:.1f}s)"
-        return Reply(head, status="ok", job=result.job)
-    state = STATE_WORDS.get(outcome["state"], outcome["state"])
-    head = f"restart of {name} {state}: {outcome['reason']}"
-    return Reply(head, outcome_table([outcome]), status="failed", job=result.job)
+def change_renderer(done: str, noun: str) -> Callable[[Result], Reply]:
+    """How a one-service change reads: ``restarted x: 2/2 running (5.1s)`` or why not."""
+
+    def render(result: Result) -> Reply:
+        if "outcome" not in result.data:
+            return error_reply(result)
+        outcome = result.data["outcome"]
+        name = result.data["service"]
+        if result.ok:
+            replicas = f"{outcome['running']}/{outcome['desired']}"
+            head = f"{done} {name}: {replicas} running ({outcome['seconds']:.1f}s)"
+            return Reply(head, status="ok", job=result.job)
+        state = STATE_WORDS.get(outcome["state"], outcome["state"])
+        head = f"{noun} of {name} {state}: {outcome['reason']}"
+        table = outcome_table([outcome])
+        return Reply(head, table, log_lines([outcome]), status="failed", job=result.job)
+
+    return render
 
 
 COMMAND = Command(
@@ -29,6 +37,6 @@ COMMAND = Command(
     args=(service_arg(),),
     examples=("!restart gerrit",),
     job=lambda args: ("restart", {"service": args["service"]}),
-    render=render,
+    render=change_renderer("restarted", "restart"),
     render_progress=progress_line,
 )
