@@ -95,6 +95,15 @@ class SlackConfig:
 
 
 @dataclass(frozen=True)
+class NoticeRoute:
+    """Where notices about the stacks matching ``stacks`` go."""
+
+    stacks: tuple[str, ...]
+    matrix: tuple[str, ...]  # room IDs
+    slack: tuple[str, ...]  # channel IDs
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path | None
     prefix: str
@@ -116,6 +125,9 @@ class Config:
     confirm_seconds: int = 120
     second_approver_stacks: tuple[str, ...] = ()
     rate_limit_per_minute: int = 30
+    notice_routes: tuple[NoticeRoute, ...] = ()
+    notice_quiet_seconds: float = 3.0
+    notice_poll_seconds: float = 15.0
     matrix: MatrixConfig | None = None
     slack: SlackConfig | None = None
 
@@ -152,6 +164,11 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "confirm_seconds": (int, 120),
         "second_approver_stacks": (list, []),
         "rate_limit_per_minute": (int, 30),
+    },
+    "notices": {
+        "route": (list, []),
+        "quiet_seconds": ((int, float), 3),
+        "poll_seconds": ((int, float), 15),
     },
     "matrix": {
         "homeserver": (str, None),
@@ -290,6 +307,7 @@ def parse(
     variables = _variables(raw.get("variables", {}), problems)
     roles = _roles(raw.get("roles", {}), problems)
     _check_safety(safety, problems)
+    routes = _notice_routes(values["notices"], problems)
     adapters = tuple(bot["adapters"])
     for i, name in enumerate(adapters):
         if name not in ADAPTERS:
@@ -322,6 +340,9 @@ def parse(
         confirm_seconds=safety["confirm_seconds"],
         second_approver_stacks=tuple(safety["second_approver_stacks"]),
         rate_limit_per_minute=safety["rate_limit_per_minute"],
+        notice_routes=routes,
+        notice_quiet_seconds=float(values["notices"]["quiet_seconds"]),
+        notice_poll_seconds=float(values["notices"]["poll_seconds"]),
         matrix=matrix,
         slack=slack,
     )
@@ -529,6 +550,38 @@ def _check_safety(safety: dict[str, Any], problems: list[tuple[str, str]]) -> No
         problems.append(("safety.confirm_seconds", "must be between 10 and 3600"))
     if not 1 <= safety["rate_limit_per_minute"] <= 10_000:
         problems.append(("safety.rate_limit_per_minute", "must be between 1 and 10000"))
+
+
+def _notice_routes(
+    notices: dict[str, Any], problems: list[tuple[str, str]]
+) -> tuple[NoticeRoute, ...]:
+    routes = []
+    for i, route in enumerate(notices["route"]):
+        key = f"notices.route[{i}]"
+        if not isinstance(route, dict):
+            problems.append((key, "must be a table with stacks, matrix and/or slack"))
+            continue
+        for extra in set(route) - {"stacks", "matrix", "slack"}:
+            problems.append((f"{key}.{extra}", "unknown key (known: matrix, slack, stacks)"))
+        parts = {}
+        for part in ("stacks", "matrix", "slack"):
+            value = route.get(part, ["*"] if part == "stacks" else [])
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                problems.append((f"{key}.{part}", "must be a list of strings"))
+                value = []
+            parts[part] = tuple(value)
+        for j, room in enumerate(parts["matrix"]):
+            if not ROOM.match(room) or room.startswith("#"):
+                problems.append((f"{key}.matrix[{j}]", "must be a room ID (!id:server)"))
+        for j, channel in enumerate(parts["slack"]):
+            if not re.match(r"^[CG][A-Z0-9]{2,32}$", channel):
+                problems.append((f"{key}.slack[{j}]", "must be a channel ID such as C0123ABCD"))
+        routes.append(NoticeRoute(parts["stacks"], parts["matrix"], parts["slack"]))
+    if not 0.5 <= notices["quiet_seconds"] <= 300:
+        problems.append(("notices.quiet_seconds", "must be between 0.5 and 300"))
+    if not 2 <= notices["poll_seconds"] <= 3600:
+        problems.append(("notices.poll_seconds", "must be between 2 and 3600"))
+    return tuple(routes)
 
 
 def _variables(table: Any, problems: list[tuple[str, str]]) -> dict[str, str]:

@@ -179,7 +179,7 @@ def validate_args(op: str, args: Any) -> None:
 class Result:
     """What the worker sends back: a final result, or a progress update on the way."""
 
-    kind: str  # "progress" | "result"
+    kind: str  # "progress" | "result" | "notice" (op "notice": not about one job)
     job: str
     op: str
     ok: bool
@@ -198,7 +198,8 @@ def decode_result(fields: dict[Any, Any], secret: Secret) -> Result:
         result = Result(**obj)
     except TypeError:
         raise Rejected("bad result fields") from None
-    if result.kind not in ("progress", "result") or result.op not in OPERATIONS:
+    notice = result.kind == "notice" and result.op == "notice"
+    if not notice and (result.kind not in ("progress", "result") or result.op not in OPERATIONS):
         raise Rejected("bad result kind or op")
     if not isinstance(result.data, dict) or not isinstance(result.reply_to, dict):
         raise Rejected("bad result data")

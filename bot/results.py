@@ -26,6 +26,13 @@ Deliver = Callable[[Result, Reply], Awaitable[None]]
 
 
 def to_reply(result: Result, registry: dict[str, Command] = REGISTRY) -> Reply:
+    if result.kind == "notice":
+        data = result.data
+        return Reply(
+            str(data.get("text", "")),
+            detail=tuple(str(d) for d in data.get("detail", [])),
+            status=str(data.get("status", "info")),
+        )
     command = registry[OPERATIONS[result.op].command]
     if result.kind == "progress":
         # Queue events (waiting behind another job, taken by a worker) read the same for all.

@@ -57,6 +57,9 @@ class Swarm:
         (Engine 20.10) is the oldest with service status counts; newer engines accept it."""
         return cls(docker.from_env(version=API_VERSION, timeout=timeout))
 
+    def client(self) -> docker.DockerClient:
+        return self._client
+
     def ping(self) -> bool:
         return bool(self._api.ping())
 

@@ -30,6 +30,7 @@ from bot.config import Config
 from bot.convergence import Assessment
 from bot.jobs import Expired, Job, Rejected, Result, decode_job
 from bot.names import resolve_service, stack_of
+from bot.notices import Notices, Watcher, job_notice
 from bot.queue import HEARTBEAT_SECONDS, WorkerQueue
 from bot.roles import Policy
 from bot.scrub import env_values, scrub
@@ -42,6 +43,7 @@ PROGRESS_INTERVAL = 1.0
 FAILURE_LOG_LINES = 5
 DEFAULT_LOG_LINES = 30
 LOCK_POLL_SECONDS = 0.5
+NOTIFIED_OPS = {"deploy", "deploy_all", "restart", "rollback", "undeploy"}
 
 
 class JobFailed(Exception):
@@ -79,6 +81,7 @@ class Worker:
         )
         self._cli: stackdeploy.DockerCli | None = None
         self._held: dict[str, str] = {}  # stack -> job holding it in this worker
+        self.notices = Notices(config, self.queue)
         self._reclaimed: queue.SimpleQueue[tuple[str, dict]] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._ops: dict[str, Callable[[Job, Callable[[dict], None]], Answer]] = {
@@ -110,6 +113,8 @@ class Worker:
         slots = threading.Semaphore(self.config.worker_concurrency)
         maintainer = threading.Thread(target=self._maintain, name="heartbeat", daemon=True)
         maintainer.start()
+        if self.config.notice_routes:
+            Watcher(self.config, self.swarm.client, self.queue, self.notices, stop).start()
         log.info(
             "worker %s ready (concurrency %d)", self.queue.consumer, self.config.worker_concurrency
         )
@@ -209,6 +214,7 @@ class Worker:
         started = time.monotonic()
         answer = self._run(job)
         self._finish(entry_id, job, answer, time.monotonic() - started)
+        self._tell(job, answer)
 
     def _finish(self, entry_id: str, job: Job, answer: Answer, seconds: float = 0.0) -> None:
         """Publish the answer; if Redis is down, keep trying: the job ran, it must be told."""
@@ -316,6 +322,37 @@ class Worker:
             self._held.pop(stack, None)
             self._wait_for_redis(lambda: self.queue.unlock(stack, job.id))
 
+    @contextlib.contextmanager
+    def _claim(self, names: list[str], job: Job) -> Iterator[None]:
+        """While a job changes these stacks or services, the notice watcher leaves them to it."""
+        self.notices.claim(names, job.id, self.config.deploy_deadline_seconds + 120)
+        try:
+            yield
+        finally:
+            try:
+                produced = [
+                    s
+                    for s in self.swarm.services(status=True)
+                    if s["Spec"]["Name"] in names or stack_of(s["Spec"].get("Labels")) in names
+                ]
+            except (docker.errors.DockerException, requests.exceptions.RequestException):
+                produced = []
+            self._wait_for_redis(lambda: self.notices.release(names, produced))
+
+    def _tell(self, job: Job, answer: Answer) -> None:
+        """The job's own notice: who, what changed, the outcome, how long it took."""
+        if job.op not in NOTIFIED_OPS or not self.config.notice_routes:
+            return
+        results = answer.data.get("stacks", []) if job.op == "deploy_all" else [answer.data]
+        for data in results:
+            if data.get("unchanged") or ("stack" not in data and "service" not in data):
+                continue
+            stack, text, lines, status = job_notice(job.text, job.requester, job.id, job.op, data)
+            try:
+                self.notices.post(stack, text, lines, f"job-{job.id}-{stack}", status)
+            except redis.RedisError as exc:
+                log.warning("job %s: notice not sent: %s", job.id, exc)
+
     def _apply_once(self, job: Job, step: str, apply: Callable[[], object]) -> float:
         """Run a job's side effect unless a previous attempt (a worker that died after it)
         already did; returns when it was applied, from when convergence is judged."""
@@ -418,7 +455,8 @@ class Worker:
     ) -> Answer:
         """Apply one change to one service (once), then watch it converge."""
         name = service["Spec"]["Name"]
-        with self._stack_turn(stack_of(service["Spec"].get("Labels")) or name, job, progress):
+        stack = stack_of(service["Spec"].get("Labels"))
+        with self._stack_turn(stack or name, job, progress), self._claim([name], job):
             since = self._apply_once(job, job.op, apply)
             outcomes = self.swarm.watch(
                 [service["ID"]],
@@ -469,7 +507,7 @@ class Worker:
     def _undeploy(self, job: Job, progress: Callable[[dict], None]) -> Answer:
         stack = job.args["stack"]
         self._allow(job, stack)
-        with self._stack_turn(stack, job, progress):
+        with self._stack_turn(stack, job, progress), self._claim([stack], job):
             services = sorted(s["Spec"]["Name"] for s in self.swarm.services(stack))
             if not services and self.queue.applied(job.id, f"undeploy:{stack}") is None:
                 raise JobFailed(f"stack `{stack}` is not deployed")
@@ -565,7 +603,7 @@ class Worker:
             "problems": [],
             "note": "",
         }
-        with self._stack_turn(stack, job, progress):
+        with self._stack_turn(stack, job, progress), self._claim([stack], job):
             started = time.monotonic()
             rendered, problems, note = self._preflight(stack, file)
             base.update(problems=[asdict(p) for p in problems], note=note, cli=self.cli.version)
@@ -575,13 +613,11 @@ class Worker:
                     "error": "the pre-flight check found problems; nothing was deployed",
                 }
             override = stackcheck.hash_override(rendered) if rendered is not None else None
-            if (
-                rendered is not None
-                and not force
-                and self.queue.applied(job.id, f"deploy:{stack}") is None
-            ):
+            if rendered is not None:
                 current = self.swarm.services(stack)
-                if current and not stackcheck.diff(stack, rendered, current):
+                base["changes"] = stackcheck.diff(stack, rendered, current)
+                first_try = self.queue.applied(job.id, f"deploy:{stack}") is None
+                if current and not base["changes"] and not force and first_try:
                     return {**base, "ok": True, "unchanged": True}
             try:
                 since = self._apply_once(

@@ -44,6 +44,8 @@ class Console:
         print(text, file=self.out, flush=True)
 
     async def deliver(self, result: Result, reply: Reply) -> None:
+        if result.kind == "notice":
+            return  # notices go to the chat rooms config routes them to
         self.show(reply)
         if result.kind == "result":
             self.pending.discard(result.job)

@@ -272,6 +272,10 @@ class MatrixAdapter:
     async def deliver(self, result: Result, reply: Reply) -> None:
         ref = result.reply_to
         room = ref.get("room", "")
+        if result.kind == "notice":  # a room of its own, not a thread; any configured room
+            for i, part in enumerate(contents(reply)):
+                await self._send(room, part, f"notice-{result.data.get('id')}-{i}")
+            return
         if room not in self.rooms:
             log.warning("job %s: result for a room I do not serve; dropped", result.job)
             return

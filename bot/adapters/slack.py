@@ -182,6 +182,13 @@ class SlackAdapter:
 
     async def deliver(self, result: Result, reply: Reply) -> None:
         ref = result.reply_to
+        if result.kind == "notice":
+            posted = f"{self._key}:posted:notice:{result.data.get('id')}"
+            if not await self.redis.exists(posted):
+                for part in messages(reply):
+                    await self.client.chat_postMessage(channel=ref["channel"], **part)
+                await self.redis.set(posted, 1, ex=HANDLED_TTL)
+            return
         if ref.get("channel") not in self.sc.channels:
             log.warning("job %s: result for a channel I do not serve; dropped", result.job)
             return

@@ -1,0 +1,361 @@
+"""Deploy notices: the story of every change to the swarm, posted where config routes it.
+
+Two sources, one notice per change:
+- Jobs of the bot post their own notice when they end (who, what changed, outcome, time),
+  and *claim* their stack or service while they run, so the watcher stays quiet about them.
+- The watcher (in the worker; one at a time across workers, by a lease in Redis) follows
+  Docker's service events, and on each burst, on reconnecting, and every ``poll_seconds``
+  compares every service with the state it last saw, kept in Redis. Spec changes nobody
+  claimed become "changed outside the bot" notices, held until swarm's update finishes so
+  they carry the outcome; swarm rolling back or pausing an update, and services losing
+  tasks, become failure notices. Because it compares state rather than trusting the event
+  stream, a lost stream or a restarted dockerd neither hides a change nor repeats one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import docker
+import docker.errors
+import redis
+import requests.exceptions
+
+from bot.config import Config
+from bot.convergence import describe_task, parse_time
+from bot.jobs import Result
+from bot.names import IMAGE_LABEL, matches_any, stack_of
+from bot.queue import WorkerQueue
+from bot.swarm import API_VERSION
+
+log = logging.getLogger("swarmbot.notices")
+
+TERMINAL = {"completed", "rollback_completed", "paused", "rollback_paused"}
+FAILING = {"rollback_started", "rollback_completed", "paused", "rollback_paused"}
+EXPECTED_TTL = 3600
+LEADER_LEASE_MS = 10_000
+DOCKER_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
+
+
+class Notices:
+    """Sends a notice to every chat room or channel routed for a stack."""
+
+    def __init__(self, config: Config, queue: WorkerQueue) -> None:
+        self.config = config
+        self.queue = queue
+
+    def post(
+        self, stack: str, text: str, detail: list[str], key: str, status: str = "info"
+    ) -> int:
+        sent = 0
+        digest = hashlib.sha256(f"{key}|{text}|{detail}".encode()).hexdigest()[:16]
+        for route in self.config.notice_routes:
+            if not matches_any(stack, route.stacks):
+                continue
+            targets = [{"inbox": "matrix", "room": r} for r in route.matrix]
+            targets += [{"inbox": "slack", "channel": c} for c in route.slack]
+            for target in targets:
+                data = {"text": text, "detail": detail, "id": digest, "status": status}
+                self.queue.progress(Result("notice", "0", "notice", True, data, target))
+                sent += 1
+        if sent:
+            log.info("notice about %s: %s", stack or "(no stack)", text)
+        return sent
+
+    # -- claims: the bot's own jobs announce themselves ---------------------------------
+
+    def claim(self, names: list[str], job: str, seconds: float) -> None:
+        with self.queue.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.set(self._claim_key(name), job, ex=int(seconds) + 1)
+            pipe.execute()
+
+    def release(self, names: list[str], services: list[dict[str, Any]]) -> None:
+        """The job is over: drop its claims, and leave the specs it produced as expected,
+        so the watcher takes them in silently but still tells any later change."""
+        with self.queue.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.delete(self._claim_key(name))
+            for service in services:
+                key = f"{self.config.redis_prefix}:notice:expected:{service['ID']}"
+                pipe.set(key, summarize(service)["spec"], ex=EXPECTED_TTL)
+            pipe.execute()
+
+    def expected(self, service_id: str, spec: str) -> bool:
+        """Was this spec produced by a bot job (already told)? Consumed once seen."""
+        key = f"{self.config.redis_prefix}:notice:expected:{service_id}"
+        if self.queue.redis.get(key) == spec:
+            self.queue.redis.delete(key)
+            return True
+        return False
+
+    def claimed(self, *names: str) -> bool:
+        keys = [self._claim_key(n) for n in names if n]
+        return bool(keys) and any(self.queue.redis.mget(keys))
+
+    def _claim_key(self, name: str) -> str:
+        return f"{self.config.redis_prefix}:notice:claim:{name}"
+
+
+@dataclass
+class Pending:
+    """An outside change waiting for swarm's update to finish before it is told."""
+
+    stack: str
+    changes: dict[str, str]  # service name -> what changed
+    started: float
+    quiet_since: float
+    outcome: dict[str, str] = field(default_factory=dict)  # service name -> outcome
+
+
+def summarize(service: dict[str, Any]) -> dict[str, Any]:
+    spec = service["Spec"]
+    status = service.get("ServiceStatus") or {}
+    update = service.get("UpdateStatus") or {}
+    mode = spec.get("Mode") or {}
+    return {
+        "name": spec["Name"],
+        "stack": stack_of(spec.get("Labels")),
+        "spec": hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16],
+        "image": (
+            (spec.get("Labels") or {}).get(IMAGE_LABEL)
+            or spec["TaskTemplate"]["ContainerSpec"].get("Image", "")
+        ).split("@")[0],
+        "replicas": (mode.get("Replicated") or {}).get("Replicas"),
+        "update": update.get("State", ""),
+        "update_started": parse_time(update.get("StartedAt")),
+        "update_message": update.get("Message", ""),
+        "healthy": int(status.get("RunningTasks", 0)) >= int(status.get("DesiredTasks", 0)),
+    }
+
+
+def describe_change(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
+    if old is None:
+        return f"created ({new['image']})"
+    parts = []
+    if old["image"] != new["image"]:
+        parts.append(f"image {old['image']} -> {new['image']}")
+    if old["replicas"] != new["replicas"]:
+        parts.append(f"replicas {old['replicas']} -> {new['replicas']}")
+    return ", ".join(parts) or "settings changed"
+
+
+class Watcher:
+    def __init__(
+        self,
+        config: Config,
+        client_factory: Callable[[], docker.DockerClient],
+        queue: WorkerQueue,
+        notices: Notices,
+        stop: threading.Event,
+    ) -> None:
+        self.config = config
+        self.client_factory = client_factory
+        self.queue = queue
+        self.notices = notices
+        self.stop = stop
+        self.poke = threading.Event()
+        self.pending: dict[str, Pending] = {}
+        self._state_key = f"{config.redis_prefix}:notice:state"
+        self._leader_key = f"{config.redis_prefix}:notice:leader"
+        self.refreshes = 0
+
+    def start(self) -> None:
+        threading.Thread(target=self._follow_events, name="notice-events", daemon=True).start()
+        threading.Thread(target=self._loop, name="notice-watch", daemon=True).start()
+
+    # -- threads ----------------------------------------------------------------------------
+
+    def _follow_events(self) -> None:
+        """Each service event pokes the watcher; a lost stream is reconnected with backoff."""
+        backoff = 1.0
+        while not self.stop.is_set():
+            try:
+                # Its own client without a read timeout: the stream is quiet for long stretches.
+                client = docker.from_env(version=API_VERSION, timeout=None)
+                stream = client.events(decode=True, filters={"type": ["service"]})
+                self.poke.set()  # (re)connected: compare everything with what was last seen
+                backoff = 1.0
+                for event in stream:
+                    if self.stop.is_set():
+                        break
+                    if event.get("Action") in ("create", "update", "remove"):
+                        self.poke.set()
+            except DOCKER_ERRORS as exc:
+                log.warning("docker event stream lost (%s); reconnecting in %.0fs", exc, backoff)
+            self.stop.wait(backoff)
+            backoff = min(backoff * 2, 30.0)
+
+    def _loop(self) -> None:
+        while not self.stop.is_set():
+            timeout = 0.5 if self.pending else self.config.notice_poll_seconds
+            if self.poke.wait(timeout):
+                self.poke.clear()
+                self.stop.wait(0.2)  # let a burst of events land: one look for all of them
+            try:
+                if self._lead():
+                    self.refresh()
+            except DOCKER_ERRORS as exc:
+                log.warning("notice watcher: docker unavailable (%s)", exc)
+            except redis.RedisError as exc:
+                log.warning("notice watcher: redis unavailable (%s)", exc)
+
+    def _lead(self) -> bool:
+        """One watcher across all workers; the lease moves if its holder dies."""
+        me = self.queue.consumer
+        holder = self.queue.redis.set(self._leader_key, me, nx=True, px=LEADER_LEASE_MS)
+        if holder or self.queue.redis.get(self._leader_key) == me:
+            self.queue.redis.pexpire(self._leader_key, LEADER_LEASE_MS)
+            return True
+        return False
+
+    # -- comparing state ------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        client = self.client_factory()
+        services = client.api.services(status=True)
+        self.refreshes += 1
+        now = time.time()
+        seen = {k: json.loads(v) for k, v in self.queue.redis.hgetall(self._state_key).items()}
+        first_look = not seen
+        current = {s["ID"]: summarize(s) for s in services}
+        for sid, cur in current.items():
+            old = seen.get(sid)
+            claimed = self.notices.claimed(cur["stack"], cur["name"])
+            if first_look or claimed:
+                continue  # the first look only learns; a bot job tells its own story
+            if (old is None or old["spec"] != cur["spec"]) and not self.notices.expected(
+                sid, cur["spec"]
+            ):
+                self._note_change(cur, describe_change(old, cur), now)
+            if cur["update"] != (old or {}).get("update") and cur["update"] in FAILING:
+                reason = cur["update_message"] or "no reason given"
+                outcome = f"{cur['update'].replace('_', ' ')}: {reason}"
+                pending = self.pending.get(cur["stack"] or cur["name"])
+                if pending is not None and cur["name"] in pending.changes:
+                    pending.outcome[cur["name"]] = outcome  # told with the change itself
+                else:
+                    key = f"fail-{sid}-{cur['update_started']}"
+                    self._post(cur["stack"], f"{cur['name']}: swarm {outcome}", [], key, "failed")
+            if (
+                old is not None
+                and old["healthy"]
+                and not cur["healthy"]
+                and cur["update"] not in ("updating",)
+            ):
+                self._post(
+                    cur["stack"],
+                    f"{cur['name']} is unhealthy: {self._why(client, sid)}",
+                    [],
+                    f"sick-{sid}-{int(now)}",
+                    "failed",
+                )
+        for sid, old in seen.items():
+            if (
+                sid not in current
+                and not self.notices.claimed(old["stack"], old["name"])
+                and not first_look
+            ):
+                self._post(
+                    old["stack"], f"{old['name']} was removed outside the bot", [], f"rm-{sid}"
+                )
+        self._finish_pending(current, now)
+        with self.queue.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self._state_key)
+            if current:
+                pipe.hset(self._state_key, mapping={k: json.dumps(v) for k, v in current.items()})
+            pipe.incr(f"{self.config.redis_prefix}:notice:refreshes")  # for operators and tests
+            pipe.execute()
+
+    def _note_change(self, cur: dict[str, Any], change: str, now: float) -> None:
+        key = cur["stack"] or cur["name"]
+        pending = self.pending.setdefault(key, Pending(cur["stack"], {}, now, now))
+        pending.changes[cur["name"]] = change
+        pending.quiet_since = now
+
+    def _finish_pending(self, current: dict[str, dict[str, Any]], now: float) -> None:
+        """Tell the outside changes whose updates have finished (or never started)."""
+        by_name = {c["name"]: c for c in current.values()}
+        for key, pending in list(self.pending.items()):
+            states = [by_name.get(name) for name in pending.changes]
+            if any(s and s["update"] in ("updating", "rollback_started") for s in states):
+                continue
+            if now - pending.quiet_since < self.config.notice_quiet_seconds:
+                continue
+            del self.pending[key]
+            lines, failed = [], False
+            for name, change in pending.changes.items():
+                state = by_name.get(name)
+                outcome = pending.outcome.get(name)
+                ours = state and state["update_started"] >= pending.started - 1
+                if outcome is None and ours and state["update"] in FAILING:
+                    outcome = f"{state['update'].replace('_', ' ')}: {state['update_message']}"
+                failed = failed or outcome is not None
+                lines.append(f"{name}: {change} ({outcome or 'done'})")
+            count = len(pending.changes)
+            head = f"{key}: changed outside the bot ({count} service{'s' * (count > 1)}, "
+            head += f"{now - pending.started:.0f}s)" + (": FAILED" if failed else "")
+            status = "failed" if failed else "info"
+            self._post(pending.stack, head, lines, f"out-{key}-{pending.started}", status)
+
+    def _why(self, client: docker.DockerClient, sid: str) -> str:
+        tasks = client.api.tasks(filters={"service": sid})
+        tasks.sort(key=lambda t: t.get("Version", {}).get("Index", 0))
+        bad = [t for t in tasks if t["Status"]["State"] not in ("running",)]
+        return describe_task(bad[-1]) if bad else "tasks are not running"
+
+    def _post(
+        self, stack: str, text: str, detail: list[str], key: str, status: str = "info"
+    ) -> None:
+        self.notices.post(stack, text, detail, key, status)
+
+
+def job_notice(
+    job_text: str, requester: str, job_id: str, op: str, data: dict[str, Any]
+) -> tuple[str, str, list[str], str]:
+    """(stack, headline, lines, status) for the notice a bot job posts when it ends."""
+    who = f"by {requester} via {job_text}, job {job_id}"
+    if op in ("restart", "rollback"):
+        outcome = data.get("outcome") or {}
+        name = data.get("service", "?")
+        verb = "restarted" if op == "restart" else "rolled back"
+        ok = outcome.get("state") == "converged"
+        result = (
+            f"converged in {outcome.get('seconds', 0):.1f}s"
+            if ok
+            else f"FAILED: {outcome.get('reason', data.get('error', '?'))}"
+        )
+        stack = name.split("_", 1)[0] if "_" in name else ""
+        return stack, f"{name} {verb} {who}: {result}", [], "info" if ok else "failed"
+    if op == "undeploy":
+        return data.get("stack", ""), f"{data.get('stack')} removed {who}", [], "info"
+    stack = data.get("stack", "")
+    lines = [
+        f"{c['service']}: {c['change']}: {'; '.join(c['details'])}"
+        for c in data.get("changes") or []
+    ]
+    if data.get("error"):
+        return stack, f"deploy of {stack} {who} FAILED: {data['error']}", lines, "failed"
+    outcomes = data.get("outcomes") or []
+    bad = [o for o in outcomes if o["state"] != "converged"]
+    if bad:
+        lines += [f"{o['service']}: {o['state']}: {o['reason']}" for o in bad]
+        return (
+            stack,
+            f"deploy of {stack} {who} FAILED ({len(bad)} of {len(outcomes)} services)",
+            lines,
+            "failed",
+        )
+    return (
+        stack,
+        f"{stack} deployed {who}: converged in {data.get('seconds', 0):.1f}s",
+        lines,
+        "info",
+    )

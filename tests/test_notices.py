@@ -1,0 +1,150 @@
+"""Deploy notices in a real (fake-Slack) channel: bot deploys, outside changes, failures,
+and a dockerd restart, each told exactly once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from bot.adapters.slack_render import unescape
+from tests.harness import BotEnv, start_dockerd, stop_dockerd, wait_until
+from tests.slack_fake import APP_TOKEN, BOT_TOKEN, FakeSlack, wait_for_reply
+
+OPS, NOTICES, ALICE = "C0OPS0001", "C0NOTICE1", "UALICE001"
+
+
+class Room:
+    def __init__(self, env: BotEnv, fake: FakeSlack) -> None:
+        self.env, self.fake = env, fake
+
+    def notices(self, about: str) -> list[str]:
+        """Notices in the notices channel that mention ``about``, as a person reads them."""
+        texts = [unescape(m["text"]) for m in self.fake.messages if m["channel"] == NOTICES]
+        return [t for t in texts if about in t]
+
+    def refreshes(self) -> int:
+        return int(self.env.redis().get(f"{self.env.prefix}:notice:refreshes") or 0)
+
+    def settle(self) -> None:
+        """Two more looks at the swarm: anything still to be told has been told by then."""
+        start = self.refreshes()
+        wait_until(lambda: self.refreshes() >= start + 2, 30, "the watcher to look twice more")
+
+
+@pytest.fixture(scope="module")
+def room(workdir: Path, redis_url: str, swarm: docker.DockerClient, run_id: str) -> Iterator[Room]:
+    fake = FakeSlack()
+    fake.start()
+    env = BotEnv(
+        workdir,
+        redis_url,
+        "notices",
+        deadline=30,
+        adapters=("slack",),
+        extra_roles=f"""
+        [roles.ops]
+        users = ["slack:{ALICE}"]
+        commands = ["*"]
+        stacks = ["*"]
+
+        [slack]
+        bot_token = "{BOT_TOKEN}"
+        app_token = "{APP_TOKEN}"
+        channels = ["{OPS}"]
+        api_url = "{fake.api_url}"
+
+        [notices]
+        quiet_seconds = 1
+        poll_seconds = 2
+
+        [[notices.route]]
+        stacks = ["{run_id}-nt*"]
+        slack = ["{NOTICES}"]
+        """,
+    )
+    env.start_worker()
+    env.start_bot()
+    try:
+        r = Room(env, fake)
+        wait_until(lambda: r.refreshes() >= 1, 30, "the watcher's first look")
+        yield r
+    finally:
+        env.stop_bot()
+        env.stop_worker()
+        fake.stop()
+
+
+def test_bot_deploy_is_told_once_with_who_what_and_outcome(room: Room, run_id: str) -> None:
+    stack = room.env.add_stack(f"{run_id}-nt-app", {"svc": {"replicas": 2}})
+    ts = room.fake.say(OPS, ALICE, f"!deploy {stack}")
+    wait_for_reply(room.fake, OPS, ts, f"deployed {stack}")
+    notice = wait_until(lambda: room.notices(f"{stack} deployed"), 30, "the deploy notice")[0]
+    assert f"by slack:{ALICE} via !deploy {stack}, job " in notice and "converged in" in notice, (
+        notice
+    )
+    assert f"{stack}_svc: new" in notice
+    room.settle()
+    assert len(room.notices(stack)) == 1, room.notices(stack)
+
+
+def test_outside_change_is_told_once_saying_so(
+    room: Room, run_id: str, swarm: docker.DockerClient
+) -> None:
+    stack = room.env.add_stack(f"{run_id}-nt-out", {"svc": {}})
+    ts = room.fake.say(OPS, ALICE, f"!deploy {stack}")
+    wait_for_reply(room.fake, OPS, ts, f"deployed {stack}")
+    room.settle()
+    before = len(room.notices(stack))
+    swarm.services.get(f"{stack}_svc").scale(2)  # someone at a manager's shell
+    notice = wait_until(
+        lambda: room.notices(f"{stack}: changed outside the bot"), 30, "the outside notice"
+    )[0]
+    assert f"{stack}_svc: replicas 1 -> 2 (done)" in notice, notice
+    room.settle()
+    assert len(room.notices(stack)) == before + 1, room.notices(stack)
+
+
+def test_swarm_rollback_after_an_outside_update_is_told_as_a_failure(
+    room: Room, run_id: str, swarm: docker.DockerClient
+) -> None:
+    stack = room.env.add_stack(
+        f"{run_id}-nt-bad",
+        {"svc": {"update_config": {"failure_action": "rollback", "monitor": "2s"}}},
+    )
+    ts = room.fake.say(OPS, ALICE, f"!deploy {stack}")
+    wait_for_reply(room.fake, OPS, ts, f"deployed {stack}")
+    room.settle()
+    service = swarm.services.get(f"{stack}_svc")
+    service.update(args=["sh", "-c", "exit 7"])
+    notice = wait_until(
+        lambda: room.notices(f"{stack}: changed outside the bot"), 60, "the failure notice"
+    )[0]
+    assert "FAILED" in notice and "rollback completed" in notice, notice
+
+
+@pytest.mark.disruptive
+def test_no_notice_lost_or_doubled_across_a_dockerd_restart(
+    room: Room, run_id: str, workdir: Path, swarm: docker.DockerClient
+) -> None:
+    if not (workdir / "docker" / "dockerd.pid").exists():
+        pytest.fail(
+            "this test restarts dockerd, so the harness must have started it (stop yours first)"
+        )
+    stack = room.env.add_stack(f"{run_id}-nt-restart", {"svc": {}})
+    ts = room.fake.say(OPS, ALICE, f"!deploy {stack}")
+    wait_for_reply(room.fake, OPS, ts, f"deployed {stack}")
+    room.settle()
+    told = len(room.notices(stack))
+    stop_dockerd(workdir / "docker")
+    start_dockerd(workdir / "docker")
+    client = docker.from_env()
+    client.services.get(f"{stack}_svc").scale(3)  # right after the restart, stream or no stream
+    notice = wait_until(
+        lambda: room.notices(f"{stack}: changed outside the bot"), 60, "the notice"
+    )[0]
+    assert "replicas 1 -> 3" in notice
+    room.settle()
+    assert len(room.notices(stack)) == told + 1, room.notices(stack)
