@@ -1,5 +1,5 @@
 # The two commands a new machine needs: `make run` and `make test`.
-.PHONY: run test faults stop lint format
+.PHONY: run test faults bench stop lint format
 
 run:  ## the terminal chat against a local one-node swarm (sets everything up first)
 	@scripts/demo.sh
@@ -9,6 +9,9 @@ test:  ## the whole test suite against a real swarm, Redis and worker (sets up f
 
 faults:  ## the fault suite in a loop (nightly): FAULT_TRIALS trials of each fault, default 20
 	@FAULT_TRIALS=$${FAULT_TRIALS:-20} scripts/test.sh tests/test_faults.py
+
+bench:  ## benchmarks against the real swarm, Redis and Synapse; writes docs/BENCHMARKS.md
+	@scripts/setup.sh && .venv/bin/python -m bench.run
 
 stop:  ## stop the Redis and dockerd that `make run` started
 	@scripts/stop.sh

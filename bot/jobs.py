@@ -41,6 +41,7 @@ class Operation:
 OPERATIONS: dict[str, Operation] = {
     op.name: op
     for op in (
+        Operation("ping", "ping", {}),
         Operation("services", "services", {"stack": (STACK_NAME, False)}),
         Operation("stacks", "stacks", {}),
         Operation("ps", "ps", {"service": (SERVICE_NAME, True)}),

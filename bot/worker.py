@@ -85,6 +85,7 @@ class Worker:
         self._reclaimed: queue.SimpleQueue[tuple[str, dict]] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._ops: dict[str, Callable[[Job, Callable[[dict], None]], Answer]] = {
+            "ping": lambda job, progress: Answer(True, {"worker": self.queue.consumer}, "pong"),
             "services": self._services,
             "stacks": self._stacks,
             "ps": self._ps,
@@ -130,7 +131,9 @@ class Worker:
                     backlog.append(self._reclaimed.get())
                 if not backlog:
                     try:
-                        backlog = self.queue.read(count=1, block_ms=1000)
+                        backlog = self.queue.read(
+                            count=self.config.worker_concurrency, block_ms=1000
+                        )
                     except redis.RedisError as exc:
                         log.warning("redis unavailable (%s); retrying", exc)
                         stop.wait(1.0)

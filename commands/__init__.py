@@ -14,6 +14,7 @@ from commands import (
     help,
     jobs,
     logs,
+    ping,
     ps,
     restart,
     rollback,
@@ -29,6 +30,7 @@ REGISTRY: dict[str, Command] = {
     for m in (
         help,
         whoami,
+        ping,
         services,
         stacks,
         ps,

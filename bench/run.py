@@ -1,0 +1,572 @@
+"""`make bench`: how fast swarmbot answers and how it scales, beside the docker CLI and the
+bare Engine API, on a real local swarm, Redis, Synapse and the Slack wire-protocol fake.
+Writes a table of medians and ratios, with the machine's details, to docs/BENCHMARKS.md.
+
+Benchmarks, not tests: nothing here asserts a time. `--smoke` runs every measurement at a
+tiny size so that CI keeps this code working.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import re
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import docker
+import redis.asyncio as aioredis
+from aiohttp import ClientSession, UnixConnector, web
+from docker.types import ServiceMode
+
+from bot.chat import Message
+from bot.config import load
+from bot.dispatch import Dispatcher
+from bot.queue import Inbox, JobQueue
+from tests.harness import TEST_IMAGE, BotEnv, RedisServer, local_swarm, stack_yaml, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+class Client:
+    """The chat side in process: dispatch a command, wait for its answer in the inbox."""
+
+    def __init__(self, env: BotEnv) -> None:
+        self.env = env
+
+    async def __aenter__(self) -> Client:
+        self.config = load(self.env.config)
+        self.redis = aioredis.Redis.from_url(self.config.redis_url, decode_responses=True)
+        self.queue = JobQueue(self.redis, self.config)
+        self.inbox = Inbox(self.redis, self.config, f"bench-{secrets.token_hex(4)}")
+        await self.inbox.ensure()
+        self.dispatcher = Dispatcher(self.config, self.queue, self.inbox.name)
+        self.answers: dict[str, float] = {}
+        self._stop = asyncio.Event()
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stop.set()
+        await self._reader
+        await self.inbox.delete()
+        await self.redis.aclose()
+
+    async def _read(self) -> None:
+        while not self._stop.is_set():
+            for entry, result in await self.inbox.read("bench", block_ms=100):
+                if result.kind == "result":
+                    self.answers[result.job] = time.perf_counter()
+                await self.inbox.ack(entry)
+
+    async def send(self, text: str) -> tuple[str, float]:
+        start = time.perf_counter()
+        reply = await self.dispatcher.handle(Message("console", "console:admin", "bench", text))
+        assert reply is not None and reply.job, reply
+        return reply.job, start
+
+    async def ask(self, text: str) -> float:
+        job, start = await self.send(text)
+        while job not in self.answers:
+            await asyncio.sleep(0.0005)
+        return self.answers[job] - start
+
+
+class CountingProxy:
+    """A Docker socket proxy that counts Engine API calls by method and path."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.counts: Counter[str] = Counter()
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        asyncio.run_coroutine_threadsafe(self._serve(), self.loop).result(10)
+
+    async def _serve(self) -> None:
+        self.session = ClientSession(connector=UnixConnector(path="/var/run/docker.sock"))
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._forward)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.UnixSite(runner, str(self.path)).start()
+
+    async def _forward(self, request: web.Request) -> web.Response:
+        path = re.sub(r"^/v[0-9.]+", "", request.path)
+        self.counts[f"{request.method} {re.sub(r'/[a-z0-9]{25}', '/{id}', path)}"] += 1
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() in ("content-type", "x-registry-auth")
+        }
+        async with self.session.request(
+            request.method,
+            f"http://docker{request.rel_url}",
+            headers=headers,
+            data=await request.read(),
+        ) as resp:
+            return web.Response(
+                status=resp.status,
+                body=await resp.read(),
+                content_type=resp.content_type or "application/json",
+            )
+
+    def take(self) -> Counter[str]:
+        counts, self.counts = self.counts, Counter()
+        return counts
+
+
+def make_services(client: docker.DockerClient, stack: str, count: int) -> None:
+    have = len(client.services.list(filters={"label": f"com.docker.stack.namespace={stack}"}))
+    for i in range(have, count):
+        client.services.create(
+            TEST_IMAGE,
+            ["sleep", "3600"],
+            name=f"{stack}_s{i:03d}",
+            mode=ServiceMode("replicated", replicas=0),
+            labels={"com.docker.stack.namespace": stack},
+        )
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def bench_services(
+    env: BotEnv, client: docker.DockerClient, sizes: list[int], runs: int, cli: str
+) -> list[list[str]]:
+    rows = []
+    async with Client(env) as chat:
+        for size in sizes:
+            make_services(client, "benchsvc", size)
+            await chat.ask("!services benchsvc")  # warm
+            bot = [await chat.ask("!services benchsvc") for _ in range(runs)]
+            api = []
+            for _ in range(runs):
+                start = time.perf_counter()
+                client.api.services(
+                    filters={"label": "com.docker.stack.namespace=benchsvc"}, status=True
+                )
+                api.append(time.perf_counter() - start)
+            ls = []
+            for _ in range(max(3, runs // 4)):
+                start = time.perf_counter()
+                subprocess.run(
+                    [
+                        cli,
+                        "service",
+                        "ls",
+                        "--filter",
+                        "label=com.docker.stack.namespace=benchsvc",
+                    ],
+                    capture_output=True,
+                    check=True,
+                )
+                ls.append(time.perf_counter() - start)
+            b, a, c = statistics.median(bot), statistics.median(api), statistics.median(ls)
+            over = b - a
+            target = "met" if over <= max(0.2 * a, 0.010) and b < c else "missed"
+            rows.append(
+                [
+                    f"`!services` round trip, {size} services",
+                    ms(b),
+                    f"SDK call {ms(a)}",
+                    f"overhead {ms(over)} ({b / a:.1f}x); "
+                    f"`docker service ls` {ms(c)} ({c / b:.1f}x slower)",
+                    target,
+                ]
+            )
+    return rows
+
+
+async def bench_calls(
+    env: BotEnv, client: docker.DockerClient, proxy: CountingProxy, sizes: list[int]
+) -> list[list[str]]:
+    rows = []
+    async with Client(env) as chat:
+        for size in sizes:
+            make_services(client, "benchsvc", size)
+            proxy.take()
+            await chat.ask("!services benchsvc")
+            services_calls = sum(proxy.take().values())
+            await chat.ask("!ps benchsvc_s000")
+            ps_calls = sum(proxy.take().values())
+            rows.append(
+                [
+                    f"Engine API calls, {size} services",
+                    f"!services {services_calls}, !ps {ps_calls}",
+                    "",
+                    "constant in the number of services",
+                    "",
+                ]
+            )
+        env.add_stack("benchrestart", {"svc": {}})
+        await chat.ask("!deploy benchrestart")
+        per_poll = []
+        for history in range(3):
+            proxy.take()
+            await chat.ask("!restart benchrestart_svc")
+            counts = proxy.take()
+            polls = counts.get("GET /tasks", 0)
+            watch_calls = (
+                counts.get("GET /tasks", 0)
+                + counts.get("GET /services", 0)
+                + counts.get("GET /nodes", 0)
+            )
+            per_poll.append(f"{watch_calls / max(polls, 1):.1f}")
+            del history
+        rows.append(
+            [
+                "Engine API calls per wait poll, after 1, 2, 3 restarts",
+                " / ".join(per_poll),
+                "",
+                "does not grow with old tasks",
+                "met" if len(set(per_poll)) == 1 else "check",
+            ]
+        )
+    first = rows[0][1]
+    for row in rows[:-1]:
+        row[4] = "met" if row[1] == first else "missed"
+    return rows
+
+
+async def bench_queue(env: BotEnv, jobs: int, paced: int) -> list[list[str]]:
+    async with Client(env) as chat:
+        await chat.ask("!ping")
+        start = time.perf_counter()
+        sent = [await chat.send("!ping") for _ in range(jobs)]
+        while len([j for j, _ in sent if j in chat.answers]) < jobs:
+            await asyncio.sleep(0.001)
+        took = max(chat.answers[j] for j, _ in sent) - start
+        rate = jobs / took
+        latencies = []
+        for _ in range(paced):
+            tick = time.perf_counter()
+            job, t0 = await chat.send("!ping")
+            while job not in chat.answers:
+                await asyncio.sleep(0.0002)
+            latencies.append(chat.answers[job] - t0)
+            await asyncio.sleep(max(0.0, 0.01 - (time.perf_counter() - tick)))
+    return [
+        [
+            f"queue throughput, {jobs} no-op jobs, 1 worker",
+            f"{rate:.0f} jobs/s",
+            "target 2,000 jobs/s",
+            "",
+            "met" if rate >= 2000 else "missed",
+        ],
+        [
+            f"enqueue to answer at 100 jobs/s ({paced} jobs)",
+            f"p50 {ms(pct(latencies, 0.5))}",
+            f"p99 {ms(pct(latencies, 0.99))}",
+            "target p99 < 20 ms",
+            "met" if pct(latencies, 0.99) < 0.02 else "missed",
+        ],
+    ]
+
+
+async def bench_deploy(
+    env: BotEnv, client: docker.DockerClient, cli: str, services: int
+) -> list[list[str]]:
+    spec = {f"s{i}": {"replicas": 1} for i in range(services)}
+    env.add_stack("benchdeploy", spec)
+    async with Client(env) as chat:
+        bot = await chat.ask("!deploy benchdeploy")
+    cli_file = env.root / "cli.yaml"
+    cli_file.write_text(stack_yaml(spec))
+    start = time.perf_counter()
+    subprocess.run(
+        [
+            cli,
+            "stack",
+            "deploy",
+            "--detach=false",
+            "--resolve-image",
+            "never",
+            "-c",
+            str(cli_file),
+            "benchcli",
+        ],
+        capture_output=True,
+        check=True,
+    )
+    plain = time.perf_counter() - start
+    for stack in ("benchdeploy", "benchcli"):
+        subprocess.run([cli, "stack", "rm", stack], capture_output=True, check=False)
+    return [
+        [
+            f"deploy of a {services}-service stack until converged",
+            f"{bot:.2f} s",
+            f"`docker stack deploy --detach=false` {plain:.2f} s",
+            f"{plain / bot:.1f}x",
+            "met" if bot <= plain else "missed",
+        ]
+    ]
+
+
+def bench_notices(
+    workdir: Path, redis_url: str, client: docker.DockerClient, trials: int
+) -> list[list[str]]:
+    from tests.slack_fake import APP_TOKEN, BOT_TOKEN, FakeSlack
+
+    fake = FakeSlack()
+    fake.start()
+    env = BotEnv(
+        workdir,
+        redis_url,
+        "bench-notices",
+        adapters=("slack",),
+        extra_roles=f"""
+        [slack]
+        bot_token = "{BOT_TOKEN}"
+        app_token = "{APP_TOKEN}"
+        channels = ["C0OPS0001"]
+        api_url = "{fake.api_url}"
+        [notices]
+        quiet_seconds = 0.5
+        poll_seconds = 5
+        [[notices.route]]
+        stacks = ["benchnote"]
+        slack = ["C0NOTICE1"]
+        """,
+    )
+    make_services(client, "benchnote", 1)
+    service = client.services.get("benchnote_s000")
+    env.start_worker()
+    env.start_bot()
+    latencies = []
+    try:
+        wait_until(lambda: env.redis().get(f"{env.prefix}:notice:refreshes"), 30, "the watcher")
+        for i in range(trials):
+            before = len(fake.messages)
+            start = time.perf_counter()
+            service.reload()
+            service.scale(i % 2)
+            wait_until(lambda b=before: len(fake.messages) > b, 30, "a notice", interval=0.005)
+            latencies.append(time.perf_counter() - start)
+    finally:
+        env.stop_bot()
+        env.stop_worker()
+        fake.stop()
+    return [
+        [
+            f"outside change to notice in chat ({trials} changes)",
+            f"p50 {ms(pct(latencies, 0.5))}",
+            f"p95 {ms(pct(latencies, 0.95))}",
+            "quiet_seconds 0.5 (default 3); target p95 < 1 s",
+            "met" if pct(latencies, 0.95) < 1 else "missed",
+        ]
+    ]
+
+
+def bench_memory(workdir: Path, redis_url: str, counts: tuple[int, int]) -> list[list[str]]:
+    from tests.slack_fake import APP_TOKEN, BOT_TOKEN, FakeSlack, wait_for_reply
+
+    fake = FakeSlack()
+    fake.start()
+    env = BotEnv(
+        workdir,
+        redis_url,
+        "bench-memory",
+        adapters=("slack",),
+        extra_roles=f"""
+        [roles.ops]
+        users = ["slack:UBENCH001"]
+        commands = ["*"]
+        stacks = ["*"]
+        [slack]
+        bot_token = "{BOT_TOKEN}"
+        app_token = "{APP_TOKEN}"
+        channels = ["C0OPS0001"]
+        api_url = "{fake.api_url}"
+        """,
+    )
+    env.start_worker()
+    env.start_bot()
+    rows = []
+    try:
+        assert env.bot is not None and env.worker is not None
+        idle = (rss_mb(env.bot.pid), rss_mb(env.worker.pid))
+        seen = {}
+        done = 0
+        for target in counts:
+            while done < target:
+                batch = [
+                    fake.say("C0OPS0001", "UBENCH001", "!ping")
+                    for _ in range(min(50, target - done))
+                ]
+                for ts in batch:
+                    wait_for_reply(fake, "C0OPS0001", ts, "pong", timeout=60)
+                done += len(batch)
+            seen[target] = (rss_mb(env.bot.pid), rss_mb(env.worker.pid))
+    finally:
+        env.stop_bot()
+        env.stop_worker()
+        fake.stop()
+    low, high = counts
+    for i, name in enumerate(("bot (Slack adapter)", "worker")):
+        growth = seen[high][i] - seen[low][i]
+        ok = seen[high][i] < 80 and growth < 2
+        rows.append(
+            [
+                f"RSS of the {name}",
+                f"idle {idle[i]:.0f} MB",
+                f"after {low}: {seen[low][i]:.0f} MB",
+                f"after {high}: {seen[high][i]:.0f} MB (growth {growth:+.1f} MB)",
+                "met" if ok else "missed",
+            ]
+        )
+    return rows
+
+
+def bench_synapse(workdir: Path, redis_url: str, trials: int) -> list[list[str]]:
+    from tests.synapse import Synapse, wait_for_reply
+
+    synapse = Synapse(workdir / "bench-synapse")
+    synapse.start()
+    env = None
+    times = []
+    try:
+        bot, alice = synapse.register("swarmbot"), synapse.register("alice")
+        room = alice.create_room(invite=[bot.user_id])
+        env = BotEnv(
+            workdir,
+            redis_url,
+            "bench-matrix",
+            adapters=("matrix",),
+            extra_roles=f"""
+            [roles.ops]
+            users = ["{alice.user_id}"]
+            commands = ["*"]
+            stacks = ["*"]
+            [matrix]
+            homeserver = "{synapse.url}"
+            user_id = "{bot.user_id}"
+            access_token = "{bot.token}"
+            rooms = ["{room}"]
+            """,
+        )
+        env.start_worker()
+        env.start_bot()
+        wait_until(lambda: alice.membership(room, bot.user_id) == "join", 30, "the bot to join")
+        for _ in range(trials):
+            start = time.perf_counter()
+            command = alice.say(room, "!services")
+            wait_for_reply(alice, room, command, "SERVICE", timeout=30)
+            times.append(time.perf_counter() - start)
+    finally:
+        if env is not None:
+            env.stop_bot()
+            env.stop_worker()
+        synapse.stop()
+    return [
+        [
+            f"`!services` through Synapse, person to reply ({trials} times)",
+            f"p50 {ms(pct(times, 0.5))}",
+            f"p95 {ms(pct(times, 0.95))}",
+            "includes the client's polling (20 ms steps)",
+            "-",
+        ]
+    ]
+
+
+def machine() -> str:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem = int(Path("/proc/meminfo").read_text().split()[1]) // 1024 // 1024
+    docker_version = docker.from_env().version()
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {mem} GiB, Linux {platform.release()}, Python "
+        f"{platform.python_version()}, Docker Engine {docker_version['Version']} (API "
+        f"{docker_version['ApiVersion']}), one-node swarm, Redis on loopback"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes, for CI: checks the code, not the speed"
+    )
+    parser.add_argument("--out", default=str(ROOT / "docs" / "BENCHMARKS.md"))
+    args = parser.parse_args()
+    smoke = args.smoke
+    sizes = [3] if smoke else [10, 100, 500]
+    work = Path(tempfile.mkdtemp(prefix="swarmbot-bench-"))
+    cli = next(c for c in ("/usr/local/bin/docker", "/usr/bin/docker") if Path(c).exists())
+    rows: list[list[str]] = []
+    with local_swarm(work / "docker") as client:
+        server = RedisServer(work / "redis")
+        server.start()
+        proxy = CountingProxy(work / "counting.sock")
+        try:
+            env = BotEnv(work, server.url, "bench", deadline=120)
+            env.start_worker(env={"DOCKER_HOST": f"unix://{proxy.path}"})
+            rows += asyncio.run(bench_services(env, client, sizes, 5 if smoke else 30, cli))
+            rows += asyncio.run(bench_calls(env, client, proxy, sizes))
+            rows += asyncio.run(bench_queue(env, 20 if smoke else 2000, 10 if smoke else 500))
+            rows += asyncio.run(bench_deploy(env, client, cli, 2 if smoke else 10))
+            env.stop_worker()
+            rows += bench_notices(work, server.url, client, 2 if smoke else 20)
+            rows += bench_memory(work, server.url, (5, 10) if smoke else (1000, 5000))
+            rows += bench_synapse(work, server.url, 2 if smoke else 20)
+        finally:
+            server.stop()
+            for stack in ("benchsvc", "benchnote", "benchrestart", "benchdeploy", "benchcli"):
+                subprocess.run([cli, "stack", "rm", stack], capture_output=True, check=False)
+            for service in client.services.list(
+                filters={"label": "com.docker.stack.namespace=benchsvc"}
+            ):
+                service.remove()
+    table = [
+        "| measurement | swarmbot | compared with | ratio / notes | target |",
+        "|---|---|---|---|---|",
+    ]
+    table += ["| " + " | ".join(row) + " |" for row in rows]
+    text = "\n".join(
+        [
+            "# Benchmarks",
+            "",
+            f"Made by `make bench` on {time.strftime('%Y-%m-%d')}"
+            + (" (smoke run: tiny sizes, not figures)" if smoke else ""),
+            "",
+            f"Machine: {machine()}.",
+            "",
+            *table,
+            "",
+            "How each figure is made: `bench/run.py`. Why a target is missed: the README.",
+        ]
+    )
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

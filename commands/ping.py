@@ -1,0 +1,21 @@
+"""``!ping``: a round trip through the queue to a worker and back, without touching Docker.
+Answers "is a worker alive and taking jobs?" (and is the benchmark's no-op job)."""
+
+from __future__ import annotations
+
+from bot.chat import Reply
+from bot.jobs import Result
+from commands.base import Command
+
+
+def render(result: Result) -> Reply:
+    return Reply(f"pong from worker {result.data.get('worker', '?')}", status="ok", job=result.job)
+
+
+COMMAND = Command(
+    name="ping",
+    summary="check that a worker is online and taking jobs (touches nothing)",
+    examples=("!ping",),
+    job=lambda args: ("ping", {}),
+    render=render,
+)

@@ -1,0 +1,35 @@
+"""The benchmark code must keep working: run it at tiny sizes (figures not asserted)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.harness import ROOT
+
+
+def test_bench_smoke_run_writes_every_row(tmp_path: Path) -> None:
+    out = tmp_path / "BENCHMARKS.md"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--smoke", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    text = out.read_text()
+    for row in [
+        "`!services` round trip, 3 services",
+        "Engine API calls, 3 services",
+        "Engine API calls per wait poll",
+        "queue throughput",
+        "enqueue to answer",
+        "deploy of a 2-service stack",
+        "outside change to notice",
+        "RSS of the bot",
+        "RSS of the worker",
+        "through Synapse",
+    ]:
+        assert row in text, f"{row!r} missing from\n{text}"
