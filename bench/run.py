@@ -327,7 +327,7 @@ async def bench_deploy(
 def bench_notices(
     workdir: Path, redis_url: str, client: docker.DockerClient, trials: int
 ) -> list[list[str]]:
-    from tests.slack_fake import APP_TOKEN, BOT_TOKEN, FakeSlack
+    from tests.slack_fake import FakeSlack, bot_config
 
     fake = FakeSlack()
     fake.start()
@@ -336,12 +336,8 @@ def bench_notices(
         redis_url,
         "bench-notices",
         adapters=("slack",),
-        extra_roles=f"""
-        [slack]
-        bot_token = "{BOT_TOKEN}"
-        app_token = "{APP_TOKEN}"
-        channels = ["C0OPS0001"]
-        api_url = "{fake.api_url}"
+        extra_roles=bot_config(fake)
+        + """
         [notices]
         quiet_seconds = 0.5
         poll_seconds = 5
@@ -380,7 +376,7 @@ def bench_notices(
 
 
 def bench_memory(workdir: Path, redis_url: str, counts: tuple[int, int]) -> list[list[str]]:
-    from tests.slack_fake import APP_TOKEN, BOT_TOKEN, FakeSlack, wait_for_reply
+    from tests.slack_fake import FakeSlack, bot_config, wait_for_reply
 
     fake = FakeSlack()
     fake.start()
@@ -389,17 +385,7 @@ def bench_memory(workdir: Path, redis_url: str, counts: tuple[int, int]) -> list
         redis_url,
         "bench-memory",
         adapters=("slack",),
-        extra_roles=f"""
-        [roles.ops]
-        users = ["slack:UBENCH001"]
-        commands = ["*"]
-        stacks = ["*"]
-        [slack]
-        bot_token = "{BOT_TOKEN}"
-        app_token = "{APP_TOKEN}"
-        channels = ["C0OPS0001"]
-        api_url = "{fake.api_url}"
-        """,
+        extra_roles=bot_config(fake, ("UBENCH001",)),
     )
     env.start_worker()
     env.start_bot()

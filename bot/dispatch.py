@@ -114,7 +114,7 @@ class Dispatcher:
             online = await self.queue.workers_online()
         except REDIS_DOWN:
             return text
-        if holder:
+        if holder and holder.get("id") != job.id:  # a worker may have taken this job already
             what = f"{holder.get('text')} by {holder.get('requester')}"
             text += f"; queued behind job {holder.get('id')} ({what})"
         if not online:

@@ -253,7 +253,7 @@ class BotEnv:
     def __init__(self, root: Path, redis_url: str, name: str, **config: Any) -> None:
         self.root = root / name
         self.stacks_dir = self.root / "stacks"
-        self.stacks_dir.mkdir(parents=True)
+        self.stacks_dir.mkdir(parents=True, exist_ok=True)
         self.redis_url = redis_url
         self.prefix = f"t{secrets.token_hex(4)}"
         self.secret = secrets.token_urlsafe(36)

@@ -288,3 +288,23 @@ def wait_for_reply(
         return next((m for m in replies if any(contains in t for t in m["history"])), None)
 
     return wait_until(find, timeout, f"a thread reply containing {contains!r}", interval=0.1)
+
+
+def bot_config(
+    fake: FakeSlack, admins: tuple[str, ...] = ("UALICE001",), channel: str = "C0OPS0001"
+) -> str:
+    """Config text for a bot served through ``fake``: Socket Mode, one channel, and an
+    ``ops`` role with every command for the given Slack users."""
+    users = ", ".join(f'"slack:{u}"' for u in admins)
+    return f"""
+[roles.ops]
+users = [{users}]
+commands = ["*"]
+stacks = ["*"]
+
+[slack]
+bot_token = "{BOT_TOKEN}"
+app_token = "{APP_TOKEN}"
+channels = ["{channel}"]
+api_url = "{fake.api_url}"
+"""

@@ -17,7 +17,7 @@ import docker
 import pytest
 
 from tests.harness import BotEnv, RedisServer, start_dockerd, stop_dockerd, wait_until
-from tests.slack_fake import APP_TOKEN, BOT_TOKEN, FakeSlack, wait_for_reply
+from tests.slack_fake import FakeSlack, bot_config, wait_for_reply
 
 TRIALS = range(int(os.environ.get("FAULT_TRIALS", "2")))
 SLOW = {"update_config": {"monitor": "3s"}}
@@ -146,18 +146,7 @@ def slack_env(
         "slack-faults",
         deadline=40,
         adapters=("slack",),
-        extra_roles=f"""
-        [roles.ops]
-        users = ["slack:UALICE001"]
-        commands = ["*"]
-        stacks = ["*"]
-
-        [slack]
-        bot_token = "{BOT_TOKEN}"
-        app_token = "{APP_TOKEN}"
-        channels = ["C0OPS0001"]
-        api_url = "{fake.api_url}"
-        """,
+        extra_roles=bot_config(fake),
     )
     env.start_worker()
     env.start_bot()

@@ -11,7 +11,7 @@ import pytest
 
 from bot.adapters.slack_render import unescape
 from tests.harness import BotEnv, start_dockerd, stop_dockerd, wait_until
-from tests.slack_fake import APP_TOKEN, BOT_TOKEN, FakeSlack, wait_for_reply
+from tests.slack_fake import FakeSlack, bot_config, wait_for_reply
 
 OPS, NOTICES, ALICE = "C0OPS0001", "C0NOTICE1", "UALICE001"
 
@@ -44,17 +44,8 @@ def room(workdir: Path, redis_url: str, swarm: docker.DockerClient, run_id: str)
         "notices",
         deadline=30,
         adapters=("slack",),
-        extra_roles=f"""
-        [roles.ops]
-        users = ["slack:{ALICE}"]
-        commands = ["*"]
-        stacks = ["*"]
-
-        [slack]
-        bot_token = "{BOT_TOKEN}"
-        app_token = "{APP_TOKEN}"
-        channels = ["{OPS}"]
-        api_url = "{fake.api_url}"
+        extra_roles=bot_config(fake, (ALICE,), OPS)
+        + f"""
 
         [notices]
         quiet_seconds = 1

@@ -56,12 +56,16 @@ def test_worker_refuses_a_service_outside_the_users_stacks(bot: BotEnv, run_id: 
 
 
 BAD_INPUT = [
-    ("!deploy ../etc/passwd", "`../etc/passwd` is not a stack name; usage: !deploy <stack|all>"),
-    ("!deploy dev; rm -rf /", "too many arguments (`rm -rf /`); usage: !deploy <stack|all>"),
+    (
+        "!deploy ../etc/passwd",
+        "`../etc/passwd` is not a stack name; usage: !deploy <stack|all> [--force]",
+    ),
+    ("!deploy dev; rm -rf /", "`dev;` is not a stack name; usage: !deploy <stack|all> [--force]"),
+    ("!restart gerrit && reboot", "too many arguments (`&& reboot`); usage: !restart <service>"),
     ("!deploy dev;", "`dev;` is not a stack name"),
     ("!deploy $(reboot)", "`$(reboot)` is not a stack name"),
     ("!restart `id`", "`'id'` is not a service name"),
-    ("!deploy", "missing <stack|all>; usage: !deploy <stack|all>"),
+    ("!deploy", "missing <stack|all>; usage: !deploy <stack|all> [--force]"),
     ("!", "empty command; !help lists the commands"),
     ("!frobnicate", "unknown command `frobnicate`; !help lists the commands"),
     ("!deploy dév", "`dév` is not a stack name"),
