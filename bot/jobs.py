@@ -19,7 +19,8 @@ from typing import Any
 from bot.config import USER_ID, Secret
 from bot.names import SERVICE_NAME, STACK_NAME
 
-MAX_PAYLOAD = 16 * 1024
+MAX_JOB_BYTES = 16 * 1024  # a job is a command and a few names
+MAX_RESULT_BYTES = 8 * 1024 * 1024  # a result can list every service of a large swarm
 CLOCK_SKEW = 30.0
 FLAG = re.compile(r"^yes$")
 LINES = re.compile(r"^(?:[1-9][0-9]?|1[0-9][0-9]|200)$")
@@ -86,13 +87,15 @@ def encode_job(job: Job, secret: Secret) -> dict[str, str]:
     return {"job": payload.decode(), "sig": _sign(_JOB_TAG, payload, secret)}
 
 
-def _verified_json(fields: dict[Any, Any], key: str, tag: bytes, secret: Secret) -> dict[str, Any]:
+def _verified_json(
+    fields: dict[Any, Any], key: str, tag: bytes, secret: Secret, limit: int
+) -> dict[str, Any]:
     fields = {_text(k): _text(v) for k, v in fields.items()}
     payload, sig = fields.get(key), fields.get("sig")
     if not payload or not sig:
         raise Rejected("unsigned or empty entry")
     data = payload.encode()
-    if len(data) > MAX_PAYLOAD:
+    if len(data) > limit:
         raise Rejected(f"payload of {len(data)} bytes is too large")
     if not hmac.compare_digest(_sign(tag, data, secret), sig):
         raise Rejected("bad signature")
@@ -111,7 +114,7 @@ def _text(value: Any) -> str:
 
 def decode_job(fields: dict[Any, Any], secret: Secret, now: float, max_ttl: float) -> Job:
     """Verify and validate a job entry read from Redis; raises ``Rejected``."""
-    obj = _verified_json(fields, "job", _JOB_TAG, secret)
+    obj = _verified_json(fields, "job", _JOB_TAG, secret, MAX_JOB_BYTES)
     expected = {f for f in Job.__dataclass_fields__}
     if set(obj) != expected:
         raise Rejected(f"fields {sorted(set(obj) ^ expected)} missing or unexpected")
@@ -194,7 +197,7 @@ def encode_result(result: Result, secret: Secret) -> dict[str, str]:
 
 
 def decode_result(fields: dict[Any, Any], secret: Secret) -> Result:
-    obj = _verified_json(fields, "result", _RESULT_TAG, secret)
+    obj = _verified_json(fields, "result", _RESULT_TAG, secret, MAX_RESULT_BYTES)
     try:
         result = Result(**obj)
     except TypeError:
