@@ -22,6 +22,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import docker
 import redis.asyncio as aioredis
@@ -60,6 +61,7 @@ class Client:
         await self.inbox.ensure()
         self.dispatcher = Dispatcher(self.config, self.queue, self.inbox.name)
         self.answers: dict[str, float] = {}
+        self.results: dict[str, Any] = {}
         self._stop = asyncio.Event()
         self._reader = asyncio.create_task(self._read())
         return self
@@ -75,6 +77,7 @@ class Client:
             for entry, result in await self.inbox.read("bench", block_ms=100):
                 if result.kind == "result":
                     self.answers[result.job] = time.perf_counter()
+                    self.results[result.job] = result
                 await self.inbox.ack(entry)
 
     async def send(self, text: str) -> tuple[str, float]:
@@ -84,9 +87,14 @@ class Client:
         return reply.job, start
 
     async def ask(self, text: str) -> float:
+        """Seconds from sending ``text`` to its answer; a failed command stops the bench:
+        a figure for a failure would be a wrong figure."""
         job, start = await self.send(text)
         while job not in self.answers:
             await asyncio.sleep(0.0005)
+        result = self.results[job]
+        if not result.ok:
+            raise RuntimeError(f"{text} failed: {result.data}")
         return self.answers[job] - start
 
 
@@ -220,8 +228,6 @@ async def bench_calls(
                     "",
                 ]
             )
-        env.add_stack("benchrestart", {"svc": {}})
-        await chat.ask("!deploy benchrestart")
         per_poll = []
         for history in range(3):
             proxy.take()
@@ -254,9 +260,13 @@ async def bench_queue(env: BotEnv, jobs: int, paced: int) -> list[list[str]]:
     async with Client(env) as chat:
         await chat.ask("!ping")
         start = time.perf_counter()
-        sent = [await chat.send("!ping") for _ in range(jobs)]
-        while len([j for j, _ in sent if j in chat.answers]) < jobs:
-            await asyncio.sleep(0.001)
+        sent: list[tuple[str, float]] = []
+        for first in range(0, jobs, 100):  # as a busy chat would: many commands in flight
+            sent += await asyncio.gather(
+                *(chat.send("!ping") for _ in range(min(100, jobs - first)))
+            )
+        while not all(j in chat.answers for j, _ in sent):
+            await asyncio.sleep(0.005)
         took = max(chat.answers[j] for j, _ in sent) - start
         rate = jobs / took
         latencies = []
@@ -512,11 +522,16 @@ def main() -> int:
         proxy = CountingProxy(work / "counting.sock")
         try:
             env = BotEnv(work, server.url, "bench", deadline=120)
-            env.start_worker(env={"DOCKER_HOST": f"unix://{proxy.path}"})
+            env.start_worker()
             rows += asyncio.run(bench_services(env, client, sizes, 5 if smoke else 30, cli))
-            rows += asyncio.run(bench_calls(env, client, proxy, sizes))
             rows += asyncio.run(bench_queue(env, 20 if smoke else 2000, 10 if smoke else 500))
             rows += asyncio.run(bench_deploy(env, client, cli, 2 if smoke else 10))
+            env.add_stack("benchrestart", {"svc": {}})
+            assert "converged" in env.chat("!deploy benchrestart")
+            env.stop_worker()
+            # Only here does the worker talk to Docker through the counting proxy.
+            env.start_worker("bench-counted", env={"DOCKER_HOST": f"unix://{proxy.path}"})
+            rows += asyncio.run(bench_calls(env, client, proxy, sizes))
             env.stop_worker()
             rows += bench_notices(work, server.url, client, 2 if smoke else 20)
             rows += bench_memory(work, server.url, (5, 10) if smoke else (1000, 5000))

@@ -195,7 +195,12 @@ class Watcher:
 
     def _loop(self) -> None:
         while not self.stop.is_set():
-            timeout = 0.5 if self.pending else self.config.notice_poll_seconds
+            # While a change waits for its quiet period, look often; else wait for events.
+            timeout = (
+                min(0.1, self.config.notice_quiet_seconds / 5)
+                if self.pending
+                else self.config.notice_poll_seconds
+            )
             if self.poke.wait(timeout):
                 self.poke.clear()
                 self.stop.wait(0.2)  # let a burst of events land: one look for all of them
