@@ -25,14 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import docker
-import redis.asyncio as aioredis
 from aiohttp import ClientSession, UnixConnector, web
 from docker.types import ServiceMode
 
 from bot.chat import Message
 from bot.config import load
 from bot.dispatch import Dispatcher
-from bot.queue import Inbox, JobQueue
+from bot.queue import Inbox, JobQueue, async_client
 from tests.harness import TEST_IMAGE, BotEnv, RedisServer, local_swarm, stack_yaml, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +54,7 @@ class Client:
 
     async def __aenter__(self) -> Client:
         self.config = load(self.env.config)
-        self.redis = aioredis.Redis.from_url(self.config.redis_url, decode_responses=True)
+        self.redis = async_client(self.config.redis_url)
         self.queue = JobQueue(self.redis, self.config)
         self.inbox = Inbox(self.redis, self.config, f"bench-{secrets.token_hex(4)}")
         await self.inbox.ensure()
@@ -261,9 +260,9 @@ async def bench_queue(env: BotEnv, jobs: int, paced: int) -> list[list[str]]:
         await chat.ask("!ping")
         start = time.perf_counter()
         sent: list[tuple[str, float]] = []
-        for first in range(0, jobs, 100):  # as a busy chat would: many commands in flight
+        for first in range(0, jobs, 20):  # as a busy chat would: several commands in flight
             sent += await asyncio.gather(
-                *(chat.send("!ping") for _ in range(min(100, jobs - first)))
+                *(chat.send("!ping") for _ in range(min(20, jobs - first)))
             )
         while not all(j in chat.answers for j, _ in sent):
             await asyncio.sleep(0.005)

@@ -12,20 +12,16 @@ import logging
 import signal
 import socket
 
-import redis.asyncio as aioredis
-
 from bot.config import Config
 from bot.dispatch import Dispatcher
-from bot.queue import Inbox, JobQueue
+from bot.queue import Inbox, JobQueue, async_client
 from bot.results import route
 
 log = logging.getLogger("swarmbot.bot")
 
 
 async def run_bot(config: Config) -> None:
-    client = aioredis.Redis.from_url(
-        config.redis_url, decode_responses=True, health_check_interval=30
-    )
+    client = async_client(config.redis_url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

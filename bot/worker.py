@@ -31,7 +31,7 @@ from bot.convergence import Assessment
 from bot.jobs import Expired, Job, Rejected, Result, decode_job
 from bot.names import resolve_service, stack_of
 from bot.notices import Notices, Watcher, job_notice
-from bot.queue import HEARTBEAT_SECONDS, WorkerQueue
+from bot.queue import HEARTBEAT_SECONDS, WorkerQueue, sync_client
 from bot.roles import Policy
 from bot.scrub import env_values, scrub
 from bot.stackcheck import Problem
@@ -677,9 +677,7 @@ def _short(exc: Exception) -> str:
 
 def run_forever(config: Config, consumer: str | None = None) -> None:
     """Entry point of ``swarmbot worker``: stop cleanly on SIGTERM/SIGINT."""
-    client = redis.Redis.from_url(
-        config.redis_url, decode_responses=True, health_check_interval=30
-    )
+    client = sync_client(config.redis_url)
     worker = Worker(config, client, Swarm.from_env(), consumer)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -188,3 +188,25 @@ def test_arbitrary_input_never_crashes_and_never_queues_what_is_not_allowed(
         assert expected(user, command, stack, "queued") == "queued", f"{user} queued {text!r}"
     else:
         assert after == before, f"{user}: {text!r} queued a job but said {reply!r}"
+
+
+def test_a_burst_of_commands_is_queued_not_refused(dispatcher_config: Path) -> None:
+    """Adapters handle messages side by side; 150 at once must all be queued."""
+    from bot.queue import async_client
+
+    async def go() -> list[str | None]:
+        config = load(dispatcher_config)
+        client = async_client(config.redis_url)
+        try:
+            dispatcher = Dispatcher(config, JobQueue(client, config), "policy-burst")
+            replies = await asyncio.gather(
+                *(
+                    dispatcher.handle(Message("console", "console:admin", "c", "!stacks"))
+                    for _ in range(150)
+                )
+            )
+            return [r.status if r else None for r in replies]
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(go()) == ["queued"] * 150

@@ -17,13 +17,12 @@ import time
 from typing import TextIO
 
 import redis
-import redis.asyncio as aioredis
 
 from bot.chat import Message, Reply, render_plain
 from bot.config import Config
 from bot.dispatch import Dispatcher
 from bot.jobs import Result
-from bot.queue import Inbox, JobQueue
+from bot.queue import Inbox, JobQueue, async_client
 from bot.results import route
 
 log = logging.getLogger("swarmbot.console")
@@ -52,7 +51,7 @@ class Console:
             self.answered.set()
 
     async def run(self, interactive: bool, wait_seconds: float) -> int:
-        client = aioredis.Redis.from_url(self.config.redis_url, decode_responses=True)
+        client = async_client(self.config.redis_url)
         inbox = Inbox(client, self.config, f"console-{secrets.token_hex(6)}")
         dispatcher = Dispatcher(self.config, JobQueue(client, self.config), inbox.name)
         stop = asyncio.Event()
