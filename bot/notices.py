@@ -203,7 +203,7 @@ class Watcher:
             )
             if self.poke.wait(timeout):
                 self.poke.clear()
-                self.stop.wait(0.2)  # let a burst of events land: one look for all of them
+                self.stop.wait(0.05)  # let a burst of events land: one look for all of them
             try:
                 if self._lead():
                     self.refresh()
