@@ -13,7 +13,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.harness import BotEnv, local_swarm, redis_server, remove_stacks
+from tests.harness import BotEnv, local_swarm, redis_server, remove_stacks, wait_until
 
 RUN = f"sbt{secrets.token_hex(3)}"
 
@@ -32,6 +32,13 @@ def redis_url(workdir: Path) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def swarm(workdir: Path) -> Iterator[docker.DockerClient]:
     with local_swarm(workdir / "docker") as client:
+        # Test stacks a killed run left behind would make short service names ambiguous.
+        remove_stacks(client, "sbt")
+        wait_until(
+            lambda: not [s for s in client.services.list() if s.name.startswith("sbt")],
+            60,
+            "old test stacks to go",
+        )
         try:
             yield client
         finally:
