@@ -543,6 +543,7 @@ def main() -> int:
     cli = next(c for c in ("/usr/local/bin/docker", "/usr/bin/docker") if Path(c).exists())
     rows: list[list[str]] = []
     with local_swarm(work / "docker") as client:
+        about = machine()  # while the engine is surely up
         server = RedisServer(work / "redis")
         server.start()
         proxy = CountingProxy(work / "counting.sock")
@@ -589,7 +590,7 @@ def main() -> int:
             f"Made by `make bench` on {time.strftime('%Y-%m-%d')}"
             + (" (smoke run: tiny sizes, not figures)" if smoke else ""),
             "",
-            f"Machine: {machine()}.",
+            f"Machine: {about}.",
             "",
             *table,
             "",

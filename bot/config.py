@@ -125,6 +125,9 @@ class Config:
     confirm_seconds: int = 120
     second_approver_stacks: tuple[str, ...] = ()
     rate_limit_per_minute: int = 30
+    health_host: str = "127.0.0.1"
+    health_bot_port: int = 0  # 0: no /healthz and /metrics
+    health_worker_port: int = 0
     notice_routes: tuple[NoticeRoute, ...] = ()
     notice_quiet_seconds: float = 3.0
     notice_poll_seconds: float = 15.0
@@ -164,6 +167,11 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "confirm_seconds": (int, 120),
         "second_approver_stacks": (list, []),
         "rate_limit_per_minute": (int, 30),
+    },
+    "health": {
+        "host": (str, "127.0.0.1"),
+        "bot_port": (int, 0),
+        "worker_port": (int, 0),
     },
     "notices": {
         "route": (list, []),
@@ -308,6 +316,9 @@ def parse(
     roles = _roles(raw.get("roles", {}), problems)
     _check_safety(safety, problems)
     routes = _notice_routes(values["notices"], problems)
+    for key in ("bot_port", "worker_port"):
+        if not 0 <= values["health"][key] <= 65535:
+            problems.append((f"health.{key}", "must be a TCP port, or 0 for none"))
     adapters = tuple(bot["adapters"])
     for i, name in enumerate(adapters):
         if name not in ADAPTERS:
@@ -340,6 +351,9 @@ def parse(
         confirm_seconds=safety["confirm_seconds"],
         second_approver_stacks=tuple(safety["second_approver_stacks"]),
         rate_limit_per_minute=safety["rate_limit_per_minute"],
+        health_host=values["health"]["host"],
+        health_bot_port=values["health"]["bot_port"],
+        health_worker_port=values["health"]["worker_port"],
         notice_routes=routes,
         notice_quiet_seconds=float(values["notices"]["quiet_seconds"]),
         notice_poll_seconds=float(values["notices"]["poll_seconds"]),

@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 
-from bot import audit
+from bot import audit, health
 from bot.chat import Message, Reply
 from bot.config import Config
 from bot.confirm import Confirmations
@@ -258,6 +258,15 @@ class Dispatcher:
         return reply
 
     async def _audit(self, message: Message, decision: str, **fields: Any) -> None:
+        parsed = parse(message.text, self.config.prefix, self.registry)
+        name = (
+            parsed.command.name
+            if parsed is not None and not isinstance(parsed, ParseError)
+            else "-"
+        )
+        health.COMMANDS.labels(name, decision.split(" ")[0]).inc()
+        if decision in ("refused", "rate-limited", "invalid"):
+            health.REFUSALS.labels(_refusal_reason(decision, str(fields.get("reason", "")))).inc()
         await audit.record(
             self.queue.redis,
             self.queue.prefix,
@@ -268,6 +277,14 @@ class Dispatcher:
             decision=decision,
             **fields,
         )
+
+
+def _refusal_reason(decision: str, reason: str) -> str:
+    if decision != "refused":
+        return decision
+    if "no role" in reason:
+        return "no-role"
+    return "stack" if "stack" in reason or "all stacks" in reason else "command"
 
 
 def _consequence(op: str, args: dict[str, str]) -> str:

@@ -30,6 +30,7 @@ import requests.exceptions
 
 from bot.config import Config
 from bot.convergence import describe_task, parse_time
+from bot.health import NOTICES
 from bot.jobs import Result
 from bot.names import IMAGE_LABEL, matches_any, stack_of
 from bot.queue import WorkerQueue
@@ -66,6 +67,7 @@ class Notices:
                 self.queue.progress(Result("notice", "0", "notice", True, data, target))
                 sent += 1
         if sent:
+            NOTICES.inc(sent)
             log.info("notice about %s: %s", stack or "(no stack)", text)
         return sent
 

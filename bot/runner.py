@@ -12,9 +12,10 @@ import logging
 import signal
 import socket
 
+from bot import health
 from bot.config import Config
 from bot.dispatch import Dispatcher
-from bot.queue import Inbox, JobQueue, async_client
+from bot.queue import Inbox, JobQueue, async_client, queue_stats, sync_client
 from bot.results import route
 
 log = logging.getLogger("swarmbot.bot")
@@ -28,6 +29,7 @@ async def run_bot(config: Config) -> None:
         loop.add_signal_handler(sig, stop.set)
     consumer = socket.gethostname()
     tasks = []
+    adapters: list[MatrixAdapter | SlackAdapter] = []
     for name in config.adapters:
         if name == "matrix":
             from bot.adapters.matrix import MatrixAdapter
@@ -41,6 +43,7 @@ async def run_bot(config: Config) -> None:
             adapter = SlackAdapter(config, client, dispatcher)
         else:  # config validation lists the known adapters
             raise AssertionError(name)
+        adapters.append(adapter)
         inbox = Inbox(client, config, adapter.inbox)
         tasks.append(asyncio.create_task(adapter.run(stop), name=f"{name}-sync"))
         tasks.append(
@@ -49,6 +52,8 @@ async def run_bot(config: Config) -> None:
             )
         )
         log.info("adapter %s started", name)
+    if config.health_bot_port:
+        health.serve(config.health_host, config.health_bot_port, *_health_checks(config, adapters))
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:
@@ -57,3 +62,26 @@ async def run_bot(config: Config) -> None:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
         await client.aclose()
+
+
+def _health_checks(config: Config, adapters: list) -> tuple:
+    """The bot is healthy when it reaches Redis and every chat platform it serves. The
+    checks run in the health thread, with a synchronous Redis client of their own."""
+    client = sync_client(config.redis_url)
+
+    def check() -> dict[str, str]:
+        problems = {a.platform: "" if a.connected else "not connected" for a in adapters}
+        try:
+            client.ping()
+            problems["redis"] = ""
+        except Exception as exc:
+            problems["redis"] = str(exc)
+        return problems
+
+    def refresh() -> None:
+        stats = queue_stats(client, config.redis_prefix, config.worker_timeout_seconds)
+        health.QUEUE_DEPTH.set(stats["depth"])
+        health.OLDEST_JOB.set(stats["oldest"])
+        health.HEARTBEAT_AGE.set(stats["heartbeat"])
+
+    return check, refresh

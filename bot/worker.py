@@ -25,13 +25,13 @@ import docker.errors
 import redis
 import requests.exceptions
 
-from bot import audit, stackcheck, stackdeploy
+from bot import audit, health, stackcheck, stackdeploy
 from bot.config import Config
 from bot.convergence import Assessment
 from bot.jobs import Expired, Job, Rejected, Result, decode_job
 from bot.names import resolve_service, stack_of
 from bot.notices import Notices, Watcher, job_notice
-from bot.queue import HEARTBEAT_SECONDS, WorkerQueue, sync_client
+from bot.queue import HEARTBEAT_SECONDS, WorkerQueue, queue_stats, sync_client
 from bot.roles import Policy
 from bot.scrub import env_values, scrub
 from bot.stackcheck import Problem
@@ -116,6 +116,13 @@ class Worker:
         maintainer.start()
         if self.config.notice_routes:
             Watcher(self.config, self.swarm.client, self.queue, self.notices, stop).start()
+        if self.config.health_worker_port:
+            health.serve(
+                self.config.health_host,
+                self.config.health_worker_port,
+                self._health,
+                self._refresh_metrics,
+            )
         log.info(
             "worker %s ready (concurrency %d)", self.queue.consumer, self.config.worker_concurrency
         )
@@ -148,11 +155,33 @@ class Worker:
         maintainer.join(5)
         log.info("worker stopped")
 
+    def _health(self) -> dict[str, str]:
+        """The worker is healthy when it reaches both Redis and Docker."""
+        problems = {"redis": "", "docker": ""}
+        try:
+            self.queue.redis.ping()
+        except redis.RedisError as exc:
+            problems["redis"] = str(exc)
+        try:
+            self.swarm.ping()
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            problems["docker"] = _short(exc)
+        return problems
+
+    def _refresh_metrics(self) -> None:
+        stats = queue_stats(
+            self.queue.redis, self.config.redis_prefix, self.config.worker_timeout_seconds
+        )
+        health.QUEUE_DEPTH.set(stats["depth"])
+        health.OLDEST_JOB.set(stats["oldest"])
+        health.HEARTBEAT_AGE.set(stats["heartbeat"])
+
     def _wait_for_redis(self, call: Callable[[], Any]) -> Any:
         while True:
             try:
                 return call()
             except redis.RedisError as exc:
+                health.ERRORS.labels("redis").inc()
                 if self._stop.is_set():
                     raise
                 log.warning("redis unavailable (%s); retrying", exc)
@@ -222,6 +251,8 @@ class Worker:
     def _finish(self, entry_id: str, job: Job, answer: Answer, seconds: float = 0.0) -> None:
         """Publish the answer; if Redis is down, keep trying: the job ran, it must be told."""
         log.info("job %s: %s in %.1fs: %s", job.id, answer.state, seconds, answer.summary)
+        health.JOBS.labels(job.op, answer.state).inc()
+        health.JOB_SECONDS.labels(job.op).observe(seconds)
         result = self._result(job, answer)
         self._wait_for_redis(
             lambda: self.queue.finish(entry_id, result, answer.state, answer.summary)
@@ -277,6 +308,7 @@ class Worker:
         except JobCancelled as exc:
             return Answer(False, {"error": str(exc)}, "cancelled", "cancelled")
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            health.ERRORS.labels("docker").inc()
             log.warning("job %s: docker error: %s", job.id, exc)
             return Answer(
                 False,
@@ -478,6 +510,7 @@ class Worker:
         out = []
         for outcome, sid in zip(outcomes, service_ids, strict=False):
             data = outcome.as_dict()
+            health.DEPLOYS.labels(outcome.state).inc()
             if outcome.state != "converged":
                 data["logs"] = self._log_tail(sid, FAILURE_LOG_LINES)
             out.append(data)

@@ -6,10 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import docker
+
 from tests.harness import ROOT
 
 
-def test_bench_smoke_run_writes_every_row(tmp_path: Path) -> None:
+def test_bench_smoke_run_writes_every_row(tmp_path: Path, swarm: docker.DockerClient) -> None:
     out = tmp_path / "BENCHMARKS.md"
     proc = subprocess.run(
         [sys.executable, "-m", "bench.run", "--smoke", "--out", str(out)],

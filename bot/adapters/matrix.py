@@ -105,6 +105,7 @@ class MatrixAdapter:
             config=AsyncClientConfig(max_timeouts=2, request_timeout=SYNC_TIMEOUT_MS / 1000 + 15),
         )
         self.rooms: set[str] = set()
+        self.connected = False  # for /healthz: the last sync worked
         self.first_start_ms = 0
         self._key = f"{config.redis_prefix}:matrix"
         self._nonce = ""
@@ -176,7 +177,7 @@ class MatrixAdapter:
                 await self.redis.set(f"{self._key}:sync-token", resp.next_batch)
                 if outage:
                     log.info("the homeserver is back; syncing again")
-                backoff, outage = 1.0, False
+                backoff, outage, self.connected = 1.0, False, True
             except (
                 aiohttp.ClientError,
                 TimeoutError,
@@ -184,7 +185,7 @@ class MatrixAdapter:
                 OSError,
                 RuntimeError,
             ) as exc:
-                outage = True
+                outage, self.connected = True, False
                 log.warning("homeserver unreachable (%s); retrying in %.0fs", exc, backoff)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=backoff)

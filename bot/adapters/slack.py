@@ -74,6 +74,7 @@ class SlackAdapter:
         self.app.event("app_mention")(self._on_mention)
         self.app.command(self.sc.slash_command)(self._on_slash)
         self._tasks: set[asyncio.Task[None]] = set()
+        self.connected = False  # for /healthz
 
     # -- running --------------------------------------------------------------------------
 
@@ -84,6 +85,7 @@ class SlackAdapter:
             assert self.sc.app_token is not None
             handler = AsyncSocketModeHandler(self.app, self.sc.app_token.reveal().decode())
             await handler.connect_async()
+            self.connected = True
             log.info("serving %d channel(s) over Socket Mode", len(self.sc.channels))
             await stop.wait()
             await handler.close_async()
@@ -93,6 +95,7 @@ class SlackAdapter:
         runner = web.AppRunner(server, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, self.sc.http_host, self.sc.http_port).start()
+        self.connected = True
         log.info(
             "serving %d channel(s) over HTTP at %s:%d%s",
             len(self.sc.channels),

@@ -1,0 +1,81 @@
+"""``/healthz`` and ``/metrics`` for the bot and the worker (prometheus-client).
+
+A tiny WSGI server in a thread: the bot is asyncio and the worker is threads, and both need
+the same two endpoints without another framework. ``/healthz`` runs the process's own
+checks (Redis reachable; the chat adapters connected, or Docker reachable) and answers 200
+or 503 with what failed; ``/metrics`` is prometheus-client's exposition.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
+
+log = logging.getLogger("swarmbot.health")
+
+COMMANDS = Counter(
+    "swarmbot_commands_total", "Chat commands by name and outcome", ["command", "outcome"]
+)
+REFUSALS = Counter("swarmbot_refusals_total", "Refused commands by reason", ["reason"])
+JOB_SECONDS = Histogram(
+    "swarmbot_job_duration_seconds",
+    "Time from a worker taking a job to its answer",
+    ["op"],
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
+)
+JOBS = Counter(
+    "swarmbot_jobs_total", "Jobs answered by the worker, by operation and state", ["op", "state"]
+)
+DEPLOYS = Counter("swarmbot_deploy_outcomes_total", "Per-service outcomes of deploys", ["outcome"])
+NOTICES = Counter("swarmbot_notices_posted_total", "Notices sent to chat rooms")
+ERRORS = Counter("swarmbot_errors_total", "Errors talking to Docker or Redis", ["component"])
+QUEUE_DEPTH = Gauge("swarmbot_queue_depth", "Jobs queued and not yet answered")
+OLDEST_JOB = Gauge("swarmbot_oldest_job_age_seconds", "Age of the oldest unanswered job")
+HEARTBEAT_AGE = Gauge(
+    "swarmbot_worker_heartbeat_age_seconds", "Seconds since the freshest worker heartbeat"
+)
+
+Check = Callable[[], dict[str, str]]  # name -> problem ("" when fine)
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # scrapes every few seconds would drown the log
+
+
+def serve(
+    host: str, port: int, check: Check, refresh: Callable[[], None] | None = None
+) -> WSGIServer:
+    """Serve /healthz and /metrics on ``host:port`` in a daemon thread; returns the server."""
+    metrics = make_wsgi_app()
+
+    def app(environ: dict, start_response: Callable) -> list[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/healthz":
+            try:
+                problems = {k: v for k, v in check().items() if v}
+            except Exception as exc:  # a broken check is itself unhealthy
+                problems = {"check": str(exc)}
+            status = "503 Service Unavailable" if problems else "200 OK"
+            body = json.dumps({"ok": not problems, "problems": problems}).encode()
+            start_response(status, [("Content-Type", "application/json")])
+            return [body]
+        if path == "/metrics":
+            if refresh is not None:
+                try:
+                    refresh()
+                except Exception as exc:
+                    log.warning("metrics refresh failed: %s", exc)
+            return metrics(environ, start_response)
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"/healthz or /metrics\n"]
+
+    server = make_server(host, port, app, handler_class=_Quiet)
+    threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
+    log.info("health and metrics on http://%s:%d/healthz and /metrics", host, server.server_port)
+    return server

@@ -1,0 +1,81 @@
+"""/healthz and /metrics of the worker and the bot, against real Redis, Docker and Slack fake."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+import requests
+
+from tests.harness import BotEnv, RedisServer, free_port, wait_until
+from tests.slack_fake import FakeSlack, bot_config, wait_for_reply
+
+
+@pytest.fixture(scope="module")
+def watched(
+    workdir: Path, swarm: docker.DockerClient
+) -> Iterator[tuple[BotEnv, RedisServer, FakeSlack, int, int]]:
+    server = RedisServer(workdir / "health-redis")
+    server.start()
+    fake = FakeSlack()
+    fake.start()
+    bot_port, worker_port = free_port(), free_port()
+    env = BotEnv(
+        workdir,
+        server.url,
+        "health",
+        adapters=("slack",),
+        extra_roles=bot_config(fake)
+        + f"""
+[health]
+bot_port = {bot_port}
+worker_port = {worker_port}
+""",
+    )
+    env.start_worker()
+    env.start_bot()
+    try:
+        yield env, server, fake, bot_port, worker_port
+    finally:
+        env.stop_bot()
+        env.stop_worker()
+        fake.stop()
+        server.stop()
+
+
+def get(port: int, path: str) -> requests.Response:
+    return requests.get(f"http://127.0.0.1:{port}{path}", timeout=5)
+
+
+def test_healthy_and_counting(watched: tuple[BotEnv, RedisServer, FakeSlack, int, int]) -> None:
+    _env, _server, fake, bot_port, worker_port = watched
+    assert get(worker_port, "/healthz").json() == {"ok": True, "problems": {}}
+    wait_until(lambda: get(bot_port, "/healthz").json()["ok"], 15, "the bot to be healthy")
+    ts = fake.say("C0OPS0001", "UALICE001", "!ping")
+    wait_for_reply(fake, "C0OPS0001", ts, "pong")
+    refused = fake.say("C0OPS0001", "UNOBODY01", "!ping")
+    wait_for_reply(fake, "C0OPS0001", refused, "refused")
+    bot = get(bot_port, "/metrics").text
+    assert 'swarmbot_commands_total{command="ping",outcome="queued"} 1.0' in bot
+    assert 'swarmbot_refusals_total{reason="no-role"} 1.0' in bot
+    assert "swarmbot_worker_heartbeat_age_seconds" in bot and "swarmbot_queue_depth 0.0" in bot
+    wait_until(
+        lambda: "swarmbot_jobs_total{" in get(worker_port, "/metrics").text, 10, "the job counted"
+    )
+    worker = get(worker_port, "/metrics").text
+    assert 'swarmbot_jobs_total{op="ping",state="succeeded"} 1.0' in worker
+    assert 'swarmbot_job_duration_seconds_count{op="ping"} 1.0' in worker
+
+
+def test_redis_down_is_unhealthy(watched: tuple[BotEnv, RedisServer, FakeSlack, int, int]) -> None:
+    _env, server, _fake, bot_port, worker_port = watched
+    server.stop()
+    try:
+        for port in (bot_port, worker_port):
+            resp = get(port, "/healthz")
+            assert resp.status_code == 503 and resp.json()["problems"]["redis"], resp.text
+    finally:
+        server.start()
+    wait_until(lambda: get(worker_port, "/healthz").status_code == 200, 15, "health back")
