@@ -40,7 +40,7 @@ def wait_until(
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+        time.sleep(interval)  # the poll step of wait_until: waits on a condition
 
 
 def free_port() -> int:
