@@ -109,7 +109,14 @@ def assess(
         if any(_is_running(t) for t in slot_tasks):
             running += 1
             continue
-        failed = [t for t in slot_tasks if t["Status"]["State"] in FAILED_TASK_STATES]
+        # Only tasks our change started can fail it: after a dockerd restart, swarm's own
+        # recovery leaves failed tasks of the same spec that predate the deploy.
+        failed = [
+            t
+            for t in slot_tasks
+            if t["Status"]["State"] in FAILED_TASK_STATES
+            and parse_time(t.get("CreatedAt")) >= since - 1.0
+        ]
         if failed and failure is None:
             failure = failed[-1]
         if waiting is None:
