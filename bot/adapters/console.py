@@ -34,6 +34,7 @@ class Console:
         self.user = user
         self.out = out
         self.pending: set[str] = set()
+        self.done: set[str] = set()  # a fast job can answer before its "queued" is shown
         self.answered = asyncio.Event()
 
     def show(self, reply: Reply) -> None:
@@ -47,6 +48,7 @@ class Console:
             return  # notices go to the chat rooms config routes them to
         self.show(reply)
         if result.kind == "result":
+            self.done.add(result.job)
             self.pending.discard(result.job)
             self.answered.set()
 
@@ -88,7 +90,7 @@ class Console:
                     )
                     continue
                 self.show(reply)
-                if reply.status == "queued" and reply.job:
+                if reply.status == "queued" and reply.job and reply.job not in self.done:
                     self.pending.add(reply.job)
                     # A script runs like a shell script: each command finishes before the
                     # next, so `!deploy x` then `!ps x_web` sees the deployed service.
