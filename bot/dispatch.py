@@ -19,7 +19,7 @@ from bot import audit, health
 from bot.chat import Message, Reply
 from bot.config import Config
 from bot.confirm import Confirmations
-from bot.jobs import Job
+from bot.jobs import OPERATIONS, Job
 from bot.names import matches_any
 from bot.parsing import ParseError, parse
 from bot.queue import JobQueue
@@ -55,16 +55,16 @@ class Dispatcher:
         decision = self.authorize(message.user_id, command, args)
         if not decision.allowed:
             log.info("refused %s from %s: %s", command.name, message.user_id, decision.reason)
-            await self._audit(message, "refused", reason=decision.reason)
+            await self._audit(message, "refused", command.name, reason=decision.reason)
             return Reply(f"refused: {decision.reason}", status="refused")
         limited = await self._rate_limited(message.user_id)
         if limited:
-            await self._audit(message, "rate-limited")
+            await self._audit(message, "rate-limited", command.name)
             return Reply(limited, status="refused")
         if command.answer is not None:
             ctx = Context(message, self.config, self.policy, self.queue, self.registry, self)
             reply = await command.answer(ctx, args)
-            await self._audit(message, "answered")
+            await self._audit(message, "answered", command.name)
             return reply
         assert command.job is not None
         op, job_args = command.job(args)
@@ -100,10 +100,10 @@ class Dispatcher:
             job = await self.queue.submit(op, job_args, user, text, reply_to)
         except REDIS_DOWN as exc:
             log.error("queue unavailable: %s", exc)
-            await self._audit(message, "not-queued", reason=str(exc))
+            await self._audit(message, "not-queued", OPERATIONS[op].command, reason=str(exc))
             return Reply(QUEUE_DOWN, status="error")
         log.info("job %s queued: %s by %s", job.id, job.text, job.requester)
-        await self._audit(message, decision, job=job.id, stack=stack)
+        await self._audit(message, decision, OPERATIONS[op].command, job=job.id, stack=stack)
         return Reply(await self._queued_text(job, stack), status="queued", job=job.id)
 
     async def _queued_text(self, job: Job, stack: str | None) -> str:
@@ -187,7 +187,7 @@ class Dispatcher:
             code = await self.confirmations.ask(pending)
         except REDIS_DOWN:
             return Reply(QUEUE_DOWN, status="error")
-        await self._audit(message, "confirmation-asked", reason=code, stack=stack)
+        await self._audit(message, "confirmation-asked", command.name, reason=code, stack=stack)
         what = _consequence(op, job_args)
         text = (
             f"{what}. To go ahead, type {self.config.prefix}confirm {code} within "
@@ -230,6 +230,7 @@ class Dispatcher:
             await self._audit(
                 message,
                 "approved" if user != pending["user"] else "confirmed",
+                pending["command"],
                 reason=code,
                 stack=pending["stack"],
             )
@@ -257,14 +258,11 @@ class Dispatcher:
             return Reply(f"confirmed: {reply.text}{note}", status="queued", job=reply.job)
         return reply
 
-    async def _audit(self, message: Message, decision: str, **fields: Any) -> None:
-        parsed = parse(message.text, self.config.prefix, self.registry)
-        name = (
-            parsed.command.name
-            if parsed is not None and not isinstance(parsed, ParseError)
-            else "-"
-        )
-        health.COMMANDS.labels(name, decision.split(" ")[0]).inc()
+    async def _audit(
+        self, message: Message, decision: str, command: str = "-", **fields: Any
+    ) -> None:
+        """Count and record a decision; ``command`` is the parsed command's name (no re-parse)."""
+        health.COMMANDS.labels(command, decision.split(" ")[0]).inc()
         if decision in ("refused", "rate-limited", "invalid"):
             health.REFUSALS.labels(_refusal_reason(decision, str(fields.get("reason", "")))).inc()
         await audit.record(
