@@ -22,7 +22,11 @@ AUDIT_MAXLEN = 10_000
 def _entry(fields: dict[str, Any]) -> dict[str, str]:
     entry = {"at": f"{time.time():.3f}"}
     entry.update({k: str(v)[:300] for k, v in fields.items() if v not in (None, "")})
-    log.info(json.dumps(entry, ensure_ascii=False, sort_keys=True))
+    # The JSON text for plain logs; the same entry as fields (and its job id) for JSON logs.
+    log.info(
+        json.dumps(entry, ensure_ascii=False, sort_keys=True),
+        extra={"fields": {"audit": entry}, "job": entry.get("job")},
+    )
     return entry
 
 

@@ -1,15 +1,17 @@
-"""``swarmbot``: one command line for every role (console, worker, check-config)."""
+"""``swarmbot``: one command line for every role (console, bot, worker, check-config,
+healthcheck)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 
-from bot import __version__
+from bot import __version__, logs
 from bot.config import DEFAULT_CONFIG_ENV, USER_ID, Config, ConfigError, load
+
+LOG_FORMAT_ENV = "SWARMBOT_LOG_FORMAT"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +28,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         p.add_argument(
             "--log-level", default=None, help="DEBUG, INFO, WARNING (default depends on command)"
+        )
+        p.add_argument(
+            "--log-format",
+            choices=logs.FORMATS,
+            default=os.environ.get(LOG_FORMAT_ENV) or "text",
+            help=f"text (for people) or json (one object per line, for log pipelines); "
+            f"default ${LOG_FORMAT_ENV} or text",
         )
         return p
 
@@ -46,14 +55,19 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--name", default=None, help="consumer name (default: the host name)")
     add("bot", "run the chat adapters named in bot.adapters (Matrix)")
     add("check-config", "validate the config file and report every problem")
+    sub.add_parser(
+        "healthcheck",
+        help="exit 0 if the swarmbot process here answers /healthz with 200 (the image's "
+        "HEALTHCHECK)",
+    )
 
     args = parser.parse_args(argv)
+    if args.command == "healthcheck":
+        return _healthcheck()
+    if args.log_format not in logs.FORMATS:
+        parser.error(f"--log-format / ${LOG_FORMAT_ENV}: one of {', '.join(logs.FORMATS)}")
     default_level = "WARNING" if args.command == "console" else "INFO"
-    logging.basicConfig(
-        level=(args.log_level or default_level).upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.setup(args.log_level or default_level, args.log_format)
     try:
         config = load(args.config)
     except ConfigError as exc:
@@ -65,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {key}: {problem}", file=sys.stderr)
         return 2
 
+    if args.command in ("check-config", "worker") and not config.stacks_dir.is_dir():
+        # Only the worker reads stack files; the bot may run on a node that has none.
+        print(f"swarmbot: bot.stacks_dir: {config.stacks_dir}: not a directory", file=sys.stderr)
+        return 2
     if args.command == "check-config":
         return _check_config(config)
     if args.command == "bot":
@@ -85,6 +103,15 @@ def main(argv: list[str] | None = None) -> int:
         run_forever(config, args.name)
         return 0
     return _console(config, args)
+
+
+def _healthcheck() -> int:
+    from bot.health import check_local
+
+    ok, lines = check_local()
+    for line in lines:
+        print(line)
+    return 0 if ok else 1
 
 
 def _check_config(config: Config) -> int:

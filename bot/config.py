@@ -279,9 +279,7 @@ def parse(
         )
 
     base = source.parent if source else Path.cwd()
-    stacks_dir = (base / bot["stacks_dir"]).resolve()
-    if not stacks_dir.is_dir():
-        problems.append(("bot.stacks_dir", f"{stacks_dir}: not a directory"))
+    stacks_dir = (base / bot["stacks_dir"]).resolve()  # checked by the worker, which reads it
 
     redis_url = environ.get(REDIS_URL_ENV) or redis_t["url"]
     if not re.match(r"^(redis|rediss|unix)://", redis_url):

@@ -102,7 +102,7 @@ class Dispatcher:
             log.error("queue unavailable: %s", exc)
             await self._audit(message, "not-queued", OPERATIONS[op].command, reason=str(exc))
             return Reply(QUEUE_DOWN, status="error")
-        log.info("job %s queued: %s by %s", job.id, job.text, job.requester)
+        log.info("job %s queued: %s by %s", job.id, job.text, job.requester, extra={"job": job.id})
         await self._audit(message, decision, OPERATIONS[op].command, job=job.id, stack=stack)
         return Reply(await self._queued_text(job, stack), status="queued", job=job.id)
 

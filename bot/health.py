@@ -4,13 +4,24 @@ A tiny WSGI server in a thread: the bot is asyncio and the worker is threads, an
 the same two endpoints without another framework. ``/healthz`` runs the process's own
 checks (Redis reachable; the chat adapters connected, or Docker reachable) and answers 200
 or 503 with what failed; ``/metrics`` is prometheus-client's exposition.
+
+``swarmbot healthcheck`` (the image's HEALTHCHECK) asks that same endpoint. It finds it
+through a small file the serving process writes (``$SWARMBOT_RUN_DIR``, default the temp
+directory): a container knows its command, not which of the config's two ports is its own,
+and on a host network both ports answer on 127.0.0.1.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import logging
+import os
+import tempfile
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -49,9 +60,14 @@ class _Quiet(WSGIRequestHandler):
 
 
 def serve(
-    host: str, port: int, check: Check, refresh: Callable[[], None] | None = None
+    host: str,
+    port: int,
+    check: Check,
+    refresh: Callable[[], None] | None = None,
+    role: str = "",
 ) -> WSGIServer:
-    """Serve /healthz and /metrics on ``host:port`` in a daemon thread; returns the server."""
+    """Serve /healthz and /metrics on ``host:port`` in a daemon thread; returns the server.
+    With ``role`` ("bot", "worker"), also tell ``swarmbot healthcheck`` where it is."""
     metrics = make_wsgi_app()
 
     def app(environ: dict, start_response: Callable) -> list[bytes]:
@@ -78,4 +94,74 @@ def serve(
     server = make_server(host, port, app, handler_class=_Quiet)
     threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
     log.info("health and metrics on http://%s:%d/healthz and /metrics", host, server.server_port)
+    if role:
+        _advertise(role, host, server.server_port)
     return server
+
+
+def _run_dir() -> str:
+    return os.environ.get("SWARMBOT_RUN_DIR") or tempfile.gettempdir()
+
+
+def _advertise(role: str, host: str, port: int) -> None:
+    """Write where this process's /healthz is, for ``swarmbot healthcheck``."""
+    local = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104 (a comparison)
+    if ":" in local and not local.startswith("["):
+        local = f"[{local}]"
+    url = f"http://{local}:{port}/healthz"
+    path = os.path.join(_run_dir(), f"swarmbot-{role}.health")
+    try:
+        with open(path, "w") as f:
+            f.write(url)
+    except OSError as exc:
+        log.warning("cannot write %s for swarmbot healthcheck: %s", path, exc)
+        return
+
+    def remove() -> None:
+        with contextlib.suppress(OSError), open(path) as f:
+            if f.read() == url:
+                os.unlink(path)
+
+    atexit.register(remove)
+
+
+def check_local(timeout: float = 4.0) -> tuple[bool, list[str]]:
+    """Ask every swarmbot process on this machine (in a container: the one) for its health.
+
+    Healthy only if at least one answers and all answer 200; the lines say who said what.
+    """
+    run_dir = _run_dir()
+    try:
+        names = sorted(n for n in os.listdir(run_dir) if n.startswith("swarmbot-"))
+    except OSError:
+        names = []
+    files = [n for n in names if n.endswith(".health")]
+    if not files:
+        return False, [
+            f"no swarmbot /healthz advertised in {run_dir}: is the process running, "
+            "with [health] bot_port or worker_port set?"
+        ]
+    ok, lines = True, []
+    for name in files:
+        role = name.removeprefix("swarmbot-").removesuffix(".health")
+        with open(os.path.join(run_dir, name)) as f:
+            url = f.read().strip()
+        if not url.startswith("http://"):
+            ok = False
+            lines.append(f"{role}: {name} holds no http:// URL")
+            continue
+        try:
+            with urllib.request.urlopen(url, timeout=timeout):  # noqa: S310 (http:// only)
+                lines.append(f"{role}: healthy")
+        except urllib.error.HTTPError as exc:
+            ok = False
+            try:
+                problems = json.loads(exc.read().decode()).get("problems", {})
+            except ValueError:
+                problems = {}
+            what = "; ".join(f"{k}: {v}" for k, v in problems.items()) or str(exc)
+            lines.append(f"{role}: unhealthy: {what}")
+        except (OSError, ValueError) as exc:
+            ok = False
+            lines.append(f"{role}: {url} does not answer: {exc}")
+    return ok, lines

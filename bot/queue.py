@@ -329,6 +329,11 @@ class WorkerQueue:
                 pipe.eval(_ACQUIRE, 1, self.keys.lock(stack), job_id, LOCK_LEASE_MS)
             pipe.execute()
 
+    def retire(self) -> None:
+        """This worker has stopped: drop its heartbeat so others need not wait for it to go
+        stale before taking over what it left unacknowledged."""
+        self._redis.zrem(self.keys.workers, self.consumer)
+
     def live_workers(self) -> set[str]:
         since = time.time() - self.dead_after
         return {_s(w) for w in self._redis.zrangebyscore(self.keys.workers, since, "+inf")}

@@ -15,6 +15,7 @@ import redis
 
 from bot.chat import Reply
 from bot.jobs import OPERATIONS, Result
+from bot.logs import job_context
 from bot.queue import Inbox
 from commands import REGISTRY
 from commands.base import Command
@@ -67,7 +68,8 @@ async def route(inbox: Inbox, consumer: str, deliver: Deliver, stop: asyncio.Eve
                 continue
             for entry_id, result in batch:
                 try:
-                    await deliver(result, to_reply(result))
+                    with job_context(result.job):
+                        await deliver(result, to_reply(result))
                 except Exception as exc:
                     attempts[entry_id] = attempts.get(entry_id, 0) + 1
                     if attempts[entry_id] < MAX_ATTEMPTS:

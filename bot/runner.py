@@ -53,7 +53,8 @@ async def run_bot(config: Config) -> None:
         )
         log.info("adapter %s started", name)
     if config.health_bot_port:
-        health.serve(config.health_host, config.health_bot_port, *_health_checks(config, adapters))
+        check, refresh = _health_checks(config, adapters)
+        health.serve(config.health_host, config.health_bot_port, check, refresh, role="bot")
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:

@@ -198,11 +198,46 @@ def _satisfies(node: dict[str, Any], constraints: list[str]) -> bool:
 # -- what a deploy would change ---------------------------------------------------------
 
 
-def service_hash(service: dict[str, Any]) -> str:
-    """A fingerprint of one rendered service definition, kept as a label on deploy."""
-    return hashlib.sha256(json.dumps(service, sort_keys=True, default=str).encode()).hexdigest()[
-        :16
-    ]
+def object_names(stack: str, rendered: dict[str, Any]) -> dict[tuple[str, str], str]:
+    """Names for the stack's file-based configs and secrets, versioned by their content:
+    ``<stack>_<key>-<sha256[:12]>``.
+
+    Swarm configs and secrets are immutable: redeploying a stack after editing one of its
+    files fails ("only updates to Labels are allowed") unless the object gets a new name.
+    With the content in the name, an edited file becomes a new object, the services that
+    use it are updated to it, and an unchanged file keeps its name. (Entries that set
+    ``name:`` themselves, or are external, are the operator's and are left alone.)
+    """
+    out: dict[tuple[str, str], str] = {}
+    for kind in ("configs", "secrets"):
+        for key, spec in (rendered.get(kind) or {}).items():
+            if not isinstance(spec, dict) or spec.get("name") or spec.get("external"):
+                continue
+            file = spec.get("file")
+            if not file:
+                continue
+            try:
+                digest = hashlib.sha256(Path(file).read_bytes()).hexdigest()[:12]
+            except OSError:
+                continue  # the pre-flight check reports the missing file
+            out[(kind, key)] = f"{stack}_{key}-{digest}"
+    return out
+
+
+def service_hash(
+    service: dict[str, Any], objects: dict[tuple[str, str], str] | None = None
+) -> str:
+    """A fingerprint of one rendered service definition, kept as a label on deploy. It
+    covers the versioned names of the configs and secrets the service uses, so editing
+    one of those files changes the fingerprint even though the service text did not."""
+    used = {}
+    for kind in ("configs", "secrets"):
+        for ref in service.get(kind) or []:
+            key = ref.get("source") if isinstance(ref, dict) else ref
+            if (kind, key) in (objects or {}):
+                used[f"{kind}/{key}"] = objects[(kind, key)]
+    body = {**service, "x-swarmbot-objects": used} if used else service
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _env(value: Any) -> dict[str, str]:
@@ -236,6 +271,7 @@ def diff(
 ) -> list[dict[str, Any]]:
     """Per service: what a deploy would change. Environment values are never included."""
     running = {s["Spec"]["Name"]: s for s in current}
+    objects = object_names(stack, rendered)
     changes = []
     for short, want in sorted((rendered.get("services") or {}).items()):
         name = f"{stack}_{short}"
@@ -295,7 +331,22 @@ def diff(
             details.append(
                 f"constraints {old_constraints or 'none'} -> {new_constraints or 'none'}"
             )
-        if (spec.get("Labels") or {}).get(HASH_LABEL) != service_hash(want) and not details:
+        old_objects = sorted(
+            ref.get("ConfigName", "")
+            for ref in spec["TaskTemplate"].get("ContainerSpec", {}).get("Configs") or []
+        ) + sorted(
+            ref.get("SecretName", "")
+            for ref in spec["TaskTemplate"].get("ContainerSpec", {}).get("Secrets") or []
+        )
+        changed_files = [
+            key
+            for (kind, key), versioned in objects.items()
+            if _uses(want, kind, key) and versioned not in old_objects
+        ]
+        if changed_files:  # contents are never shown: a secret's would be a leak
+            details.append(f"configs/secrets changed: {', '.join(sorted(changed_files))}")
+        fingerprint = service_hash(want, objects)
+        if (spec.get("Labels") or {}).get(HASH_LABEL) != fingerprint and not details:
             details.append("other settings changed (command, resources, labels, …)")
         if details:
             restarts = any(not d.startswith("replicas") for d in details)
@@ -326,13 +377,27 @@ def _mount_source(stack: str, rendered: dict[str, Any], volume: dict[str, Any]) 
     return spec.get("name") or f"{stack}_{source}"
 
 
-def hash_override(rendered: dict[str, Any]) -> str:
-    """A compose file that adds each service's fingerprint label, merged in on deploy."""
+def _uses(service: dict[str, Any], kind: str, key: str) -> bool:
+    return any(
+        (ref.get("source") if isinstance(ref, dict) else ref) == key
+        for ref in service.get(kind) or []
+    )
+
+
+def hash_override(stack: str, rendered: dict[str, Any]) -> str:
+    """A compose file merged in on deploy: each service's fingerprint label, and the
+    content-versioned names of the stack's file-based configs and secrets."""
+    objects = object_names(stack, rendered)
     services = {
-        name: {"deploy": {"labels": {HASH_LABEL: service_hash(service)}}}
+        name: {"deploy": {"labels": {HASH_LABEL: service_hash(service, objects)}}}
         for name, service in (rendered.get("services") or {}).items()
     }
-    return yaml.safe_dump({"version": str(rendered.get("version", "3.8")), "services": services})
+    doc: dict[str, Any] = {"version": str(rendered.get("version", "3.8")), "services": services}
+    for (kind, key), name in objects.items():
+        # The file again, absolute: the CLI reads each compose file's entry on its own.
+        file = str(rendered[kind][key]["file"])
+        doc.setdefault(kind, {})[key] = {"name": name, "file": file}
+    return yaml.safe_dump(doc)
 
 
 # -- the order of `!deploy all` -----------------------------------------------------------

@@ -61,13 +61,28 @@ def stack_files(stacks_dir: Path) -> dict[str, Path]:
     """The deployable stacks: ``<name>.yaml`` files whose name is a valid stack name.
 
     This listing is the allowlist for ``!deploy``: a requested name is looked up here and
-    nowhere else, so no path, glob or traversal can reach the CLI.
+    nowhere else, so no path, glob or traversal can reach the CLI. (``<name>.override.yaml``
+    is not a stack: the dot keeps it out.)
     """
     out: dict[str, Path] = {}
     for path in sorted(stacks_dir.glob("*.yaml")):
         if STACK_NAME.match(path.stem) and path.is_file():
             out[path.stem] = path
     return out
+
+
+OVERRIDE_SUFFIX = ".override.yaml"
+
+
+def compose_files(file: Path) -> list[Path]:
+    """The stack file, then ``<name>.override.yaml`` beside it if there is one.
+
+    The override holds the operator's own changes to a file they did not write (swarmbot's
+    own stack: the image, Slack instead of Matrix), so the shipped file can be replaced on
+    upgrade. Both go to the CLI as ``--compose-file``, later over earlier, as compose does.
+    """
+    override = file.with_name(file.stem + OVERRIDE_SUFFIX)
+    return [file, override] if override.is_file() else [file]
 
 
 class NoRender(DeployError):
@@ -92,13 +107,17 @@ def _run(
     return proc.returncode, proc.stdout, proc.stderr
 
 
+def _file_args(files: list[Path]) -> list[str]:
+    return [arg for f in files for arg in ("--compose-file", str(f))]
+
+
 def render(cli: DockerCli, file: Path, variables: dict[str, str]) -> dict:
-    """The stack file as the CLI will deploy it: interpolated with ``variables``, merged,
-    paths made absolute. Raises ``DeployError`` with the CLI's message if it refuses."""
+    """The stack file (and its override) as the CLI will deploy it: interpolated with
+    ``variables``, merged, paths made absolute. Raises ``DeployError`` with the CLI's
+    message if it refuses."""
     env = {**_base_env(), **variables}
-    code, out, err = _run(
-        cli, ["stack", "config", "--compose-file", str(file)], env, file.parent, 60
-    )
+    args = ["stack", "config", *_file_args(compose_files(file))]
+    code, out, err = _run(cli, args, env, file.parent, 60)
     if code != 0:
         if "unknown command" in err or "is not a docker command" in err or "Usage:" in err:
             raise NoRender(f"docker CLI {cli.version} has no `stack config` (needs 23 or newer)")
@@ -120,12 +139,13 @@ def deploy(
     override: str | None = None,
 ) -> str:
     """Run the deploy; returns the CLI's output. The stack name is the file's name.
-    ``override`` is compose text merged over the file (swarmbot's fingerprint labels)."""
+    ``override`` is compose text merged over the file and its own override (swarmbot's
+    fingerprint labels and versioned config names)."""
     if not STACK_NAME.match(stack) or file.stem != stack:
         raise DeployError(f"refusing to deploy {stack!r} from {file.name}")
     env = {**_base_env(), **variables}
     with tempfile.TemporaryDirectory(prefix="swarmbot-") as tmp:
-        files = ["--compose-file", str(file)]
+        files = _file_args(compose_files(file))
         if override is not None:
             extra = Path(tmp) / "override.yaml"
             extra.write_text(override)

@@ -29,6 +29,7 @@ from bot import audit, health, stackcheck, stackdeploy
 from bot.config import Config
 from bot.convergence import Assessment
 from bot.jobs import Expired, Job, Rejected, Result, decode_job
+from bot.logs import job_context
 from bot.names import resolve_service, stack_of
 from bot.notices import Notices, Watcher, job_notice
 from bot.queue import HEARTBEAT_SECONDS, WorkerQueue, queue_stats, sync_client
@@ -52,6 +53,14 @@ class JobFailed(Exception):
 
 class JobCancelled(Exception):
     """The job was cancelled while it waited for its stack."""
+
+
+class HandedOver(Exception):
+    """This worker is stopping (SIGTERM: swarm is replacing it, often because the job itself
+    deployed swarmbot's own stack). The job is left unacknowledged for the next worker,
+    which takes it over; what it already applied is recorded, so that worker only watches
+    it converge and answers. Raised where a job waits, never between a change and its
+    record."""
 
 
 @dataclass
@@ -83,7 +92,8 @@ class Worker:
         self._held: dict[str, str] = {}  # stack -> job holding it in this worker
         self.notices = Notices(config, self.queue)
         self._reclaimed: queue.SimpleQueue[tuple[str, dict]] = queue.SimpleQueue()
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # set: take no new jobs, hand running ones over
+        self._drained = threading.Event()  # set: no job runs here any more
         self._ops: dict[str, Callable[[Job, Callable[[dict], None]], Answer]] = {
             "ping": lambda job, progress: Answer(True, {"worker": self.queue.consumer}, "pong"),
             "services": self._services,
@@ -122,6 +132,7 @@ class Worker:
                 self.config.health_worker_port,
                 self._health,
                 self._refresh_metrics,
+                role="worker",
             )
         log.info(
             "worker %s ready (concurrency %d)", self.queue.consumer, self.config.worker_concurrency
@@ -152,7 +163,10 @@ class Worker:
                     pool.submit(self._handle_guarded, entry_id, fields).add_done_callback(
                         lambda _f: slots.release()
                     )
+        self._drained.set()
         maintainer.join(5)
+        with contextlib.suppress(redis.RedisError):
+            self.queue.retire()  # others may take over what is left at once
         log.info("worker stopped")
 
     def _health(self) -> dict[str, str]:
@@ -189,15 +203,16 @@ class Worker:
 
     def _maintain(self) -> None:
         """Heartbeat, lease renewal for held stacks, and taking over dead workers' jobs."""
-        while not self._stop.is_set():
+        while not self._drained.is_set():
             try:
                 self.queue.beat(dict(self._held))
-                for entry in self.queue.reclaim():
-                    log.warning("taking over entry %s from a worker that stopped", entry[0])
-                    self._reclaimed.put(entry)
+                if not self._stop.is_set():  # a stopping worker takes nothing more on
+                    for entry in self.queue.reclaim():
+                        log.warning("taking over entry %s from a worker that stopped", entry[0])
+                        self._reclaimed.put(entry)
             except redis.RedisError as exc:
                 log.warning("heartbeat failed: redis unavailable (%s)", exc)
-            self._stop.wait(HEARTBEAT_SECONDS)
+            self._drained.wait(HEARTBEAT_SECONDS)
 
     def _handle_guarded(self, entry_id: str, fields: dict) -> None:
         try:
@@ -211,26 +226,31 @@ class Worker:
             job = decode_job(fields, self.config.signing_secret, now, self.config.job_ttl_seconds)
         except Expired as exc:
             job = exc.job
-            waited = int(now - job.created)
-            log.warning("job %s expired after %ds in the queue; not run", job.id, waited)
-            answer = Answer(
-                False,
-                {"error": f"expired after {waited}s in the queue; nothing was run"},
-                "expired",
-                "expired",
-            )
-            self._finish(entry_id, job, answer)
+            with job_context(job.id):
+                waited = int(now - job.created)
+                log.warning("job %s expired after %ds in the queue; not run", job.id, waited)
+                answer = Answer(
+                    False,
+                    {"error": f"expired after {waited}s in the queue; nothing was run"},
+                    "expired",
+                    "expired",
+                )
+                self._finish(entry_id, job, answer)
             return
         except Rejected as exc:
             self._reject(entry_id, str(exc), fields)
             return
+        with job_context(job.id):
+            self._handle_job(entry_id, fields, job)
+
+    def _handle_job(self, entry_id: str, fields: dict, job: Job) -> None:
         if not self.queue.claim_first_delivery(
             job.id, entry_id, ttl=2 * self.config.job_ttl_seconds + 60
         ):
             self._reject(entry_id, f"replay of job {job.id}", fields)
             return
 
-        log.info("job %s: %s by %s", job.id, job.text, job.requester)
+        log.info("%s by %s", job.text, job.requester)
         if not self.queue.start(job.id):
             by = self.queue.record(job.id).get("cancelled_by", "someone")
             answer = Answer(
@@ -244,13 +264,17 @@ class Worker:
                 job, {"started": f"a worker took job {job.id} after {waited:.0f}s in the queue"}
             )
         started = time.monotonic()
-        answer = self._run(job)
+        try:
+            answer = self._run(job)
+        except HandedOver:
+            log.info("left unanswered for the next worker to take over (this one is stopping)")
+            return
         self._finish(entry_id, job, answer, time.monotonic() - started)
         self._tell(job, answer)
 
     def _finish(self, entry_id: str, job: Job, answer: Answer, seconds: float = 0.0) -> None:
         """Publish the answer; if Redis is down, keep trying: the job ran, it must be told."""
-        log.info("job %s: %s in %.1fs: %s", job.id, answer.state, seconds, answer.summary)
+        log.info("%s in %.1fs: %s", answer.state, seconds, answer.summary)
         health.JOBS.labels(job.op, answer.state).inc()
         health.JOB_SECONDS.labels(job.op).observe(seconds)
         result = self._result(job, answer)
@@ -286,7 +310,7 @@ class Worker:
         try:
             self.queue.progress(Result("progress", job.id, job.op, True, data, job.reply_to))
         except redis.RedisError as exc:
-            log.warning("job %s: progress not sent: %s", job.id, exc)
+            log.warning("progress not sent: %s", exc)
 
     def _run(self, job: Job) -> Answer:
         decision = self.policy.may_run(job.requester, job.command)
@@ -295,6 +319,8 @@ class Worker:
         last_sent = [0.0, ""]
 
         def progress(data: dict) -> None:
+            if self._stop.is_set():
+                raise HandedOver
             text = repr(data)
             now = time.monotonic()
             if text != last_sent[1] and now - last_sent[0] >= PROGRESS_INTERVAL:
@@ -309,7 +335,7 @@ class Worker:
             return Answer(False, {"error": str(exc)}, "cancelled", "cancelled")
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             health.ERRORS.labels("docker").inc()
-            log.warning("job %s: docker error: %s", job.id, exc)
+            log.warning("docker error: %s", exc)
             return Answer(
                 False,
                 {"error": f"Docker is not reachable or refused: {_short(exc)}"},
@@ -338,7 +364,7 @@ class Worker:
                     if record
                     else "?"
                 )
-                log.info("job %s: waits for job %s on %s", job.id, holder, stack)
+                log.info("waits for job %s on %s", holder, stack)
                 self.queue.start(job.id, "waiting")
                 progress({"waiting": f"queued behind job {holder} ({what})"})
             if self.queue.record(job.id).get("state") == "cancelled":
@@ -347,6 +373,8 @@ class Worker:
                 )
             if time.time() > job.expires:
                 raise JobFailed(f"gave up waiting for job {holder} on {stack}")
+            if self._stop.is_set():
+                raise HandedOver
             self._stop.wait(LOCK_POLL_SECONDS)
         if told:
             self.queue.start(job.id)
@@ -386,14 +414,14 @@ class Worker:
             try:
                 self.notices.post(stack, text, lines, f"job-{job.id}-{stack}", status)
             except redis.RedisError as exc:
-                log.warning("job %s: notice not sent: %s", job.id, exc)
+                log.warning("notice not sent: %s", exc)
 
     def _apply_once(self, job: Job, step: str, apply: Callable[[], object]) -> float:
         """Run a job's side effect unless a previous attempt (a worker that died after it)
         already did; returns when it was applied, from when convergence is judged."""
         done = self.queue.applied(job.id, step)
         if done is not None:
-            log.info("job %s: %s was already applied; watching it converge", job.id, step)
+            log.info("%s was already applied; watching it converge", step)
             return done
         at = time.time()
         apply()
@@ -597,9 +625,17 @@ class Worker:
             return None, [], f"no pre-flight check: {exc}"
         except stackdeploy.DeployError as exc:
             return None, [Problem("", "file", str(exc), True)], ""
-        problems = stackcheck.check(
+        main, *override = stackdeploy.compose_files(file)
+        problems = [
+            p
+            for extra in override
+            for p in stackcheck.unset_variables(
+                extra.read_text(encoding="utf-8"), self.config.variables
+            )
+        ]
+        problems += stackcheck.check(
             stack,
-            file.read_text(encoding="utf-8"),
+            main.read_text(encoding="utf-8"),
             rendered,
             file.parent,
             self.config.variables,
@@ -648,7 +684,7 @@ class Worker:
                     **base,
                     "error": "the pre-flight check found problems; nothing was deployed",
                 }
-            override = stackcheck.hash_override(rendered) if rendered is not None else None
+            override = stackcheck.hash_override(stack, rendered) if rendered is not None else None
             if rendered is not None:
                 current = self.swarm.services(stack)
                 base["changes"] = stackcheck.diff(stack, rendered, current)

@@ -292,7 +292,7 @@ class BotEnv:
 
         wait_until(ready, 20, "the worker to be ready")
 
-    def start_bot(self) -> None:
+    def start_bot(self, env: dict[str, str] | None = None) -> None:
         """``swarmbot bot``: the chat adapters from the config (ready when it logs in)."""
         mark = self.bot_log.stat().st_size if self.bot_log.exists() else 0
         log = self.bot_log.open("ab")
@@ -301,7 +301,7 @@ class BotEnv:
             cwd=ROOT,
             stdout=log,
             stderr=log,
-            env=self.env(),
+            env={**self.env(), **(env or {})},
         )
 
         def ready() -> bool:

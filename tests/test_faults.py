@@ -99,6 +99,34 @@ def test_worker_killed_mid_deploy_is_taken_over_and_answered_once(
     assert f"TRIAL=k{trial}" in env
 
 
+@pytest.mark.parametrize("trial", TRIALS)
+def test_worker_stopped_mid_deploy_hands_the_job_over_at_once(
+    fault_env: BotEnv, swarm: docker.DockerClient, run_id: str, trial: int
+) -> None:
+    """SIGTERM (swarm replacing the worker, e.g. `!deploy swarmbot`): the worker leaves the
+    deploy it is watching to the next worker instead of holding it until it is killed."""
+    stack = f"{run_id}-fault"
+    fault_env.add_stack(
+        stack, {"victim": {"replicas": 2, "environment": {"TRIAL": f"t{trial}"}, **SLOW}}
+    )
+    fault_env.start_worker(f"replaced-{trial}")
+    after = fault_env.last_job().get("id", "0")
+    chat = fault_env.chat_in_background(f"!deploy {stack}")
+    job = mid_job(fault_env, f"!deploy {stack}", f"deploy:{stack}", after)
+    mark = fault_env.worker_log.stat().st_size
+    assert fault_env.worker is not None
+    fault_env.worker.terminate()
+    assert fault_env.worker.wait(15) == 0  # it exits cleanly, without the deploy's answer
+    fault_env.worker = None
+    stopped = fault_env.worker_log.read_text()[mark:]
+    assert f"[job {job['id']}]: left unanswered for the next worker" in stopped, stopped
+    fault_env.start_worker(f"successor-{trial}")
+    out = finish(chat)
+    fault_env.stop_worker()
+    assert len(re.findall(rf"\] deployed {stack}: 1 service converged", out)) == 1, out
+    assert "was already applied; watching it converge" in fault_env.worker_log.read_text()[mark:]
+
+
 @pytest.fixture(scope="module")
 def durable(
     workdir: Path, swarm: docker.DockerClient, run_id: str

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,7 +11,7 @@ import docker
 import pytest
 import requests
 
-from tests.harness import BotEnv, RedisServer, free_port, wait_until
+from tests.harness import SWARMBOT, BotEnv, RedisServer, free_port, wait_until
 from tests.slack_fake import FakeSlack, bot_config, wait_for_reply
 
 
@@ -34,8 +36,10 @@ bot_port = {bot_port}
 worker_port = {worker_port}
 """,
     )
-    env.start_worker()
-    env.start_bot()
+    # Where each process tells `swarmbot healthcheck` its /healthz (a container's /tmp).
+    run_dir = {"SWARMBOT_RUN_DIR": str(env.root)}
+    env.start_worker(env=run_dir)
+    env.start_bot(env=run_dir)
     try:
         yield env, server, fake, bot_port, worker_port
     finally:
@@ -69,13 +73,44 @@ def test_healthy_and_counting(watched: tuple[BotEnv, RedisServer, FakeSlack, int
     assert 'swarmbot_job_duration_seconds_count{op="ping"} 1.0' in worker
 
 
+def healthcheck(env: BotEnv) -> subprocess.CompletedProcess[str]:
+    """The image's HEALTHCHECK command, run beside the processes as in their container."""
+    return subprocess.run(
+        [*SWARMBOT, "healthcheck"],
+        env={**os.environ, "SWARMBOT_RUN_DIR": str(env.root)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
 def test_redis_down_is_unhealthy(watched: tuple[BotEnv, RedisServer, FakeSlack, int, int]) -> None:
-    _env, server, _fake, bot_port, worker_port = watched
+    env, server, _fake, bot_port, worker_port = watched
+    wait_until(lambda: get(bot_port, "/healthz").json()["ok"], 15, "the bot to be healthy")
+    fine = healthcheck(env)
+    assert fine.returncode == 0 and fine.stdout == "bot: healthy\nworker: healthy\n", fine
     server.stop()
     try:
         for port in (bot_port, worker_port):
             resp = get(port, "/healthz")
             assert resp.status_code == 503 and resp.json()["problems"]["redis"], resp.text
+        sick = healthcheck(env)
+        assert sick.returncode == 1, sick
+        assert "bot: unhealthy: redis: " in sick.stdout, sick.stdout
+        assert "worker: unhealthy: redis: " in sick.stdout, sick.stdout
     finally:
         server.start()
     wait_until(lambda: get(worker_port, "/healthz").status_code == 200, 15, "health back")
+
+
+def test_healthcheck_without_a_running_process_fails(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [*SWARMBOT, "healthcheck"],
+        env={**os.environ, "SWARMBOT_RUN_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 1 and "no swarmbot /healthz advertised" in proc.stdout, proc

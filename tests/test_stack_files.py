@@ -15,7 +15,7 @@ import yaml
 from tests.harness import ROOT, BotEnv
 
 STACKS = ROOT / "stacks"
-NAMES = ["ingress", "support", "sysadmin", "cdn", "ci", "dev", "community"]
+NAMES = ["ingress", "support", "sysadmin", "cdn", "ci", "dev", "community", "swarmbot"]
 VARIABLES = {
     "DOMAIN": "example.org",
     "REGISTRY": "registry.example.org",
@@ -81,8 +81,8 @@ def test_stack_layout(name: str) -> None:
         if net.get("external"):
             assert re.match(r"^(ingress_[a-z]+|support_backend)$", net_name), net_name
     if name == "ingress":
-        assert set(doc["networks"]) == {"support", "sysadmin", "cdn", "ci", "dev", "community"}
-    elif name not in ("support",):
+        assert set(doc["networks"]) == set(NAMES) - {"ingress", "swarmbot"}
+    elif name not in ("support", "swarmbot"):  # neither serves the web
         assert f"ingress_{name}" in doc["networks"], "web services attach to their ingress network"
 
 
