@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     default_level = "WARNING" if args.command == "console" else "INFO"
     logs.setup(args.log_level or default_level, args.log_format)
     try:
-        config = load(args.config)
+        config = load(args.config, chat=args.command != "worker")
     except ConfigError as exc:
         print(
             f"swarmbot: bad config ({len(exc.problems)} problem{'s' * (len(exc.problems) > 1)}):",
@@ -85,6 +85,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "check-config":
         return _check_config(config)
+    from bot.health import PortInUse
+
+    try:
+        return _run(config, args)
+    except PortInUse as exc:
+        print(f"swarmbot: {exc} (see [health] in the config)", file=sys.stderr)
+        return 1
+
+
+def _run(config: Config, args: argparse.Namespace) -> int:
     if args.command == "bot":
         if not config.adapters:
             print(

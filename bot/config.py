@@ -210,8 +210,11 @@ ADAPTERS = ("matrix", "slack")
 _ROLE_KEYS = {"users", "commands", "stacks"}
 
 
-def load(path: str | os.PathLike[str] | None = None) -> Config:
-    """Read and validate the config file named by ``path`` or ``$SWARMBOT_CONFIG``."""
+def load(path: str | os.PathLike[str] | None = None, chat: bool = True) -> Config:
+    """Read and validate the config file named by ``path`` or ``$SWARMBOT_CONFIG``.
+
+    ``chat=False`` (the worker) leaves the [matrix] and [slack] sections alone: the worker
+    never talks to a chat platform, so it is given none of their credentials."""
     if path is None:
         path = os.environ.get(DEFAULT_CONFIG_ENV)
     if not path:
@@ -227,11 +230,14 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
         raise ConfigError([("--config", f"{file}: cannot read: {exc}")]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([("--config", f"{file}: not valid TOML: {exc}")]) from None
-    return parse(raw, source=file, environ=os.environ)
+    return parse(raw, source=file, environ=os.environ, chat=chat)
 
 
 def parse(
-    raw: dict[str, Any], source: Path | None, environ: dict[str, str] | os._Environ[str]
+    raw: dict[str, Any],
+    source: Path | None,
+    environ: dict[str, str] | os._Environ[str],
+    chat: bool = True,
 ) -> Config:
     """Validate a parsed TOML document; collects every problem before raising."""
     problems: list[tuple[str, str]] = []
@@ -323,8 +329,14 @@ def parse(
             problems.append(
                 (f"bot.adapters[{i}]", f"unknown adapter {name!r} (known: {', '.join(ADAPTERS)})")
             )
-    matrix = _matrix(values["matrix"], environ, base, problems) if "matrix" in adapters else None
-    slack = _slack(values["slack"], environ, base, problems) if "slack" in adapters else None
+    matrix = (
+        _matrix(values["matrix"], environ, base, problems)
+        if chat and "matrix" in adapters
+        else None
+    )
+    slack = (
+        _slack(values["slack"], environ, base, problems) if chat and "slack" in adapters else None
+    )
 
     if problems:
         raise ConfigError(problems)

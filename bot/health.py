@@ -54,6 +54,10 @@ HEARTBEAT_AGE = Gauge(
 Check = Callable[[], dict[str, str]]  # name -> problem ("" when fine)
 
 
+class PortInUse(OSError):
+    """The configured health port cannot be bound (another process has it)."""
+
+
 class _Quiet(WSGIRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass  # scrapes every few seconds would drown the log
@@ -91,7 +95,10 @@ def serve(
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"/healthz or /metrics\n"]
 
-    server = make_server(host, port, app, handler_class=_Quiet)
+    try:
+        server = make_server(host, port, app, handler_class=_Quiet)
+    except OSError as exc:
+        raise PortInUse(f"cannot serve /healthz on {host}:{port}: {exc.strerror}") from None
     threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
     log.info("health and metrics on http://%s:%d/healthz and /metrics", host, server.server_port)
     if role:

@@ -130,7 +130,7 @@ def test_example_config_is_valid_and_documents_every_key(tmp_path: Path) -> None
         tmp_path, text.replace('stacks_dir = "stacks"', f'stacks_dir = "{ROOT / "stacks"}"'), env
     )
     assert proc.returncode == 0, proc.stderr
-    assert "cdn, ci, community, dev, ingress, support, sysadmin" in proc.stdout
+    assert "cdn, ci, community, dev, ingress, support, swarmbot, sysadmin" in proc.stdout
     for section, keys in _SCHEMA.items():
         assert f"[{section}]" in text
         for key in keys:
@@ -164,6 +164,40 @@ def test_matrix_needs_credentials_and_rooms(tmp_path: Path) -> None:
     assert "bot.adapters[0]: unknown adapter 'irc'" in proc.stderr
 
 
+def test_the_worker_is_given_no_chat_credentials(tmp_path: Path) -> None:
+    """The worker never talks to a chat platform: it starts without the tokens."""
+    from bot.config import ConfigError, load
+
+    (tmp_path / "stacks").mkdir()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[bot]\nadapters = ["matrix", "slack"]\n[security]\nsigning_secret = "{GOOD_SECRET}"\n'
+        '[matrix]\nhomeserver = "http://127.0.0.1:8008"\nuser_id = "@bot:localhost"\n'
+        'rooms = ["!abc:localhost"]\n[slack]\nchannels = ["C0123ABCD"]\n'
+    )
+    loaded = load(config, chat=False)
+    assert loaded.matrix is None and loaded.slack is None
+    try:
+        load(config)
+    except ConfigError as exc:
+        keys = {key for key, _ in exc.problems}
+        assert {"matrix.access_token_file", "slack.bot_token_file"} <= keys, keys
+    else:
+        raise AssertionError("the bot started without chat credentials")
+
+
+def test_the_stack_config_of_swarmbot_itself_is_valid(tmp_path: Path) -> None:
+    text = (ROOT / "stacks/config/swarmbot.toml").read_text()
+    env = {
+        "SWARMBOT_SIGNING_SECRET": GOOD_SECRET,
+        "SWARMBOT_MATRIX_ACCESS_TOKEN": "syt_" + "t" * 30,
+        "SWARMBOT_REDIS_URL": "redis://redis:6379/0",
+    }
+    proc = check(tmp_path, text.replace('"/srv/swarmbot/stacks"', f'"{ROOT / "stacks"}"'), env)
+    assert proc.returncode == 0, proc.stderr
+    assert "swarmbot" in proc.stdout
+
+
 def test_slack_tokens_are_checked_by_shape_and_mode(tmp_path: Path) -> None:
     base = f"""
         [bot]
@@ -184,3 +218,15 @@ def test_slack_tokens_are_checked_by_shape_and_mode(tmp_path: Path) -> None:
     http = fixed + 'mode = "http"\n'
     proc = check(tmp_path, http, env={"SWARMBOT_SLACK_BOT_TOKEN": "xoxb-1-abc"})
     assert "slack.signing_secret_file: http mode needs the app's signing secret" in proc.stderr
+
+
+def test_configuration_reference_is_generated_from_the_example() -> None:
+    """docs/CONFIGURATION.md is `python -m bot.configref` of config.example.toml, and the
+    example explains every key the validator knows."""
+    from bot.configref import EXAMPLE, REFERENCE, generate, missing
+
+    example = EXAMPLE.read_text(encoding="utf-8")
+    assert missing(example) == []
+    assert REFERENCE.read_text(encoding="utf-8") == generate(example), (
+        "docs/CONFIGURATION.md is stale: python -m bot.configref > docs/CONFIGURATION.md"
+    )
