@@ -1,5 +1,5 @@
 # The two commands a new machine needs: `make run` and `make test`.
-.PHONY: run test faults bench stop lint format
+.PHONY: run test faults bench image stop lint format
 
 run:  ## the terminal chat against a local one-node swarm (sets everything up first)
 	@scripts/demo.sh
@@ -12,6 +12,9 @@ faults:  ## the fault suite in a loop (nightly): FAULT_TRIALS trials of each fau
 
 bench:  ## benchmarks against the real swarm, Redis and Synapse; writes docs/BENCHMARKS.md
 	@scripts/setup.sh && .venv/bin/python -m bench.run
+
+image:  ## the container image, online or offline (TAG=swarmbot:0.1.0 by default)
+	@scripts/setup.sh && scripts/build-image.sh $(TAG)
 
 stop:  ## stop the Redis and dockerd that `make run` started
 	@scripts/stop.sh

@@ -298,4 +298,9 @@ def _consequence(op: str, args: dict[str, str]) -> str:
         return f"this restarts every task of {args['service']}"
     if op == "deploy":
         return f"this deploys stack {args['stack']}"
+    if op == "rollback":
+        return (
+            f"this returns {args['service']} to its previous spec (docker service rollback) "
+            "and restarts its tasks"
+        )
     return f"this runs {op}"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what swarmbot needs on a Debian 12 machine (run as root): the Docker engine, Redis,
-# a static busybox for local test images, and the project's Python environment in .venv.
+# a static busybox for local test images, debootstrap for the image's base when no registry
+# is reachable, and the project's Python environment in .venv.
 # Idempotent and quick when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,7 @@ command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)  # the image's base, offline
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2
   apt-get update -qq

@@ -23,6 +23,7 @@ def test_rollback_returns_to_the_previous_spec(
     assert "converged" in bot.chat(f"!deploy {stack}")
     assert "VERSION=two" in env_of(swarm, f"{stack}_svc")
     asked = bot.chat("!rollback " + f"{stack}_svc")
+    assert f"this returns {stack}_svc to its previous spec" in asked, asked
     code = re.search(r"!confirm ([A-Z0-9]{4})", asked).group(1)
     out = bot.chat(f"!confirm {code}")
     assert f"rolled back {stack}_svc: 1/1 running" in out, out
