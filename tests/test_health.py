@@ -73,11 +73,11 @@ def test_healthy_and_counting(watched: tuple[BotEnv, RedisServer, FakeSlack, int
     assert 'swarmbot_job_duration_seconds_count{op="ping"} 1.0' in worker
 
 
-def healthcheck(env: BotEnv) -> subprocess.CompletedProcess[str]:
+def healthcheck(run_dir: Path) -> subprocess.CompletedProcess[str]:
     """The image's HEALTHCHECK command, run beside the processes as in their container."""
     return subprocess.run(
         [*SWARMBOT, "healthcheck"],
-        env={**os.environ, "SWARMBOT_RUN_DIR": str(env.root)},
+        env={**os.environ, "SWARMBOT_RUN_DIR": str(run_dir)},
         capture_output=True,
         text=True,
         timeout=30,
@@ -88,14 +88,14 @@ def healthcheck(env: BotEnv) -> subprocess.CompletedProcess[str]:
 def test_redis_down_is_unhealthy(watched: tuple[BotEnv, RedisServer, FakeSlack, int, int]) -> None:
     env, server, _fake, bot_port, worker_port = watched
     wait_until(lambda: get(bot_port, "/healthz").json()["ok"], 15, "the bot to be healthy")
-    fine = healthcheck(env)
+    fine = healthcheck(env.root)
     assert fine.returncode == 0 and fine.stdout == "bot: healthy\nworker: healthy\n", fine
     server.stop()
     try:
         for port in (bot_port, worker_port):
             resp = get(port, "/healthz")
             assert resp.status_code == 503 and resp.json()["problems"]["redis"], resp.text
-        sick = healthcheck(env)
+        sick = healthcheck(env.root)
         assert sick.returncode == 1, sick
         assert "bot: unhealthy: redis: " in sick.stdout, sick.stdout
         assert "worker: unhealthy: redis: " in sick.stdout, sick.stdout
@@ -105,12 +105,5 @@ def test_redis_down_is_unhealthy(watched: tuple[BotEnv, RedisServer, FakeSlack, 
 
 
 def test_healthcheck_without_a_running_process_fails(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [*SWARMBOT, "healthcheck"],
-        env={**os.environ, "SWARMBOT_RUN_DIR": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    proc = healthcheck(tmp_path)
     assert proc.returncode == 1 and "no swarmbot /healthz advertised" in proc.stdout, proc
