@@ -34,6 +34,7 @@ WORKER_GROUP = "workers"
 BOT_GROUP = "bot"
 RECENT_JOBS_KEPT = 500
 HEARTBEAT_SECONDS = 1.0
+RETIRED_IDLE_MS = 2000  # see WorkerQueue.reclaim
 LOCK_LEASE_MS = 30_000
 RECORD_TTL = 7 * 86400
 INBOX_MAXLEN = 10_000
@@ -339,18 +340,38 @@ class WorkerQueue:
         return {_s(w) for w in self._redis.zrangebyscore(self.keys.workers, since, "+inf")}
 
     def reclaim(self) -> list[tuple[str, dict[Any, Any]]]:
-        """Take over the unfinished jobs of workers whose heartbeat stopped."""
-        live = self.live_workers() | {self.consumer}
-        idle_ms = int(self.dead_after * 1000)
-        stale = [
-            p["message_id"]
-            for p in self._redis.xpending_range(self.keys.jobs, WORKER_GROUP, "-", "+", 100)
-            if _s(p["consumer"]) not in live and p["time_since_delivered"] >= idle_ms
-        ]
-        if not stale:
-            return []
-        claimed = self._redis.xclaim(self.keys.jobs, WORKER_GROUP, self.consumer, idle_ms, stale)
-        return [(_s(eid), fields) for eid, fields in claimed if fields]
+        """Take over the unfinished jobs of workers that stopped.
+
+        A worker whose heartbeat went stale (it crashed) is dead once it has been silent
+        for ``dead_after``. One that retired (stopped cleanly and removed its heartbeat)
+        is known to be gone at once; its entries only need to have sat for
+        ``RETIRED_IDLE_MS``, which is what keeps two workers reclaiming at the same moment
+        from both taking one entry (XCLAIM's minimum idle time fails the second).
+        """
+        now = time.time()
+        beats = {
+            _s(w): score
+            for w, score in self._redis.zrange(self.keys.workers, 0, -1, withscores=True)
+        }
+        dead_ms = int(self.dead_after * 1000)
+        by_idle: dict[int, list[str]] = {}
+        for p in self._redis.xpending_range(self.keys.jobs, WORKER_GROUP, "-", "+", 100):
+            owner = _s(p["consumer"])
+            if owner == self.consumer:
+                continue
+            if owner not in beats:
+                idle = RETIRED_IDLE_MS
+            elif beats[owner] < now - self.dead_after:
+                idle = dead_ms
+            else:
+                continue  # alive
+            if p["time_since_delivered"] >= idle:
+                by_idle.setdefault(idle, []).append(p["message_id"])
+        out = []
+        for idle, ids in by_idle.items():
+            claimed = self._redis.xclaim(self.keys.jobs, WORKER_GROUP, self.consumer, idle, ids)
+            out += [(_s(eid), fields) for eid, fields in claimed if fields]
+        return out
 
     def try_lock(self, stack: str, job_id: str) -> str | None:
         """Take ``stack`` for ``job_id``; returns the holder's job ID if another job has it."""

@@ -121,6 +121,9 @@ class Worker:
     def run(self, stop: threading.Event) -> None:
         self._stop = stop
         self._wait_for_redis(self.queue.ensure_group)
+        # Beat before reading anything: a worker with pending entries and no heartbeat at
+        # all is taken for one that retired, and others may take its entries over.
+        self._wait_for_redis(lambda: self.queue.beat({}))
         slots = threading.Semaphore(self.config.worker_concurrency)
         maintainer = threading.Thread(target=self._maintain, name="heartbeat", daemon=True)
         maintainer.start()

@@ -207,6 +207,7 @@ def write_config(
     first: tuple[str, ...] = (),
     extra_roles: str = "",
     adapters: tuple[str, ...] = (),
+    worker_timeout: int = 4,
 ) -> Path:
     path.write_text(
         textwrap.dedent(
@@ -224,7 +225,7 @@ def write_config(
 
             [queue]
             job_ttl_seconds = 120
-            worker_timeout_seconds = 4
+            worker_timeout_seconds = {worker_timeout}
 
             [deploy]
             deadline_seconds = {deadline}

@@ -99,32 +99,45 @@ def test_worker_killed_mid_deploy_is_taken_over_and_answered_once(
     assert f"TRIAL=k{trial}" in env
 
 
+@pytest.fixture(scope="module")
+def handover_env(
+    workdir: Path, redis_url: str, swarm: docker.DockerClient, run_id: str
+) -> Iterator[BotEnv]:
+    """Workers taken for dead only after 300 s: a job can move on sooner only by hand-over."""
+    env = BotEnv(workdir, redis_url, "handover", deadline=40, worker_timeout=300)
+    yield env
+    env.stop_worker()
+
+
 @pytest.mark.parametrize("trial", TRIALS)
 def test_worker_stopped_mid_deploy_hands_the_job_over_at_once(
-    fault_env: BotEnv, swarm: docker.DockerClient, run_id: str, trial: int
+    handover_env: BotEnv, swarm: docker.DockerClient, run_id: str, trial: int
 ) -> None:
     """SIGTERM (swarm replacing the worker, e.g. `!deploy swarmbot`): the worker leaves the
-    deploy it is watching to the next worker instead of holding it until it is killed."""
-    stack = f"{run_id}-fault"
-    fault_env.add_stack(
-        stack, {"victim": {"replicas": 2, "environment": {"TRIAL": f"t{trial}"}, **SLOW}}
+    deploy it is watching to the next worker, which takes it over without waiting out the
+    heartbeat timeout, and the deploy is answered once."""
+    env = handover_env
+    stack = env.add_stack(
+        f"{run_id}-handover",
+        {"victim": {"replicas": 2, "environment": {"TRIAL": f"t{trial}"}, **SLOW}},
     )
-    fault_env.start_worker(f"replaced-{trial}")
-    after = fault_env.last_job().get("id", "0")
-    chat = fault_env.chat_in_background(f"!deploy {stack}")
-    job = mid_job(fault_env, f"!deploy {stack}", f"deploy:{stack}", after)
-    mark = fault_env.worker_log.stat().st_size
-    assert fault_env.worker is not None
-    fault_env.worker.terminate()
-    assert fault_env.worker.wait(15) == 0  # it exits cleanly, without the deploy's answer
-    fault_env.worker = None
-    stopped = fault_env.worker_log.read_text()[mark:]
+    env.start_worker(f"replaced-{trial}")
+    after = env.last_job().get("id", "0")
+    chat = env.chat_in_background(f"!deploy {stack}")
+    job = mid_job(env, f"!deploy {stack}", f"deploy:{stack}", after)
+    mark = env.worker_log.stat().st_size
+    assert env.worker is not None
+    env.worker.terminate()
+    assert env.worker.wait(15) == 0  # it exits cleanly, without the deploy's answer
+    env.worker = None
+    stopped = env.worker_log.read_text()[mark:]
     assert f"[job {job['id']}]: left unanswered for the next worker" in stopped, stopped
-    fault_env.start_worker(f"successor-{trial}")
-    out = finish(chat)
-    fault_env.stop_worker()
+    env.start_worker(f"successor-{trial}")
+    out = finish(chat)  # the console waits 100 s: far less than the 300 s heartbeat timeout
+    env.stop_worker()
     assert len(re.findall(rf"\] deployed {stack}: 1 service converged", out)) == 1, out
-    assert "was already applied; watching it converge" in fault_env.worker_log.read_text()[mark:]
+    taken = env.worker_log.read_text()[mark:]
+    assert "from a worker that stopped" in taken and "was already applied" in taken, taken
 
 
 @pytest.fixture(scope="module")
