@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import docker
@@ -37,6 +37,11 @@ from bot.queue import WorkerQueue
 from bot.swarm import API_VERSION
 
 log = logging.getLogger("swarmbot.notices")
+
+_RESIGN = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 TERMINAL = {"completed", "rollback_completed", "paused", "rollback_paused"}
 FAILING = {"rollback_started", "rollback_completed", "paused", "rollback_paused"}
@@ -166,6 +171,9 @@ class Watcher:
         self.poke = threading.Event()
         self.pending: dict[str, Pending] = {}
         self._state_key = f"{config.redis_prefix}:notice:state"
+        # Changes held for their quiet period live in Redis beside the state they were
+        # found against, so a watcher that dies (or is replaced) mid-wait loses none.
+        self._pending_key = f"{config.redis_prefix}:notice:pending"
         self._leader_key = f"{config.redis_prefix}:notice:leader"
         self.refreshes = 0
 
@@ -214,6 +222,10 @@ class Watcher:
             except redis.RedisError as exc:
                 log.warning("notice watcher: redis unavailable (%s)", exc)
 
+    def resign(self) -> None:
+        """This worker is stopping: give up the lease so another worker watches at once."""
+        self.queue.redis.eval(_RESIGN, 1, self._leader_key, self.queue.consumer)
+
     def _lead(self) -> bool:
         """One watcher across all workers; the lease moves if its holder dies."""
         me = self.queue.consumer
@@ -231,6 +243,8 @@ class Watcher:
         self.refreshes += 1
         now = time.time()
         seen = {k: json.loads(v) for k, v in self.queue.redis.hgetall(self._state_key).items()}
+        held = self.queue.redis.get(self._pending_key)
+        self.pending = {k: Pending(**v) for k, v in json.loads(held).items()} if held else {}
         first_look = not seen
         current = {s["ID"]: summarize(s) for s in services}
         for sid, cur in current.items():
@@ -275,9 +289,12 @@ class Watcher:
                 )
         self._finish_pending(current, now)
         with self.queue.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(self._state_key)
+            pipe.delete(self._state_key, self._pending_key)
             if current:
                 pipe.hset(self._state_key, mapping={k: json.dumps(v) for k, v in current.items()})
+            if self.pending:
+                held = {k: asdict(p) for k, p in self.pending.items()}
+                pipe.set(self._pending_key, json.dumps(held))
             pipe.incr(f"{self.config.redis_prefix}:notice:refreshes")  # for operators and tests
             pipe.execute()
 

@@ -127,8 +127,10 @@ class Worker:
         slots = threading.Semaphore(self.config.worker_concurrency)
         maintainer = threading.Thread(target=self._maintain, name="heartbeat", daemon=True)
         maintainer.start()
+        watcher = None
         if self.config.notice_routes:
-            Watcher(self.config, self.swarm.client, self.queue, self.notices, stop).start()
+            watcher = Watcher(self.config, self.swarm.client, self.queue, self.notices, stop)
+            watcher.start()
         if self.config.health_worker_port:
             health.serve(
                 self.config.health_host,
@@ -170,6 +172,8 @@ class Worker:
         maintainer.join(5)
         with contextlib.suppress(redis.RedisError):
             self.queue.retire()  # others may take over what is left at once
+            if watcher is not None:
+                watcher.resign()
         log.info("worker stopped")
 
     def _health(self) -> dict[str, str]:

@@ -142,3 +142,61 @@ def test_no_notice_lost_or_doubled_across_a_dockerd_restart(
     # is that the change is told exactly once and the deploy is not told again.
     assert len(room.notices(f"{stack}: changed outside the bot")) == 1, room.notices(stack)
     assert len(room.notices(f"{stack} deployed by")) == told, room.notices(stack)
+
+
+@pytest.fixture(scope="module")
+def held(workdir: Path, redis_url: str, swarm: docker.DockerClient, run_id: str) -> Iterator[Room]:
+    """A watcher that holds outside changes for 8 s before telling them."""
+    fake = FakeSlack()
+    fake.start()
+    env = BotEnv(
+        workdir,
+        redis_url,
+        "notices-held",
+        deadline=30,
+        adapters=("slack",),
+        extra_roles=bot_config(fake, (ALICE,), OPS)
+        + f"""
+
+        [notices]
+        quiet_seconds = 8
+        poll_seconds = 2
+
+        [[notices.route]]
+        stacks = ["{run_id}-nh*"]
+        slack = ["{NOTICES}"]
+        """,
+    )
+    env.start_worker("watcher-1")
+    env.start_bot()
+    try:
+        r = Room(env, fake)
+        wait_until(lambda: r.refreshes() >= 1, 30, "the watcher's first look")
+        yield r
+    finally:
+        env.stop_bot()
+        env.stop_worker()
+        fake.stop()
+
+
+def test_a_change_held_when_the_watcher_dies_is_told_by_the_next(
+    held: Room, run_id: str, swarm: docker.DockerClient
+) -> None:
+    env = held.env
+    stack = env.add_stack(f"{run_id}-nh", {"svc": {}})
+    assert f"deployed {stack}" in env.chat(f"!deploy {stack}")
+    held.settle()
+    looks = held.refreshes()
+    swarm.services.get(f"{stack}_svc").scale(2)
+    # The watcher has looked at the swarm since the change (the scale's events poke it):
+    # it holds the change for its 8 s of quiet.
+    wait_until(lambda: held.refreshes() > looks + 1, 10, "the watcher to see the change")
+    env.kill_worker()  # dies holding it, before the 8 s are up
+    assert not held.notices(f"{stack}: changed outside the bot")
+    env.start_worker("watcher-2")
+    notice = wait_until(
+        lambda: held.notices(f"{stack}: changed outside the bot"), 60, "the held notice"
+    )[0]
+    assert f"{stack}_svc: replicas 1 -> 2 (done)" in notice, notice
+    held.settle()
+    assert len(held.notices(f"{stack}: changed outside the bot")) == 1, held.notices(stack)
