@@ -724,7 +724,9 @@ class Worker:
             **base,
             "ok": all(o.state == "converged" for o in outcomes),
             "outcomes": self._explain(outcomes, ids),
-            "seconds": round(time.monotonic() - started, 1),
+            # Since the change was applied, even if an earlier worker applied it (a job
+            # taken over after `!deploy swarmbot` replaced its worker).
+            "seconds": round(max(time.monotonic() - started, time.time() - since), 1),
         }
 
 
