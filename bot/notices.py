@@ -242,8 +242,11 @@ class Watcher:
         services = client.api.services(status=True)
         self.refreshes += 1
         now = time.time()
-        seen = {k: json.loads(v) for k, v in self.queue.redis.hgetall(self._state_key).items()}
-        held = self.queue.redis.get(self._pending_key)
+        with self.queue.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self._state_key)
+            pipe.get(self._pending_key)
+            state, held = pipe.execute()
+        seen = {k: json.loads(v) for k, v in state.items()}
         self.pending = {k: Pending(**v) for k, v in json.loads(held).items()} if held else {}
         first_look = not seen
         current = {s["ID"]: summarize(s) for s in services}

@@ -233,7 +233,7 @@ def service_hash(
     used = {}
     for kind in ("configs", "secrets"):
         for ref in service.get(kind) or []:
-            key = ref.get("source") if isinstance(ref, dict) else ref
+            key = _source(ref)
             if (kind, key) in (objects or {}):
                 used[f"{kind}/{key}"] = objects[(kind, key)]
     body = {**service, "x-swarmbot-objects": used} if used else service
@@ -378,10 +378,12 @@ def _mount_source(stack: str, rendered: dict[str, Any], volume: dict[str, Any]) 
 
 
 def _uses(service: dict[str, Any], kind: str, key: str) -> bool:
-    return any(
-        (ref.get("source") if isinstance(ref, dict) else ref) == key
-        for ref in service.get(kind) or []
-    )
+    return any(_source(ref) == key for ref in service.get(kind) or [])
+
+
+def _source(ref: Any) -> Any:
+    """A service's config or secret reference, short (``name``) or long (``source: name``)."""
+    return ref.get("source") if isinstance(ref, dict) else ref
 
 
 def hash_override(stack: str, rendered: dict[str, Any]) -> str:

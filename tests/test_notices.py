@@ -4,6 +4,7 @@ and a dockerd restart, each told exactly once."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import docker
@@ -34,29 +35,33 @@ class Room:
         wait_until(lambda: self.refreshes() >= start + 2, 30, "the watcher to look twice more")
 
 
-@pytest.fixture(scope="module")
-def room(workdir: Path, redis_url: str, swarm: docker.DockerClient, run_id: str) -> Iterator[Room]:
+@contextmanager
+def notice_room(
+    workdir: Path, redis_url: str, name: str, stacks: str, quiet: float, worker: str
+) -> Iterator[Room]:
+    """A worker whose notices about ``stacks`` go to the fake NOTICES channel, and the bot
+    that posts them; ready once the watcher has had its first look."""
     fake = FakeSlack()
     fake.start()
     env = BotEnv(
         workdir,
         redis_url,
-        "notices",
+        name,
         deadline=30,
         adapters=("slack",),
         extra_roles=bot_config(fake, (ALICE,), OPS)
         + f"""
 
         [notices]
-        quiet_seconds = 1
+        quiet_seconds = {quiet}
         poll_seconds = 2
 
         [[notices.route]]
-        stacks = ["{run_id}-nt*"]
+        stacks = ["{stacks}"]
         slack = ["{NOTICES}"]
         """,
     )
-    env.start_worker()
+    env.start_worker(worker)
     env.start_bot()
     try:
         r = Room(env, fake)
@@ -66,6 +71,12 @@ def room(workdir: Path, redis_url: str, swarm: docker.DockerClient, run_id: str)
         env.stop_bot()
         env.stop_worker()
         fake.stop()
+
+
+@pytest.fixture(scope="module")
+def room(workdir: Path, redis_url: str, swarm: docker.DockerClient, run_id: str) -> Iterator[Room]:
+    with notice_room(workdir, redis_url, "notices", f"{run_id}-nt*", 1, "test-worker") as r:
+        yield r
 
 
 def test_bot_deploy_is_told_once_with_who_what_and_outcome(room: Room, run_id: str) -> None:
@@ -147,36 +158,8 @@ def test_no_notice_lost_or_doubled_across_a_dockerd_restart(
 @pytest.fixture(scope="module")
 def held(workdir: Path, redis_url: str, swarm: docker.DockerClient, run_id: str) -> Iterator[Room]:
     """A watcher that holds outside changes for 8 s before telling them."""
-    fake = FakeSlack()
-    fake.start()
-    env = BotEnv(
-        workdir,
-        redis_url,
-        "notices-held",
-        deadline=30,
-        adapters=("slack",),
-        extra_roles=bot_config(fake, (ALICE,), OPS)
-        + f"""
-
-        [notices]
-        quiet_seconds = 8
-        poll_seconds = 2
-
-        [[notices.route]]
-        stacks = ["{run_id}-nh*"]
-        slack = ["{NOTICES}"]
-        """,
-    )
-    env.start_worker("watcher-1")
-    env.start_bot()
-    try:
-        r = Room(env, fake)
-        wait_until(lambda: r.refreshes() >= 1, 30, "the watcher's first look")
+    with notice_room(workdir, redis_url, "notices-held", f"{run_id}-nh*", 8, "watcher-1") as r:
         yield r
-    finally:
-        env.stop_bot()
-        env.stop_worker()
-        fake.stop()
 
 
 def test_a_change_held_when_the_watcher_dies_is_told_by_the_next(
