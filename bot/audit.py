@@ -15,13 +15,17 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
+from bot.scrub import masker
+
 log = logging.getLogger("swarmbot.audit")
 AUDIT_MAXLEN = 10_000
 
 
 def _entry(fields: dict[str, Any]) -> dict[str, str]:
     entry = {"at": f"{time.time():.3f}"}
-    entry.update({k: str(v)[:300] for k, v in fields.items() if v not in (None, "")})
+    # Masked before it is cut: a secret cut in half would no longer be recognised.
+    mask = masker()
+    entry.update({k: mask.text(str(v))[:300] for k, v in fields.items() if v not in (None, "")})
     # The JSON text for plain logs; the same entry as fields (and its job id) for JSON logs.
     log.info(
         json.dumps(entry, ensure_ascii=False, sort_keys=True),

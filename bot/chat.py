@@ -7,14 +7,30 @@ adapters imports a chat library.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from bot.scrub import masker
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+INVALID = "\ufffd"
+
+
+def clean_text(text: str) -> str:
+    """``text`` made storable: a surrogate in a Python string is always unpaired (invalid
+    UTF-8 read with ``surrogateescape``, a JSON ``\\ud800`` escape) and cannot be encoded,
+    so Redis, the audit trail and the log would fail on it. It becomes U+FFFD, which the
+    parser then refuses with a clear message."""
+    return _SURROGATE.sub(INVALID, text)
+
 
 @dataclass(frozen=True)
 class Message:
-    """A chat message as the bot sees it. ``user_id`` is the stable platform ID."""
+    """A chat message as the bot sees it. ``user_id`` is the stable platform ID.
+
+    Any text is accepted: whatever an adapter received is cleaned on the way in."""
 
     platform: str
     user_id: str
@@ -22,6 +38,13 @@ class Message:
     text: str
     # The adapter's own reference for answering in the right place (thread, event id).
     ref: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("platform", "user_id", "room", "text"):
+            object.__setattr__(self, name, clean_text(getattr(self, name)))
+        object.__setattr__(
+            self, "ref", {clean_text(k): clean_text(v) for k, v in self.ref.items()}
+        )
 
 
 @dataclass(frozen=True)
@@ -43,6 +66,25 @@ class Reply:
 
 
 FLAG = "⚠"
+
+
+def masked(reply: Reply) -> Reply:
+    """``reply`` with every secret this process holds masked (see ``bot.scrub``): the last
+    step before any adapter shows it, whichever command produced it."""
+    mask = masker()
+    table = reply.table
+    if table is not None:
+        table = Table(
+            table.columns,
+            tuple(tuple(mask.text(c) for c in row) for row in table.rows),
+            table.flagged,
+        )
+    return replace(
+        reply,
+        text=mask.text(reply.text),
+        table=table,
+        detail=tuple(mask.text(line) for line in reply.detail),
+    )
 
 
 def render_plain(reply: Reply) -> str:

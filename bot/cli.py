@@ -8,7 +8,7 @@ import asyncio
 import os
 import sys
 
-from bot import __version__, logs
+from bot import __version__, logs, scrub
 from bot.config import DEFAULT_CONFIG_ENV, USER_ID, Config, ConfigError, load
 
 LOG_FORMAT_ENV = "SWARMBOT_LOG_FORMAT"
@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {key}: {problem}", file=sys.stderr)
         return 2
 
+    # Every output path of this process masks the secrets it holds (bot/scrub.py).
+    scrub.install(config.secret_values())
     if args.command in ("check-config", "worker") and not config.stacks_dir.is_dir():
         # Only the worker reads stack files; the bot may run on a node that has none.
         print(f"swarmbot: bot.stacks_dir: {config.stacks_dir}: not a directory", file=sys.stderr)

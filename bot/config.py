@@ -121,6 +121,11 @@ class Config:
     variables: dict[str, str]
     roles: tuple[Role, ...]
     adapters: tuple[str, ...] = ()
+    # [variables] whose values may be shown in chat and logs (DOMAIN); all others are masked.
+    public_variables: frozenset[str] = frozenset()
+    docker_cli_timeout: float = 180.0
+    # Where the worker keeps its own record of the jobs it ran (see bot/ledger.py).
+    worker_state_dir: Path = Path("/var/lib/swarmbot")
     confirm: frozenset[str] = frozenset({"undeploy", "deploy all", "rollback"})
     confirm_seconds: int = 120
     second_approver_stacks: tuple[str, ...] = ()
@@ -133,6 +138,20 @@ class Config:
     notice_poll_seconds: float = 15.0
     matrix: MatrixConfig | None = None
     slack: SlackConfig | None = None
+
+    def secret_values(self) -> list[str]:
+        """Every secret value this process holds, for masking output: the [variables] not
+        declared public, the signing secret, and the chat credentials it was given."""
+        values = [v for k, v in self.variables.items() if k not in self.public_variables]
+        secrets: list[Secret | None] = [self.signing_secret]
+        if self.matrix is not None:
+            secrets += [self.matrix.access_token, self.matrix.password]
+        if self.slack is not None:
+            secrets += [self.slack.bot_token, self.slack.app_token, self.slack.signing_secret]
+        for secret in secrets:
+            if secret is not None:
+                values.append(secret.reveal().decode("utf-8", "replace").strip())
+        return values
 
 
 # The schema: key -> (type, default). A default of ``REQUIRED`` makes the key mandatory.
@@ -150,17 +169,20 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
     "security": {
         "signing_secret": (str, None),
         "signing_secret_file": (str, None),
+        "public_variables": (list, []),
     },
     "queue": {
         "job_ttl_seconds": (int, 600),
         "worker_concurrency": (int, 4),
         "worker_timeout_seconds": (int, 10),
+        "state_dir": (str, "/var/lib/swarmbot"),
     },
     "deploy": {
         "deadline_seconds": ((int, float), 300),
         "first": (list, ["ingress", "support"]),
         "resolve_image": (str, "always"),
         "docker_cli": (str, "docker"),
+        "cli_timeout_seconds": ((int, float), 180),
     },
     "safety": {
         "confirm": (list, ["undeploy", "deploy all", "rollback"]),
@@ -305,6 +327,8 @@ def parse(
     ):
         if not low <= queue[key] <= high:
             problems.append((f"queue.{key}", f"must be between {low} and {high}"))
+    if not 1 <= deploy["cli_timeout_seconds"] <= 3600:
+        problems.append(("deploy.cli_timeout_seconds", "must be between 1 and 3600"))
     if not 1 <= deploy["deadline_seconds"] <= 3600:
         problems.append(("deploy.deadline_seconds", "must be between 1 and 3600"))
     first = deploy["first"]
@@ -317,6 +341,10 @@ def parse(
         )
 
     variables = _variables(raw.get("variables", {}), problems)
+    public = security["public_variables"]
+    for i, name in enumerate(public):
+        if not isinstance(name, str) or name not in variables:
+            problems.append((f"security.public_variables[{i}]", "must name a [variables] key"))
     roles = _roles(raw.get("roles", {}), problems)
     _check_safety(safety, problems)
     routes = _notice_routes(values["notices"], problems)
@@ -354,9 +382,12 @@ def parse(
         deploy_first=tuple(first),
         resolve_image=deploy["resolve_image"],
         docker_cli=deploy["docker_cli"],
+        docker_cli_timeout=float(deploy["cli_timeout_seconds"]),
         variables=variables,
         roles=roles,
         adapters=adapters,
+        public_variables=frozenset(str(n) for n in public),
+        worker_state_dir=(base / queue["state_dir"]).resolve(),
         confirm=frozenset(safety["confirm"]),
         confirm_seconds=safety["confirm_seconds"],
         second_approver_stacks=tuple(safety["second_approver_stacks"]),

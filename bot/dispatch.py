@@ -16,7 +16,7 @@ from typing import Any
 import redis
 
 from bot import audit, health
-from bot.chat import Message, Reply
+from bot.chat import Message, Reply, masked
 from bot.config import Config
 from bot.confirm import Confirmations
 from bot.jobs import OPERATIONS, Job
@@ -45,6 +45,10 @@ class Dispatcher:
 
     async def handle(self, message: Message) -> Reply | None:
         """The immediate answer to ``message``, or ``None`` if it was not a command."""
+        reply = await self._handle(message)
+        return None if reply is None else masked(reply)
+
+    async def _handle(self, message: Message) -> Reply | None:
         parsed = parse(message.text, self.config.prefix, self.registry)
         if parsed is None:
             return None
@@ -72,7 +76,13 @@ class Dispatcher:
         if self._needs_confirmation(command, stack):
             return await self._ask_confirmation(message, command, op, job_args, stack)
         return await self.submit(
-            message.user_id, op, job_args, message.text.strip(), message.ref, stack, message
+            message.user_id,
+            op,
+            job_args,
+            message.text.strip(),
+            message.ref,
+            stack if command.locks_stack else None,
+            message,
         )
 
     def authorize(self, user: str, command: Command, args: dict[str, str]) -> Decision:
@@ -95,6 +105,7 @@ class Dispatcher:
         message: Message,
         decision: str = "queued",
     ) -> Reply:
+        """Queue a job. ``stack`` is the stack whose lock the job will take, if known."""
         reply_to = {"inbox": self.inbox, **ref}
         try:
             job = await self.queue.submit(op, job_args, user, text, reply_to)
@@ -107,16 +118,21 @@ class Dispatcher:
         return Reply(await self._queued_text(job, stack), status="queued", job=job.id)
 
     async def _queued_text(self, job: Job, stack: str | None) -> str:
-        """ "queued as job 42", and what the user should know about when it will run."""
+        """ "queued as job 42", and what the user should know about when it will run: behind
+        another job's lock on the same stack (only a job that takes that lock waits for
+        it), or behind busy workers (every slot taken), or no worker at all."""
         text = f"queued as job {job.id}: {job.text}"
         try:
             holder = await self.queue.holder(stack) if stack and stack != "all" else None
             online = await self.queue.workers_online()
+            free, total = await self.queue.free_slots() if online else (0, 0)
         except REDIS_DOWN:
             return text
         if holder and holder.get("id") != job.id:  # a worker may have taken this job already
             what = f"{holder.get('text')} by {holder.get('requester')}"
             text += f"; queued behind job {holder.get('id')} ({what})"
+        elif online and total and not free:
+            text += f"; waiting for a free worker (all {total} job slots are busy)"
         if not online:
             minutes = max(1, self.config.job_ttl_seconds // 60)
             text += (
@@ -204,23 +220,24 @@ class Dispatcher:
             pending = await self.confirmations.get(code)
         except REDIS_DOWN:
             return Reply(QUEUE_DOWN, status="error")
+        # One answer for "no such code" and "not yours to confirm": a code says nothing about
+        # a command to someone who has no say over it.
+        unknown = Reply(
+            f"no pending command with code {code.upper()} that you can confirm (codes expire "
+            f"after {self.config.confirm_seconds}s)",
+            status="error",
+        )
         if pending is None:
-            return Reply(
-                f"no pending command with code {code.upper()} (codes expire after "
-                f"{self.config.confirm_seconds}s)",
-                status="error",
-            )
+            return unknown
         if user == pending["user"]:
             pending["confirmed"] = True
         elif not pending["second"]:
-            return Reply(f"only {pending['user']} can confirm {pending['text']}", status="refused")
+            return unknown
         else:
             command = self.registry[pending["command"]]
             decision = self.authorize(user, command, {command.stack_param or "": pending["stack"]})
             if not decision.allowed:
-                return Reply(
-                    f"refused: you cannot approve this: {decision.reason}", status="refused"
-                )
+                return unknown
             pending["approver"] = user
         if not pending["confirmed"] or (pending["second"] and not pending["approver"]):
             await self.confirmations.update(code, pending)
@@ -244,13 +261,14 @@ class Dispatcher:
             message.platform, pending["user"], message.room, pending["text"], pending["ref"]
         )
         note = f" (approved by {pending['approver']})" if pending["approver"] else ""
+        command = self.registry[pending["command"]]
         reply = await self.submit(
             pending["user"],
             pending["op"],
             pending["args"],
             pending["text"],
             pending["ref"],
-            pending["stack"],
+            pending["stack"] if command.locks_stack else None,
             original,
             decision=f"confirmed by {user}{note}",
         )

@@ -108,6 +108,14 @@ def _verified_json(
     return obj
 
 
+def job_digest(fields: dict[Any, Any]) -> str:
+    """What identifies one signed job across queue entries: the digest of its signed bytes.
+    A replay carries the same bytes in a new entry; a new job never has the same bytes (its
+    id and creation time differ), even when Redis lost its data and job ids start over."""
+    payload = next((v for k, v in fields.items() if _text(k) == "job"), "")
+    return hashlib.sha256(_text(payload).encode("utf-8", "replace")).hexdigest()
+
+
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 

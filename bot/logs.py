@@ -20,6 +20,8 @@ import sys
 import time
 from collections.abc import Iterator
 
+from bot.scrub import masker
+
 FORMATS = ("text", "json")
 
 _job: contextvars.ContextVar[str | None] = contextvars.ContextVar("swarmbot_job", default=None)
@@ -51,7 +53,7 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         job = getattr(record, "job", None)
         record.job_tag = f" [job {job}]" if job else ""
-        return super().format(record)
+        return masker().text(super().format(record))
 
 
 class JsonFormatter(logging.Formatter):
@@ -72,9 +74,13 @@ class JsonFormatter(logging.Formatter):
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             out.update({k: v for k, v in fields.items() if k not in out})
+        out = {
+            k: v if isinstance(v, str | int | float | dict | list) else str(v)
+            for k, v in out.items()
+        }
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
-        return json.dumps(out, ensure_ascii=False, default=str)
+        return json.dumps(masker().data(out), ensure_ascii=False, default=str)
 
 
 def setup(level: str, fmt: str = "text") -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 
-from bot.chat import code
+from bot.chat import INVALID, code
 from commands.base import Command
 
 MAX_INPUT = 1000
@@ -35,6 +35,10 @@ def parse(text: str, prefix: str, registry: dict[str, Command]) -> Invocation | 
     if len(text) > MAX_INPUT:
         return ParseError(
             f"that message is too long ({len(text)} characters; the limit is {MAX_INPUT})"
+        )
+    if INVALID in stripped:
+        return ParseError(
+            "that message has bytes that are not valid UTF-8 text in it; type the command plainly"
         )
     if any(unicodedata.category(ch) in ("Cc", "Cf") and ch not in "\t\n\r " for ch in stripped):
         return ParseError("that message has control characters in it; type the command plainly")

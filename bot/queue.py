@@ -9,6 +9,7 @@ never both answered and left pending (which would answer it twice).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -27,6 +28,7 @@ from bot.jobs import (
     encode_job,
     encode_result,
 )
+from bot.scrub import masker
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,11 @@ class Keys:
     def workers(self) -> str:
         return f"{self.prefix}:workers"
 
+    @property
+    def load(self) -> str:
+        """Per worker: "busy capacity", its working jobs and its concurrency."""
+        return f"{self.prefix}:worker-load"
+
     def lock(self, stack: str) -> str:
         return f"{self.prefix}:lock:{stack}"
 
@@ -149,6 +156,20 @@ class JobQueue:
         """Workers whose heartbeat is fresh."""
         since = time.time() - self._dead_after
         return int(await self._redis.zcount(self._keys.workers, since, "+inf"))
+
+    async def free_slots(self) -> tuple[int, int]:
+        """(free, total) job slots over the workers whose heartbeat is fresh."""
+        since = time.time() - self._dead_after
+        live = [_s(w) for w in await self._redis.zrangebyscore(self._keys.workers, since, "+inf")]
+        if not live:
+            return 0, 0
+        loads = await self._redis.hmget(self._keys.load, live)
+        free = total = 0
+        for load in loads:
+            busy, _, capacity = _s(load or "0 0").partition(" ")
+            total += int(capacity or 0)
+            free += max(0, int(capacity or 0) - int(busy or 0))
+        return free, total
 
     async def record(self, job_id: str) -> dict[str, str]:
         return await self._redis.hgetall(self._keys.record(job_id))
@@ -320,11 +341,13 @@ class WorkerQueue:
 
     # -- heartbeats, dead workers and stack leases --------------------------------------
 
-    def beat(self, locks: dict[str, str]) -> None:
-        """Say this worker is alive, and renew the leases on the stacks its jobs hold."""
+    def beat(self, locks: dict[str, str], load: tuple[int, int] = (0, 0)) -> None:
+        """Say this worker is alive and how busy it is (``load``: busy and total slots), and
+        renew the leases on the stacks its jobs hold."""
         now = time.time()
         with self._redis.pipeline(transaction=False) as pipe:
             pipe.zadd(self.keys.workers, {self.consumer: now})
+            pipe.hset(self.keys.load, self.consumer, f"{load[0]} {load[1]}")
             pipe.zremrangebyscore(self.keys.workers, "-inf", now - 3600)
             for stack, job_id in locks.items():
                 pipe.eval(_ACQUIRE, 1, self.keys.lock(stack), job_id, LOCK_LEASE_MS)
@@ -333,7 +356,10 @@ class WorkerQueue:
     def retire(self) -> None:
         """This worker has stopped: drop its heartbeat so others need not wait for it to go
         stale before taking over what it left unacknowledged."""
-        self._redis.zrem(self.keys.workers, self.consumer)
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zrem(self.keys.workers, self.consumer)
+            pipe.hdel(self.keys.load, self.consumer)
+            pipe.execute()
 
     def live_workers(self) -> set[str]:
         since = time.time() - self.dead_after
@@ -387,6 +413,9 @@ class WorkerQueue:
             pipe.execute()
 
     def _post(self, pipe: redis.client.Pipeline, result: Result) -> None:
+        # The one door every reply, progress line and notice leaves the worker by: every
+        # secret the worker holds is masked here, whichever code produced the text.
+        result = dataclasses.replace(result, data=masker().data(result.data))
         inbox = self.keys.inbox(result.reply_to["inbox"])
         pipe.xadd(
             inbox, encode_result(result, self._secret), maxlen=INBOX_MAXLEN, approximate=True

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 import redis
 
-from bot.chat import Reply
+from bot.chat import Reply, masked
 from bot.jobs import OPERATIONS, Result
 from bot.logs import job_context
 from bot.queue import Inbox
@@ -69,7 +69,7 @@ async def route(inbox: Inbox, consumer: str, deliver: Deliver, stop: asyncio.Eve
             for entry_id, result in batch:
                 try:
                     with job_context(result.job):
-                        await deliver(result, to_reply(result))
+                        await deliver(result, masked(to_reply(result)))
                 except Exception as exc:
                     attempts[entry_id] = attempts.get(entry_id, 0) + 1
                     if attempts[entry_id] < MAX_ATTEMPTS:

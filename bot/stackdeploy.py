@@ -7,9 +7,11 @@ to a stack file that asked for ``${SWARMBOT_SIGNING_SECRET}``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ import yaml
 
 from bot.names import STACK_NAME
 
-CLI_TIMEOUT_SECONDS = 180
+CLI_TIMEOUT_SECONDS = 180.0  # deploy.cli_timeout_seconds
 # Passed through to the CLI so it can find the daemon and its own config, nothing else.
 _PASSTHROUGH = (
     "PATH",
@@ -39,22 +41,18 @@ class DeployError(Exception):
 class DockerCli:
     path: str
     version: str
+    timeout: float = CLI_TIMEOUT_SECONDS  # a call that takes longer is killed and reported
 
     @classmethod
-    def find(cls, name: str) -> DockerCli:
+    def find(cls, name: str, timeout: float = CLI_TIMEOUT_SECONDS) -> DockerCli:
         path = shutil.which(name)
         if path is None:
             raise DeployError(f"docker CLI {name!r} not found; set deploy.docker_cli")
-        out = subprocess.run(
-            [path, "version", "--format", "{{.Client.Version}}"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-            env=_base_env(),
+        probe = cls(path, "unknown", min(timeout, 30))
+        code, out, _err = _run(
+            probe, ["version", "--format", "{{.Client.Version}}"], _base_env(), Path("/")
         )
-        version = out.stdout.strip() or "unknown"
-        return cls(path, version)
+        return cls(path, out.strip() if code == 0 and out.strip() else "unknown", timeout)
 
 
 def stack_files(stacks_dir: Path) -> dict[str, Path]:
@@ -90,21 +88,32 @@ class NoRender(DeployError):
 
 
 def _run(
-    cli: DockerCli, args: list[str], env: dict[str, str], cwd: Path, timeout: int
+    cli: DockerCli, args: list[str], env: dict[str, str], cwd: Path, timeout: float | None = None
 ) -> tuple[int, str, str]:
+    """Run the CLI in a session of its own, so that a CLI that hangs past ``timeout`` is
+    killed together with every process it started (``subprocess.run`` kills only the CLI,
+    and then waits forever on the pipes a surviving child still holds)."""
+    proc = subprocess.Popen(
+        [cli.path, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+    )
+    timeout = cli.timeout if timeout is None else min(timeout, cli.timeout)
     try:
-        proc = subprocess.run(
-            [cli.path, *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            env=env,
-            cwd=cwd,
-        )
+        out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise DeployError(f"docker {' '.join(args[:2])} did not finish in {timeout}s") from None
-    return proc.returncode, proc.stdout, proc.stderr
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise DeployError(
+            f"docker did not answer within {timeout:.0f}s (docker {' '.join(args[:2])}); "
+            "it was stopped"
+        ) from None
+    return proc.returncode, out, err
 
 
 def _file_args(files: list[Path]) -> list[str]:
@@ -151,7 +160,7 @@ def deploy(
             extra.write_text(override)
             files += ["--compose-file", str(extra)]
         args = ["stack", "deploy", *files, "--resolve-image", resolve_image, stack]
-        code, out, err = _run(cli, args, env, file.parent, CLI_TIMEOUT_SECONDS)
+        code, out, err = _run(cli, args, env, file.parent)
     output = (out + err).strip()
     if code != 0:
         raise DeployError(_last_lines(output) or f"docker stack deploy exited {code}")
@@ -176,7 +185,7 @@ def remove(cli: DockerCli, stack: str) -> str:
     volumes (the CLI does not remove them, and the bot has no volume operation at all)."""
     if not STACK_NAME.match(stack):
         raise DeployError(f"refusing to remove {stack!r}")
-    code, out, err = _run(cli, ["stack", "rm", stack], _base_env(), Path("/"), CLI_TIMEOUT_SECONDS)
+    code, out, err = _run(cli, ["stack", "rm", stack], _base_env(), Path("/"))
     output = (out + err).strip()
     if code != 0:
         raise DeployError(_last_lines(output) or f"docker stack rm exited {code}")
@@ -194,7 +203,6 @@ def rollback(cli: DockerCli, service_id: str) -> str:
         ["service", "rollback", "--detach", "--quiet", service_id],
         _base_env(),
         Path("/"),
-        CLI_TIMEOUT_SECONDS,
     )
     if code != 0:
         raise DeployError(

@@ -8,6 +8,7 @@ Jobs on the same stack run one after another; reads run beside them.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import queue
@@ -28,13 +29,14 @@ import requests.exceptions
 from bot import audit, health, stackcheck, stackdeploy
 from bot.config import Config
 from bot.convergence import Assessment
-from bot.jobs import Expired, Job, Rejected, Result, decode_job
+from bot.jobs import Expired, Job, Rejected, Result, decode_job, job_digest
+from bot.ledger import Ledger
 from bot.logs import job_context
 from bot.names import resolve_service, stack_of
 from bot.notices import Notices, Watcher, job_notice
 from bot.queue import HEARTBEAT_SECONDS, WorkerQueue, queue_stats, sync_client
 from bot.roles import Policy
-from bot.scrub import env_values, scrub
+from bot.scrub import env_values, masker
 from bot.stackcheck import Problem
 from bot.swarm import Outcome, Swarm
 
@@ -45,6 +47,54 @@ FAILURE_LOG_LINES = 5
 DEFAULT_LOG_LINES = 30
 LOCK_POLL_SECONDS = 0.5
 NOTIFIED_OPS = {"deploy", "deploy_all", "restart", "rollback", "undeploy"}
+# Jobs waiting for another job's stack lock wait in threads of their own, outside the
+# worker_concurrency slots; this many may wait at once before waiting costs a slot again.
+MAX_LOCK_WAITERS = 256
+FINISHED_REMEMBERED = 10_000
+
+
+class Slots:
+    """The worker's ``worker_concurrency`` places for jobs that work. A job holds one while
+    it works and gives it back while it waits for another job's stack lock, so jobs queued
+    behind one long deploy never starve reads such as ``!services``."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._sem = threading.Semaphore(capacity)
+        self._lock = threading.Lock()
+        self.busy = 0
+
+    def acquire(self, timeout: float) -> bool:
+        if not self._sem.acquire(timeout=timeout):
+            return False
+        with self._lock:
+            self.busy += 1
+        return True
+
+    def release(self) -> None:
+        with self._lock:
+            self.busy -= 1
+        self._sem.release()
+
+
+class Slot:
+    """One job's hold on a place in ``Slots``."""
+
+    def __init__(self, slots: Slots) -> None:
+        self._slots = slots
+        self.held = True  # taken by the loop before the job was handed to a thread
+
+    def give_back(self) -> None:
+        if self.held:
+            self.held = False
+            self._slots.release()
+
+    def take(self, stop: threading.Event) -> None:
+        while not self.held:
+            if self._slots.acquire(timeout=0.5):
+                self.held = True
+            elif stop.is_set():
+                raise HandedOver
 
 
 class JobFailed(Exception):
@@ -89,6 +139,16 @@ class Worker:
             dead_after=config.worker_timeout_seconds,
         )
         self._cli: stackdeploy.DockerCli | None = None
+        # The worker's own record of jobs taken and changes applied, beyond Redis's reach.
+        self.ledger = Ledger(config.worker_state_dir, config.redis_prefix)
+        self.slots = Slots(config.worker_concurrency)
+        self._current = threading.local()  # the running job's Slot, per pool thread
+        self._digest = threading.local()  # the running job's ledger key, per pool thread
+        # Entries running here, and recently finished: an entry that reaches this worker
+        # twice (its own pending list and a takeover both hold it) runs once.
+        self._entries_lock = threading.Lock()
+        self._inflight: set[str] = set()
+        self._finished: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._held: dict[str, str] = {}  # stack -> job holding it in this worker
         self.notices = Notices(config, self.queue)
         self._reclaimed: queue.SimpleQueue[tuple[str, dict]] = queue.SimpleQueue()
@@ -112,7 +172,9 @@ class Worker:
     @property
     def cli(self) -> stackdeploy.DockerCli:
         if self._cli is None:
-            self._cli = stackdeploy.DockerCli.find(self.config.docker_cli)
+            self._cli = stackdeploy.DockerCli.find(
+                self.config.docker_cli, self.config.docker_cli_timeout
+            )
             log.info("using docker CLI %s (version %s)", self._cli.path, self._cli.version)
         return self._cli
 
@@ -123,8 +185,15 @@ class Worker:
         self._wait_for_redis(self.queue.ensure_group)
         # Beat before reading anything: a worker with pending entries and no heartbeat at
         # all is taken for one that retired, and others may take its entries over.
-        self._wait_for_redis(lambda: self.queue.beat({}))
-        slots = threading.Semaphore(self.config.worker_concurrency)
+        self._wait_for_redis(lambda: self.queue.beat({}, (0, self.slots.capacity)))
+        # First whatever this consumer had taken but not finished before a crash. Read before
+        # the heartbeat thread starts taking over stopped workers' entries: those land in
+        # this same pending list, and must not come back from both places.
+        backlog = self._wait_for_redis(
+            lambda: self.queue.read(count=1000, block_ms=0, pending=True)
+        )
+        if backlog:
+            log.info("resuming %d unfinished job(s)", len(backlog))
         maintainer = threading.Thread(target=self._maintain, name="heartbeat", daemon=True)
         maintainer.start()
         watcher = None
@@ -142,13 +211,8 @@ class Worker:
         log.info(
             "worker %s ready (concurrency %d)", self.queue.consumer, self.config.worker_concurrency
         )
-        with ThreadPoolExecutor(self.config.worker_concurrency, thread_name_prefix="job") as pool:
-            # First whatever this consumer had taken but not finished before a crash.
-            backlog = self._wait_for_redis(
-                lambda: self.queue.read(count=1000, block_ms=0, pending=True)
-            )
-            if backlog:
-                log.info("resuming %d unfinished job(s)", len(backlog))
+        threads = self.config.worker_concurrency + MAX_LOCK_WAITERS
+        with ThreadPoolExecutor(threads, thread_name_prefix="job") as pool:
             while not stop.is_set():
                 while not self._reclaimed.empty():
                     backlog.append(self._reclaimed.get())
@@ -162,12 +226,15 @@ class Worker:
                         stop.wait(1.0)
                         continue
                 while backlog and not stop.is_set():
-                    if not slots.acquire(timeout=0.5):
+                    if not self.slots.acquire(timeout=0.5):
                         continue
                     entry_id, fields = backlog.pop(0)
-                    pool.submit(self._handle_guarded, entry_id, fields).add_done_callback(
-                        lambda _f: slots.release()
-                    )
+                    slot = Slot(self.slots)
+                    if not self._begin(entry_id):
+                        log.info("entry %s is already being handled here; not run twice", entry_id)
+                        slot.give_back()
+                        continue
+                    pool.submit(self._handle_guarded, entry_id, fields, slot)
         self._drained.set()
         maintainer.join(5)
         with contextlib.suppress(redis.RedisError):
@@ -212,7 +279,7 @@ class Worker:
         """Heartbeat, lease renewal for held stacks, and taking over dead workers' jobs."""
         while not self._drained.is_set():
             try:
-                self.queue.beat(dict(self._held))
+                self.queue.beat(dict(self._held), (self.slots.busy, self.slots.capacity))
                 if not self._stop.is_set():  # a stopping worker takes nothing more on
                     for entry in self.queue.reclaim():
                         log.warning("taking over entry %s from a worker that stopped", entry[0])
@@ -221,11 +288,33 @@ class Worker:
                 log.warning("heartbeat failed: redis unavailable (%s)", exc)
             self._drained.wait(HEARTBEAT_SECONDS)
 
-    def _handle_guarded(self, entry_id: str, fields: dict) -> None:
+    def _begin(self, entry_id: str) -> bool:
+        """Mark an entry as handled here; False if it already runs or has finished here."""
+        with self._entries_lock:
+            if entry_id in self._inflight or entry_id in self._finished:
+                return False
+            self._inflight.add(entry_id)
+            return True
+
+    def _end(self, entry_id: str) -> None:
+        with self._entries_lock:
+            self._inflight.discard(entry_id)
+            self._finished[entry_id] = None
+            while len(self._finished) > FINISHED_REMEMBERED:
+                self._finished.popitem(last=False)
+
+    def _handle_guarded(self, entry_id: str, fields: dict, slot: Slot) -> None:
+        self._current.slot = slot
         try:
             self.handle(entry_id, fields)
         except Exception:
-            log.exception("entry %s: unexpected error; it stays pending for a retry", entry_id)
+            # handle() answers every job it could decode, whatever went wrong inside it; what
+            # reaches here failed outside any job (Redis gone while stopping).
+            log.exception("entry %s: unexpected error outside a job", entry_id)
+        finally:
+            self._current.slot = None
+            slot.give_back()
+            self._end(entry_id)
 
     def handle(self, entry_id: str, fields: dict) -> None:
         now = time.time()
@@ -251,6 +340,15 @@ class Worker:
             self._handle_job(entry_id, fields, job)
 
     def _handle_job(self, entry_id: str, fields: dict, job: Job) -> None:
+        digest = job_digest(fields)
+        # The worker's own ledger first: Redis keys can be deleted by anyone who can write
+        # to Redis; the ledger cannot. Then Redis, which other workers share.
+        if not self.ledger.claim(digest, job.id, entry_id, job.expires):
+            self._reject(
+                entry_id, f"replay of job {job.id} (already taken in another entry)", fields
+            )
+            return
+        self._digest.value = digest
         if not self.queue.claim_first_delivery(
             job.id, entry_id, ttl=2 * self.config.job_ttl_seconds + 60
         ):
@@ -336,6 +434,8 @@ class Worker:
 
         try:
             return self._ops[job.op](job, progress)
+        except HandedOver:
+            raise
         except JobFailed as exc:
             return Answer(False, {"error": str(exc)}, str(exc))
         except JobCancelled as exc:
@@ -350,6 +450,16 @@ class Worker:
             )
         except stackdeploy.DeployError as exc:
             return Answer(False, {"error": str(exc)}, str(exc))
+        except Exception as exc:
+            # A bug or something nobody foresaw: the user is answered all the same, and the
+            # traceback goes to the log (masked like every log line).
+            log.exception("unexpected error in %s", job.op)
+            health.ERRORS.labels("internal").inc()
+            return Answer(
+                False,
+                {"error": f"internal error: {type(exc).__name__}: {_short(exc)} (see the log)"},
+                "internal error",
+            )
 
     def _result(self, job: Job, answer: Answer) -> Result:
         return Result("result", job.id, job.op, answer.ok, answer.data, job.reply_to)
@@ -362,9 +472,12 @@ class Worker:
         heartbeat, so a dead worker's stack frees itself). A waiting job says what it waits
         behind, can be cancelled, and gives up when the job's time to live runs out."""
         told = False
+        slot: Slot | None = getattr(self._current, "slot", None)
         while (holder := self.queue.try_lock(stack, job.id)) is not None:
             if not told:
                 told = True
+                if slot is not None:
+                    slot.give_back()  # waiting is not working: let other jobs run meanwhile
                 record = self.queue.record(holder)
                 what = (
                     f"{record.get('text', '?')} by {record.get('requester', '?')}"
@@ -383,9 +496,16 @@ class Worker:
             if self._stop.is_set():
                 raise HandedOver
             self._stop.wait(LOCK_POLL_SECONDS)
-        if told:
-            self.queue.start(job.id)
         self._held[stack] = job.id
+        if told:
+            try:
+                if slot is not None:
+                    slot.take(self._stop)
+            except HandedOver:
+                self._held.pop(stack, None)
+                self._wait_for_redis(lambda: self.queue.unlock(stack, job.id))
+                raise
+            self.queue.start(job.id)
         try:
             yield
         finally:
@@ -426,12 +546,16 @@ class Worker:
     def _apply_once(self, job: Job, step: str, apply: Callable[[], object]) -> float:
         """Run a job's side effect unless a previous attempt (a worker that died after it)
         already did; returns when it was applied, from when convergence is judged."""
-        done = self.queue.applied(job.id, step)
+        digest = getattr(self._digest, "value", "") or job.id
+        # Applied if either record says so: the ledger survives an attacker clearing Redis,
+        # Redis tells a worker that takes over from another (whose ledger it cannot see).
+        done = self.ledger.applied(digest, step) or self.queue.applied(job.id, step)
         if done is not None:
             log.info("%s was already applied; watching it converge", step)
             return done
         at = time.time()
         apply()
+        self.ledger.mark_applied(digest, step, at)
         self.queue.mark_applied(job.id, step, at)
         return at
 
@@ -442,8 +566,15 @@ class Worker:
 
     def _resolve(self, job: Job) -> dict:
         """The service a job names, by the rules in ``names.resolve_service``."""
-        services = self.swarm.services()
-        by_name = {s["Spec"]["Name"]: s for s in services}
+        # Only services the requester may act on are candidates: ambiguity lists and "did
+        # you mean" suggestions must not name services of stacks hidden from them.
+        by_name = {
+            s["Spec"]["Name"]: s
+            for s in self.swarm.services()
+            if self.policy.may_touch(
+                job.requester, job.command, stack_of(s["Spec"].get("Labels"))
+            ).allowed
+        }
         typed = job.args["service"]
         found = resolve_service(typed, list(by_name))
         if found.match is None:
@@ -553,10 +684,8 @@ class Worker:
 
     def _log_tail(self, service_id: str, lines: int) -> list[str]:
         try:
-            env = self.swarm.service_env(service_id)
-            return [
-                scrub(line, env_values(env))[:300] for line in self.swarm.logs(service_id, lines)
-            ]
+            mask = masker().with_values(env_values(self.swarm.service_env(service_id)))
+            return [mask.text(line)[:300] for line in self.swarm.logs(service_id, lines)]
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             return [f"(logs unavailable: {_short(exc)})"]
 
@@ -712,7 +841,7 @@ class Worker:
                     ),
                 )
             except stackdeploy.DeployError as exc:
-                return {**base, "error": scrub(str(exc), self.config.variables.values())}
+                return {**base, "error": masker().text(str(exc))}
             ids = [s["ID"] for s in self.swarm.services(stack)]
             outcomes: list[Outcome] = self.swarm.watch(
                 ids,

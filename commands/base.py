@@ -65,6 +65,9 @@ class Command:
     examples: tuple[str, ...] = ()
     # The argument that names a stack, checked against the user's stack globs before queueing.
     stack_param: str | None = None
+    # The job takes that stack's lock (it changes the stack): only then can it wait behind
+    # another job on the same stack, and only then does "queued behind" make sense.
+    locks_stack: bool = False
     # Either answered directly ...
     answer: Callable[[Context, dict[str, str]], Awaitable[Reply]] | None = None
     # ... or queued: map parsed args to (operation, job args), and render the result.

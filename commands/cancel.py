@@ -11,14 +11,11 @@ from commands.base import Arg, Command, Context
 async def answer(ctx: Context, args: dict[str, str]) -> Reply:
     job_id, user = args["job"], ctx.message.user_id
     record = await ctx.queue.record(job_id)
-    if not record:
-        return Reply(f"no job {job_id}", status="error")
     is_admin = ctx.policy.commands_for(user) is None
-    if record.get("requester") != user and not is_admin:
-        return Reply(
-            f"job {job_id} is {record.get('requester')}'s: only they or an admin can cancel it",
-            status="refused",
-        )
+    if not record or (record.get("requester") != user and not is_admin):
+        # The same answer for a job that does not exist and one that is someone else's:
+        # who asked for what is not for those who cannot act on it.
+        return Reply(f"no job {job_id} that you can cancel", status="error")
     state = await ctx.queue.cancel(job_id, user)
     if state == "now-cancelled":
         return Reply(

@@ -84,6 +84,7 @@ COMMAND = Command(
     ),
     examples=("!deploy dev", "!deploy all", "!deploy dev --force"),
     stack_param="stack",
+    locks_stack=True,
     job=to_job,
     render=render,
     render_progress=progress_line,

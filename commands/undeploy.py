@@ -29,6 +29,7 @@ COMMAND = Command(
     args=(stack_arg(),),
     examples=("!undeploy dev",),
     stack_param="stack",
+    locks_stack=True,
     job=lambda args: ("undeploy", {"stack": args["stack"]}),
     render=render,
 )

@@ -208,7 +208,12 @@ def write_config(
     extra_roles: str = "",
     adapters: tuple[str, ...] = (),
     worker_timeout: int = 4,
+    concurrency: int = 4,
+    docker_cli: str = "docker",
+    cli_timeout: float = 180,
+    variables: dict[str, str] | None = None,
 ) -> Path:
+    more_variables = "".join(f'{k} = "{v}"\n' for k, v in (variables or {}).items())
     path.write_text(
         textwrap.dedent(
             f"""
@@ -222,25 +227,33 @@ def write_config(
 
             [security]
             signing_secret = "{secret}"
+            public_variables = ["DOMAIN"]
 
             [queue]
             job_ttl_seconds = 120
             worker_timeout_seconds = {worker_timeout}
+            worker_concurrency = {concurrency}
+            state_dir = "{path.parent / "worker-state"}"
 
             [deploy]
             deadline_seconds = {deadline}
             resolve_image = "never"
             first = {list(first)!r}
+            docker_cli = "{docker_cli}"
+            cli_timeout_seconds = {cli_timeout}
 
             [variables]
             DOMAIN = "test.localhost"
+            {{more_variables}}
 
             [roles.admin]
             users = ["console:admin"]
             commands = ["*"]
             stacks = ["*"]
             """
-        ).replace("'", '"')
+        )
+        .replace("'", '"')
+        .replace("{more_variables}", more_variables)
         + textwrap.dedent(extra_roles)
         # Tests send many commands a minute as one user; the safety tests set their own.
         + ("" if "[safety]" in extra_roles else "\n[safety]\nrate_limit_per_minute = 10000\n")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import secrets
 import sys
@@ -53,6 +54,11 @@ class Console:
             self.answered.set()
 
     async def run(self, interactive: bool, wait_seconds: float) -> int:
+        # Any bytes: a line that is not valid UTF-8 is read with U+FFFD in place of the bad
+        # bytes (and refused by the parser), never a crash that drops the rest of the input.
+        for stream in (sys.stdin, self.out):
+            if isinstance(stream, io.TextIOWrapper):
+                stream.reconfigure(errors="replace")
         client = async_client(self.config.redis_url)
         inbox = Inbox(client, self.config, f"console-{secrets.token_hex(6)}")
         dispatcher = Dispatcher(self.config, JobQueue(client, self.config), inbox.name)
