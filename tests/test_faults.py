@@ -140,6 +140,45 @@ def test_worker_stopped_mid_deploy_hands_the_job_over_at_once(
     assert "from a worker that stopped" in taken and "was already applied" in taken, taken
 
 
+@pytest.mark.parametrize("trial", TRIALS)
+def test_handover_with_a_job_waiting_on_the_stack_runs_each_job_once(
+    handover_env: BotEnv, swarm: docker.DockerClient, run_id: str, trial: int
+) -> None:
+    """Two restarts of one slow service, the second waiting for the stack; SIGTERM, and a
+    new worker takes both over. Its takeover and its own pending list both hold the
+    entries: each must run, and be answered, exactly once."""
+    env = handover_env
+    stack = env.add_stack(f"{run_id}-twice", {"victim": {"replicas": 2, **SLOW}})
+    service = f"{stack}_victim"
+    if not swarm.services.list(filters={"name": service}):
+        env.start_worker(f"twice-setup-{trial}")
+        assert "] deployed" in env.chat(f"!deploy {stack}")
+        env.stop_worker()
+    before = force_count(swarm, service)
+    env.start_worker(f"twice-replaced-{trial}")
+    after = env.last_job().get("id", "0")
+    first = env.chat_in_background(f"!restart {service}")
+    job = mid_job(env, f"!restart {service}", "restart", after)
+    second = env.chat_in_background(f"!restart {service}")
+    r = env.redis()
+    wait_until(
+        lambda: r.hget(f"{env.prefix}:job:{int(job['id']) + 1}", "state") == "waiting",
+        30,
+        "the second restart to wait for the stack",
+    )
+    assert env.worker is not None
+    env.worker.terminate()
+    assert env.worker.wait(15) == 0
+    env.worker = None
+    env.start_worker(f"twice-successor-{trial}")
+    outs = [finish(first), finish(second)]
+    env.stop_worker()
+    for out in outs:
+        answers = re.findall(rf"\] restarted {service}: 2/2 running", out)
+        assert len(answers) == 1, out
+    assert force_count(swarm, service) == before + 2, "a restart ran twice (or never)"
+
+
 @pytest.fixture(scope="module")
 def durable(
     workdir: Path, swarm: docker.DockerClient, run_id: str
