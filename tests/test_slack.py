@@ -108,6 +108,15 @@ def test_deploy_updates_one_progress_message(
     assert sum(t["Status"]["State"] == "running" for t in tasks) == 2
 
 
+def test_unpaired_surrogate_is_refused_and_the_next_command_runs(slack: Chat) -> None:
+    """A message whose JSON carries a lone surrogate (``\\ud800``) cannot be encoded for
+    Redis or the log: it is refused with a clear message, and the bot carries on."""
+    ts = slack.fake.say(CHANNEL, ALICE, "!services a\ud800b")
+    wait_for_reply(slack.fake, CHANNEL, ts, "not valid UTF-8 text")
+    ts = slack.fake.say(CHANNEL, ALICE, "!whoami")
+    wait_for_reply(slack.fake, CHANNEL, ts, f"you are slack:{ALICE}")
+
+
 def test_mention_runs_the_command(slack: Chat) -> None:
     ts = slack.fake._next_ts()
     slack.fake.post_event(
