@@ -28,9 +28,9 @@ import docker
 from aiohttp import ClientSession, UnixConnector, web
 from docker.types import ServiceMode
 
-from bot.chat import Message
-from bot.config import load
-from bot.dispatch import Dispatcher
+from bot.chat.dispatch import Dispatcher
+from bot.core.config import load
+from bot.core.replies import Message
 from bot.queue import Inbox, JobQueue, async_client
 from tests.harness import TEST_IMAGE, BotEnv, RedisServer, local_swarm, stack_yaml, wait_until
 

@@ -1,8 +1,17 @@
 """swarmbot: chat-ops for Docker Swarm.
 
-The package is split by trust boundary: everything under ``bot/`` except
-``worker.py``, ``swarm.py`` and ``stackdeploy.py`` runs in the chat-facing
-process and never touches Docker; the worker is the only holder of the socket.
+The package shows the two processes and what they share, and ``make lint`` holds the
+imports to it (import-linter contracts in pyproject.toml):
+
+- ``bot.core``: both processes. Ids, wire types, policy, config, audit, logs, metrics;
+  neither docker nor any chat library.
+- ``bot.queue``: Redis. Keys, Lua scripts, the producer (bot), the consumer (worker).
+- ``bot.chat``: the chat process (asyncio). Adapters, dispatch, parsing, confirmations,
+  rendering; never docker.
+- ``bot.swarm``: the worker process, the only holder of the Docker socket. Engine and CLI
+  wrappers, convergence, pre-flight, notices; never a chat library.
+- ``commands``: one file per command, used by both sides; core and the reply model only.
+- ``bot.cli``: the composition root that builds either process.
 """
 
 __version__ = "0.1.0"

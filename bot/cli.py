@@ -8,8 +8,9 @@ import asyncio
 import os
 import sys
 
-from bot import __version__, logs, scrub
-from bot.config import DEFAULT_CONFIG_ENV, USER_ID, Config, ConfigError, load
+from bot import __version__
+from bot.core import logs, scrub
+from bot.core.config import DEFAULT_CONFIG_ENV, USER_ID, Config, ConfigError, load
 
 LOG_FORMAT_ENV = "SWARMBOT_LOG_FORMAT"
 
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     worker = add("worker", "run jobs from the queue against the local Docker engine")
     worker.add_argument("--name", default=None, help="consumer name (default: the host name)")
-    add("bot", "run the chat adapters named in bot.adapters (Matrix)")
+    add("bot", "run the chat adapters named in bot.adapters (Matrix, Slack)")
     add("check-config", "validate the config file and report every problem")
     sub.add_parser(
         "healthcheck",
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {key}: {problem}", file=sys.stderr)
         return 2
 
-    # Every output path of this process masks the secrets it holds (bot/scrub.py).
+    # Every output path of this process masks the secrets it holds (bot/core/scrub.py).
     scrub.install(config.secret_values())
     if args.command in ("check-config", "worker") and not config.stacks_dir.is_dir():
         # Only the worker reads stack files; the bot may run on a node that has none.
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "check-config":
         return _check_config(config)
-    from bot.health import PortInUse
+    from bot.core.health import PortInUse
 
     try:
         return _run(config, args)
@@ -105,12 +106,12 @@ def _run(config: Config, args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-        from bot.runner import run_bot
+        from bot.chat.runner import run_bot
 
         asyncio.run(run_bot(config))
         return 0
     if args.command == "worker":
-        from bot.worker import run_forever  # only the worker imports Docker
+        from bot.swarm.worker import run_forever  # only the worker imports Docker
 
         run_forever(config, args.name)
         return 0
@@ -118,7 +119,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
 
 
 def _healthcheck() -> int:
-    from bot.health import check_local
+    from bot.core.health import check_local
 
     ok, lines = check_local()
     for line in lines:
@@ -127,7 +128,7 @@ def _healthcheck() -> int:
 
 
 def _check_config(config: Config) -> int:
-    from bot.stackdeploy import stack_files
+    from bot.swarm.dockercli import stack_files
 
     files = stack_files(config.stacks_dir)
     users = {u for r in config.roles for u in r.users}
@@ -144,7 +145,7 @@ def _check_config(config: Config) -> int:
 
 
 def _console(config: Config, args: argparse.Namespace) -> int:
-    from bot.adapters.console import Console
+    from bot.chat.adapters.console import Console
 
     user = args.user or f"console:{os.environ.get('USER') or 'root'}"
     if not USER_ID.match(user) or not user.startswith("console:"):

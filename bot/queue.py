@@ -19,8 +19,9 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
-from bot.config import Config, Secret
-from bot.jobs import (
+from bot.core.config import Config, Secret
+from bot.core.scrub import masker
+from bot.core.wire import (
     Job,
     Rejected,
     Result,
@@ -28,7 +29,6 @@ from bot.jobs import (
     encode_job,
     encode_result,
 )
-from bot.scrub import masker
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ import re
 import time
 from datetime import UTC, datetime
 
-from bot import audit
-from bot.chat import Reply, Table
+from bot.core import audit
+from bot.core.replies import Reply, Table
 from commands.base import Arg, Command, Context
 
 SINCE = re.compile(r"^([0-9]{1,4})([mhd])$")

@@ -11,16 +11,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from bot.chat import Reply
-from bot.names import SERVICE_NAME, STACK_NAME
+from bot.core.ids import SERVICE_NAME, STACK_NAME
+from bot.core.replies import Reply
 
 if TYPE_CHECKING:
-    from bot.chat import Message
-    from bot.config import Config
-    from bot.dispatch import Dispatcher
-    from bot.jobs import Result
+    from bot.chat.dispatch import Dispatcher
+    from bot.core.config import Config
+    from bot.core.policy import Policy
+    from bot.core.replies import Message
+    from bot.core.wire import Result
     from bot.queue import JobQueue
-    from bot.roles import Policy
 
 
 @dataclass(frozen=True)

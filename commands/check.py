@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.chat import Reply, Table
-from bot.jobs import Result
+from bot.core.replies import Reply, Table
+from bot.core.wire import Result
 from commands.base import Command, error_reply, stack_arg
 
 

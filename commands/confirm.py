@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from bot.chat import Reply
+from bot.core.replies import Reply
 from commands.base import Arg, Command, Context
 
 

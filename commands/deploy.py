@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from bot.chat import Reply, plural, render_table_plain
-from bot.jobs import Result
+from bot.core.replies import Reply, plural, render_table_plain
+from bot.core.wire import Result
 from commands.base import Arg, Command, error_reply, stack_arg
 from commands.check import problem_table
 from commands.outcomes import log_lines, outcome_table, progress_line

@@ -3,8 +3,8 @@ environment values, only which keys change."""
 
 from __future__ import annotations
 
-from bot.chat import Reply, Table
-from bot.jobs import Result
+from bot.core.replies import Reply, Table
+from bot.core.wire import Result
 from commands.base import Command, error_reply, stack_arg
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.chat import Reply, Table, ago
+from bot.core.replies import Reply, Table, ago
 from commands.base import Command, Context
 
 SHOWN = 15

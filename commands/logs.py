@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from bot.chat import Reply
-from bot.jobs import Result
+from bot.core.replies import Reply
+from bot.core.wire import Result
 from commands.base import Arg, Command, error_reply, service_arg
 
 

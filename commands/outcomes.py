@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.chat import Table
+from bot.core.replies import Table
 
 STATE_WORDS = {
     "converged": "converged",

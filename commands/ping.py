@@ -3,8 +3,8 @@ Answers "is a worker alive and taking jobs?" (and is the benchmark's no-op job).
 
 from __future__ import annotations
 
-from bot.chat import Reply
-from bot.jobs import Result
+from bot.core.replies import Reply
+from bot.core.wire import Result
 from commands.base import Command
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bot.chat import Reply
-from bot.jobs import Result
+from bot.core.replies import Reply
+from bot.core.wire import Result
 from commands.base import Command, error_reply, service_arg
 from commands.outcomes import STATE_WORDS, log_lines, outcome_table, progress_line
 

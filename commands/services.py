@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot.chat import Reply, Table, ago, plural
-from bot.jobs import Result
+from bot.core.replies import Reply, Table, ago, plural
+from bot.core.wire import Result
 from commands.base import Command, error_reply, stack_arg
 
 

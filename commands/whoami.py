@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.chat import Reply
+from bot.core.replies import Reply
 from commands.base import Command, Context
 
 

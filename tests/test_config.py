@@ -122,7 +122,7 @@ def test_redis_url_from_environment_overrides(tmp_path: Path) -> None:
 
 
 def test_example_config_is_valid_and_documents_every_key(tmp_path: Path) -> None:
-    from bot.config import _SCHEMA
+    from bot.core.config import _SCHEMA
 
     text = (ROOT / "config.example.toml").read_text()
     env = {"SWARMBOT_SIGNING_SECRET": GOOD_SECRET}
@@ -166,7 +166,7 @@ def test_matrix_needs_credentials_and_rooms(tmp_path: Path) -> None:
 
 def test_the_worker_is_given_no_chat_credentials(tmp_path: Path) -> None:
     """The worker never talks to a chat platform: it starts without the tokens."""
-    from bot.config import ConfigError, load
+    from bot.core.config import ConfigError, load
 
     (tmp_path / "stacks").mkdir()
     config = tmp_path / "config.toml"
@@ -223,7 +223,7 @@ def test_slack_tokens_are_checked_by_shape_and_mode(tmp_path: Path) -> None:
 def test_configuration_reference_is_generated_from_the_example() -> None:
     """docs/CONFIGURATION.md is `python -m bot.configref` of config.example.toml, and the
     example explains every key the validator knows."""
-    from bot.configref import EXAMPLE, REFERENCE, generate, missing
+    from bot.core.configref import EXAMPLE, REFERENCE, generate, missing
 
     example = EXAMPLE.read_text(encoding="utf-8")
     assert missing(example) == []

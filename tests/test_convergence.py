@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from bot.convergence import assess
+from bot.swarm.convergence import assess
 
 
 def stamp(t: float) -> str:

@@ -8,8 +8,8 @@ import time
 import docker
 import pytest
 
-from bot.config import Secret
-from bot.jobs import Job, decode_result, encode_job
+from bot.core.config import Secret
+from bot.core.wire import Job, decode_result, encode_job
 from tests.harness import BotEnv, wait_until
 
 

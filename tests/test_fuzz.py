@@ -19,9 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.config import Secret
-from bot.jobs import OPERATIONS, decode_job
-from bot.roles import Policy
+from bot.core.config import Secret
+from bot.core.policy import Policy
+from bot.core.wire import OPERATIONS, decode_job
 from commands import REGISTRY
 from tests.harness import ROOT, SWARMBOT, BotEnv
 from tests.testbot import TestBot

@@ -17,10 +17,10 @@ from pathlib import Path
 import docker
 import pytest
 
-from bot.config import Secret
-from bot.jobs import Result, decode_result
+from bot.core.config import Secret
+from bot.core.scrub import install
+from bot.core.wire import Result, decode_result
 from bot.queue import WorkerQueue, sync_client
-from bot.scrub import install
 from tests.harness import BotEnv, wait_until
 from tests.testbot import TestBot
 

@@ -6,8 +6,16 @@ import time
 
 import pytest
 
-from bot.config import Secret
-from bot.jobs import Job, Rejected, Result, decode_job, decode_result, encode_job, encode_result
+from bot.core.config import Secret
+from bot.core.wire import (
+    Job,
+    Rejected,
+    Result,
+    decode_job,
+    decode_result,
+    encode_job,
+    encode_result,
+)
 
 SECRET = Secret(b"k" * 40)
 

@@ -1,6 +1,6 @@
 """How typed service names resolve (pure logic, no swarm needed)."""
 
-from bot.names import resolve_service
+from bot.core.ids import resolve_service
 
 NAMES = ["dev_gerrit", "dev_trac", "ci_gerrit-db", "support_postgres", "ci_trac", "loner"]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from bot.adapters.slack_render import unescape
+from bot.chat.adapters.slack_render import unescape
 from tests.harness import BotEnv, start_dockerd, stop_dockerd, wait_until
 from tests.slack_fake import FakeSlack, bot_config, wait_for_reply
 

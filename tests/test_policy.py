@@ -16,9 +16,9 @@ import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.chat import Message
-from bot.config import load
-from bot.dispatch import Dispatcher
+from bot.chat.dispatch import Dispatcher
+from bot.core.config import load
+from bot.core.replies import Message
 from bot.queue import JobQueue
 from tests.harness import write_config
 

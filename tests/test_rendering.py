@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from bot.adapters.matrix_render import (
+from bot.chat.adapters.matrix_render import (
     MAX_CONTENT_BYTES,
     content_size,
     contents,
     html,
     strip_reply_fallback,
 )
-from bot.chat import Reply, Table, render_plain, split_reply
+from bot.core.replies import Reply, Table, render_plain, split_reply
 
 
 def big_reply(rows: int) -> Reply:

@@ -1,6 +1,6 @@
 """What reaches chat from logs and errors has its secrets masked."""
 
-from bot.scrub import env_values, scrub
+from bot.core.scrub import env_values, scrub
 
 
 def test_environment_values_are_masked() -> None:

@@ -106,8 +106,8 @@ def test_demo_stack_deploys_on_the_local_swarm(
 
 def test_deploy_all_order_follows_what_stacks_need() -> None:
     """The real stacks: ingress and support first (everything attaches to their networks)."""
-    from bot.stackcheck import deploy_order
-    from bot.stackdeploy import stack_files
+    from bot.swarm.dockercli import stack_files
+    from bot.swarm.preflight import deploy_order
 
     order = deploy_order(stack_files(STACKS), ("ingress", "support"))
     assert order[:2] == ["ingress", "support"]
@@ -115,7 +115,7 @@ def test_deploy_all_order_follows_what_stacks_need() -> None:
 
 
 def test_dependencies_beat_the_configured_order(tmp_path: Path) -> None:
-    from bot.stackcheck import OrderError, deploy_order
+    from bot.swarm.preflight import OrderError, deploy_order
 
     (tmp_path / "aaa.yaml").write_text(
         "networks:\n  shared:\n    external: true\n    name: zzz_shared\n"

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from bot.chat import Message, Reply, render_plain
-from bot.config import Config, load
-from bot.dispatch import Dispatcher
+from bot.chat.dispatch import Dispatcher
+from bot.core.config import Config, load
+from bot.core.replies import Message, Reply, render_plain
 from bot.queue import JobQueue, async_client
 
 

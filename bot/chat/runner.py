@@ -12,11 +12,11 @@ import logging
 import signal
 import socket
 
-from bot import health
-from bot.config import Config
-from bot.dispatch import Dispatcher
+from bot.chat.dispatch import Dispatcher
+from bot.chat.results import route
+from bot.core import health
+from bot.core.config import Config
 from bot.queue import Inbox, JobQueue, async_client, queue_stats, sync_client
-from bot.results import route
 
 log = logging.getLogger("swarmbot.bot")
 
@@ -32,12 +32,12 @@ async def run_bot(config: Config) -> None:
     adapters: list[MatrixAdapter | SlackAdapter] = []
     for name in config.adapters:
         if name == "matrix":
-            from bot.adapters.matrix import MatrixAdapter
+            from bot.chat.adapters.matrix import MatrixAdapter
 
             dispatcher = Dispatcher(config, JobQueue(client, config), MatrixAdapter.inbox)
             adapter: MatrixAdapter | SlackAdapter = MatrixAdapter(config, client, dispatcher)
         elif name == "slack":
-            from bot.adapters.slack import SlackAdapter
+            from bot.chat.adapters.slack import SlackAdapter
 
             dispatcher = Dispatcher(config, JobQueue(client, config), SlackAdapter.inbox)
             adapter = SlackAdapter(config, client, dispatcher)

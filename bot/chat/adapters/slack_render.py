@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.chat import Reply, render_plain, render_table_plain, split_reply
+from bot.core.replies import Reply, render_plain, render_table_plain, split_reply
 
 SECTION_LIMIT = 2_900
 BAD_STATUSES = {"failed", "error", "refused"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 
-from bot.chat import INVALID, code
+from bot.core.replies import INVALID, code
 from commands.base import Command
 
 MAX_INPUT = 1000

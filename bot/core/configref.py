@@ -2,7 +2,7 @@
 
 The example file is the one place where each key is explained (it is what operators copy);
 this turns it into a reference with each key's type and default taken from the validator's
-own schema, so the two cannot disagree. ``python -m bot.configref`` prints it; a test fails
+own schema, so the two cannot disagree. ``python -m bot.core.configref`` prints it; a test fails
 when the committed reference is stale.
 """
 
@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bot.config import _SCHEMA
+from bot.core.config import _SCHEMA
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config.example.toml"
 REFERENCE = ROOT / "docs" / "CONFIGURATION.md"
 
@@ -86,9 +86,9 @@ def generate(example: str) -> str:
         "# Configuration reference",
         "",
         "Generated from [`config.example.toml`](../config.example.toml) by",
-        "`python -m bot.configref > docs/CONFIGURATION.md`; types and defaults come from the",
-        "validator itself (`bot/config.py`). `swarmbot check-config --config FILE` checks a file",
-        "and names the exact key of every problem. Unknown keys are errors.",
+        "`python -m bot.core.configref > docs/CONFIGURATION.md`; types and defaults come from",
+        "the validator itself (`bot/core/config.py`). `swarmbot check-config --config FILE`",
+        "checks a file and names the exact key of every problem. Unknown keys are errors.",
         "",
         "Secrets (`*_file` keys, or the matching `$SWARMBOT_<SECTION>_<KEY>` and",
         "`$SWARMBOT_<SECTION>_<KEY>_FILE` environment variables) are never printed.",

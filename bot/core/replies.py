@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from bot.scrub import masker
+from bot.core.scrub import masker
 
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 INVALID = "\ufffd"
@@ -69,7 +69,7 @@ FLAG = "⚠"
 
 
 def masked(reply: Reply) -> Reply:
-    """``reply`` with every secret this process holds masked (see ``bot.scrub``): the last
+    """``reply`` with every secret this process holds masked (see ``bot.core.scrub``): the last
     step before any adapter shows it, whichever command produced it."""
     mask = masker()
     table = reply.table

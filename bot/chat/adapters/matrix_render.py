@@ -9,7 +9,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from bot.chat import FLAG, Reply, Table, render_plain, split_reply
+from bot.core.replies import FLAG, Reply, Table, render_plain, split_reply
 
 # The spec caps an event at 65,536 bytes of JSON; the body and HTML body together stay
 # well under it, leaving room for relations and JSON escaping.

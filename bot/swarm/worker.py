@@ -26,19 +26,20 @@ import docker.errors
 import redis
 import requests.exceptions
 
-from bot import audit, health, stackcheck, stackdeploy
-from bot.config import Config
-from bot.convergence import Assessment
-from bot.jobs import Expired, Job, Rejected, Result, decode_job, job_digest
-from bot.ledger import Ledger
-from bot.logs import job_context
-from bot.names import resolve_service, stack_of
-from bot.notices import Notices, Watcher, job_notice
+from bot.core import audit, health
+from bot.core.config import Config
+from bot.core.ids import resolve_service, stack_of
+from bot.core.logs import job_context
+from bot.core.policy import Policy
+from bot.core.scrub import env_values, masker
+from bot.core.wire import Expired, Job, Rejected, Result, decode_job, job_digest
 from bot.queue import HEARTBEAT_SECONDS, WorkerQueue, queue_stats, sync_client
-from bot.roles import Policy
-from bot.scrub import env_values, masker
-from bot.stackcheck import Problem
-from bot.swarm import Outcome, Swarm
+from bot.swarm import dockercli, preflight
+from bot.swarm.convergence import Assessment
+from bot.swarm.engine import Outcome, Swarm
+from bot.swarm.ledger import Ledger
+from bot.swarm.notices import Notices, Watcher, job_notice
+from bot.swarm.preflight import Problem
 
 log = logging.getLogger("swarmbot.worker")
 
@@ -138,7 +139,7 @@ class Worker:
             consumer or socket.gethostname(),
             dead_after=config.worker_timeout_seconds,
         )
-        self._cli: stackdeploy.DockerCli | None = None
+        self._cli: dockercli.DockerCli | None = None
         # The worker's own record of jobs taken and changes applied, beyond Redis's reach.
         self.ledger = Ledger(config.worker_state_dir, config.redis_prefix)
         self.slots = Slots(config.worker_concurrency)
@@ -170,9 +171,9 @@ class Worker:
         }
 
     @property
-    def cli(self) -> stackdeploy.DockerCli:
+    def cli(self) -> dockercli.DockerCli:
         if self._cli is None:
-            self._cli = stackdeploy.DockerCli.find(
+            self._cli = dockercli.DockerCli.find(
                 self.config.docker_cli, self.config.docker_cli_timeout
             )
             log.info("using docker CLI %s (version %s)", self._cli.path, self._cli.version)
@@ -448,7 +449,7 @@ class Worker:
                 {"error": f"Docker is not reachable or refused: {_short(exc)}"},
                 "docker error",
             )
-        except stackdeploy.DeployError as exc:
+        except dockercli.DeployError as exc:
             return Answer(False, {"error": str(exc)}, str(exc))
         except Exception as exc:
             # A bug or something nobody foresaw: the user is answered all the same, and the
@@ -601,7 +602,7 @@ class Worker:
         return Answer(True, data, f"{len(visible)} services, {unhealthy} unhealthy")
 
     def _stacks(self, job: Job, progress: Callable[[dict], None]) -> Answer:
-        files = stackdeploy.stack_files(self.config.stacks_dir)
+        files = dockercli.stack_files(self.config.stacks_dir)
         deployed: dict[str, list[dict]] = {}
         for row in self.swarm.service_rows():
             if row["stack"]:
@@ -642,7 +643,7 @@ class Worker:
             job,
             service,
             progress,
-            lambda: stackdeploy.rollback(self.cli, service["ID"]),
+            lambda: dockercli.rollback(self.cli, service["ID"]),
             rollback=True,
         )
 
@@ -712,7 +713,7 @@ class Worker:
             if not services and self.queue.applied(job.id, f"undeploy:{stack}") is None:
                 raise JobFailed(f"stack `{stack}` is not deployed")
             volumes = self.swarm.stack_volumes(stack)
-            self._apply_once(job, f"undeploy:{stack}", lambda: stackdeploy.remove(self.cli, stack))
+            self._apply_once(job, f"undeploy:{stack}", lambda: dockercli.remove(self.cli, stack))
             deadline = time.monotonic() + self.config.deploy_deadline_seconds
             while self.swarm.services(stack):
                 if time.monotonic() > deadline:
@@ -724,10 +725,10 @@ class Worker:
         )
 
     def _deploy_all(self, job: Job, progress: Callable[[dict], None]) -> Answer:
-        files = stackdeploy.stack_files(self.config.stacks_dir)
+        files = dockercli.stack_files(self.config.stacks_dir)
         try:
-            order = stackcheck.deploy_order(files, self.config.deploy_first)
-        except stackcheck.OrderError as exc:
+            order = preflight.deploy_order(files, self.config.deploy_first)
+        except preflight.OrderError as exc:
             raise JobFailed(str(exc)) from None
         for stack in order:
             self._allow(job, stack)  # all or nothing: refuse before deploying any
@@ -747,7 +748,7 @@ class Worker:
         )
 
     def _stack_file(self, stack: str) -> Path:
-        files = stackdeploy.stack_files(self.config.stacks_dir)
+        files = dockercli.stack_files(self.config.stacks_dir)
         if stack not in files:
             known = ", ".join(files) or "none"
             raise JobFailed(f"no stack file `{stack}` in the stacks directory (known: {known})")
@@ -756,20 +757,20 @@ class Worker:
     def _preflight(self, stack: str, file: Path) -> tuple[dict | None, list[Problem], str]:
         """Render and check a stack file: (rendered or None, problems, note)."""
         try:
-            rendered = stackdeploy.render(self.cli, file, self.config.variables)
-        except stackdeploy.NoRender as exc:
+            rendered = dockercli.render(self.cli, file, self.config.variables)
+        except dockercli.NoRender as exc:
             return None, [], f"no pre-flight check: {exc}"
-        except stackdeploy.DeployError as exc:
+        except dockercli.DeployError as exc:
             return None, [Problem("", "file", str(exc), True)], ""
-        main, *override = stackdeploy.compose_files(file)
+        main, *override = dockercli.compose_files(file)
         problems = [
             p
             for extra in override
-            for p in stackcheck.unset_variables(
+            for p in preflight.unset_variables(
                 extra.read_text(encoding="utf-8"), self.config.variables
             )
         ]
-        problems += stackcheck.check(
+        problems += preflight.check(
             stack,
             main.read_text(encoding="utf-8"),
             rendered,
@@ -795,7 +796,7 @@ class Worker:
         rendered, problems, note = self._preflight(stack, self._stack_file(stack))
         if rendered is None:
             raise JobFailed(note or "; ".join(p.message for p in problems))
-        changes = stackcheck.diff(stack, rendered, self.swarm.services(stack))
+        changes = preflight.diff(stack, rendered, self.swarm.services(stack))
         data = {"stack": stack, "changes": changes}
         return Answer(True, data, f"{stack}: {len(changes)} services would change")
 
@@ -820,10 +821,10 @@ class Worker:
                     **base,
                     "error": "the pre-flight check found problems; nothing was deployed",
                 }
-            override = stackcheck.hash_override(stack, rendered) if rendered is not None else None
+            override = preflight.hash_override(stack, rendered) if rendered is not None else None
             if rendered is not None:
                 current = self.swarm.services(stack)
-                base["changes"] = stackcheck.diff(stack, rendered, current)
+                base["changes"] = preflight.diff(stack, rendered, current)
                 first_try = self.queue.applied(job.id, f"deploy:{stack}") is None
                 if current and not base["changes"] and not force and first_try:
                     return {**base, "ok": True, "unchanged": True}
@@ -831,7 +832,7 @@ class Worker:
                 since = self._apply_once(
                     job,
                     f"deploy:{stack}",
-                    lambda: stackdeploy.deploy(
+                    lambda: dockercli.deploy(
                         self.cli,
                         stack,
                         file,
@@ -840,7 +841,7 @@ class Worker:
                         override,
                     ),
                 )
-            except stackdeploy.DeployError as exc:
+            except dockercli.DeployError as exc:
                 return {**base, "error": masker().text(str(exc))}
             ids = [s["ID"] for s in self.swarm.services(stack)]
             outcomes: list[Outcome] = self.swarm.watch(

@@ -16,8 +16,8 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bot.config import USER_ID, Secret
-from bot.names import SERVICE_NAME, STACK_NAME
+from bot.core.config import USER_ID, Secret
+from bot.core.ids import SERVICE_NAME, STACK_NAME
 
 MAX_JOB_BYTES = 16 * 1024  # a job is a command and a few names
 MAX_RESULT_BYTES = 8 * 1024 * 1024  # a result can list every service of a large swarm

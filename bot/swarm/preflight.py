@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from bot.names import IMAGE_LABEL
+from bot.core.ids import IMAGE_LABEL
 
 HASH_LABEL = "swarmbot.file-hash"
 # Compose keys `docker stack deploy` ignores: an operator who relies on them is surprised.

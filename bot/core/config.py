@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.names import STACK_NAME
+from bot.core.ids import STACK_NAME
 
 DEFAULT_CONFIG_ENV = "SWARMBOT_CONFIG"
 REDIS_URL_ENV = "SWARMBOT_REDIS_URL"
@@ -124,7 +124,7 @@ class Config:
     # [variables] whose values may be shown in chat and logs (DOMAIN); all others are masked.
     public_variables: frozenset[str] = frozenset()
     docker_cli_timeout: float = 180.0
-    # Where the worker keeps its own record of the jobs it ran (see bot/ledger.py).
+    # Where the worker keeps its own record of the jobs it ran (see bot/swarm/ledger.py).
     worker_state_dir: Path = Path("/var/lib/swarmbot")
     confirm: frozenset[str] = frozenset({"undeploy", "deploy all", "rollback"})
     confirm_seconds: int = 120
@@ -355,7 +355,10 @@ def parse(
     for i, name in enumerate(adapters):
         if name not in ADAPTERS:
             problems.append(
-                (f"bot.adapters[{i}]", f"unknown adapter {name!r} (known: {', '.join(ADAPTERS)})")
+                (
+                    f"bot.adapters[{i}]",
+                    f"unknown adapter {name!r} (known: {', '.join(ADAPTERS)})",
+                )
             )
     matrix = (
         _matrix(values["matrix"], environ, base, problems)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from bot.names import STACK_NAME
+from bot.core.ids import STACK_NAME
 
 CLI_TIMEOUT_SECONDS = 180.0  # deploy.cli_timeout_seconds
 # Passed through to the CLI so it can find the daemon and its own config, nothing else.

@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Iterator
 
-from bot.scrub import masker
+from bot.core.scrub import masker
 
 FORMATS = ("text", "json")
 

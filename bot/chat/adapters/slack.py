@@ -29,11 +29,11 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.adapters.slack_render import messages, unescape
-from bot.chat import Message, Reply
-from bot.config import Config, SlackConfig
-from bot.dispatch import Dispatcher
-from bot.jobs import Result
+from bot.chat.adapters.slack_render import messages, unescape
+from bot.chat.dispatch import Dispatcher
+from bot.core.config import Config, SlackConfig
+from bot.core.replies import Message, Reply
+from bot.core.wire import Result
 
 log = logging.getLogger("swarmbot.slack")
 

@@ -35,11 +35,11 @@ from nio import (
     WhoamiError,
 )
 
-from bot.adapters.matrix_render import content, contents, strip_reply_fallback
-from bot.chat import Message, Reply
-from bot.config import Config, MatrixConfig
-from bot.dispatch import Dispatcher
-from bot.jobs import Result
+from bot.chat.adapters.matrix_render import content, contents, strip_reply_fallback
+from bot.chat.dispatch import Dispatcher
+from bot.core.config import Config, MatrixConfig
+from bot.core.replies import Message, Reply
+from bot.core.wire import Result
 
 log = logging.getLogger("swarmbot.matrix")
 

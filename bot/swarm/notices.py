@@ -28,13 +28,13 @@ import docker.errors
 import redis
 import requests.exceptions
 
-from bot.config import Config
-from bot.convergence import describe_task, parse_time
-from bot.health import NOTICES
-from bot.jobs import Result
-from bot.names import IMAGE_LABEL, matches_any, stack_of
+from bot.core.config import Config
+from bot.core.health import NOTICES
+from bot.core.ids import IMAGE_LABEL, matches_any, stack_of
+from bot.core.wire import Result
 from bot.queue import WorkerQueue
-from bot.swarm import API_VERSION
+from bot.swarm.convergence import describe_task, parse_time
+from bot.swarm.engine import API_VERSION
 
 log = logging.getLogger("swarmbot.notices")
 

@@ -15,15 +15,15 @@ from typing import Any
 
 import redis
 
-from bot import audit, health
-from bot.chat import Message, Reply, masked
-from bot.config import Config
-from bot.confirm import Confirmations
-from bot.jobs import OPERATIONS, Job
-from bot.names import matches_any
-from bot.parsing import ParseError, parse
+from bot.chat.confirm import Confirmations
+from bot.chat.parsing import ParseError, parse
+from bot.core import audit, health
+from bot.core.config import Config
+from bot.core.ids import matches_any
+from bot.core.policy import Decision, Policy
+from bot.core.replies import Message, Reply, masked
+from bot.core.wire import OPERATIONS, Job
 from bot.queue import JobQueue
-from bot.roles import Decision, Policy
 from commands import REGISTRY
 from commands.base import Command, Context
 

@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable
 
 import redis
 
-from bot.chat import Reply, masked
-from bot.jobs import OPERATIONS, Result
-from bot.logs import job_context
+from bot.core.logs import job_context
+from bot.core.replies import Reply, masked
+from bot.core.wire import OPERATIONS, Result
 from bot.queue import Inbox
 from commands import REGISTRY
 from commands.base import Command

@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass
 
 import docker
 
-from bot.convergence import Assessment, assess, desired_replicas, mode_name, parse_time
-from bot.names import IMAGE_LABEL, STACK_LABEL, stack_of
-from bot.stackcheck import SwarmSnapshot
+from bot.core.ids import IMAGE_LABEL, STACK_LABEL, stack_of
+from bot.swarm.convergence import Assessment, assess, desired_replicas, mode_name, parse_time
+from bot.swarm.preflight import SwarmSnapshot
 
 API_VERSION = "1.41"
 POLL_SECONDS = 0.25

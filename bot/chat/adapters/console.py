@@ -19,12 +19,12 @@ from typing import TextIO
 
 import redis
 
-from bot.chat import Message, Reply, render_plain
-from bot.config import Config
-from bot.dispatch import Dispatcher
-from bot.jobs import Result
+from bot.chat.dispatch import Dispatcher
+from bot.chat.results import route
+from bot.core.config import Config
+from bot.core.replies import Message, Reply, render_plain
+from bot.core.wire import Result
 from bot.queue import Inbox, JobQueue, async_client
-from bot.results import route
 
 log = logging.getLogger("swarmbot.console")
 

@@ -15,7 +15,7 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
-from bot.scrub import masker
+from bot.core.scrub import masker
 
 log = logging.getLogger("swarmbot.audit")
 AUDIT_MAXLEN = 10_000

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.config import Role
-from bot.names import matches_any
+from bot.core.config import Role
+from bot.core.ids import matches_any
 
 # Commands anyone may run: they grant nothing by themselves. help and whoami reveal nothing
 # about the swarm (and are how an unknown user learns the ID to give an admin); confirm

@@ -1,0 +1,3 @@
+"""The chat side (asyncio): adapters, dispatch, parsing, confirmations, rendering.
+It never imports docker (make lint checks it).
+"""
