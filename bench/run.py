@@ -31,7 +31,9 @@ from docker.types import ServiceMode
 from bot.chat.dispatch import Dispatcher
 from bot.core.config import load
 from bot.core.replies import Message
-from bot.queue import Inbox, JobQueue, async_client
+from bot.queue.clients import async_client
+from bot.queue.inbox import Inbox
+from bot.queue.producer import JobQueue
 from tests.harness import TEST_IMAGE, BotEnv, RedisServer, local_swarm, stack_yaml, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent

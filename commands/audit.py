@@ -6,7 +6,6 @@ import re
 import time
 from datetime import UTC, datetime
 
-from bot.core import audit
 from bot.core.replies import Reply, Table
 from commands.base import Arg, Command, Context
 
@@ -28,7 +27,7 @@ async def answer(ctx: Context, args: dict[str, str]) -> Reply:
         window = since
     amount, unit = SINCE.match(window).groups()  # type: ignore[union-attr]
     start = time.time() - int(amount) * UNITS[unit]
-    entries = await audit.read(ctx.queue.redis, ctx.queue.prefix, start)
+    entries = await ctx.queue.audit_since(start)
     if what:
         entries = [e for e in entries if what in e.get("command", "") or what == e.get("stack")]
     shown = entries[:SHOWN]

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from bot.core.policy import Policy
     from bot.core.replies import Message
     from bot.core.wire import Result
-    from bot.queue import JobQueue
+    from bot.queue.producer import JobQueue
 
 
 @dataclass(frozen=True)

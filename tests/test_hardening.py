@@ -20,7 +20,8 @@ import pytest
 from bot.core.config import Secret
 from bot.core.scrub import install
 from bot.core.wire import Result, decode_result
-from bot.queue import WorkerQueue, sync_client
+from bot.queue.clients import sync_client
+from bot.queue.consumer import WorkerQueue
 from tests.harness import BotEnv, wait_until
 from tests.testbot import TestBot
 

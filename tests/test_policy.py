@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from bot.chat.dispatch import Dispatcher
 from bot.core.config import load
 from bot.core.replies import Message
-from bot.queue import JobQueue
+from bot.queue.producer import JobQueue
 from tests.harness import write_config
 
 ROLES = {
@@ -192,7 +192,7 @@ def test_arbitrary_input_never_crashes_and_never_queues_what_is_not_allowed(
 
 def test_a_burst_of_commands_is_queued_not_refused(dispatcher_config: Path) -> None:
     """Adapters handle messages side by side; 150 at once must all be queued."""
-    from bot.queue import async_client
+    from bot.queue.clients import async_client
 
     async def go() -> list[str | None]:
         config = load(dispatcher_config)

@@ -14,7 +14,8 @@ from pathlib import Path
 from bot.chat.dispatch import Dispatcher
 from bot.core.config import Config, load
 from bot.core.replies import Message, Reply, render_plain
-from bot.queue import JobQueue, async_client
+from bot.queue.clients import async_client
+from bot.queue.producer import JobQueue
 
 
 class TestBot:

@@ -13,19 +13,21 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from bot.queue.keys import Keys
+
 # No 0/O, 1/I/L: codes are read off a screen and typed by hand.
 ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 CODE_LENGTH = 4
 
 
 class Confirmations:
-    def __init__(self, client: aioredis.Redis, prefix: str, ttl: int) -> None:
+    def __init__(self, client: aioredis.Redis, keys: Keys, ttl: int) -> None:
         self._redis = client
-        self._prefix = prefix
+        self._keys = keys
         self.ttl = ttl
 
     def _key(self, code: str) -> str:
-        return f"{self._prefix}:confirm:{code.upper()}"
+        return self._keys.confirmation(code)
 
     async def ask(self, pending: dict[str, Any]) -> str:
         for _ in range(20):

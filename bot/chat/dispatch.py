@@ -17,13 +17,13 @@ import redis
 
 from bot.chat.confirm import Confirmations
 from bot.chat.parsing import ParseError, parse
-from bot.core import audit, health
+from bot.core import health
 from bot.core.config import Config
 from bot.core.ids import matches_any
 from bot.core.policy import Decision, Policy
 from bot.core.replies import Message, Reply, masked
 from bot.core.wire import OPERATIONS, Job
-from bot.queue import JobQueue
+from bot.queue.producer import JobQueue
 from commands import REGISTRY
 from commands.base import Command, Context
 
@@ -41,7 +41,7 @@ class Dispatcher:
         self.inbox = inbox
         self.policy = Policy(config.roles)
         self.registry = registry
-        self.confirmations = Confirmations(queue.redis, queue.prefix, config.confirm_seconds)
+        self.confirmations = Confirmations(queue.redis, queue.keys, config.confirm_seconds)
 
     async def handle(self, message: Message) -> Reply | None:
         """The immediate answer to ``message``, or ``None`` if it was not a command."""
@@ -148,7 +148,7 @@ class Dispatcher:
         commands do not count. Fails open when Redis is down: nothing can be queued then
         anyway, and help must keep working."""
         now = time.time()
-        key = f"{self.queue.prefix}:rate:{user}"
+        key = self.queue.keys.rate(user)
         member = f"{now:.6f}-{secrets.token_hex(3)}"
         try:
             async with self.queue.redis.pipeline(transaction=True) as pipe:
@@ -283,9 +283,7 @@ class Dispatcher:
         health.COMMANDS.labels(command, decision.split(" ")[0]).inc()
         if decision in ("refused", "rate-limited", "invalid"):
             health.REFUSALS.labels(_refusal_reason(decision, str(fields.get("reason", "")))).inc()
-        await audit.record(
-            self.queue.redis,
-            self.queue.prefix,
+        await self.queue.audit(
             who=message.user_id,
             platform=message.platform,
             where=message.room,

@@ -16,7 +16,7 @@ import redis
 from bot.core.logs import job_context
 from bot.core.replies import Reply, masked
 from bot.core.wire import OPERATIONS, Result
-from bot.queue import Inbox
+from bot.queue.inbox import Inbox
 from commands import REGISTRY
 from commands.base import Command
 

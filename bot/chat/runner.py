@@ -16,7 +16,10 @@ from bot.chat.dispatch import Dispatcher
 from bot.chat.results import route
 from bot.core import health
 from bot.core.config import Config
-from bot.queue import Inbox, JobQueue, async_client, queue_stats, sync_client
+from bot.queue.clients import async_client, sync_client
+from bot.queue.inbox import Inbox
+from bot.queue.producer import JobQueue
+from bot.queue.stats import queue_stats
 
 log = logging.getLogger("swarmbot.bot")
 

@@ -32,16 +32,13 @@ from bot.core.config import Config
 from bot.core.health import NOTICES
 from bot.core.ids import IMAGE_LABEL, matches_any, stack_of
 from bot.core.wire import Result
-from bot.queue import WorkerQueue
+from bot.queue import scripts
+from bot.queue.consumer import WorkerQueue
+from bot.queue.keys import Keys
 from bot.swarm.convergence import describe_task, parse_time
 from bot.swarm.engine import API_VERSION
 
 log = logging.getLogger("swarmbot.notices")
-
-_RESIGN = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 TERMINAL = {"completed", "rollback_completed", "paused", "rollback_paused"}
 FAILING = {"rollback_started", "rollback_completed", "paused", "rollback_paused"}
@@ -56,6 +53,7 @@ class Notices:
     def __init__(self, config: Config, queue: WorkerQueue) -> None:
         self.config = config
         self.queue = queue
+        self._keys = queue.keys
 
     def post(
         self, stack: str, text: str, detail: list[str], key: str, status: str = "info"
@@ -91,13 +89,13 @@ class Notices:
             for name in names:
                 pipe.delete(self._claim_key(name))
             for service in services:
-                key = f"{self.config.redis_prefix}:notice:expected:{service['ID']}"
+                key = self._keys.notice(f"expected:{service['ID']}")
                 pipe.set(key, summarize(service)["spec"], ex=EXPECTED_TTL)
             pipe.execute()
 
     def expected(self, service_id: str, spec: str) -> bool:
         """Was this spec produced by a bot job (already told)? Consumed once seen."""
-        key = f"{self.config.redis_prefix}:notice:expected:{service_id}"
+        key = self._keys.notice(f"expected:{service_id}")
         if self.queue.redis.get(key) == spec:
             self.queue.redis.delete(key)
             return True
@@ -108,7 +106,7 @@ class Notices:
         return bool(keys) and any(self.queue.redis.mget(keys))
 
     def _claim_key(self, name: str) -> str:
-        return f"{self.config.redis_prefix}:notice:claim:{name}"
+        return self._keys.notice(f"claim:{name}")
 
 
 @dataclass
@@ -170,11 +168,11 @@ class Watcher:
         self.stop = stop
         self.poke = threading.Event()
         self.pending: dict[str, Pending] = {}
-        self._state_key = f"{config.redis_prefix}:notice:state"
+        self._state_key = Keys(config.redis_prefix).notice("state")
         # Changes held for their quiet period live in Redis beside the state they were
         # found against, so a watcher that dies (or is replaced) mid-wait loses none.
-        self._pending_key = f"{config.redis_prefix}:notice:pending"
-        self._leader_key = f"{config.redis_prefix}:notice:leader"
+        self._pending_key = Keys(config.redis_prefix).notice("pending")
+        self._leader_key = Keys(config.redis_prefix).notice("leader")
         self.refreshes = 0
 
     def start(self) -> None:
@@ -224,7 +222,7 @@ class Watcher:
 
     def resign(self) -> None:
         """This worker is stopping: give up the lease so another worker watches at once."""
-        self.queue.redis.eval(_RESIGN, 1, self._leader_key, self.queue.consumer)
+        self.queue.redis.eval(scripts.RELEASE, 1, self._leader_key, self.queue.consumer)
 
     def _lead(self) -> bool:
         """One watcher across all workers; the lease moves if its holder dies."""
@@ -298,7 +296,9 @@ class Watcher:
             if self.pending:
                 held = {k: asdict(p) for k, p in self.pending.items()}
                 pipe.set(self._pending_key, json.dumps(held))
-            pipe.incr(f"{self.config.redis_prefix}:notice:refreshes")  # for operators and tests
+            pipe.incr(
+                Keys(self.config.redis_prefix).notice("refreshes")
+            )  # for operators and tests
             pipe.execute()
 
     def _note_change(self, cur: dict[str, Any], change: str, now: float) -> None:

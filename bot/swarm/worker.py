@@ -26,14 +26,18 @@ import docker.errors
 import redis
 import requests.exceptions
 
-from bot.core import audit, health
+from bot.core import health
 from bot.core.config import Config
 from bot.core.ids import resolve_service, stack_of
 from bot.core.logs import job_context
 from bot.core.policy import Policy
 from bot.core.scrub import env_values, masker
 from bot.core.wire import Expired, Job, Rejected, Result, decode_job, job_digest
-from bot.queue import HEARTBEAT_SECONDS, WorkerQueue, queue_stats, sync_client
+from bot.queue import records
+from bot.queue.clients import sync_client
+from bot.queue.consumer import WorkerQueue
+from bot.queue.keys import HEARTBEAT_SECONDS
+from bot.queue.stats import queue_stats
 from bot.swarm import dockercli, preflight
 from bot.swarm.convergence import Assessment
 from bot.swarm.engine import Outcome, Swarm
@@ -387,9 +391,9 @@ class Worker:
         self._wait_for_redis(
             lambda: self.queue.finish(entry_id, result, answer.state, answer.summary)
         )
-        audit.record_sync(
+        records.record_sync(
             self.queue.redis,
-            self.config.redis_prefix,
+            self.queue.keys,
             who=job.requester,
             command=job.text,
             decision=answer.state,
@@ -403,9 +407,9 @@ class Worker:
         """A queue entry that must not run: dropped, kept in the rejected stream, audited."""
         log.warning("refused queue entry %s: %s", entry_id, reason)
         self._wait_for_redis(lambda: self.queue.reject(entry_id, reason, fields))
-        audit.record_sync(
+        records.record_sync(
             self.queue.redis,
-            self.config.redis_prefix,
+            self.queue.keys,
             decision="rejected",
             reason=reason,
             entry=entry_id,

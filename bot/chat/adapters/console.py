@@ -24,7 +24,9 @@ from bot.chat.results import route
 from bot.core.config import Config
 from bot.core.replies import Message, Reply, render_plain
 from bot.core.wire import Result
-from bot.queue import Inbox, JobQueue, async_client
+from bot.queue.clients import async_client
+from bot.queue.inbox import Inbox
+from bot.queue.producer import JobQueue
 
 log = logging.getLogger("swarmbot.console")
 

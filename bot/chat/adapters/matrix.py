@@ -40,6 +40,7 @@ from bot.chat.dispatch import Dispatcher
 from bot.core.config import Config, MatrixConfig
 from bot.core.replies import Message, Reply
 from bot.core.wire import Result
+from bot.queue.keys import Keys
 
 log = logging.getLogger("swarmbot.matrix")
 
@@ -107,7 +108,7 @@ class MatrixAdapter:
         self.rooms: set[str] = set()
         self.connected = False  # for /healthz: the last sync worked
         self.first_start_ms = 0
-        self._key = f"{config.redis_prefix}:matrix"
+        self._key = Keys(config.redis_prefix).adapter("matrix")
         self._nonce = ""
 
     # -- start-up ---------------------------------------------------------------------

@@ -34,6 +34,7 @@ from bot.chat.dispatch import Dispatcher
 from bot.core.config import Config, SlackConfig
 from bot.core.replies import Message, Reply
 from bot.core.wire import Result
+from bot.queue.keys import Keys
 
 log = logging.getLogger("swarmbot.slack")
 
@@ -54,7 +55,7 @@ class SlackAdapter:
         self.sc: SlackConfig = config.slack
         self.redis = redis
         self.dispatcher = dispatcher
-        self._key = f"{config.redis_prefix}:slack"
+        self._key = Keys(config.redis_prefix).adapter("slack")
         self.client = AsyncWebClient(
             token=self.sc.bot_token.reveal().decode(), base_url=self.sc.api_url
         )

@@ -1,0 +1,217 @@
+"""The worker's side of the queue (synchronous: the Docker SDK is synchronous).
+
+Redis Streams with consumer groups give acknowledged delivery: an entry stays pending until
+the worker acknowledges it, so a worker that dies mid-job finds the job again when it comes
+back. "Publish result + acknowledge job + update record" is one MULTI transaction, so a job
+is never both answered and left pending (which would answer it twice).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from typing import Any
+
+import redis
+
+from bot.core.config import Secret
+from bot.core.scrub import masker
+from bot.core.wire import Result, encode_result
+from bot.queue import scripts
+from bot.queue.keys import (
+    INBOX_MAXLEN,
+    INBOX_TTL,
+    LOCK_LEASE_MS,
+    RETIRED_IDLE_MS,
+    WORKER_GROUP,
+    Keys,
+)
+from bot.queue.text import s as _s
+
+
+class WorkerQueue:
+    """The worker's side of the queue (synchronous: the Docker SDK is synchronous)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str,
+        secret: Secret,
+        consumer: str,
+        dead_after: float = 10,
+    ) -> None:
+        self._redis = client
+        self.redis = client
+        # A worker silent for this long is dead: its unfinished jobs go to the others.
+        self.dead_after = dead_after
+        self.keys = Keys(prefix)
+        self._secret = secret
+        self.consumer = consumer
+
+    def ensure_group(self) -> None:
+        try:
+            self._redis.xgroup_create(self.keys.jobs, WORKER_GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def read(
+        self, count: int, block_ms: int, pending: bool = False
+    ) -> list[tuple[str, dict[Any, Any]]]:
+        reply = self._redis.xreadgroup(
+            WORKER_GROUP,
+            self.consumer,
+            {self.keys.jobs: "0" if pending else ">"},
+            count=count,
+            block=None if pending else block_ms,
+        )
+        return [(_s(eid), fields) for _stream, entries in reply or [] for eid, fields in entries]
+
+    def claim_first_delivery(self, job_id: str, entry_id: str, ttl: int) -> bool:
+        """Record that ``entry_id`` carries ``job_id``; False if another entry already did.
+
+        A redelivery of the same entry (this worker restarting) passes; the same job in a
+        new entry is a replay and fails.
+        """
+        key = self.keys.seen(job_id)
+        if self._redis.set(key, entry_id, nx=True, ex=ttl):
+            return True
+        return _s(self._redis.get(key)) == entry_id
+
+    def start(self, job_id: str, state: str = "running") -> bool:
+        """Mark a job running (or waiting for its stack); False if it was cancelled."""
+        args = [state, f"{time.time():.3f}", self.consumer]
+        return (
+            _s(self._redis.eval(scripts.START, 1, self.keys.record(job_id), *args)) != "cancelled"
+        )
+
+    def record(self, job_id: str) -> dict[str, str]:
+        return self._redis.hgetall(self.keys.record(job_id))
+
+    def applied(self, job_id: str, step: str) -> float | None:
+        """When a job's side effect (``step``) was applied, if it was: a job reclaimed after
+        a crash must not apply it twice (a second forced update is a second restart)."""
+        value = self._redis.hget(self.keys.record(job_id), f"applied:{step}")
+        return float(value) if value else None
+
+    def mark_applied(self, job_id: str, step: str, at: float) -> None:
+        self._redis.hset(self.keys.record(job_id), f"applied:{step}", f"{at:.3f}")
+
+    # -- heartbeats, dead workers and stack leases --------------------------------------
+
+    def beat(self, locks: dict[str, str], load: tuple[int, int] = (0, 0)) -> None:
+        """Say this worker is alive and how busy it is (``load``: busy and total slots), and
+        renew the leases on the stacks its jobs hold."""
+        now = time.time()
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(self.keys.workers, {self.consumer: now})
+            pipe.hset(self.keys.load, self.consumer, f"{load[0]} {load[1]}")
+            pipe.zremrangebyscore(self.keys.workers, "-inf", now - 3600)
+            for stack, job_id in locks.items():
+                pipe.eval(scripts.ACQUIRE, 1, self.keys.lock(stack), job_id, LOCK_LEASE_MS)
+            pipe.execute()
+
+    def retire(self) -> None:
+        """This worker has stopped: drop its heartbeat so others need not wait for it to go
+        stale before taking over what it left unacknowledged."""
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zrem(self.keys.workers, self.consumer)
+            pipe.hdel(self.keys.load, self.consumer)
+            pipe.execute()
+
+    def live_workers(self) -> set[str]:
+        since = time.time() - self.dead_after
+        return {_s(w) for w in self._redis.zrangebyscore(self.keys.workers, since, "+inf")}
+
+    def reclaim(self) -> list[tuple[str, dict[Any, Any]]]:
+        """Take over the unfinished jobs of workers that stopped.
+
+        A worker whose heartbeat went stale (it crashed) is dead once it has been silent
+        for ``dead_after``. One that retired (stopped cleanly and removed its heartbeat)
+        is known to be gone at once; its entries only need to have sat for
+        ``RETIRED_IDLE_MS``, which is what keeps two workers reclaiming at the same moment
+        from both taking one entry (XCLAIM's minimum idle time fails the second).
+        """
+        now = time.time()
+        beats = {
+            _s(w): score
+            for w, score in self._redis.zrange(self.keys.workers, 0, -1, withscores=True)
+        }
+        dead_ms = int(self.dead_after * 1000)
+        by_idle: dict[int, list[str]] = {}
+        for p in self._redis.xpending_range(self.keys.jobs, WORKER_GROUP, "-", "+", 100):
+            owner = _s(p["consumer"])
+            if owner == self.consumer:
+                continue
+            if owner not in beats:
+                idle = RETIRED_IDLE_MS
+            elif beats[owner] < now - self.dead_after:
+                idle = dead_ms
+            else:
+                continue  # alive
+            if p["time_since_delivered"] >= idle:
+                by_idle.setdefault(idle, []).append(p["message_id"])
+        out = []
+        for idle, ids in by_idle.items():
+            claimed = self._redis.xclaim(self.keys.jobs, WORKER_GROUP, self.consumer, idle, ids)
+            out += [(_s(eid), fields) for eid, fields in claimed if fields]
+        return out
+
+    def try_lock(self, stack: str, job_id: str) -> str | None:
+        """Take ``stack`` for ``job_id``; returns the holder's job ID if another job has it."""
+        holder = self._redis.eval(scripts.ACQUIRE, 1, self.keys.lock(stack), job_id, LOCK_LEASE_MS)
+        return _s(holder) or None
+
+    def unlock(self, stack: str, job_id: str) -> None:
+        self._redis.eval(scripts.RELEASE, 1, self.keys.lock(stack), job_id)
+
+    def progress(self, result: Result) -> None:
+        with self._redis.pipeline(transaction=True) as pipe:
+            self._post(pipe, result)
+            pipe.execute()
+
+    def _post(self, pipe: redis.client.Pipeline, result: Result) -> None:
+        # The one door every reply, progress line and notice leaves the worker by: every
+        # secret the worker holds is masked here, whichever code produced the text.
+        result = dataclasses.replace(result, data=masker().data(result.data))
+        inbox = self.keys.inbox(result.reply_to["inbox"])
+        pipe.xadd(
+            inbox, encode_result(result, self._secret), maxlen=INBOX_MAXLEN, approximate=True
+        )
+        # An inbox nobody reads any more (a console that quit) must not live forever.
+        pipe.expire(inbox, INBOX_TTL)
+
+    def finish(self, entry_id: str, result: Result | None, state: str, summary: str) -> None:
+        """Answer, acknowledge and record in one transaction: never answered twice."""
+        with self._redis.pipeline(transaction=True) as pipe:
+            if result is not None:
+                self._post(pipe, result)
+                pipe.hset(
+                    self.keys.record(result.job),
+                    mapping={
+                        "state": state,
+                        "finished": f"{time.time():.3f}",
+                        "summary": summary[:300],
+                    },
+                )
+            pipe.xack(self.keys.jobs, WORKER_GROUP, entry_id)
+            pipe.execute()
+
+    def reject(self, entry_id: str, reason: str, fields: dict[Any, Any]) -> None:
+        """Drop a job that must not run; keep a capped trail of what was refused and why."""
+        sample = json.dumps({_s(k): _s(v)[:200] for k, v in list(fields.items())[:4]})
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(
+                self.keys.rejected,
+                {
+                    "entry": entry_id,
+                    "reason": reason,
+                    "sample": sample,
+                    "at": f"{time.time():.3f}",
+                },
+                maxlen=1000,
+                approximate=True,
+            )
+            pipe.xack(self.keys.jobs, WORKER_GROUP, entry_id)
+            pipe.execute()

@@ -1,0 +1,64 @@
+"""Results and progress for one bot process, read through a consumer group.
+
+A result is acknowledged only after the adapter delivered it, so a bot that dies in between
+delivers it when it comes back instead of losing it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+import redis.asyncio as aioredis
+
+from bot.core.config import Config
+from bot.core.wire import Rejected, Result, decode_result
+from bot.queue.keys import BOT_GROUP, Keys
+from bot.queue.text import s as _s
+
+log = logging.getLogger("swarmbot.queue")
+
+
+class Inbox:
+    """Results and progress for one bot process, read through a consumer group."""
+
+    def __init__(self, client: aioredis.Redis, config: Config, name: str) -> None:
+        self.name = name
+        self._redis = client
+        self._key = Keys(config.redis_prefix).inbox(name)
+        self._secret = config.signing_secret
+
+    async def ensure(self) -> None:
+        try:
+            await self._redis.xgroup_create(self._key, BOT_GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def read(
+        self, consumer: str, block_ms: int, pending: bool = False
+    ) -> list[tuple[str, Result]]:
+        """Results not yet handled; with ``pending`` the ones this consumer got but did not ack."""
+        reply = await self._redis.xreadgroup(
+            BOT_GROUP,
+            consumer,
+            {self._key: "0" if pending else ">"},
+            count=50,
+            block=None if pending else block_ms,
+        )
+        out: list[tuple[str, Result]] = []
+        for _stream, entries in reply or []:
+            for entry_id, fields in entries:
+                eid = _s(entry_id)
+                try:
+                    out.append((eid, decode_result(fields, self._secret)))
+                except Rejected as exc:
+                    log.warning("dropping inbox entry %s: %s", eid, exc)
+                    await self.ack(eid)
+        return out
+
+    async def ack(self, entry_id: str) -> None:
+        await self._redis.xack(self._key, BOT_GROUP, entry_id)
+
+    async def delete(self) -> None:
+        await self._redis.delete(self._key)

@@ -1,0 +1,86 @@
+"""Every Redis key swarmbot uses, in one place, under the configured prefix.
+
+A key spelled out anywhere else is a bug: two spellings of one key drift apart, and an
+operator inspecting Redis needs one list of what is there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+WORKER_GROUP = "workers"
+BOT_GROUP = "bot"
+RECENT_JOBS_KEPT = 500
+HEARTBEAT_SECONDS = 1.0
+RETIRED_IDLE_MS = 2000  # see consumer.WorkerQueue.reclaim
+LOCK_LEASE_MS = 30_000
+RECORD_TTL = 7 * 86400
+INBOX_MAXLEN = 10_000
+INBOX_TTL = 7 * 86400
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str
+
+    @property
+    def jobs(self) -> str:
+        return f"{self.prefix}:jobs"
+
+    @property
+    def job_seq(self) -> str:
+        return f"{self.prefix}:job-seq"
+
+    @property
+    def recent(self) -> str:
+        return f"{self.prefix}:recent"
+
+    @property
+    def rejected(self) -> str:
+        return f"{self.prefix}:rejected"
+
+    def record(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}"
+
+    def inbox(self, name: str) -> str:
+        return f"{self.prefix}:inbox:{name}"
+
+    def seen(self, job_id: str) -> str:
+        return f"{self.prefix}:seen:{job_id}"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.prefix}:workers"
+
+    @property
+    def load(self) -> str:
+        """Per worker: "busy capacity", its working jobs and its concurrency."""
+        return f"{self.prefix}:worker-load"
+
+    def lock(self, stack: str) -> str:
+        return f"{self.prefix}:lock:{stack}"
+
+    @property
+    def audit(self) -> str:
+        return f"{self.prefix}:audit"
+
+    # -- the chat side ---------------------------------------------------------------
+
+    def rate(self, user: str) -> str:
+        """A user's sliding one-minute window of commands."""
+        return f"{self.prefix}:rate:{user}"
+
+    def confirmation(self, code: str) -> str:
+        return f"{self.prefix}:confirm:{code.upper()}"
+
+    def adapter(self, platform: str) -> str:
+        """The root of one chat adapter's own keys (sync token, handled events, progress
+        messages): ``<prefix>:matrix:...``, ``<prefix>:slack:...``."""
+        return f"{self.prefix}:{platform}"
+
+    # -- the notice watcher (worker side) ---------------------------------------------
+
+    def notice(self, what: str) -> str:
+        """``state``, ``pending``, ``leader``, ``refreshes``, ``claim:<name>``,
+        ``expected:<service id>``."""
+        return f"{self.prefix}:notice:{what}"

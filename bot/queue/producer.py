@@ -1,0 +1,99 @@
+"""The bot's side of the queue: put signed jobs on it, read job records for ``!jobs``."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from bot.core.config import Config
+from bot.core.wire import Job, encode_job
+from bot.queue import records, scripts
+from bot.queue.keys import RECENT_JOBS_KEPT, RECORD_TTL, Keys
+from bot.queue.text import s as _s
+
+
+class JobQueue:
+    """The bot's side: put signed jobs on the queue and read job records for ``!jobs``."""
+
+    def __init__(self, client: aioredis.Redis, config: Config) -> None:
+        self._redis = client
+        self.redis = client  # for the policy layer in front of the queue (audit, limits)
+        self.keys = Keys(config.redis_prefix)
+        self.prefix = config.redis_prefix
+        self._secret = config.signing_secret
+        self._ttl = config.job_ttl_seconds
+        self._dead_after = config.worker_timeout_seconds
+
+    async def submit(
+        self, op: str, args: dict[str, str], requester: str, text: str, reply_to: dict[str, str]
+    ) -> Job:
+        job_id = str(await self._redis.incr(self.keys.job_seq))
+        now = time.time()
+        job = Job(job_id, op, args, requester, text[:512], reply_to, now, now + self._ttl)
+        record = {
+            "id": job_id,
+            "op": op,
+            "text": job.text,
+            "requester": requester,
+            "state": "queued",
+            "created": f"{now:.3f}",
+        }
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.keys.record(job_id), mapping=record)
+            pipe.expire(self.keys.record(job_id), RECORD_TTL)
+            pipe.zadd(self.keys.recent, {job_id: now})
+            pipe.zremrangebyrank(self.keys.recent, 0, -RECENT_JOBS_KEPT - 1)
+            pipe.xadd(self.keys.jobs, encode_job(job, self._secret))
+            await pipe.execute()
+        return job
+
+    async def workers_online(self) -> int:
+        """Workers whose heartbeat is fresh."""
+        since = time.time() - self._dead_after
+        return int(await self._redis.zcount(self.keys.workers, since, "+inf"))
+
+    async def free_slots(self) -> tuple[int, int]:
+        """(free, total) job slots over the workers whose heartbeat is fresh."""
+        since = time.time() - self._dead_after
+        live = [_s(w) for w in await self._redis.zrangebyscore(self.keys.workers, since, "+inf")]
+        if not live:
+            return 0, 0
+        loads = await self._redis.hmget(self.keys.load, live)
+        free = total = 0
+        for load in loads:
+            busy, _, capacity = _s(load or "0 0").partition(" ")
+            total += int(capacity or 0)
+            free += max(0, int(capacity or 0) - int(busy or 0))
+        return free, total
+
+    async def record(self, job_id: str) -> dict[str, str]:
+        return await self._redis.hgetall(self.keys.record(job_id))
+
+    async def cancel(self, job_id: str, by: str) -> str:
+        """Mark a job cancelled if it has not started: "now-cancelled", or the state it is in."""
+        key = self.keys.record(job_id)
+        state = await self._redis.eval(scripts.CANCEL, 1, key, by, f"{time.time():.3f}")
+        return _s(state)
+
+    async def holder(self, stack: str) -> dict[str, str] | None:
+        """The job holding ``stack``'s lock, if any: what a new job will queue behind."""
+        job_id = await self._redis.get(self.keys.lock(stack))
+        if not job_id:
+            return None
+        return await self.record(_s(job_id)) or None
+
+    async def audit(self, **fields: Any) -> None:
+        await records.record(self._redis, self.keys, **fields)
+
+    async def audit_since(self, since: float) -> list[dict[str, str]]:
+        return await records.read(self._redis, self.keys, since)
+
+    async def recent(self, limit: int) -> list[dict[str, str]]:
+        ids = await self._redis.zrevrange(self.keys.recent, 0, limit - 1)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hgetall(self.keys.record(_s(job_id)))
+            rows = await pipe.execute()
+        return [{_s(k): _s(v) for k, v in row.items()} for row in rows if row]
