@@ -34,6 +34,7 @@ from bot.core.replies import Message
 from bot.queue.clients import async_client
 from bot.queue.inbox import Inbox
 from bot.queue.producer import JobQueue
+from commands import REGISTRY
 from tests.harness import TEST_IMAGE, BotEnv, RedisServer, local_swarm, stack_yaml, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,10 +83,10 @@ class Client:
         self.env = env
 
     async def __aenter__(self) -> Client:
-        self.config = load(self.env.config)
+        self.config = load(self.env.config, commands=REGISTRY)
         self.redis = async_client(self.config.redis_url)
         self.queue = JobQueue(self.redis, self.config)
-        self.inbox = Inbox(self.redis, self.config, f"bench-{secrets.token_hex(4)}")
+        self.inbox = Inbox(self.redis, self.config, f"bench-{secrets.token_hex(4)}", REGISTRY)
         await self.inbox.ensure()
         self.dispatcher = Dispatcher(self.config, self.queue, self.inbox.name)
         self.answers: dict[str, float] = {}

@@ -11,6 +11,7 @@ import sys
 from bot import __version__
 from bot.core import logs, scrub
 from bot.core.config import DEFAULT_CONFIG_ENV, USER_ID, Config, ConfigError, load
+from commands import REGISTRY
 
 LOG_FORMAT_ENV = "SWARMBOT_LOG_FORMAT"
 
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     default_level = "WARNING" if args.command == "console" else "INFO"
     logs.setup(args.log_level or default_level, args.log_format)
     try:
-        config = load(args.config, chat=args.command != "worker")
+        config = load(args.config, chat=args.command != "worker", commands=REGISTRY)
     except ConfigError as exc:
         print(
             f"swarmbot: bad config ({len(exc.problems)} problem{'s' * (len(exc.problems) > 1)}):",

@@ -1,26 +1,30 @@
-"""How a command is declared: grammar, permission, the job it queues, how it reads in chat.
+"""How a command is declared, whole, in one file: its grammar, the permission it needs
+(its name), its confirmation text, its job schema (derived from its arguments), its
+worker-side handler, how its result reads and how its notice reads.
 
-One declaration feeds the parser, the permission check, ``!help`` and the renderer, so
-usage text can never drift from what the parser accepts.
+One declaration feeds the parser, the permission check, ``!help``, the worker's validation
+of the job and its handler table, the renderer and the notices, so adding a command is
+adding a file: nothing else names it.
+
+Command modules are imported by both processes, so they use only the shared core and the
+reply model (``make lint`` holds them to it): the chat side's and the queue's objects
+reach an answering command through the ``Context`` protocols below, the swarm through
+``bot.core.operations.WorkerTools``.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
+from bot.core.config import Config
 from bot.core.ids import SERVICE_NAME, STACK_NAME
-from bot.core.replies import Reply
-
-if TYPE_CHECKING:
-    from bot.chat.dispatch import Dispatcher
-    from bot.core.config import Config
-    from bot.core.policy import Policy
-    from bot.core.replies import Message
-    from bot.core.wire import Result
-    from bot.queue.producer import JobQueue
+from bot.core.operations import Handler, NoticeFor
+from bot.core.policy import Policy
+from bot.core.replies import Message, Reply
+from bot.core.wire import Result, Schema
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,24 @@ def service_arg() -> Arg:
     return Arg("service", SERVICE_NAME, "a service name")
 
 
+class JobRecords(Protocol):
+    """The queue as answering commands see it (``bot.queue.producer.JobQueue``)."""
+
+    async def record(self, job_id: str) -> dict[str, str]: ...
+
+    async def recent(self, limit: int) -> list[dict[str, str]]: ...
+
+    async def cancel(self, job_id: str, by: str) -> str: ...
+
+    async def audit_since(self, since: float) -> list[dict[str, str]]: ...
+
+
+class Confirmer(Protocol):
+    """The dispatcher's confirmation flow (``bot.chat.dispatch.Dispatcher``)."""
+
+    async def confirm(self, message: Message, code: str) -> Reply: ...
+
+
 @dataclass(frozen=True)
 class Context:
     """What a directly answered command may use; no Docker here, by design."""
@@ -52,9 +74,9 @@ class Context:
     message: Message
     config: Config
     policy: Policy
-    queue: JobQueue
+    queue: JobRecords
     registry: dict[str, Command]
-    dispatcher: Dispatcher  # for the policy commands (confirm)
+    dispatcher: Confirmer  # for the policy commands (confirm)
 
 
 @dataclass(frozen=True)
@@ -68,16 +90,31 @@ class Command:
     # The job takes that stack's lock (it changes the stack): only then can it wait behind
     # another job on the same stack, and only then does "queued behind" make sense.
     locks_stack: bool = False
-    # Either answered directly ...
+    # Either answered directly by the bot ...
     answer: Callable[[Context, dict[str, str]], Awaitable[Reply]] | None = None
-    # ... or queued: map parsed args to (operation, job args), and render the result.
-    job: Callable[[dict[str, str]], tuple[str, dict[str, str]]] | None = None
+    # ... or queued: the job carries the parsed arguments, the worker runs ``handler``
+    # (see bot.core.operations), and ``render`` turns its result into the reply.
+    handler: Handler | None = None
     render: Callable[[Result], Reply] | None = None
     render_progress: Callable[[dict[str, Any]], str] | None = None
-    aliases: tuple[str, ...] = field(default=())
+    # What a confirmation says it will do (when safety.confirm names the command).
+    confirm_text: Callable[[dict[str, str]], str] | None = None
+    # The notices a finished job posts (commands that change the swarm).
+    notice: NoticeFor | None = None
 
     def usage(self, prefix: str) -> str:
         return " ".join([f"{prefix}{self.name}", *(a.usage() for a in self.args)])
+
+    @property
+    def queued(self) -> bool:
+        return self.handler is not None
+
+    def schema(self) -> Schema:
+        """The job's arguments as the worker validates them: the declared grammar."""
+        return {a.name: (a.pattern, not a.optional) for a in self.args}
+
+    def consequence(self, args: dict[str, str]) -> str:
+        return self.confirm_text(args) if self.confirm_text else f"this runs {self.name}"
 
 
 def error_reply(result: Result) -> Reply:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.core.operations import Answer, Progress, WorkerTools
 from bot.core.replies import Reply, Table
-from bot.core.wire import Result
+from bot.core.wire import Job, Result
 from commands.base import Command, error_reply, stack_arg
 
 
@@ -43,6 +44,17 @@ def render(result: Result) -> Reply:
     )
 
 
+def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
+    stack = job.args["stack"]
+    tools.allow(job, stack)
+    _rendered, problems, note = tools.preflight(stack)
+    errors = sum(bool(p["error"]) for p in problems)
+    data = {"stack": stack, "problems": problems, "note": note}
+    return Answer(
+        errors == 0, data, f"{stack}: {errors} errors, {len(problems) - errors} warnings"
+    )
+
+
 COMMAND = Command(
     name="check",
     summary="check a stack file: unset variables, missing external networks, secrets, configs "
@@ -50,6 +62,6 @@ COMMAND = Command(
     args=(stack_arg(),),
     examples=("!check dev",),
     stack_param="stack",
-    job=lambda args: ("check", {"stack": args["stack"]}),
+    handler=handle,
     render=render,
 )

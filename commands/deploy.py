@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from bot.core.operations import Answer, Notice, Progress, WorkerTools, who
 from bot.core.replies import Reply, plural, render_table_plain
-from bot.core.wire import Result
+from bot.core.wire import Job, Result
 from commands.base import Arg, Command, error_reply, stack_arg
 from commands.check import problem_table
 from commands.outcomes import log_lines, outcome_table, progress_line
@@ -47,8 +48,8 @@ def _stack_reply(stack: dict[str, Any], job: str) -> Reply:
 
 def render(result: Result) -> Reply:
     data = result.data
-    if result.op == "deploy":
-        return _stack_reply(data, result.job) if "stack" in data else error_reply(result)
+    if "stack" in data:
+        return _stack_reply(data, result.job)
     if "stacks" not in data:
         return error_reply(result)
     replies = [_stack_reply(s, result.job) for s in data["stacks"]]
@@ -68,10 +69,78 @@ def render(result: Result) -> Reply:
     return Reply(head, detail=tuple(lines), status="ok" if result.ok else "failed", job=result.job)
 
 
-def to_job(args: dict[str, str]) -> tuple[str, dict[str, str]]:
+def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
+    if job.args["stack"] == "all":
+        return _deploy_all(tools, job, progress)
+    stack = job.args["stack"]
+    tools.allow(job, stack)
+    result = tools.deploy_stack(stack, job, progress, force=bool(job.args.get("force")))
+    return Answer(result["ok"], result, _summary(result))
+
+
+def _deploy_all(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
+    """Every stack in dependency order, stopping at the first failure."""
+    order = tools.deploy_order()
+    for stack in order:
+        tools.allow(job, stack)  # all or nothing: refuse before deploying any
+    done: list[dict[str, Any]] = []
+    for stack in order:
+        result = tools.deploy_stack(
+            stack, job, lambda d: progress({**d, "done": [r["stack"] for r in done]})
+        )
+        done.append(result)
+        if not result["ok"]:
+            break
+    ok = all(r["ok"] for r in done) and len(done) == len(order)
+    data = {"stacks": done, "skipped": order[len(done) :], "ok": ok}
+    summary = f"{len(done)}/{len(order)} stacks deployed" + ("" if ok else ", stopped")
+    return Answer(ok, data, summary)
+
+
+def _summary(result: dict[str, Any]) -> str:
+    if result.get("unchanged"):
+        return f"{result['stack']}: unchanged, not deployed"
+    if result["error"]:
+        return f"{result['stack']}: {result['error'].splitlines()[-1]}"
+    bad = [o for o in result["outcomes"] if o["state"] != "converged"]
+    return f"{result['stack']}: " + (
+        "converged" if not bad else f"{len(bad)} service(s) not converged"
+    )
+
+
+def notice(job: Job, data: dict[str, Any]) -> list[Notice]:
+    """One notice per stack the job deployed (or failed to); none for an unchanged one."""
+    return [_stack_notice(job, d) for d in data.get("stacks", [data]) if _told(d)]
+
+
+def _told(data: dict[str, Any]) -> bool:
+    return "stack" in data and not data.get("unchanged")
+
+
+def _stack_notice(job: Job, data: dict[str, Any]) -> Notice:
+    stack = data["stack"]
+    lines = [
+        f"{c['service']}: {c['change']}: {'; '.join(c['details'])}"
+        for c in data.get("changes") or []
+    ]
+    if data.get("error"):
+        return Notice(
+            stack, f"deploy of {stack} {who(job)} FAILED: {data['error']}", tuple(lines), "failed"
+        )
+    outcomes = data.get("outcomes") or []
+    bad = [o for o in outcomes if o["state"] != "converged"]
+    if bad:
+        lines += [f"{o['service']}: {o['state']}: {o['reason']}" for o in bad]
+        text = f"deploy of {stack} {who(job)} FAILED ({len(bad)} of {len(outcomes)} services)"
+        return Notice(stack, text, tuple(lines), "failed")
+    text = f"{stack} deployed {who(job)}: converged in {data.get('seconds', 0):.1f}s"
+    return Notice(stack, text, tuple(lines))
+
+
+def _confirm_text(args: dict[str, str]) -> str:
     if args["stack"] == "all":
-        return "deploy_all", {}
-    return "deploy", {"stack": args["stack"], **({"force": "yes"} if args.get("force") else {})}
+        return "this deploys every stack in order, stopping at the first failure"
+    return f"this deploys stack {args['stack']}"
 
 
 COMMAND = Command(
@@ -85,7 +154,9 @@ COMMAND = Command(
     examples=("!deploy dev", "!deploy all", "!deploy dev --force"),
     stack_param="stack",
     locks_stack=True,
-    job=to_job,
+    handler=handle,
+    confirm_text=_confirm_text,
+    notice=notice,
     render=render,
     render_progress=progress_line,
 )

@@ -3,8 +3,9 @@ environment values, only which keys change."""
 
 from __future__ import annotations
 
+from bot.core.operations import Answer, JobFailed, Progress, WorkerTools
 from bot.core.replies import Reply, Table
-from bot.core.wire import Result
+from bot.core.wire import Job, Result
 from commands.base import Command, error_reply, stack_arg
 
 
@@ -40,12 +41,26 @@ def render(result: Result) -> Reply:
     )
 
 
+def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
+    stack = job.args["stack"]
+    tools.allow(job, stack)
+    rendered, problems, note = tools.preflight(stack)
+    if rendered is None:
+        raise JobFailed(note or "; ".join(p["message"] for p in problems))
+    changes = tools.diff(stack, rendered)
+    return Answer(
+        True,
+        {"stack": stack, "changes": changes},
+        f"{stack}: {len(changes)} services would change",
+    )
+
+
 COMMAND = Command(
     name="diff",
     summary="show what a deploy of a stack would change, per service (changes nothing)",
     args=(stack_arg(),),
     examples=("!diff dev",),
     stack_param="stack",
-    job=lambda args: ("diff", {"stack": args["stack"]}),
+    handler=handle,
     render=render,
 )

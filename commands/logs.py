@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 
+from bot.core.operations import Answer, Progress, WorkerTools
 from bot.core.replies import Reply
-from bot.core.wire import Result
+from bot.core.wire import Job, Result
 from commands.base import Arg, Command, error_reply, service_arg
 
 
@@ -18,6 +19,18 @@ def render(result: Result) -> Reply:
         return Reply(f"{name} has written no log lines", status="ok", job=result.job)
     head = f"{name}, last {len(lines)} log lines (secrets masked as ***):"
     return Reply(head, detail=tuple(f"  {line}" for line in lines), status="ok", job=result.job)
+
+
+DEFAULT_LINES = 30
+
+
+def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
+    service = tools.resolve(job)
+    lines = int(job.args.get("lines") or DEFAULT_LINES)
+    text = tools.log_tail(service["ID"], lines)
+    name = service["Spec"]["Name"]
+    data = {"service": name, "lines": text, "asked": lines}
+    return Answer(True, data, f"{name}: {len(text)} lines")
 
 
 COMMAND = Command(
@@ -33,6 +46,6 @@ COMMAND = Command(
         ),
     ),
     examples=("!logs gerrit", "!logs gerrit 100"),
-    job=lambda args: ("logs", dict(args)),
+    handler=handle,
     render=render,
 )

@@ -3,8 +3,9 @@ Answers "is a worker alive and taking jobs?" (and is the benchmark's no-op job).
 
 from __future__ import annotations
 
+from bot.core.operations import Answer, Progress, WorkerTools
 from bot.core.replies import Reply
-from bot.core.wire import Result
+from bot.core.wire import Job, Result
 from commands.base import Command
 
 
@@ -12,10 +13,14 @@ def render(result: Result) -> Reply:
     return Reply(f"pong from worker {result.data.get('worker', '?')}", status="ok", job=result.job)
 
 
+def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
+    return Answer(True, {"worker": tools.consumer}, "pong")
+
+
 COMMAND = Command(
     name="ping",
     summary="check that a worker is online and taking jobs (touches nothing)",
     examples=("!ping",),
-    job=lambda args: ("ping", {}),
+    handler=handle,
     render=render,
 )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from bot.core.operations import Answer, Progress, WorkerTools
 from bot.core.replies import Reply, Table, ago, plural
-from bot.core.wire import Result
+from bot.core.wire import Job, Result
 from commands.base import Command, error_reply, service_arg
 
 BAD_STATES = {"failed", "rejected", "orphaned"}
@@ -42,11 +43,17 @@ def _error(row: dict) -> str:
     return text[:120]
 
 
+def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
+    service = tools.resolve(job)
+    rows = tools.engine.task_rows(service["ID"])
+    return Answer(True, {"service": service["Spec"]["Name"], "rows": rows}, f"{len(rows)} tasks")
+
+
 COMMAND = Command(
     name="ps",
     summary="show a service's tasks: slot, node, desired and current state, errors",
     args=(service_arg(),),
     examples=("!ps gerrit", "!ps dev_gerrit"),
-    job=lambda args: ("ps", {"service": args["service"]}),
+    handler=handle,
     render=render,
 )

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from bot.core.operations import Answer, Notice, NoticeFor, Progress, WorkerTools, who
 from bot.core.replies import Reply
-from bot.core.wire import Result
+from bot.core.wire import Job, Result
 from commands.base import Command, error_reply, service_arg
 from commands.outcomes import STATE_WORDS, log_lines, outcome_table, progress_line
 
@@ -30,13 +31,41 @@ def change_renderer(done: str, noun: str) -> Callable[[Result], Reply]:
     return render
 
 
+def change_notice(verb: str) -> NoticeFor:
+    """How a one-service change is told in the notices rooms (restart, rollback)."""
+
+    def notice(job: Job, data: dict) -> list[Notice]:
+        if "service" not in data:
+            return []
+        outcome = data.get("outcome") or {}
+        ok = outcome.get("state") == "converged"
+        result = (
+            f"converged in {outcome.get('seconds', 0):.1f}s"
+            if ok
+            else f"FAILED: {outcome.get('reason', data.get('error', '?'))}"
+        )
+        text = f"{data['service']} {verb} {who(job)}: {result}"
+        return [Notice(data.get("stack", ""), text, (), "info" if ok else "failed")]
+
+    return notice
+
+
+def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
+    service = tools.resolve(job)
+    return tools.change_service(
+        job, service, progress, lambda: tools.engine.force_update(service["ID"])
+    )
+
+
 COMMAND = Command(
     name="restart",
     summary="restart a service's tasks (docker service update --force) and wait until it "
     "has converged",
     args=(service_arg(),),
     examples=("!restart gerrit",),
-    job=lambda args: ("restart", {"service": args["service"]}),
+    handler=handle,
+    confirm_text=lambda args: f"this restarts every task of {args['service']}",
+    notice=change_notice("restarted"),
     render=change_renderer("restarted", "restart"),
     render_progress=progress_line,
 )

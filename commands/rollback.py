@@ -3,9 +3,21 @@ reporting as a deploy (asks for confirmation by default: it undoes someone's cha
 
 from __future__ import annotations
 
+from bot.core.operations import Answer, JobFailed, Progress, WorkerTools
+from bot.core.wire import Job
 from commands.base import Command, service_arg
 from commands.outcomes import progress_line
-from commands.restart import change_renderer
+from commands.restart import change_notice, change_renderer
+
+
+def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
+    service = tools.resolve(job)
+    if not service.get("PreviousSpec"):
+        raise JobFailed(f"{service['Spec']['Name']} has no previous spec to roll back to")
+    return tools.change_service(
+        job, service, progress, lambda: tools.rollback_service(service["ID"]), rollback=True
+    )
+
 
 COMMAND = Command(
     name="rollback",
@@ -13,7 +25,12 @@ COMMAND = Command(
     "has converged",
     args=(service_arg(),),
     examples=("!rollback gerrit",),
-    job=lambda args: ("rollback", {"service": args["service"]}),
+    handler=handle,
     render=change_renderer("rolled back", "rollback"),
     render_progress=progress_line,
+    confirm_text=lambda args: (
+        f"this returns {args['service']} to its previous spec (docker service rollback) and "
+        "restarts its tasks"
+    ),
+    notice=change_notice("rolled back"),
 )

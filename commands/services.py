@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from bot.core.operations import Answer, Progress, WorkerTools
 from bot.core.replies import Reply, Table, ago, plural
-from bot.core.wire import Result
+from bot.core.wire import Job, Result
 from commands.base import Command, error_reply, stack_arg
 
 
@@ -30,12 +31,26 @@ def render(result: Result) -> Reply:
     return Reply(head, table, detail, status="failed" if flagged else "ok", job=result.job)
 
 
+def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
+    """Only the services of stacks the requester may list; how many were hidden."""
+    stack = job.args.get("stack")
+    if stack:
+        tools.allow(job, stack)
+    rows = tools.engine.service_rows(stack)
+    visible = [
+        r for r in rows if tools.policy.may_touch(job.requester, job.command, r["stack"]).allowed
+    ]
+    unhealthy = sum(1 for r in visible if r["running"] < r["desired"])
+    data = {"stack": stack, "rows": visible, "hidden": len(rows) - len(visible)}
+    return Answer(True, data, f"{len(visible)} services, {unhealthy} unhealthy")
+
+
 COMMAND = Command(
     name="services",
     summary="list services with running/desired replicas, image and last update",
     args=(stack_arg(optional=True),),
     examples=("!services", "!services dev"),
     stack_param="stack",
-    job=lambda args: ("services", {k: v for k, v in args.items() if k == "stack"}),
+    handler=handle,
     render=render,
 )

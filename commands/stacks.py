@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from bot.core.operations import Answer, Progress, WorkerTools
 from bot.core.replies import Reply, Table
-from bot.core.wire import Result
+from bot.core.wire import Job, Result
 from commands.base import Command, error_reply
 
 
@@ -32,10 +33,32 @@ def render(result: Result) -> Reply:
     return Reply(f"{len(rows)} stacks", table, status="ok", job=result.job)
 
 
+def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
+    files = tools.stack_files()
+    deployed: dict[str, list[dict]] = {}
+    for row in tools.engine.service_rows():
+        if row["stack"]:
+            deployed.setdefault(row["stack"], []).append(row)
+    rows = []
+    for name in sorted(set(files) | set(deployed)):
+        if not tools.policy.may_touch(job.requester, job.command, name).allowed:
+            continue
+        services = deployed.get(name, [])
+        rows.append(
+            {
+                "name": name,
+                "file": name in files,
+                "services": len(services),
+                "healthy": sum(1 for s in services if s["running"] >= s["desired"]),
+            }
+        )
+    return Answer(True, {"rows": rows}, f"{len(rows)} stacks")
+
+
 COMMAND = Command(
     name="stacks",
     summary="list the stack files and which stacks are deployed",
     examples=("!stacks",),
-    job=lambda args: ("stacks", {}),
+    handler=handle,
     render=render,
 )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from bot.core.operations import Answer, Notice, Progress, WorkerTools, who
 from bot.core.replies import Reply
-from bot.core.wire import Result
+from bot.core.wire import Job, Result
 from commands.base import Command, error_reply, stack_arg
 
 
@@ -23,6 +24,22 @@ def render(result: Result) -> Reply:
     )
 
 
+def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
+    stack = job.args["stack"]
+    tools.allow(job, stack)
+    data = tools.undeploy(job, stack, progress)
+    summary = (
+        f"{stack}: removed {len(data['services'])} services, kept {len(data['volumes'])} volumes"
+    )
+    return Answer(True, data, summary)
+
+
+def notice(job: Job, data: dict) -> list[Notice]:
+    if "stack" not in data:
+        return []
+    return [Notice(data["stack"], f"{data['stack']} removed {who(job)}")]
+
+
 COMMAND = Command(
     name="undeploy",
     summary="remove a stack's services and networks (docker stack rm); its volumes are kept",
@@ -30,6 +47,11 @@ COMMAND = Command(
     examples=("!undeploy dev",),
     stack_param="stack",
     locks_stack=True,
-    job=lambda args: ("undeploy", {"stack": args["stack"]}),
+    handler=handle,
+    confirm_text=lambda args: (
+        f"this removes stack {args['stack']}: every service and network of it (its volumes "
+        "are kept: the bot never deletes data)"
+    ),
+    notice=notice,
     render=render,
 )

@@ -167,6 +167,7 @@ def test_matrix_needs_credentials_and_rooms(tmp_path: Path) -> None:
 def test_the_worker_is_given_no_chat_credentials(tmp_path: Path) -> None:
     """The worker never talks to a chat platform: it starts without the tokens."""
     from bot.core.config import ConfigError, load
+    from commands import REGISTRY
 
     (tmp_path / "stacks").mkdir()
     config = tmp_path / "config.toml"
@@ -175,10 +176,10 @@ def test_the_worker_is_given_no_chat_credentials(tmp_path: Path) -> None:
         '[matrix]\nhomeserver = "http://127.0.0.1:8008"\nuser_id = "@bot:localhost"\n'
         'rooms = ["!abc:localhost"]\n[slack]\nchannels = ["C0123ABCD"]\n'
     )
-    loaded = load(config, chat=False)
+    loaded = load(config, chat=False, commands=REGISTRY)
     assert loaded.matrix is None and loaded.slack is None
     try:
-        load(config)
+        load(config, commands=REGISTRY)
     except ConfigError as exc:
         keys = {key for key, _ in exc.problems}
         assert {"matrix.access_token_file", "slack.bot_token_file"} <= keys, keys

@@ -10,6 +10,7 @@ import pytest
 
 from bot.core.config import Secret
 from bot.core.wire import Job, decode_result, encode_job
+from commands import REGISTRY
 from tests.harness import BotEnv, wait_until
 
 
@@ -129,7 +130,7 @@ def test_expired_job_is_answered_but_not_run(
     r.xadd(f"{bot.prefix}:jobs", encode_job(job, Secret(bot.secret.encode())))
     inbox = f"{bot.prefix}:inbox:forgery-test"
     entries = wait_until(lambda: r.xrange(inbox), 15, "the worker to answer the expired job")
-    result = decode_result(entries[-1][1], Secret(bot.secret.encode()))
+    result = decode_result(entries[-1][1], Secret(bot.secret.encode()), REGISTRY)
     assert result.job == "990004" and not result.ok
     assert "expired after 100s in the queue; nothing was run" in result.data["error"]
     assert force_count(swarm, target) == before

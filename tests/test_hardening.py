@@ -100,7 +100,7 @@ def test_notices_and_every_result_are_masked_at_the_worker_door(
     finally:
         install([])
     [(_id, fields)] = client.xrange(f"{secret_env.prefix}:inbox:nt")
-    result = decode_result(fields, Secret(secret_env.secret.encode()))
+    result = decode_result(fields, Secret(secret_env.secret.encode()), {"notice"})
     assert result.data["text"] == "dev_app failed: connect to postgres://app:***@db failed (***)"
     assert TOKEN not in json.dumps(fields)
 

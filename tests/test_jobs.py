@@ -16,6 +16,7 @@ from bot.core.wire import (
     encode_job,
     encode_result,
 )
+from commands import SCHEMAS
 
 SECRET = Secret(b"k" * 40)
 
@@ -29,7 +30,7 @@ def test_a_result_listing_a_large_swarm_is_accepted() -> None:
         Result("result", "7", "services", True, {"rows": rows}, {"inbox": "x"}), SECRET
     )
     assert len(fields["result"]) > 100_000
-    assert decode_result(fields, SECRET).data["rows"] == rows
+    assert decode_result(fields, SECRET, SCHEMAS).data["rows"] == rows
 
 
 def test_an_oversized_job_is_refused() -> None:
@@ -47,14 +48,14 @@ def test_an_oversized_job_is_refused() -> None:
     fields = encode_job(job, SECRET)
     fields["job"] = fields["job"][:-1] + " " * 20_000 + "}"
     with pytest.raises(Rejected, match="too large"):
-        decode_job(fields, SECRET, now, 600)
+        decode_job(fields, SECRET, now, 600, SCHEMAS)
 
 
 def test_a_result_cannot_pass_for_a_job() -> None:
     now = time.time()
     result = encode_result(Result("result", "1", "ps", True, {}, {"inbox": "x"}), SECRET)
     with pytest.raises(Rejected, match="unsigned"):
-        decode_job(result, SECRET, now, 600)
+        decode_job(result, SECRET, now, 600, SCHEMAS)
     forged = {"job": result["result"], "sig": result["sig"]}
     with pytest.raises(Rejected, match="bad signature"):
-        decode_job(forged, SECRET, now, 600)
+        decode_job(forged, SECRET, now, 600, SCHEMAS)

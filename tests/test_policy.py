@@ -20,6 +20,7 @@ from bot.chat.dispatch import Dispatcher
 from bot.core.config import load
 from bot.core.replies import Message
 from bot.queue.producer import JobQueue
+from commands import REGISTRY
 from tests.harness import write_config
 
 ROLES = {
@@ -101,7 +102,7 @@ def run(config_path: Path, user: str, text: str) -> tuple[str | None, str, int]:
     """Dispatch one message; returns (status, reply text, jobs now in the queue)."""
 
     async def go() -> tuple[str | None, str, int]:
-        config = load(config_path)
+        config = load(config_path, commands=REGISTRY)
         client = aioredis.Redis.from_url(config.redis_url, decode_responses=True)
         try:
             dispatcher = Dispatcher(config, JobQueue(client, config), "policy-test")
@@ -195,7 +196,7 @@ def test_a_burst_of_commands_is_queued_not_refused(dispatcher_config: Path) -> N
     from bot.queue.clients import async_client
 
     async def go() -> list[str | None]:
-        config = load(dispatcher_config)
+        config = load(dispatcher_config, commands=REGISTRY)
         client = async_client(config.redis_url)
         try:
             dispatcher = Dispatcher(config, JobQueue(client, config), "policy-burst")

@@ -66,8 +66,8 @@ def test_services_outside_the_users_stacks_are_not_even_named(
     """The stack of `!restart <service>` is known only once the worker resolves the name; a
     service the user may not act on is not a candidate, so ambiguity lists and "did you
     mean" never name services of stacks hidden from them."""
-    other = bot.add_stack(f"{run_id}-other", {"guarded": {}, "web": {}})
-    mine = bot.add_stack(f"{run_id}-app-names", {"web": {}})
+    other = bot.add_stack(f"{run_id}-other", {"guarded": {}, "twin": {}})
+    mine = bot.add_stack(f"{run_id}-app-names", {"twin": {}})
     out = bot.chat(f"!deploy {other}", f"!deploy {mine}")
     assert out.count("] deployed ") == 2, out
     before = swarm.services.get(f"{other}_guarded").attrs["Version"]["Index"]
@@ -77,10 +77,10 @@ def test_services_outside_the_users_stacks_are_not_even_named(
     assert out.count("failed: no service `") == 3, out
     assert other not in out.replace(f"{other}_guarded", ""), out  # only as the user typed it
     assert swarm.services.get(f"{other}_guarded").attrs["Version"]["Index"] == before
-    # An admin sees both webs; the developer's `web` is the one in their stack.
-    assert "is ambiguous" in bot.chat("!restart web")
-    out = bot.chat("!restart web", user="console:dev")
-    assert f"restarted {mine}_web: 1/1 running" in out, out
+    # An admin sees both twins; the developer's `twin` is the one in their stack.
+    assert "is ambiguous" in bot.chat("!restart twin")
+    out = bot.chat("!restart twin", user="console:dev")
+    assert f"restarted {mine}_twin: 1/1 running" in out, out
     assert other not in out
 
 

@@ -16,13 +16,14 @@ from bot.core.config import Config, load
 from bot.core.replies import Message, Reply, render_plain
 from bot.queue.clients import async_client
 from bot.queue.producer import JobQueue
+from commands import REGISTRY
 
 
 class TestBot:
     __test__ = False  # not a test class, whatever its name
 
     def __init__(self, config_path: Path, inbox: str = "testbot") -> None:
-        self.config: Config = load(config_path)
+        self.config: Config = load(config_path, commands=REGISTRY)
         self._loop = asyncio.new_event_loop()
         self._client = async_client(self.config.redis_url)
         self.dispatcher = Dispatcher(self.config, JobQueue(self._client, self.config), inbox)

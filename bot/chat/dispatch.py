@@ -22,7 +22,7 @@ from bot.core.config import Config
 from bot.core.ids import matches_any
 from bot.core.policy import Decision, Policy
 from bot.core.replies import Message, Reply, masked
-from bot.core.wire import OPERATIONS, Job
+from bot.core.wire import Job
 from bot.queue.producer import JobQueue
 from commands import REGISTRY
 from commands.base import Command, Context
@@ -70,8 +70,7 @@ class Dispatcher:
             reply = await command.answer(ctx, args)
             await self._audit(message, "answered", command.name)
             return reply
-        assert command.job is not None
-        op, job_args = command.job(args)
+        op, job_args = command.name, dict(args)  # the job carries the parsed arguments
         stack = args.get(command.stack_param or "")
         if self._needs_confirmation(command, stack):
             return await self._ask_confirmation(message, command, op, job_args, stack)
@@ -111,10 +110,10 @@ class Dispatcher:
             job = await self.queue.submit(op, job_args, user, text, reply_to)
         except REDIS_DOWN as exc:
             log.error("queue unavailable: %s", exc)
-            await self._audit(message, "not-queued", OPERATIONS[op].command, reason=str(exc))
+            await self._audit(message, "not-queued", op, reason=str(exc))
             return Reply(QUEUE_DOWN, status="error")
         log.info("job %s queued: %s by %s", job.id, job.text, job.requester, extra={"job": job.id})
-        await self._audit(message, decision, OPERATIONS[op].command, job=job.id, stack=stack)
+        await self._audit(message, decision, op, job=job.id, stack=stack)
         return Reply(await self._queued_text(job, stack), status="queued", job=job.id)
 
     async def _queued_text(self, job: Job, stack: str | None) -> str:
@@ -204,7 +203,7 @@ class Dispatcher:
         except REDIS_DOWN:
             return Reply(QUEUE_DOWN, status="error")
         await self._audit(message, "confirmation-asked", command.name, reason=code, stack=stack)
-        what = _consequence(op, job_args)
+        what = command.consequence(job_args)
         text = (
             f"{what}. To go ahead, type {self.config.prefix}confirm {code} within "
             f"{self.config.confirm_seconds}s."
@@ -299,24 +298,3 @@ def _refusal_reason(decision: str, reason: str) -> str:
     if "no role" in reason:
         return "no-role"
     return "stack" if "stack" in reason or "all stacks" in reason else "command"
-
-
-def _consequence(op: str, args: dict[str, str]) -> str:
-    """What a dangerous command will do, in a sentence, before it is confirmed."""
-    if op == "undeploy":
-        return (
-            f"this removes stack {args['stack']}: every service and network of it (its "
-            "volumes are kept: the bot never deletes data)"
-        )
-    if op == "deploy_all":
-        return "this deploys every stack in order, stopping at the first failure"
-    if op == "restart":
-        return f"this restarts every task of {args['service']}"
-    if op == "deploy":
-        return f"this deploys stack {args['stack']}"
-    if op == "rollback":
-        return (
-            f"this returns {args['service']} to its previous spec (docker service rollback) "
-            "and restarts its tasks"
-        )
-    return f"this runs {op}"

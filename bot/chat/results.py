@@ -15,7 +15,7 @@ import redis
 
 from bot.core.logs import job_context
 from bot.core.replies import Reply, masked
-from bot.core.wire import OPERATIONS, Result
+from bot.core.wire import Result
 from bot.queue.inbox import Inbox
 from commands import REGISTRY
 from commands.base import Command
@@ -34,7 +34,7 @@ def to_reply(result: Result, registry: dict[str, Command] = REGISTRY) -> Reply:
             detail=tuple(str(d) for d in data.get("detail", [])),
             status=str(data.get("status", "info")),
         )
-    command = registry[OPERATIONS[result.op].command]
+    command = registry[result.op]
     if result.kind == "progress":
         # Queue events (waiting behind another job, taken by a worker) read the same for all.
         note = result.data.get("waiting") or result.data.get("started")

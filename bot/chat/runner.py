@@ -20,6 +20,7 @@ from bot.queue.clients import async_client, sync_client
 from bot.queue.inbox import Inbox
 from bot.queue.producer import JobQueue
 from bot.queue.stats import queue_stats
+from commands import REGISTRY
 
 log = logging.getLogger("swarmbot.bot")
 
@@ -47,7 +48,7 @@ async def run_bot(config: Config) -> None:
         else:  # config validation lists the known adapters
             raise AssertionError(name)
         adapters.append(adapter)
-        inbox = Inbox(client, config, adapter.inbox)
+        inbox = Inbox(client, config, adapter.inbox, REGISTRY)
         tasks.append(asyncio.create_task(adapter.run(stop), name=f"{name}-sync"))
         tasks.append(
             asyncio.create_task(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -232,11 +233,18 @@ ADAPTERS = ("matrix", "slack")
 _ROLE_KEYS = {"users", "commands", "stacks"}
 
 
-def load(path: str | os.PathLike[str] | None = None, chat: bool = True) -> Config:
+def load(
+    path: str | os.PathLike[str] | None = None,
+    chat: bool = True,
+    *,
+    commands: Collection[str],
+) -> Config:
     """Read and validate the config file named by ``path`` or ``$SWARMBOT_CONFIG``.
 
     ``chat=False`` (the worker) leaves the [matrix] and [slack] sections alone: the worker
-    never talks to a chat platform, so it is given none of their credentials."""
+    never talks to a chat platform, so it is given none of their credentials.
+    ``commands``: the command names roles and confirmations may name (the composition
+    root passes the registry: the core does not know the commands, they build on it)."""
     if path is None:
         path = os.environ.get(DEFAULT_CONFIG_ENV)
     if not path:
@@ -252,7 +260,7 @@ def load(path: str | os.PathLike[str] | None = None, chat: bool = True) -> Confi
         raise ConfigError([("--config", f"{file}: cannot read: {exc}")]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([("--config", f"{file}: not valid TOML: {exc}")]) from None
-    return parse(raw, source=file, environ=os.environ, chat=chat)
+    return parse(raw, source=file, environ=os.environ, chat=chat, commands=commands)
 
 
 def parse(
@@ -260,6 +268,8 @@ def parse(
     source: Path | None,
     environ: dict[str, str] | os._Environ[str],
     chat: bool = True,
+    *,
+    commands: Collection[str],
 ) -> Config:
     """Validate a parsed TOML document; collects every problem before raising."""
     problems: list[tuple[str, str]] = []
@@ -345,8 +355,8 @@ def parse(
     for i, name in enumerate(public):
         if not isinstance(name, str) or name not in variables:
             problems.append((f"security.public_variables[{i}]", "must name a [variables] key"))
-    roles = _roles(raw.get("roles", {}), problems)
-    _check_safety(safety, problems)
+    roles = _roles(raw.get("roles", {}), problems, commands)
+    _check_safety(safety, problems, commands)
     routes = _notice_routes(values["notices"], problems)
     for key in ("bot_port", "worker_port"):
         if not 0 <= values["health"][key] <= 65535:
@@ -591,11 +601,11 @@ def _slack(
     )
 
 
-def _check_safety(safety: dict[str, Any], problems: list[tuple[str, str]]) -> None:
-    from commands import REGISTRY
-
+def _check_safety(
+    safety: dict[str, Any], problems: list[tuple[str, str]], commands: Collection[str]
+) -> None:
     for i, name in enumerate(safety["confirm"]):
-        if name != "deploy all" and name not in REGISTRY:
+        if name != "deploy all" and name not in commands:
             problems.append(
                 (f"safety.confirm[{i}]", f'unknown command {name!r} (or "deploy all")')
             )
@@ -657,9 +667,9 @@ def _variables(table: Any, problems: list[tuple[str, str]]) -> dict[str, str]:
     return out
 
 
-def _roles(table: Any, problems: list[tuple[str, str]]) -> tuple[Role, ...]:
-    from commands import REGISTRY  # local import: commands import bot modules too
-
+def _roles(
+    table: Any, problems: list[tuple[str, str]], commands: Collection[str]
+) -> tuple[Role, ...]:
     if not isinstance(table, dict):
         problems.append(("roles", "must be a table of roles"))
         return ()
@@ -690,7 +700,7 @@ def _roles(table: Any, problems: list[tuple[str, str]]) -> tuple[Role, ...]:
                     )
                 )
         for i, command in enumerate(lists["commands"]):
-            if command != "*" and command not in REGISTRY:
+            if command != "*" and command not in commands:
                 problems.append((f"{key}.commands[{i}]", f"unknown command {command!r}"))
         for i, glob in enumerate(lists["stacks"]):
             if not re.match(r"^[a-z0-9*?\[\]_-]{1,64}$", glob):

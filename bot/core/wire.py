@@ -13,49 +13,26 @@ import hashlib
 import hmac
 import json
 import re
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from bot.core.config import USER_ID, Secret
-from bot.core.ids import SERVICE_NAME, STACK_NAME
 
 MAX_JOB_BYTES = 16 * 1024  # a job is a command and a few names
 MAX_RESULT_BYTES = 8 * 1024 * 1024  # a result can list every service of a large swarm
 CLOCK_SKEW = 30.0
-FLAG = re.compile(r"^yes$")
-LINES = re.compile(r"^(?:[1-9][0-9]?|1[0-9][0-9]|200)$")
 JOB_ID = re.compile(r"^[0-9]{1,18}$")
 INBOX = re.compile(r"^[a-z0-9][a-z0-9:._-]{0,80}$")
 _JOB_TAG = b"swarmbot-job-v1\0"
 _RESULT_TAG = b"swarmbot-result-v1\0"
 
 
-@dataclass(frozen=True)
-class Operation:
-    """An operation the worker knows: its arguments (name -> (pattern, required))."""
-
-    name: str
-    command: str  # the permission it needs
-    args: dict[str, tuple[re.Pattern[str], bool]]
-
-
-OPERATIONS: dict[str, Operation] = {
-    op.name: op
-    for op in (
-        Operation("ping", "ping", {}),
-        Operation("services", "services", {"stack": (STACK_NAME, False)}),
-        Operation("stacks", "stacks", {}),
-        Operation("ps", "ps", {"service": (SERVICE_NAME, True)}),
-        Operation("restart", "restart", {"service": (SERVICE_NAME, True)}),
-        Operation("deploy", "deploy", {"stack": (STACK_NAME, True), "force": (FLAG, False)}),
-        Operation("deploy_all", "deploy", {}),
-        Operation("check", "check", {"stack": (STACK_NAME, True)}),
-        Operation("rollback", "rollback", {"service": (SERVICE_NAME, True)}),
-        Operation("logs", "logs", {"service": (SERVICE_NAME, True), "lines": (LINES, False)}),
-        Operation("diff", "diff", {"stack": (STACK_NAME, True)}),
-        Operation("undeploy", "undeploy", {"stack": (STACK_NAME, True)}),
-    )
-}
+# An operation's job schema: argument name -> (pattern, required). Derived from each
+# command's declared arguments (``commands/``), so the worker validates exactly the grammar
+# the bot parsed; the worker passes the table in, this module knows no command.
+Schema = Mapping[str, tuple[re.Pattern[str], bool]]
+Schemas = Mapping[str, Schema]
 
 
 class Rejected(Exception):
@@ -75,7 +52,8 @@ class Job:
 
     @property
     def command(self) -> str:
-        return OPERATIONS[self.op].command
+        """The permission the job needs: its command's name, which is its operation."""
+        return self.op
 
 
 def _sign(tag: bytes, payload: bytes, secret: Secret) -> str:
@@ -120,7 +98,9 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def decode_job(fields: dict[Any, Any], secret: Secret, now: float, max_ttl: float) -> Job:
+def decode_job(
+    fields: dict[Any, Any], secret: Secret, now: float, max_ttl: float, schemas: Schemas
+) -> Job:
     """Verify and validate a job entry read from Redis; raises ``Rejected``."""
     obj = _verified_json(fields, "job", _JOB_TAG, secret, MAX_JOB_BYTES)
     expected = {f for f in Job.__dataclass_fields__}
@@ -136,9 +116,9 @@ def decode_job(fields: dict[Any, Any], secret: Secret, now: float, max_ttl: floa
     )
     if not isinstance(job_id, str) or not JOB_ID.match(job_id):
         raise Rejected("bad job id")
-    if op not in OPERATIONS:
+    if not isinstance(op, str) or op not in schemas:
         raise Rejected(f"unknown operation {op!r}")
-    validate_args(op, args)
+    validate_args(op, args, schemas[op])
     if not isinstance(requester, str) or not USER_ID.match(requester):
         raise Rejected("bad requester")
     if not isinstance(text, str) or len(text) > 512:
@@ -174,8 +154,7 @@ class Expired(Rejected):
         self.job = job
 
 
-def validate_args(op: str, args: Any) -> None:
-    schema = OPERATIONS[op].args
+def validate_args(op: str, args: Any, schema: Schema) -> None:
     if not isinstance(args, dict) or not set(args) <= set(schema):
         raise Rejected(f"unexpected arguments for {op}")
     for name, (pattern, required) in schema.items():
@@ -204,14 +183,14 @@ def encode_result(result: Result, secret: Secret) -> dict[str, str]:
     return {"result": payload.decode(), "sig": _sign(_RESULT_TAG, payload, secret)}
 
 
-def decode_result(fields: dict[Any, Any], secret: Secret) -> Result:
+def decode_result(fields: dict[Any, Any], secret: Secret, ops: Collection[str]) -> Result:
     obj = _verified_json(fields, "result", _RESULT_TAG, secret, MAX_RESULT_BYTES)
     try:
         result = Result(**obj)
     except TypeError:
         raise Rejected("bad result fields") from None
     notice = result.kind == "notice" and result.op == "notice"
-    if not notice and (result.kind not in ("progress", "result") or result.op not in OPERATIONS):
+    if not notice and (result.kind not in ("progress", "result") or result.op not in ops):
         raise Rejected("bad result kind or op")
     if not isinstance(result.data, dict) or not isinstance(result.reply_to, dict):
         raise Rejected("bad result data")

@@ -7,6 +7,7 @@ delivers it when it comes back instead of losing it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 
 import redis
 import redis.asyncio as aioredis
@@ -22,7 +23,11 @@ log = logging.getLogger("swarmbot.queue")
 class Inbox:
     """Results and progress for one bot process, read through a consumer group."""
 
-    def __init__(self, client: aioredis.Redis, config: Config, name: str) -> None:
+    def __init__(
+        self, client: aioredis.Redis, config: Config, name: str, ops: Collection[str]
+    ) -> None:
+        """``ops``: the operations whose results this bot can render (its commands)."""
+        self._ops = frozenset(ops)
         self.name = name
         self._redis = client
         self._key = Keys(config.redis_prefix).inbox(name)
@@ -51,7 +56,7 @@ class Inbox:
             for entry_id, fields in entries:
                 eid = _s(entry_id)
                 try:
-                    out.append((eid, decode_result(fields, self._secret)))
+                    out.append((eid, decode_result(fields, self._secret, self._ops)))
                 except Rejected as exc:
                     log.warning("dropping inbox entry %s: %s", eid, exc)
                     await self.ack(eid)

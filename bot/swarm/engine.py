@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import docker
 
@@ -141,6 +142,15 @@ class Swarm:
     def force_update(self, service_id: str) -> None:
         """``docker service update --force``: ForceUpdate + 1 on the current spec."""
         self._client.services.get(service_id).force_update()
+
+    def update_service(self, service_id: str, **changes: Any) -> None:
+        """Change the named parts of a service's spec (the Engine API's own names, e.g.
+        ``mode={"Replicated": {"Replicas": 3}}``) and keep the rest: the current spec is
+        fetched at its current version, so a concurrent change fails instead of being lost."""
+        current = self._api.inspect_service(service_id)
+        self._api.update_service(
+            service_id, current["Version"]["Index"], fetch_current_spec=True, **changes
+        )
 
     def watch(
         self,

@@ -27,6 +27,7 @@ from bot.core.wire import Result
 from bot.queue.clients import async_client
 from bot.queue.inbox import Inbox
 from bot.queue.producer import JobQueue
+from commands import REGISTRY
 
 log = logging.getLogger("swarmbot.console")
 
@@ -62,7 +63,7 @@ class Console:
             if isinstance(stream, io.TextIOWrapper):
                 stream.reconfigure(errors="replace")
         client = async_client(self.config.redis_url)
-        inbox = Inbox(client, self.config, f"console-{secrets.token_hex(6)}")
+        inbox = Inbox(client, self.config, f"console-{secrets.token_hex(6)}", REGISTRY)
         dispatcher = Dispatcher(self.config, JobQueue(client, self.config), inbox.name)
         stop = asyncio.Event()
         router = asyncio.create_task(route(inbox, "console", self.deliver, stop))

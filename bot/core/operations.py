@@ -1,0 +1,142 @@
+"""What a command's worker-side handler is given, and what it gives back.
+
+A handler is a plain function in the command's own file (``commands/<name>.py``):
+``handle(tools, job, progress) -> Answer``. It runs in the worker, but its module is
+imported by the chat process too, so it may not import docker: everything it does to the
+swarm goes through ``WorkerTools``, which the worker implements (``bot.swarm.worker``).
+The tools are the swarm operations every command shares (resolve a service the requester
+may act on, change one service and watch it converge, deploy a stack under its lock, ...);
+a new command composes them and needs no change anywhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from bot.core.config import Config
+from bot.core.policy import Policy
+from bot.core.wire import Job
+
+AnswerState = Literal["succeeded", "failed", "refused", "cancelled", "expired"]
+NoticeStatus = Literal["info", "failed"]
+Progress = Callable[[dict[str, Any]], None]
+
+
+class JobFailed(Exception):
+    """An expected failure whose message is safe to show in chat."""
+
+
+class JobCancelled(Exception):
+    """The job was cancelled while it waited for its stack."""
+
+
+@dataclass
+class Answer:
+    """A handler's result: shown to the requester by the command's renderer."""
+
+    ok: bool
+    data: dict[str, Any]
+    summary: str  # one line for !jobs, the audit trail and the log
+    state: AnswerState | Literal[""] = field(default="")
+
+    def __post_init__(self) -> None:
+        self.state = self.state or ("succeeded" if self.ok else "failed")
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A notice a finished job posts to the rooms routed for ``stack``."""
+
+    stack: str
+    text: str
+    lines: tuple[str, ...] = ()
+    status: NoticeStatus = "info"
+
+
+class Engine(Protocol):
+    """The Docker Engine reads and writes a handler may use (services as Engine API dicts)."""
+
+    def services(self, stack: str | None = None, status: bool = False) -> list[dict[str, Any]]: ...
+
+    def service_rows(self, stack: str | None = None) -> list[dict[str, Any]]: ...
+
+    def task_rows(self, service_id: str) -> list[dict[str, Any]]: ...
+
+    def force_update(self, service_id: str) -> None: ...
+
+    def update_service(self, service_id: str, **changes: Any) -> None:
+        """Change the named parts of a service's spec (``mode=...``, ``labels=...``),
+        keeping the rest as it is."""
+        ...
+
+
+class WorkerTools(Protocol):
+    """The swarm operations shared by command handlers."""
+
+    config: Config
+    policy: Policy
+    engine: Engine
+    consumer: str  # this worker's name
+
+    def allow(self, job: Job, stack: str) -> None:
+        """Raise ``JobFailed`` unless the requester may run the job's command on ``stack``."""
+        ...
+
+    def resolve(self, job: Job) -> dict[str, Any]:
+        """The service ``job.args["service"]`` names, among those the requester may act on;
+        raises ``JobFailed`` (no such service, ambiguous) naming only those."""
+        ...
+
+    def change_service(
+        self,
+        job: Job,
+        service: dict[str, Any],
+        progress: Progress,
+        apply: Callable[[], object],
+        rollback: bool = False,
+    ) -> Answer:
+        """Apply one change to one service (once, even across a worker crash), under its
+        stack's lock, then watch it converge: the usual outcome."""
+        ...
+
+    def rollback_service(self, service_id: str) -> None: ...
+
+    def log_tail(self, service_id: str, lines: int) -> list[str]:
+        """The service's last log lines, secrets masked."""
+        ...
+
+    def stack_files(self) -> dict[str, Path]: ...
+
+    def stack_file(self, stack: str) -> Path: ...
+
+    def preflight(self, stack: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]], str]:
+        """Render and check a stack file: (rendered or None, problems, note)."""
+        ...
+
+    def diff(self, stack: str, rendered: dict[str, Any]) -> list[dict[str, Any]]: ...
+
+    def deploy_stack(
+        self, stack: str, job: Job, progress: Progress, force: bool = False
+    ) -> dict[str, Any]:
+        """Deploy one stack under its lock and watch it converge: the deploy report."""
+        ...
+
+    def deploy_order(self) -> list[str]:
+        """Every stack file, in dependency order; raises ``JobFailed`` on a cycle."""
+        ...
+
+    def undeploy(self, job: Job, stack: str, progress: Progress) -> dict[str, Any]:
+        """``docker stack rm`` under the stack's lock; never removes volumes."""
+        ...
+
+
+Handler = Callable[[WorkerTools, Job, Progress], Answer]
+NoticeFor = Callable[[Job, dict[str, Any]], list[Notice]]
+
+
+def who(job: Job) -> str:
+    """How a notice names the job that made the change."""
+    return f"by {job.requester} via {job.text}, job {job.id}"

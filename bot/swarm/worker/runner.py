@@ -1,0 +1,220 @@
+"""The job runner: one queue entry from Redis to its answer.
+
+It trusts nothing it reads: signature, schema, expiry, replay (the worker's own ledger,
+then Redis), cancellation, and the requester's permission again from its own copy of the
+config (a valid signature proves the bot queued it, not that the bot's policy was right).
+Then the command's handler runs, and every job ends in an answer: a refusal, the
+handler's answer, or "internal error" for whatever nobody foresaw.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import docker.errors
+import redis
+import requests.exceptions
+
+from bot.core import health
+from bot.core.logs import job_context
+from bot.core.operations import Answer, Handler, JobCancelled, JobFailed, NoticeFor
+from bot.core.wire import Expired, Job, Rejected, Result, Schemas, decode_job, job_digest
+from bot.queue import records
+from bot.swarm import dockercli
+from bot.swarm.worker.lifecycle import HandedOver, WorkerState, short
+from bot.swarm.worker.tools import SwarmTools
+
+log = logging.getLogger("swarmbot.worker")
+
+PROGRESS_INTERVAL = 1.0
+
+
+class JobRunner:
+    def __init__(
+        self,
+        state: WorkerState,
+        tools: SwarmTools,
+        handlers: dict[str, Handler],
+        schemas: Schemas,
+        notices: dict[str, NoticeFor],
+    ) -> None:
+        self.state = state
+        self.config = state.config
+        self.queue = state.queue
+        self.ledger = state.ledger
+        self.policy = state.policy
+        self.tools = tools
+        self.handlers = handlers
+        self.schemas = schemas
+        self.notice_for = notices
+
+    def handle(self, entry_id: str, fields: dict[Any, Any]) -> None:
+        """Handle one queue entry; every job it can decode is answered."""
+        now = time.time()
+        try:
+            job = decode_job(
+                fields, self.config.signing_secret, now, self.config.job_ttl_seconds, self.schemas
+            )
+        except Expired as exc:
+            job = exc.job
+            with job_context(job.id):
+                waited = int(now - job.created)
+                log.warning("job %s expired after %ds in the queue; not run", job.id, waited)
+                answer = Answer(
+                    False,
+                    {"error": f"expired after {waited}s in the queue; nothing was run"},
+                    "expired",
+                    "expired",
+                )
+                self._finish(entry_id, job, answer)
+            return
+        except Rejected as exc:
+            self._reject(entry_id, str(exc), fields)
+            return
+        with job_context(job.id):
+            self._handle_job(entry_id, fields, job)
+
+    def _handle_job(self, entry_id: str, fields: dict, job: Job) -> None:
+        digest = job_digest(fields)
+        # The worker's own ledger first: Redis keys can be deleted by anyone who can write
+        # to Redis; the ledger cannot. Then Redis, which other workers share.
+        if not self.ledger.claim(digest, job.id, entry_id, job.expires):
+            self._reject(
+                entry_id, f"replay of job {job.id} (already taken in another entry)", fields
+            )
+            return
+        self.state.current.digest = digest
+        if not self.queue.claim_first_delivery(
+            job.id, entry_id, ttl=2 * self.config.job_ttl_seconds + 60
+        ):
+            self._reject(entry_id, f"replay of job {job.id}", fields)
+            return
+
+        log.info("%s by %s", job.text, job.requester)
+        if not self.queue.start(job.id):
+            by = self.queue.record(job.id).get("cancelled_by", "someone")
+            answer = Answer(
+                False, {"error": f"cancelled by {by} before it started"}, "cancelled", "cancelled"
+            )
+            self._finish(entry_id, job, answer)
+            return
+        waited = time.time() - job.created
+        if waited > 1:  # it sat in the queue (no worker, or a busy one): say it has started
+            self._progress_now(
+                job, {"started": f"a worker took job {job.id} after {waited:.0f}s in the queue"}
+            )
+        started = time.monotonic()
+        try:
+            answer = self._run(job)
+        except HandedOver:
+            log.info("left unanswered for the next worker to take over (this one is stopping)")
+            return
+        self._finish(entry_id, job, answer, time.monotonic() - started)
+        self._tell(job, answer)
+
+    def _finish(self, entry_id: str, job: Job, answer: Answer, seconds: float = 0.0) -> None:
+        """Publish the answer; if Redis is down, keep trying: the job ran, it must be told."""
+        log.info("%s in %.1fs: %s", answer.state, seconds, answer.summary)
+        health.JOBS.labels(job.op, answer.state).inc()
+        health.JOB_SECONDS.labels(job.op).observe(seconds)
+        result = self._result(job, answer)
+        self.state.wait_for_redis(
+            lambda: self.queue.finish(entry_id, result, answer.state, answer.summary)
+        )
+        records.record_sync(
+            self.queue.redis,
+            self.queue.keys,
+            who=job.requester,
+            command=job.text,
+            decision=answer.state,
+            job=job.id,
+            outcome=answer.summary,
+            seconds=f"{seconds:.1f}",
+            worker=self.queue.consumer,
+        )
+
+    def _reject(self, entry_id: str, reason: str, fields: dict) -> None:
+        """A queue entry that must not run: dropped, kept in the rejected stream, audited."""
+        log.warning("refused queue entry %s: %s", entry_id, reason)
+        self.state.wait_for_redis(lambda: self.queue.reject(entry_id, reason, fields))
+        records.record_sync(
+            self.queue.redis,
+            self.queue.keys,
+            decision="rejected",
+            reason=reason,
+            entry=entry_id,
+            worker=self.queue.consumer,
+        )
+
+    def _progress_now(self, job: Job, data: dict) -> None:
+        try:
+            self.queue.progress(Result("progress", job.id, job.op, True, data, job.reply_to))
+        except redis.RedisError as exc:
+            log.warning("progress not sent: %s", exc)
+
+    def _run(self, job: Job) -> Answer:
+        decision = self.policy.may_run(job.requester, job.command)
+        if not decision.allowed:
+            return Answer(False, {"error": decision.reason}, "refused by the worker", "refused")
+        last_sent = [0.0, ""]
+
+        def progress(data: dict) -> None:
+            if self.state.stop.is_set():
+                raise HandedOver
+            text = repr(data)
+            now = time.monotonic()
+            if text != last_sent[1] and now - last_sent[0] >= PROGRESS_INTERVAL:
+                last_sent[:] = [now, text]
+                self._progress_now(job, data)
+
+        try:
+            return self.handlers[job.op](self.tools, job, progress)
+        except HandedOver:
+            raise
+        except JobFailed as exc:
+            return Answer(False, {"error": str(exc)}, str(exc))
+        except JobCancelled as exc:
+            return Answer(False, {"error": str(exc)}, "cancelled", "cancelled")
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            health.ERRORS.labels("docker").inc()
+            log.warning("docker error: %s", exc)
+            return Answer(
+                False,
+                {"error": f"Docker is not reachable or refused: {short(exc)}"},
+                "docker error",
+            )
+        except dockercli.DeployError as exc:
+            return Answer(False, {"error": str(exc)}, str(exc))
+        except Exception as exc:
+            # A bug or something nobody foresaw: the user is answered all the same, and the
+            # traceback goes to the log (masked like every log line).
+            log.exception("unexpected error in %s", job.op)
+            health.ERRORS.labels("internal").inc()
+            return Answer(
+                False,
+                {"error": f"internal error: {type(exc).__name__}: {short(exc)} (see the log)"},
+                "internal error",
+            )
+
+    def _result(self, job: Job, answer: Answer) -> Result:
+        return Result("result", job.id, job.op, answer.ok, answer.data, job.reply_to)
+
+    def _tell(self, job: Job, answer: Answer) -> None:
+        """The job's own notices, as its command words them: who, what changed, the
+        outcome, how long it took."""
+        notice_for = self.notice_for.get(job.op)
+        if notice_for is None or not self.config.notice_routes:
+            return
+        for notice in notice_for(job, answer.data):
+            try:
+                self.state.notices.post(
+                    notice.stack,
+                    notice.text,
+                    list(notice.lines),
+                    f"job-{job.id}-{notice.stack}",
+                    notice.status,
+                )
+            except redis.RedisError as exc:
+                log.warning("notice not sent: %s", exc)

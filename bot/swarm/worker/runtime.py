@@ -1,0 +1,229 @@
+"""The worker's runtime: the loop that reads entries, the pool that runs them within
+``worker_concurrency`` slots, the heartbeat, taking over stopped workers' entries, and
+handing its own over on SIGTERM. What a job does is the runner's and the commands' affair.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import queue
+import signal
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import docker.errors
+import redis
+import requests.exceptions
+
+from bot.core import health
+from bot.core.config import Config
+from bot.core.policy import Policy
+from bot.queue.clients import sync_client
+from bot.queue.consumer import WorkerQueue
+from bot.queue.keys import HEARTBEAT_SECONDS
+from bot.queue.stats import queue_stats
+from bot.swarm.engine import Swarm
+from bot.swarm.ledger import Ledger
+from bot.swarm.notices import Notices, Watcher
+from bot.swarm.worker.lifecycle import Slot, Slots, WorkerState, short
+from bot.swarm.worker.runner import JobRunner
+from bot.swarm.worker.tools import SwarmTools
+from commands import REGISTRY, SCHEMAS
+
+log = logging.getLogger("swarmbot.worker")
+
+# Jobs waiting for another job's stack lock wait in threads of their own, outside the
+# worker_concurrency slots; this many may wait at once before waiting costs a slot again.
+MAX_LOCK_WAITERS = 256
+FINISHED_REMEMBERED = 10_000
+
+
+class Worker:
+    def __init__(
+        self, config: Config, client: redis.Redis, swarm: Swarm, consumer: str | None = None
+    ) -> None:
+        self.config = config
+        work_queue = WorkerQueue(
+            client,
+            config.redis_prefix,
+            config.signing_secret,
+            consumer or socket.gethostname(),
+            dead_after=config.worker_timeout_seconds,
+        )
+        self.state = WorkerState(
+            config=config,
+            engine=swarm,
+            queue=work_queue,
+            # The worker's own record of jobs taken and changes applied, beyond Redis's reach.
+            ledger=Ledger(config.worker_state_dir, config.redis_prefix),
+            notices=Notices(config, work_queue),
+            policy=Policy(config.roles),
+        )
+        self.tools = SwarmTools(self.state)
+        self.runner = JobRunner(
+            self.state,
+            self.tools,
+            {name: c.handler for name, c in REGISTRY.items() if c.handler is not None},
+            SCHEMAS,
+            {name: c.notice for name, c in REGISTRY.items() if c.notice is not None},
+        )
+        self.slots = Slots(config.worker_concurrency)
+        # Entries running here, and recently finished: an entry that reaches this worker
+        # twice (its own pending list and a takeover both hold it) runs once.
+        self._entries_lock = threading.Lock()
+        self._inflight: set[str] = set()
+        self._finished: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._reclaimed: queue.SimpleQueue[tuple[str, dict[Any, Any]]] = queue.SimpleQueue()
+        self._drained = threading.Event()  # set: no job runs here any more
+
+    @property
+    def queue(self) -> WorkerQueue:
+        return self.state.queue
+
+    def handle(self, entry_id: str, fields: dict[Any, Any]) -> None:
+        self.runner.handle(entry_id, fields)
+
+    def run(self, stop: threading.Event) -> None:
+        self.state.stop = stop
+        self.state.wait_for_redis(self.state.queue.ensure_group)
+        # Beat before reading anything: a worker with pending entries and no heartbeat at
+        # all is taken for one that retired, and others may take its entries over.
+        self.state.wait_for_redis(lambda: self.state.queue.beat({}, (0, self.slots.capacity)))
+        # First whatever this consumer had taken but not finished before a crash. Read before
+        # the heartbeat thread starts taking over stopped workers' entries: those land in
+        # this same pending list, and must not come back from both places.
+        backlog = self.state.wait_for_redis(
+            lambda: self.state.queue.read(count=1000, block_ms=0, pending=True)
+        )
+        if backlog:
+            log.info("resuming %d unfinished job(s)", len(backlog))
+        maintainer = threading.Thread(target=self._maintain, name="heartbeat", daemon=True)
+        maintainer.start()
+        watcher = None
+        if self.config.notice_routes:
+            watcher = Watcher(
+                self.config, self.state.engine.client, self.state.queue, self.state.notices, stop
+            )
+            watcher.start()
+        if self.config.health_worker_port:
+            health.serve(
+                self.config.health_host,
+                self.config.health_worker_port,
+                self._health,
+                self._refresh_metrics,
+                role="worker",
+            )
+        log.info(
+            "worker %s ready (concurrency %d)",
+            self.state.queue.consumer,
+            self.config.worker_concurrency,
+        )
+        threads = self.config.worker_concurrency + MAX_LOCK_WAITERS
+        with ThreadPoolExecutor(threads, thread_name_prefix="job") as pool:
+            while not stop.is_set():
+                while not self._reclaimed.empty():
+                    backlog.append(self._reclaimed.get())
+                if not backlog:
+                    try:
+                        backlog = self.state.queue.read(
+                            count=self.config.worker_concurrency, block_ms=1000
+                        )
+                    except redis.RedisError as exc:
+                        log.warning("redis unavailable (%s); retrying", exc)
+                        stop.wait(1.0)
+                        continue
+                while backlog and not stop.is_set():
+                    if not self.slots.acquire(timeout=0.5):
+                        continue
+                    entry_id, fields = backlog.pop(0)
+                    slot = Slot(self.slots)
+                    if not self._begin(entry_id):
+                        log.info("entry %s is already being handled here; not run twice", entry_id)
+                        slot.give_back()
+                        continue
+                    pool.submit(self._handle_guarded, entry_id, fields, slot)
+        self._drained.set()
+        maintainer.join(5)
+        with contextlib.suppress(redis.RedisError):
+            self.state.queue.retire()  # others may take over what is left at once
+            if watcher is not None:
+                watcher.resign()
+        log.info("worker stopped")
+
+    def _health(self) -> dict[str, str]:
+        """The worker is healthy when it reaches both Redis and Docker."""
+        problems = {"redis": "", "docker": ""}
+        try:
+            self.state.queue.redis.ping()
+        except redis.RedisError as exc:
+            problems["redis"] = str(exc)
+        try:
+            self.state.engine.ping()
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            problems["docker"] = short(exc)
+        return problems
+
+    def _refresh_metrics(self) -> None:
+        stats = queue_stats(
+            self.state.queue.redis, self.config.redis_prefix, self.config.worker_timeout_seconds
+        )
+        health.QUEUE_DEPTH.set(stats["depth"])
+        health.OLDEST_JOB.set(stats["oldest"])
+        health.HEARTBEAT_AGE.set(stats["heartbeat"])
+
+    def _maintain(self) -> None:
+        """Heartbeat, lease renewal for held stacks, and taking over dead workers' jobs."""
+        while not self._drained.is_set():
+            try:
+                self.state.queue.beat(
+                    dict(self.state.held), (self.slots.busy, self.slots.capacity)
+                )
+                if not self.state.stop.is_set():  # a stopping worker takes nothing more on
+                    for entry in self.state.queue.reclaim():
+                        log.warning("taking over entry %s from a worker that stopped", entry[0])
+                        self._reclaimed.put(entry)
+            except redis.RedisError as exc:
+                log.warning("heartbeat failed: redis unavailable (%s)", exc)
+            self._drained.wait(HEARTBEAT_SECONDS)
+
+    def _begin(self, entry_id: str) -> bool:
+        """Mark an entry as handled here; False if it already runs or has finished here."""
+        with self._entries_lock:
+            if entry_id in self._inflight or entry_id in self._finished:
+                return False
+            self._inflight.add(entry_id)
+            return True
+
+    def _end(self, entry_id: str) -> None:
+        with self._entries_lock:
+            self._inflight.discard(entry_id)
+            self._finished[entry_id] = None
+            while len(self._finished) > FINISHED_REMEMBERED:
+                self._finished.popitem(last=False)
+
+    def _handle_guarded(self, entry_id: str, fields: dict, slot: Slot) -> None:
+        self.state.current.slot = slot
+        try:
+            self.runner.handle(entry_id, fields)
+        except Exception:
+            # handle() answers every job it could decode, whatever went wrong inside it; what
+            # reaches here failed outside any job (Redis gone while stopping).
+            log.exception("entry %s: unexpected error outside a job", entry_id)
+        finally:
+            self.state.current.slot = None
+            slot.give_back()
+            self._end(entry_id)
+
+
+def run_forever(config: Config, consumer: str | None = None) -> None:
+    """Entry point of ``swarmbot worker``: stop cleanly on SIGTERM/SIGINT."""
+    client = sync_client(config.redis_url)
+    worker = Worker(config, client, Swarm.from_env(), consumer)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    worker.run(stop)

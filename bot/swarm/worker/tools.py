@@ -1,0 +1,354 @@
+"""The swarm operations that command handlers compose (``bot.core.operations.WorkerTools``).
+
+Each is written once here and used by every command that needs it: resolving a service
+the requester may act on, a stack's lock, applying a change exactly once, watching a
+change converge, the pre-flight check, a deploy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import docker.errors
+import requests.exceptions
+
+from bot.core import health
+from bot.core.config import Config
+from bot.core.ids import resolve_service, stack_of
+from bot.core.operations import Answer, JobCancelled, JobFailed, Progress
+from bot.core.policy import Policy
+from bot.core.scrub import env_values, masker
+from bot.core.wire import Job
+from bot.swarm import dockercli, preflight
+from bot.swarm.convergence import Assessment
+from bot.swarm.engine import Outcome, Swarm
+from bot.swarm.preflight import Problem
+from bot.swarm.worker.lifecycle import HandedOver, Slot, WorkerState, short
+
+log = logging.getLogger("swarmbot.worker")
+
+FAILURE_LOG_LINES = 5
+LOCK_POLL_SECONDS = 0.5
+
+
+class SwarmTools:
+    """``WorkerTools`` for one worker process."""
+
+    def __init__(self, state: WorkerState) -> None:
+        self.state = state
+        self.config: Config = state.config
+        self.policy: Policy = state.policy
+        self.engine: Swarm = state.engine
+        self.queue = state.queue
+        self.ledger = state.ledger
+        self.notices = state.notices
+        self._cli: dockercli.DockerCli | None = None
+
+    @property
+    def consumer(self) -> str:
+        return self.queue.consumer
+
+    @property
+    def cli(self) -> dockercli.DockerCli:
+        if self._cli is None:
+            self._cli = dockercli.DockerCli.find(
+                self.config.docker_cli, self.config.docker_cli_timeout
+            )
+            log.info("using docker CLI %s (version %s)", self._cli.path, self._cli.version)
+        return self._cli
+
+    # -- permissions and names -------------------------------------------------------
+
+    def allow(self, job: Job, stack: str) -> None:
+        decision = self.policy.may_touch(job.requester, job.command, stack)
+        if not decision.allowed:
+            raise JobFailed(decision.reason)
+
+    def resolve(self, job: Job) -> dict[str, Any]:
+        """The service a job names, by the rules in ``ids.resolve_service``."""
+        # Only services the requester may act on are candidates: ambiguity lists and "did
+        # you mean" suggestions must not name services of stacks hidden from them.
+        by_name = {
+            s["Spec"]["Name"]: s
+            for s in self.engine.services()
+            if self.policy.may_touch(
+                job.requester, job.command, stack_of(s["Spec"].get("Labels"))
+            ).allowed
+        }
+        typed = job.args["service"]
+        found = resolve_service(typed, list(by_name))
+        if found.match is None:
+            if found.ambiguous:
+                raise JobFailed(f"`{typed}` is ambiguous: {', '.join(found.candidates)}")
+            hint = f"; did you mean: {', '.join(found.candidates)}" if found.candidates else ""
+            raise JobFailed(f"no service `{typed}`{hint}")
+        service = by_name[found.match]
+        self.allow(job, stack_of(service["Spec"].get("Labels")))
+        return service
+
+    # -- one service -------------------------------------------------------------------
+
+    def change_service(
+        self,
+        job: Job,
+        service: dict[str, Any],
+        progress: Progress,
+        apply: Callable[[], object],
+        rollback: bool = False,
+    ) -> Answer:
+        """Apply one change to one service (once), then watch it converge."""
+        name = service["Spec"]["Name"]
+        stack = stack_of(service["Spec"].get("Labels"))
+        with self.stack_turn(stack or name, job, progress), self.claim([name], job):
+            since = self.apply_once(job, job.op, apply)
+            outcomes = self.engine.watch(
+                [service["ID"]],
+                since,
+                time.monotonic() + self.config.deploy_deadline_seconds,
+                on_progress=lambda a: progress({"stack": "", "services": _progress_rows(a)}),
+                rollback=rollback,
+            )
+        [outcome] = self._explain(outcomes, [service["ID"]])
+        ok = outcome["state"] == "converged"
+        data = {"service": name, "stack": stack, "outcome": outcome}
+        return Answer(ok, data, f"{name}: {outcome['state']}")
+
+    def rollback_service(self, service_id: str) -> None:
+        dockercli.rollback(self.cli, service_id)
+
+    def log_tail(self, service_id: str, lines: int) -> list[str]:
+        try:
+            mask = masker().with_values(env_values(self.engine.service_env(service_id)))
+            return [mask.text(line)[:300] for line in self.engine.logs(service_id, lines)]
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            return [f"(logs unavailable: {short(exc)})"]
+
+    def _explain(self, outcomes: list[Outcome], service_ids: list[str]) -> list[dict]:
+        """Outcomes as dicts; a service that did not converge gets its last log lines
+        (secrets scrubbed), which usually say why."""
+        out = []
+        for outcome, sid in zip(outcomes, service_ids, strict=False):
+            data = outcome.as_dict()
+            health.DEPLOYS.labels(outcome.state).inc()
+            if outcome.state != "converged":
+                data["logs"] = self.log_tail(sid, FAILURE_LOG_LINES)
+            out.append(data)
+        return out
+
+    # -- stacks ------------------------------------------------------------------------
+
+    def stack_files(self) -> dict[str, Path]:
+        return dockercli.stack_files(self.config.stacks_dir)
+
+    def stack_file(self, stack: str) -> Path:
+        files = dockercli.stack_files(self.config.stacks_dir)
+        if stack not in files:
+            known = ", ".join(files) or "none"
+            raise JobFailed(f"no stack file `{stack}` in the stacks directory (known: {known})")
+        return files[stack]
+
+    def preflight(self, stack: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]], str]:
+        rendered, problems, note = self._check_file(stack, self.stack_file(stack))
+        return rendered, [asdict(p) for p in problems], note
+
+    def diff(self, stack: str, rendered: dict[str, Any]) -> list[dict[str, Any]]:
+        return preflight.diff(stack, rendered, self.engine.services(stack))
+
+    def deploy_order(self) -> list[str]:
+        try:
+            return preflight.deploy_order(self.stack_files(), self.config.deploy_first)
+        except preflight.OrderError as exc:
+            raise JobFailed(str(exc)) from None
+
+    def _check_file(self, stack: str, file: Path) -> tuple[dict | None, list[Problem], str]:
+        """Render and check a stack file: (rendered or None, problems, note)."""
+        try:
+            rendered = dockercli.render(self.cli, file, self.config.variables)
+        except dockercli.NoRender as exc:
+            return None, [], f"no pre-flight check: {exc}"
+        except dockercli.DeployError as exc:
+            return None, [Problem("", "file", str(exc), True)], ""
+        main, *override = dockercli.compose_files(file)
+        problems = [
+            p
+            for extra in override
+            for p in preflight.unset_variables(
+                extra.read_text(encoding="utf-8"), self.config.variables
+            )
+        ]
+        problems += preflight.check(
+            stack,
+            main.read_text(encoding="utf-8"),
+            rendered,
+            file.parent,
+            self.config.variables,
+            self.engine.snapshot(),
+        )
+        return rendered, problems, ""
+
+    def deploy_stack(
+        self, stack: str, job: Job, progress: Progress, force: bool = False
+    ) -> dict[str, Any]:
+        file = self.stack_file(stack)
+        base = {
+            "stack": stack,
+            "ok": False,
+            "error": "",
+            "outcomes": [],
+            "problems": [],
+            "note": "",
+        }
+        with self.stack_turn(stack, job, progress), self.claim([stack], job):
+            started = time.monotonic()
+            rendered, problems, note = self._check_file(stack, file)
+            base.update(problems=[asdict(p) for p in problems], note=note, cli=self.cli.version)
+            if any(p.error for p in problems):
+                return {
+                    **base,
+                    "error": "the pre-flight check found problems; nothing was deployed",
+                }
+            override = preflight.hash_override(stack, rendered) if rendered is not None else None
+            if rendered is not None:
+                current = self.engine.services(stack)
+                base["changes"] = preflight.diff(stack, rendered, current)
+                first_try = self.queue.applied(job.id, f"deploy:{stack}") is None
+                if current and not base["changes"] and not force and first_try:
+                    return {**base, "ok": True, "unchanged": True}
+            try:
+                since = self.apply_once(
+                    job,
+                    f"deploy:{stack}",
+                    lambda: dockercli.deploy(
+                        self.cli,
+                        stack,
+                        file,
+                        self.config.variables,
+                        self.config.resolve_image,
+                        override,
+                    ),
+                )
+            except dockercli.DeployError as exc:
+                return {**base, "error": masker().text(str(exc))}
+            ids = [s["ID"] for s in self.engine.services(stack)]
+            outcomes: list[Outcome] = self.engine.watch(
+                ids,
+                since,
+                started + self.config.deploy_deadline_seconds,
+                on_progress=lambda a: progress({"stack": stack, "services": _progress_rows(a)}),
+            )
+        return {
+            **base,
+            "ok": all(o.state == "converged" for o in outcomes),
+            "outcomes": self._explain(outcomes, ids),
+            # Since the change was applied, even if an earlier worker applied it (a job
+            # taken over after `!deploy swarmbot` replaced its worker).
+            "seconds": round(max(time.monotonic() - started, time.time() - since), 1),
+        }
+
+    def undeploy(self, job: Job, stack: str, progress: Progress) -> dict[str, Any]:
+        with self.stack_turn(stack, job, progress), self.claim([stack], job):
+            services = sorted(s["Spec"]["Name"] for s in self.engine.services(stack))
+            if not services and self.queue.applied(job.id, f"undeploy:{stack}") is None:
+                raise JobFailed(f"stack `{stack}` is not deployed")
+            volumes = self.engine.stack_volumes(stack)
+            self.apply_once(job, f"undeploy:{stack}", lambda: dockercli.remove(self.cli, stack))
+            deadline = time.monotonic() + self.config.deploy_deadline_seconds
+            while self.engine.services(stack):
+                if time.monotonic() > deadline:
+                    raise JobFailed(f"services of {stack} still there after the deadline")
+                self.state.stop.wait(LOCK_POLL_SECONDS)
+        return {"stack": stack, "services": services, "volumes": volumes}
+
+    # -- the guarantees every change shares --------------------------------------------
+
+    @contextlib.contextmanager
+    def stack_turn(self, stack: str, job: Job, progress: Progress) -> Iterator[None]:
+        """One job per stack at a time, across all workers (a lease in Redis, renewed by the
+        heartbeat, so a dead worker's stack frees itself). A waiting job says what it waits
+        behind, can be cancelled, and gives up when the job's time to live runs out."""
+        told = False
+        slot: Slot | None = getattr(self.state.current, "slot", None)
+        while (holder := self.queue.try_lock(stack, job.id)) is not None:
+            if not told:
+                told = True
+                if slot is not None:
+                    slot.give_back()  # waiting is not working: let other jobs run meanwhile
+                record = self.queue.record(holder)
+                what = (
+                    f"{record.get('text', '?')} by {record.get('requester', '?')}"
+                    if record
+                    else "?"
+                )
+                log.info("waits for job %s on %s", holder, stack)
+                self.queue.start(job.id, "waiting")
+                progress({"waiting": f"queued behind job {holder} ({what})"})
+            if self.queue.record(job.id).get("state") == "cancelled":
+                raise JobCancelled(
+                    f"cancelled by {self.queue.record(job.id).get('cancelled_by')} while waiting"
+                )
+            if time.time() > job.expires:
+                raise JobFailed(f"gave up waiting for job {holder} on {stack}")
+            if self.state.stop.is_set():
+                raise HandedOver
+            self.state.stop.wait(LOCK_POLL_SECONDS)
+        self.state.held[stack] = job.id
+        if told:
+            try:
+                if slot is not None:
+                    slot.take(self.state.stop)
+            except HandedOver:
+                self.state.held.pop(stack, None)
+                self.state.wait_for_redis(lambda: self.queue.unlock(stack, job.id))
+                raise
+            self.queue.start(job.id)
+        try:
+            yield
+        finally:
+            self.state.held.pop(stack, None)
+            self.state.wait_for_redis(lambda: self.queue.unlock(stack, job.id))
+
+    @contextlib.contextmanager
+    def claim(self, names: list[str], job: Job) -> Iterator[None]:
+        """While a job changes these stacks or services, the notice watcher leaves them to it."""
+        self.notices.claim(names, job.id, self.config.deploy_deadline_seconds + 120)
+        try:
+            yield
+        finally:
+            try:
+                produced = [
+                    s
+                    for s in self.engine.services(status=True)
+                    if s["Spec"]["Name"] in names or stack_of(s["Spec"].get("Labels")) in names
+                ]
+            except (docker.errors.DockerException, requests.exceptions.RequestException):
+                produced = []
+            self.state.wait_for_redis(lambda: self.notices.release(names, produced))
+
+    def apply_once(self, job: Job, step: str, apply: Callable[[], object]) -> float:
+        """Run a job's side effect unless a previous attempt (a worker that died after it)
+        already did; returns when it was applied, from when convergence is judged."""
+        digest = getattr(self.state.current, "digest", "") or job.id
+        # Applied if either record says so: the ledger survives an attacker clearing Redis,
+        # Redis tells a worker that takes over from another (whose ledger it cannot see).
+        done = self.ledger.applied(digest, step) or self.queue.applied(job.id, step)
+        if done is not None:
+            log.info("%s was already applied; watching it converge", step)
+            return done
+        at = time.time()
+        apply()
+        self.ledger.mark_applied(digest, step, at)
+        self.queue.mark_applied(job.id, step, at)
+        return at
+
+
+def _progress_rows(assessments: list[Assessment]) -> list[dict]:
+    return [
+        {"name": a.name, "running": a.running, "desired": a.desired, "state": a.state}
+        for a in assessments
+    ]
