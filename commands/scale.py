@@ -1,0 +1,55 @@
+"""``!scale <service> <replicas>``: ``docker service scale``, then wait for convergence."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from bot.core.operations import Answer, JobFailed, Notice, Progress, WorkerTools
+from bot.core.wire import Job
+from commands.base import Arg, Command, service_arg
+from commands.outcomes import progress_line
+from commands.restart import change_notice, change_renderer
+
+MAX_REPLICAS = 100
+
+
+def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
+    service = tools.resolve(job)
+    name = service["Spec"]["Name"]
+    if "Replicated" not in service["Spec"].get("Mode", {}):
+        raise JobFailed(f"{name} is a global service (one task per node); it cannot be scaled")
+    replicas = int(job.args["replicas"])
+    return tools.change_service(
+        job,
+        service,
+        progress,
+        lambda: tools.engine.update_service(
+            service["ID"], mode={"Replicated": {"Replicas": replicas}}
+        ),
+    )
+
+
+def notice(job: Job, data: dict[str, Any]) -> list[Notice]:
+    return change_notice(f"scaled to {job.args['replicas']}")(job, data)
+
+
+COMMAND = Command(
+    name="scale",
+    summary="set a replicated service's number of tasks (docker service scale) and wait "
+    "until it has converged",
+    args=(
+        service_arg(),
+        Arg(
+            "replicas",
+            re.compile(rf"^(?:0|[1-9][0-9]?|{MAX_REPLICAS})$"),
+            f"a number of replicas from 0 to {MAX_REPLICAS}",
+        ),
+    ),
+    examples=("!scale gerrit 2", "!scale dev_trac 0"),
+    handler=handle,
+    render=change_renderer("scaled", "scale"),
+    render_progress=progress_line,
+    confirm_text=lambda args: f"this scales {args['service']} to {args['replicas']} tasks",
+    notice=notice,
+)
