@@ -20,8 +20,8 @@ image:  ## the container image, online or offline (TAG=swarmbot:0.1.0 by default
 stop:  ## stop the Redis and dockerd that `make run` started
 	@scripts/stop.sh
 
-lint:
-	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+lint:  ## ruff, mypy (strict on bot/core and bot/queue), and the import contracts
+	@scripts/setup.sh && scripts/lint.sh
 
 format:
 	.venv/bin/ruff format . && .venv/bin/ruff check --fix .

@@ -4,6 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-.venv/bin/ruff check .
-.venv/bin/ruff format --check .
+scripts/lint.sh
 exec .venv/bin/python -m pytest "$@"

@@ -553,15 +553,16 @@ def _slack(
         else {"bot_token": "xoxb-"}
     )
     for key, start in needed.items():
-        if found[key] is None:
+        value = found[key]
+        if value is None:
             problems.append(
                 (
                     f"slack.{key}_file",
                     f"no {key} ({start}…): set $SWARMBOT_SLACK_{key.upper()}, {key}_file or {key}",
                 )
             )
-        elif not found[key][0].startswith(start):
-            problems.append((found[key][1], f"a Slack {key} starts with {start}"))
+        elif not value[0].startswith(start):
+            problems.append((value[1], f"a Slack {key} starts with {start}"))
     if mode == "http" and found["signing_secret"] is None:
         problems.append(("slack.signing_secret_file", "http mode needs the app's signing secret"))
     channels = table["channels"]
@@ -585,7 +586,8 @@ def _slack(
         return None
 
     def secret(key: str) -> Secret | None:
-        return Secret(found[key][0].encode()) if found[key] else None
+        value = found[key]
+        return Secret(value[0].encode()) if value else None
 
     return SlackConfig(
         mode=mode,

@@ -23,6 +23,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
@@ -74,7 +75,7 @@ def serve(
     With ``role`` ("bot", "worker"), also tell ``swarmbot healthcheck`` where it is."""
     metrics = make_wsgi_app()
 
-    def app(environ: dict, start_response: Callable) -> list[bytes]:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == "/healthz":
             try:
@@ -91,7 +92,7 @@ def serve(
                     refresh()
                 except Exception as exc:
                     log.warning("metrics refresh failed: %s", exc)
-            return metrics(environ, start_response)
+            return list(metrics(environ, start_response))
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"/healthz or /metrics\n"]
 

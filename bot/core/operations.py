@@ -76,10 +76,19 @@ class Engine(Protocol):
 class WorkerTools(Protocol):
     """The swarm operations shared by command handlers."""
 
-    config: Config
-    policy: Policy
-    engine: Engine
-    consumer: str  # this worker's name
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def policy(self) -> Policy: ...
+
+    @property
+    def engine(self) -> Engine: ...
+
+    @property
+    def consumer(self) -> str:
+        """This worker's name."""
+        ...
 
     def allow(self, job: Job, stack: str) -> None:
         """Raise ``JobFailed`` unless the requester may run the job's command on ``stack``."""

@@ -11,14 +11,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from typing import Any
+from typing import Any, cast
 
 import redis
 
 from bot.core.config import Secret
 from bot.core.scrub import masker
 from bot.core.wire import Result, encode_result
-from bot.queue import scripts
+from bot.queue import scripts, text
 from bot.queue.keys import (
     INBOX_MAXLEN,
     INBOX_TTL,
@@ -66,7 +66,7 @@ class WorkerQueue:
             count=count,
             block=None if pending else block_ms,
         )
-        return [(_s(eid), fields) for _stream, entries in reply or [] for eid, fields in entries]
+        return text.stream_entries(reply)
 
     def claim_first_delivery(self, job_id: str, entry_id: str, ttl: int) -> bool:
         """Record that ``entry_id`` carries ``job_id``; False if another entry already did.
@@ -87,7 +87,7 @@ class WorkerQueue:
         )
 
     def record(self, job_id: str) -> dict[str, str]:
-        return self._redis.hgetall(self.keys.record(job_id))
+        return text.fields(self._redis.hgetall(self.keys.record(job_id)))
 
     def applied(self, job_id: str, step: str) -> float | None:
         """When a job's side effect (``step``) was applied, if it was: a job reclaimed after
@@ -135,8 +135,11 @@ class WorkerQueue:
         """
         now = time.time()
         beats = {
-            _s(w): score
-            for w, score in self._redis.zrange(self.keys.workers, 0, -1, withscores=True)
+            _s(w): float(score)
+            for w, score in cast(
+                list[tuple[Any, float]],
+                self._redis.zrange(self.keys.workers, 0, -1, withscores=True),
+            )
         }
         dead_ms = int(self.dead_after * 1000)
         by_idle: dict[int, list[str]] = {}
@@ -150,12 +153,14 @@ class WorkerQueue:
                 idle = dead_ms
             else:
                 continue  # alive
-            if p["time_since_delivered"] >= idle:
-                by_idle.setdefault(idle, []).append(p["message_id"])
+            if int(p["time_since_delivered"]) >= idle:
+                by_idle.setdefault(idle, []).append(_s(p["message_id"]))
         out = []
         for idle, ids in by_idle.items():
-            claimed = self._redis.xclaim(self.keys.jobs, WORKER_GROUP, self.consumer, idle, ids)
-            out += [(_s(eid), fields) for eid, fields in claimed if fields]
+            claimed = self._redis.xclaim(
+                self.keys.jobs, WORKER_GROUP, self.consumer, idle, list[Any](ids)
+            )
+            out += text.entries(claimed)
         return out
 
     def try_lock(self, stack: str, job_id: str) -> str | None:
@@ -177,7 +182,10 @@ class WorkerQueue:
         result = dataclasses.replace(result, data=masker().data(result.data))
         inbox = self.keys.inbox(result.reply_to["inbox"])
         pipe.xadd(
-            inbox, encode_result(result, self._secret), maxlen=INBOX_MAXLEN, approximate=True
+            inbox,
+            text.wire(encode_result(result, self._secret)),
+            maxlen=INBOX_MAXLEN,
+            approximate=True,
         )
         # An inbox nobody reads any more (a console that quit) must not live forever.
         pipe.expire(inbox, INBOX_TTL)
@@ -204,12 +212,14 @@ class WorkerQueue:
         with self._redis.pipeline(transaction=True) as pipe:
             pipe.xadd(
                 self.keys.rejected,
-                {
-                    "entry": entry_id,
-                    "reason": reason,
-                    "sample": sample,
-                    "at": f"{time.time():.3f}",
-                },
+                text.wire(
+                    {
+                        "entry": entry_id,
+                        "reason": reason,
+                        "sample": sample,
+                        "at": f"{time.time():.3f}",
+                    }
+                ),
                 maxlen=1000,
                 approximate=True,
             )

@@ -14,8 +14,8 @@ import redis.asyncio as aioredis
 
 from bot.core.config import Config
 from bot.core.wire import Rejected, Result, decode_result
+from bot.queue import text
 from bot.queue.keys import BOT_GROUP, Keys
-from bot.queue.text import s as _s
 
 log = logging.getLogger("swarmbot.queue")
 
@@ -52,14 +52,12 @@ class Inbox:
             block=None if pending else block_ms,
         )
         out: list[tuple[str, Result]] = []
-        for _stream, entries in reply or []:
-            for entry_id, fields in entries:
-                eid = _s(entry_id)
-                try:
-                    out.append((eid, decode_result(fields, self._secret, self._ops)))
-                except Rejected as exc:
-                    log.warning("dropping inbox entry %s: %s", eid, exc)
-                    await self.ack(eid)
+        for eid, fields in text.stream_entries(reply):
+            try:
+                out.append((eid, decode_result(fields, self._secret, self._ops)))
+            except Rejected as exc:
+                log.warning("dropping inbox entry %s: %s", eid, exc)
+                await self.ack(eid)
         return out
 
     async def ack(self, entry_id: str) -> None:

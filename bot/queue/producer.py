@@ -11,7 +11,9 @@ from bot.core.config import Config
 from bot.core.wire import Job, encode_job
 from bot.queue import records, scripts
 from bot.queue.keys import RECENT_JOBS_KEPT, RECORD_TTL, Keys
+from bot.queue.text import fields as as_fields
 from bot.queue.text import s as _s
+from bot.queue.text import wire
 
 
 class JobQueue:
@@ -41,11 +43,11 @@ class JobQueue:
             "created": f"{now:.3f}",
         }
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self.keys.record(job_id), mapping=record)
+            pipe.hset(self.keys.record(job_id), mapping=wire(record))
             pipe.expire(self.keys.record(job_id), RECORD_TTL)
             pipe.zadd(self.keys.recent, {job_id: now})
             pipe.zremrangebyrank(self.keys.recent, 0, -RECENT_JOBS_KEPT - 1)
-            pipe.xadd(self.keys.jobs, encode_job(job, self._secret))
+            pipe.xadd(self.keys.jobs, wire(encode_job(job, self._secret)))
             await pipe.execute()
         return job
 
@@ -69,7 +71,7 @@ class JobQueue:
         return free, total
 
     async def record(self, job_id: str) -> dict[str, str]:
-        return await self._redis.hgetall(self.keys.record(job_id))
+        return as_fields(await self._redis.hgetall(self.keys.record(job_id)))
 
     async def cancel(self, job_id: str, by: str) -> str:
         """Mark a job cancelled if it has not started: "now-cancelled", or the state it is in."""

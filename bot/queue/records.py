@@ -9,6 +9,7 @@ import redis
 import redis.asyncio as aioredis
 
 from bot.core.audit import entry
+from bot.queue import text
 from bot.queue.keys import Keys
 
 log = logging.getLogger("swarmbot.audit")
@@ -19,7 +20,7 @@ async def record(client: aioredis.Redis, keys: Keys, **fields: Any) -> None:
     """Bot side. An audit write that fails (Redis down) is logged, never fatal."""
     item = entry(fields)
     try:
-        await client.xadd(keys.audit, item, maxlen=AUDIT_MAXLEN, approximate=True)
+        await client.xadd(keys.audit, text.wire(item), maxlen=AUDIT_MAXLEN, approximate=True)
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
         log.warning("audit entry kept in the log only: %s", exc)
 
@@ -28,7 +29,7 @@ def record_sync(client: redis.Redis, keys: Keys, **fields: Any) -> None:
     """Worker side."""
     item = entry(fields)
     try:
-        client.xadd(keys.audit, item, maxlen=AUDIT_MAXLEN, approximate=True)
+        client.xadd(keys.audit, text.wire(item), maxlen=AUDIT_MAXLEN, approximate=True)
     except redis.RedisError as exc:
         log.warning("audit entry kept in the log only: %s", exc)
 
@@ -38,4 +39,4 @@ async def read(
 ) -> list[dict[str, str]]:
     """Entries newer than ``since`` (a Unix time), newest first."""
     entries = await client.xrevrange(keys.audit, "+", f"{int(since * 1000)}-0", count=limit)
-    return [dict(fields) for _id, fields in entries]
+    return [item for _id, item in text.entries(entries)]

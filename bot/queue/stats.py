@@ -32,7 +32,7 @@ def queue_stats(client: redis.Redis, prefix: str, dead_after: float) -> dict[str
         if ids:
             oldest = max(0.0, time.time() - min(int(_s(i).split("-")[0]) for i in ids) / 1000)
     beats = client.zrevrange(keys.workers, 0, 0, withscores=True)
-    heartbeat = time.time() - beats[0][1] if beats else float("inf")
+    heartbeat = time.time() - float(beats[0][1]) if beats else float("inf")
     return {"depth": depth, "oldest": oldest, "heartbeat": heartbeat}
 
 

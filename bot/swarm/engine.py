@@ -127,7 +127,7 @@ class Swarm:
     def logs(self, service_id: str, lines: int) -> list[str]:
         """The last ``lines`` lines the service's tasks wrote (stdout and stderr)."""
         raw = self._api.service_logs(
-            service_id, stdout=True, stderr=True, tail=lines, timestamps=False
+            service_id, stdout=True, stderr=True, tail=str(lines), timestamps=False
         )
         data = raw if isinstance(raw, bytes) else b"".join(raw)
         return data.decode("utf-8", "replace").splitlines()[-lines:]

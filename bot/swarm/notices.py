@@ -187,7 +187,7 @@ class Watcher:
         while not self.stop.is_set():
             try:
                 # Its own client without a read timeout: the stream is quiet for long stretches.
-                client = docker.from_env(version=API_VERSION, timeout=None)
+                client = docker.from_env(version=API_VERSION, timeout=None)  # type: ignore[arg-type]
                 stream = client.events(decode=True, filters={"type": ["service"]})
                 self.poke.set()  # (re)connected: compare everything with what was last seen
                 backoff = 1.0
@@ -321,8 +321,8 @@ class Watcher:
             for name, change in pending.changes.items():
                 state = by_name.get(name)
                 outcome = pending.outcome.get(name)
-                ours = state and state["update_started"] >= pending.started - 1
-                if outcome is None and ours and state["update"] in FAILING:
+                ours = state is not None and state["update_started"] >= pending.started - 1
+                if outcome is None and state is not None and ours and state["update"] in FAILING:
                     outcome = f"{state['update'].replace('_', ' ')}: {state['update_message']}"
                 failed = failed or outcome is not None
                 lines.append(f"{name}: {change} ({outcome or 'done'})")

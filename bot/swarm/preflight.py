@@ -234,7 +234,7 @@ def service_hash(
     for kind in ("configs", "secrets"):
         for ref in service.get(kind) or []:
             key = _source(ref)
-            if (kind, key) in (objects or {}):
+            if objects and (kind, key) in objects:
                 used[f"{kind}/{key}"] = objects[(kind, key)]
     body = {**service, "x-swarmbot-objects": used} if used else service
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -308,8 +308,8 @@ def diff(
         ):
             if keys:
                 details.append(f"environment {label}: {', '.join(sorted(keys))}")
-        old_ports = _ports((spec.get("EndpointSpec") or {}).get("Ports"))
-        new_ports = _ports(want.get("ports"))
+        old_ports = _ports((spec.get("EndpointSpec") or {}).get("Ports") or [])
+        new_ports = _ports(want.get("ports") or [])
         if old_ports != new_ports:
             before, after = ", ".join(sorted(old_ports)), ", ".join(sorted(new_ports))
             details.append(f"ports {before or 'none'} -> {after or 'none'}")

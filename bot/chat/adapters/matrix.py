@@ -65,7 +65,10 @@ SYNC_FILTER = {
     "presence": {"not_types": ["*"]},
     "account_data": {"not_types": ["*"]},
 }
-FIRST_SYNC_FILTER = {**SYNC_FILTER, "room": {**SYNC_FILTER["room"], "timeline": {"limit": 0}}}
+FIRST_SYNC_FILTER = {
+    **SYNC_FILTER,
+    "room": {**SYNC_FILTER["room"], "timeline": {"limit": 0}},  # type: ignore[dict-item]
+}
 
 
 async def _unless_stopped(call: Any, stop: asyncio.Event) -> Any:
@@ -133,9 +136,9 @@ class MatrixAdapter:
             raise RuntimeError(f"the access token belongs to {who.user_id}, not {self.mc.user_id}")
         now_ms = int(time.time() * 1000)
         await self.redis.set(f"{self._key}:first-start", now_ms, nx=True)
-        self.first_start_ms = int(await self.redis.get(f"{self._key}:first-start"))
+        self.first_start_ms = int(str(await self.redis.get(f"{self._key}:first-start")))
         await self.redis.set(f"{self._key}:txn-nonce", secrets.token_hex(6), nx=True)
-        self._nonce = await self.redis.get(f"{self._key}:txn-nonce")
+        self._nonce = str(await self.redis.get(f"{self._key}:txn-nonce"))
         for room in self.mc.rooms:
             room_id = room
             if room.startswith("#"):
@@ -286,7 +289,7 @@ class MatrixAdapter:
             message = await self.redis.get(progress_key)
             digest = hashlib.sha256(reply.text.encode()).hexdigest()[:12]
             if message:
-                await self._edit(room, message, reply, f"edit-{result.job}-{digest}")
+                await self._edit(room, str(message), reply, f"edit-{result.job}-{digest}")
             else:
                 sent = await self._post(ref, reply, f"progress-{result.job}")
                 await self.redis.set(progress_key, sent, ex=PROGRESS_TTL)

@@ -200,7 +200,9 @@ class SlackAdapter:
         if result.kind == "progress":
             ts = await self.redis.get(key)
             if ts:
-                await self.client.chat_update(channel=ref["channel"], ts=ts, **messages(reply)[0])
+                await self.client.chat_update(
+                    channel=ref["channel"], ts=str(ts), **messages(reply)[0]
+                )
             else:
                 await self.redis.set(key, await self._post(ref, reply), ex=PROGRESS_TTL)
             return

@@ -158,7 +158,7 @@ class JobRunner:
         decision = self.policy.may_run(job.requester, job.command)
         if not decision.allowed:
             return Answer(False, {"error": decision.reason}, "refused by the worker", "refused")
-        last_sent = [0.0, ""]
+        last_sent: list[Any] = [0.0, ""]
 
         def progress(data: dict) -> None:
             if self.state.stop.is_set():
