@@ -7,8 +7,11 @@ import sys
 from pathlib import Path
 
 import docker
+import pytest
 
 from tests.harness import ROOT
+
+pytestmark = pytest.mark.swarm
 
 
 def test_bench_smoke_run_writes_every_row(tmp_path: Path, swarm: docker.DockerClient) -> None:

@@ -8,7 +8,11 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from tests.harness import ROOT
+
+pytestmark = pytest.mark.unit
 
 GOOD_SECRET = "s" * 40
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+import pytest
+
 from bot.swarm.convergence import assess
+
+pytestmark = pytest.mark.unit
 
 
 def stamp(t: float) -> str:

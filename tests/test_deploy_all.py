@@ -6,8 +6,11 @@ import re
 from pathlib import Path
 
 import docker
+import pytest
 
 from tests.harness import BotEnv
+
+pytestmark = pytest.mark.swarm
 
 
 def test_deploy_all_orders_and_stops_at_first_failure(

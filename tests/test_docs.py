@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from commands import REGISTRY
 from tests.harness import ROOT
+
+pytestmark = pytest.mark.unit
 
 OPERATING = ROOT / "docs" / "OPERATING.md"
 

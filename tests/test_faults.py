@@ -19,6 +19,8 @@ import pytest
 from tests.harness import BotEnv, RedisServer, start_dockerd, stop_dockerd, wait_until
 from tests.slack_fake import FakeSlack, bot_config, wait_for_reply
 
+pytestmark = pytest.mark.faults
+
 TRIALS = range(int(os.environ.get("FAULT_TRIALS", "2")))
 SLOW = {"update_config": {"monitor": "3s"}}
 

@@ -13,6 +13,8 @@ from bot.core.wire import Job, decode_result, encode_job
 from commands import REGISTRY
 from tests.harness import BotEnv, wait_until
 
+pytestmark = pytest.mark.swarm
+
 
 @pytest.fixture(scope="module")
 def target(bot: BotEnv, run_id: str) -> str:

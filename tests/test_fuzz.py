@@ -26,6 +26,8 @@ from commands import REGISTRY, SCHEMAS
 from tests.harness import ROOT, SWARMBOT, BotEnv
 from tests.testbot import TestBot
 
+pytestmark = pytest.mark.faults
+
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
 USERS = ["console:admin", "console:dev", "console:viewer", "console:nobody", "console:ops"]
 WORDS = [

@@ -25,6 +25,8 @@ from bot.queue.consumer import WorkerQueue
 from tests.harness import BotEnv, wait_until
 from tests.testbot import TestBot
 
+pytestmark = pytest.mark.swarm
+
 TOKEN = "tok" + secrets.token_hex(10) + "/+@z"  # URL-encoding changes it
 
 

@@ -14,6 +14,8 @@ import requests
 from tests.harness import SWARMBOT, BotEnv, RedisServer, free_port, wait_until
 from tests.slack_fake import FakeSlack, bot_config, wait_for_reply
 
+pytestmark = pytest.mark.swarm
+
 
 @pytest.fixture(scope="module")
 def watched(

@@ -18,6 +18,8 @@ from bot.core.wire import (
 )
 from commands import SCHEMAS
 
+pytestmark = pytest.mark.unit
+
 SECRET = Secret(b"k" * 40)
 
 

@@ -6,8 +6,11 @@ import json
 from pathlib import Path
 
 import docker
+import pytest
 
 from tests.harness import BotEnv
+
+pytestmark = pytest.mark.swarm
 
 
 def test_json_logs_carry_the_job_id(

@@ -13,6 +13,8 @@ import requests
 from tests.harness import BotEnv, wait_until
 from tests.synapse import MatrixUser, Synapse, settle, wait_for_reply
 
+pytestmark = pytest.mark.chat
+
 
 class Room:
     """The test conversation: homeserver, people, rooms, and the configured bot."""

@@ -1,6 +1,10 @@
 """How typed service names resolve (pure logic, no swarm needed)."""
 
+import pytest
+
 from bot.core.ids import resolve_service
+
+pytestmark = pytest.mark.unit
 
 NAMES = ["dev_gerrit", "dev_trac", "ci_gerrit-db", "support_postgres", "ci_trac", "loner"]
 

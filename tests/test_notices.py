@@ -14,6 +14,8 @@ from bot.chat.adapters.slack_render import unescape
 from tests.harness import BotEnv, start_dockerd, stop_dockerd, wait_until
 from tests.slack_fake import FakeSlack, bot_config, wait_for_reply
 
+pytestmark = pytest.mark.swarm
+
 OPS, NOTICES, ALICE = "C0OPS0001", "C0NOTICE1", "UALICE001"
 
 

@@ -23,6 +23,8 @@ from bot.queue.producer import JobQueue
 from commands import REGISTRY
 from tests.harness import write_config
 
+pytestmark = pytest.mark.chat
+
 ROLES = {
     "console:admin": {"commands": "*", "stacks": ["*"]},
     "console:dev": {

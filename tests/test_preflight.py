@@ -11,6 +11,8 @@ import pytest
 
 from tests.harness import TEST_IMAGE, BotEnv
 
+pytestmark = pytest.mark.swarm
+
 FRESH = itertools.count()
 
 BROKEN = textwrap.dedent(

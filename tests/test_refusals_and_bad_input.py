@@ -11,6 +11,8 @@ import pytest
 from tests.harness import ROOT, SWARMBOT, BotEnv
 from tests.testbot import TestBot
 
+pytestmark = pytest.mark.chat
+
 
 @pytest.fixture(scope="module")
 def testbot(bot: BotEnv) -> Iterator[TestBot]:

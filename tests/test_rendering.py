@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bot.chat.adapters.matrix_render import (
     MAX_CONTENT_BYTES,
     content_size,
@@ -10,6 +12,8 @@ from bot.chat.adapters.matrix_render import (
     strip_reply_fallback,
 )
 from bot.core.replies import Reply, Table, render_plain, split_reply
+
+pytestmark = pytest.mark.unit
 
 
 def big_reply(rows: int) -> Reply:

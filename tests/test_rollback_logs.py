@@ -5,8 +5,11 @@ from __future__ import annotations
 import re
 
 import docker
+import pytest
 
 from tests.harness import BotEnv
+
+pytestmark = pytest.mark.swarm
 
 
 def env_of(swarm: docker.DockerClient, name: str) -> list[str]:

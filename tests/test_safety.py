@@ -12,6 +12,8 @@ import pytest
 
 from tests.harness import BotEnv, wait_until
 
+pytestmark = pytest.mark.swarm
+
 
 @pytest.fixture(scope="module")
 def safe(

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import docker
+import pytest
 
 from tests.harness import BotEnv
+
+pytestmark = pytest.mark.swarm
 
 
 def running(swarm: docker.DockerClient, name: str) -> int:

@@ -1,6 +1,10 @@
 """What reaches chat from logs and errors has its secrets masked."""
 
+import pytest
+
 from bot.core.scrub import env_values, scrub
+
+pytestmark = pytest.mark.unit
 
 
 def test_environment_values_are_masked() -> None:

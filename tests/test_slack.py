@@ -18,6 +18,8 @@ import requests
 from tests.harness import BotEnv, free_port, wait_until
 from tests.slack_fake import APP_TOKEN, BOT_ID, BOT_TOKEN, BOT_USER, FakeSlack, wait_for_reply
 
+pytestmark = pytest.mark.chat
+
 CHANNEL, OTHER_CHANNEL = "C0OPS0001", "C0RANDOM1"
 ALICE, BOB, CAROL = "UALICE001", "UBOB00001", "UCAROL001"
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"

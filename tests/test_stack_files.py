@@ -14,6 +14,8 @@ import yaml
 
 from tests.harness import ROOT, BotEnv
 
+pytestmark = pytest.mark.unit
+
 STACKS = ROOT / "stacks"
 NAMES = ["ingress", "support", "sysadmin", "cdn", "ci", "dev", "community", "swarmbot"]
 VARIABLES = {

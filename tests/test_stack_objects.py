@@ -6,8 +6,11 @@ from __future__ import annotations
 import base64
 
 import docker
+import pytest
 
 from tests.harness import BotEnv, stack_yaml
+
+pytestmark = pytest.mark.swarm
 
 
 def config_names(swarm: docker.DockerClient, service: str) -> list[str]:

@@ -11,6 +11,8 @@ import pytest
 
 from tests.harness import MISSING_IMAGE, TEST_IMAGE, BotEnv
 
+pytestmark = pytest.mark.swarm
+
 
 def running_tasks(client: docker.DockerClient, service: str) -> set[str]:
     svc = client.services.get(service)

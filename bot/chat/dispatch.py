@@ -59,7 +59,9 @@ class Dispatcher:
         decision = self.authorize(message.user_id, command, args)
         if not decision.allowed:
             log.info("refused %s from %s: %s", command.name, message.user_id, decision.reason)
-            await self._audit(message, "refused", command.name, reason=decision.reason)
+            await self._audit(
+                message, "refused", command.name, refusal=decision.kind, reason=decision.reason
+            )
             return Reply(f"refused: {decision.reason}", status="refused")
         limited = await self._rate_limited(message.user_id)
         if limited:
@@ -276,12 +278,18 @@ class Dispatcher:
         return reply
 
     async def _audit(
-        self, message: Message, decision: str, command: str = "-", **fields: Any
+        self,
+        message: Message,
+        decision: str,
+        command: str = "-",
+        refusal: str = "",
+        **fields: Any,
     ) -> None:
-        """Count and record a decision; ``command`` is the parsed command's name (no re-parse)."""
+        """Count and record a decision; ``command`` is the parsed command's name (no re-parse),
+        ``refusal`` the policy's kind of refusal (a fixed label, never the English text)."""
         health.COMMANDS.labels(command, decision.split(" ")[0]).inc()
         if decision in ("refused", "rate-limited", "invalid"):
-            health.REFUSALS.labels(_refusal_reason(decision, str(fields.get("reason", "")))).inc()
+            health.REFUSALS.labels(refusal or decision).inc()
         await self.queue.audit(
             who=message.user_id,
             platform=message.platform,
@@ -290,11 +298,3 @@ class Dispatcher:
             decision=decision,
             **fields,
         )
-
-
-def _refusal_reason(decision: str, reason: str) -> str:
-    if decision != "refused":
-        return decision
-    if "no role" in reason:
-        return "no-role"
-    return "stack" if "stack" in reason or "all stacks" in reason else "command"

@@ -91,3 +91,7 @@ def setup(level: str, fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # matrix-nio logs every event it parses at INFO (145 lines at start-up with two rooms):
+    # its own chatter only when debugging.
+    if root.level > logging.DEBUG:
+        logging.getLogger("nio").setLevel(logging.WARNING)

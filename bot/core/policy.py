@@ -7,6 +7,7 @@ Users are matched only by their stable platform ID (``console:alice``,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from bot.core.config import Role
 from bot.core.ids import matches_any
@@ -18,10 +19,14 @@ from bot.core.ids import matches_any
 OPEN_COMMANDS = frozenset({"whoami", "help", "confirm", "cancel"})
 
 
+RefusalKind = Literal["", "no-role", "command", "stack"]
+
+
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
-    reason: str = ""
+    reason: str = ""  # for the user, in chat
+    kind: RefusalKind = ""  # for metrics: why, as a fixed label
 
 
 class Policy:
@@ -53,11 +58,15 @@ class Policy:
             return Decision(True)
         roles = self.roles_of(user_id)
         if not roles:
-            return Decision(False, f"you ({user_id}) have no role here; ask an admin to add you")
+            return Decision(
+                False, f"you ({user_id}) have no role here; ask an admin to add you", "no-role"
+            )
         allowed = self.commands_for(user_id)
         if allowed is not None and command not in allowed:
             names = ", ".join(r.name for r in roles)
-            return Decision(False, f"your roles ({names}) do not include the command `{command}`")
+            return Decision(
+                False, f"your roles ({names}) do not include the command `{command}`", "command"
+            )
         return Decision(True)
 
     def may_touch_all(self, user_id: str, command: str) -> Decision:
@@ -68,11 +77,13 @@ class Policy:
         """
         if "*" in self.stacks_for(user_id, command):
             return Decision(True)
-        return Decision(False, f'`{command} all` needs a role over all stacks (stacks = ["*"])')
+        return Decision(
+            False, f'`{command} all` needs a role over all stacks (stacks = ["*"])', "stack"
+        )
 
     def may_touch(self, user_id: str, command: str, stack: str) -> Decision:
         """May ``user_id`` run ``command`` on ``stack``? Checked after ``may_run``."""
         if matches_any(stack, self.stacks_for(user_id, command)):
             return Decision(True)
         label = f"stack `{stack}`" if stack else "services outside any stack"
-        return Decision(False, f"your roles do not allow `{command}` on {label}")
+        return Decision(False, f"your roles do not allow `{command}` on {label}", "stack")
