@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from bot.core.operations import Answer, Notice, Progress, WorkerTools, who
 from bot.core.replies import Reply, plural, render_table_plain
-from bot.core.wire import Job, Result
+from bot.core.wire import DeployReport, Job, Result
 from commands.base import Arg, Command, error_reply, stack_arg
 from commands.check import problem_table
 from commands.outcomes import log_lines, outcome_table, progress_line
@@ -83,7 +84,7 @@ def _deploy_all(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
     order = tools.deploy_order()
     for stack in order:
         tools.allow(job, stack)  # all or nothing: refuse before deploying any
-    done: list[dict[str, Any]] = []
+    done: list[DeployReport] = []
     for stack in order:
         result = tools.deploy_stack(
             stack, job, lambda d: progress({**d, "done": [r["stack"] for r in done]})
@@ -97,7 +98,7 @@ def _deploy_all(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
     return Answer(ok, data, summary)
 
 
-def _summary(result: dict[str, Any]) -> str:
+def _summary(result: DeployReport) -> str:
     if result.get("unchanged"):
         return f"{result['stack']}: unchanged, not deployed"
     if result["error"]:
@@ -108,16 +109,16 @@ def _summary(result: dict[str, Any]) -> str:
     )
 
 
-def notice(job: Job, data: dict[str, Any]) -> list[Notice]:
+def notice(job: Job, data: Mapping[str, Any]) -> list[Notice]:
     """One notice per stack the job deployed (or failed to); none for an unchanged one."""
     return [_stack_notice(job, d) for d in data.get("stacks", [data]) if _told(d)]
 
 
-def _told(data: dict[str, Any]) -> bool:
+def _told(data: Mapping[str, Any]) -> bool:
     return "stack" in data and not data.get("unchanged")
 
 
-def _stack_notice(job: Job, data: dict[str, Any]) -> Notice:
+def _stack_notice(job: Job, data: Mapping[str, Any]) -> Notice:
     stack = data["stack"]
     lines = [
         f"{c['service']}: {c['change']}: {'; '.join(c['details'])}"

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from bot.core.replies import Table
+from bot.core.wire import OutcomeData, OutcomeState
 
-STATE_WORDS = {
+STATE_WORDS: dict[OutcomeState, str] = {
     "converged": "converged",
     "failed": "FAILED",
     "rolled_back": "ROLLED BACK",
@@ -15,7 +16,7 @@ STATE_WORDS = {
 }
 
 
-def outcome_table(outcomes: list[dict[str, Any]]) -> Table:
+def outcome_table(outcomes: list[OutcomeData]) -> Table:
     flagged = frozenset(i for i, o in enumerate(outcomes) if o["state"] != "converged")
     return Table(
         ("SERVICE", "RESULT", "REPLICAS", "TIME", "REASON"),
@@ -51,7 +52,7 @@ def progress_line(data: dict[str, Any]) -> str:
     return prefix + head + (", ".join(parts) or "starting")
 
 
-def log_lines(outcomes: list[dict[str, Any]]) -> tuple[str, ...]:
+def log_lines(outcomes: list[OutcomeData]) -> tuple[str, ...]:
     """The last log lines of each service that did not converge, under its name."""
     lines: list[str] = []
     for o in outcomes:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from bot.core.operations import Answer, Notice, NoticeFor, Progress, WorkerTools, who
 from bot.core.replies import Reply
@@ -34,7 +35,7 @@ def change_renderer(done: str, noun: str) -> Callable[[Result], Reply]:
 def change_notice(verb: str) -> NoticeFor:
     """How a one-service change is told in the notices rooms (restart, rollback)."""
 
-    def notice(job: Job, data: dict) -> list[Notice]:
+    def notice(job: Job, data: Mapping[str, Any]) -> list[Notice]:
         if "service" not in data:
             return []
         outcome = data.get("outcome") or {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from bot.core.operations import Answer, JobFailed, Notice, Progress, WorkerTools
@@ -30,7 +31,7 @@ def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
     )
 
 
-def notice(job: Job, data: dict[str, Any]) -> list[Notice]:
+def notice(job: Job, data: Mapping[str, Any]) -> list[Notice]:
     return change_notice(f"scaled to {job.args['replicas']}")(job, data)
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from bot.core.operations import Answer, Notice, Progress, WorkerTools, who
 from bot.core.replies import Reply
 from bot.core.wire import Job, Result
@@ -34,7 +37,7 @@ def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
     return Answer(True, data, summary)
 
 
-def notice(job: Job, data: dict) -> list[Notice]:
+def notice(job: Job, data: Mapping[str, Any]) -> list[Notice]:
     if "stack" not in data:
         return []
     return [Notice(data["stack"], f"{data['stack']} removed {who(job)}")]

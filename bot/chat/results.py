@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 import redis
 
 from bot.core.logs import job_context
 from bot.core.replies import Reply, masked
-from bot.core.wire import Result
+from bot.core.wire import NoticeData, Result
 from bot.queue.inbox import Inbox
 from commands import REGISTRY
 from commands.base import Command
@@ -28,11 +29,11 @@ Deliver = Callable[[Result, Reply], Awaitable[None]]
 
 def to_reply(result: Result, registry: dict[str, Command] = REGISTRY) -> Reply:
     if result.kind == "notice":
-        data = result.data
+        data = cast(NoticeData, result.data)
         return Reply(
             str(data.get("text", "")),
             detail=tuple(str(d) for d in data.get("detail", [])),
-            status=str(data.get("status", "info")),
+            status="failed" if data.get("status") == "failed" else "info",
         )
     command = registry[result.op]
     if result.kind == "progress":

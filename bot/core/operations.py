@@ -11,14 +11,14 @@ a new command composes them and needs no change anywhere else.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from bot.core.config import Config
 from bot.core.policy import Policy
-from bot.core.wire import Job
+from bot.core.wire import ChangeData, DeployReport, Job, ProblemData
 
 AnswerState = Literal["succeeded", "failed", "refused", "cancelled", "expired"]
 NoticeStatus = Literal["info", "failed"]
@@ -38,7 +38,7 @@ class Answer:
     """A handler's result: shown to the requester by the command's renderer."""
 
     ok: bool
-    data: dict[str, Any]
+    data: Mapping[str, Any]  # what the command's renderer reads: a typed payload or a dict
     summary: str  # one line for !jobs, the audit trail and the log
     state: AnswerState | Literal[""] = field(default="")
 
@@ -121,15 +121,15 @@ class WorkerTools(Protocol):
 
     def stack_file(self, stack: str) -> Path: ...
 
-    def preflight(self, stack: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]], str]:
+    def preflight(self, stack: str) -> tuple[dict[str, Any] | None, list[ProblemData], str]:
         """Render and check a stack file: (rendered or None, problems, note)."""
         ...
 
-    def diff(self, stack: str, rendered: dict[str, Any]) -> list[dict[str, Any]]: ...
+    def diff(self, stack: str, rendered: dict[str, Any]) -> list[ChangeData]: ...
 
     def deploy_stack(
         self, stack: str, job: Job, progress: Progress, force: bool = False
-    ) -> dict[str, Any]:
+    ) -> DeployReport:
         """Deploy one stack under its lock and watch it converge: the deploy report."""
         ...
 
@@ -143,7 +143,7 @@ class WorkerTools(Protocol):
 
 
 Handler = Callable[[WorkerTools, Job, Progress], Answer]
-NoticeFor = Callable[[Job, dict[str, Any]], list[Notice]]
+NoticeFor = Callable[[Job, Mapping[str, Any]], list[Notice]]
 
 
 def who(job: Job) -> str:

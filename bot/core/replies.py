@@ -11,6 +11,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from bot.core.scrub import masker
 
@@ -54,6 +55,9 @@ class Table:
     flagged: frozenset[int] = frozenset()  # rows that need attention (unhealthy, failed)
 
 
+ReplyStatus = Literal["info", "ok", "failed", "error", "refused", "queued", "progress"]
+
+
 @dataclass(frozen=True)
 class Reply:
     """What the bot says: a headline, an optional table, optional lines after it."""
@@ -61,7 +65,7 @@ class Reply:
     text: str
     table: Table | None = None
     detail: tuple[str, ...] = ()
-    status: str = "info"  # info | ok | failed | error | refused | queued | progress
+    status: ReplyStatus = "info"
     job: str | None = None
 
 

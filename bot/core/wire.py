@@ -15,7 +15,7 @@ import json
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal, NotRequired, TypedDict, get_args
 
 from bot.core.config import USER_ID, Secret
 
@@ -33,6 +33,69 @@ _RESULT_TAG = b"swarmbot-result-v1\0"
 # the bot parsed; the worker passes the table in, this module knows no command.
 Schema = Mapping[str, tuple[re.Pattern[str], bool]]
 Schemas = Mapping[str, Schema]
+
+
+# -- the payloads that cross Redis, typed ------------------------------------------------
+# Results travel as JSON; these types say what each kind of payload holds, so that the
+# worker that writes one and the command that reads it agree, and mypy checks both.
+
+ResultKind = Literal["progress", "result", "notice"]
+OutcomeState = Literal["converged", "failed", "rolled_back", "paused", "timeout"]
+OUTCOME_STATES: tuple[OutcomeState, ...] = get_args(OutcomeState)
+
+
+class OutcomeData(TypedDict):
+    """How watching one service ended (``!deploy``, ``!restart``, ``!rollback``, ``!scale``)."""
+
+    service: str
+    state: OutcomeState
+    running: int
+    desired: int
+    reason: str
+    seconds: float
+    logs: NotRequired[list[str]]  # the last log lines of a service that did not converge
+
+
+class ChangeData(TypedDict):
+    """One service a deploy would change or changed (``!diff``, deploys, notices)."""
+
+    service: str
+    change: str  # new | changed | not in the file
+    details: list[str]
+    restarts: bool  # whether swarm will replace the service's tasks
+
+
+class ProblemData(TypedDict):
+    """One finding of the pre-flight check."""
+
+    service: str  # "" for the file as a whole
+    key: str
+    message: str
+    error: bool  # errors stop a deploy; warnings do not
+
+
+class DeployReport(TypedDict):
+    """One stack's deploy, as the worker reports it."""
+
+    stack: str
+    ok: bool
+    error: str
+    outcomes: list[OutcomeData]
+    problems: list[ProblemData]
+    note: str
+    cli: NotRequired[str]
+    changes: NotRequired[list[ChangeData]]
+    unchanged: NotRequired[bool]
+    seconds: NotRequired[float]
+
+
+class NoticeData(TypedDict):
+    """A notice for a chat room: not about one job."""
+
+    text: str
+    detail: list[str]
+    id: str
+    status: Literal["info", "failed"]
 
 
 class Rejected(Exception):
@@ -170,7 +233,7 @@ def validate_args(op: str, args: Any, schema: Schema) -> None:
 class Result:
     """What the worker sends back: a final result, or a progress update on the way."""
 
-    kind: str  # "progress" | "result" | "notice" (op "notice": not about one job)
+    kind: ResultKind  # op "notice" with kind "notice": not about one job
     job: str
     op: str
     ok: bool

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 FAILED_TASK_STATES = frozenset({"failed", "rejected"})
 WAITING_EXPLAINED = {
@@ -44,12 +45,15 @@ def parse_time(stamp: str | None) -> float:
     return datetime.fromisoformat(f"{head}.{micro}{tz or '+00:00'}").timestamp()
 
 
+AssessmentState = Literal["converging", "converged", "failed", "rolled_back", "paused"]
+
+
 @dataclass(frozen=True)
 class Assessment:
     """One look at one service: where it stands and, if not running, why."""
 
     name: str
-    state: str  # converging | converged | failed | rolled_back | paused
+    state: AssessmentState
     running: int
     desired: int
     reason: str = ""

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import docker
 
 from bot.core.ids import IMAGE_LABEL, STACK_LABEL, stack_of
+from bot.core.wire import OutcomeData, OutcomeState
 from bot.swarm.convergence import Assessment, assess, desired_replicas, mode_name, parse_time
 from bot.swarm.preflight import SwarmSnapshot
 
@@ -36,14 +37,21 @@ class Outcome:
     """How watching one service ended."""
 
     service: str
-    state: str  # converged | failed | rolled_back | paused | timeout
+    state: OutcomeState
     running: int
     desired: int
     reason: str
     seconds: float
 
-    def as_dict(self) -> dict:
-        return asdict(self)
+    def as_dict(self) -> OutcomeData:
+        return OutcomeData(
+            service=self.service,
+            state=self.state,
+            running=self.running,
+            desired=self.desired,
+            reason=self.reason,
+            seconds=self.seconds,
+        )
 
 
 class Swarm:
@@ -195,7 +203,7 @@ class Swarm:
                     first = converged_at.setdefault(sid, now)
                     if a.desired == 0 or now - first >= monitor[sid]:
                         done[sid] = _outcome(a, a.state, a.reason, now - started)
-                elif a.state in ("failed", "rolled_back", "paused"):
+                elif a.state != "converging":
                     done[sid] = _outcome(a, a.state, a.reason, now - started)
                 else:
                     converged_at.pop(sid, None)
@@ -216,5 +224,5 @@ class Swarm:
         return [done[sid] for sid in sorted(done, key=order.__getitem__)]
 
 
-def _outcome(a: Assessment, state: str, reason: str, seconds: float) -> Outcome:
+def _outcome(a: Assessment, state: OutcomeState, reason: str, seconds: float) -> Outcome:
     return Outcome(a.name, state, a.running, a.desired, reason, round(seconds, 2))

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from bot.core.ids import IMAGE_LABEL
+from bot.core.wire import ChangeData
 
 HASH_LABEL = "swarmbot.file-hash"
 # Compose keys `docker stack deploy` ignores: an operator who relies on them is surprised.
@@ -266,13 +267,11 @@ def _ports(ports: list[Any]) -> set[str]:
     return out
 
 
-def diff(
-    stack: str, rendered: dict[str, Any], current: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
+def diff(stack: str, rendered: dict[str, Any], current: list[dict[str, Any]]) -> list[ChangeData]:
     """Per service: what a deploy would change. Environment values are never included."""
     running = {s["Spec"]["Name"]: s for s in current}
     objects = object_names(stack, rendered)
-    changes = []
+    changes: list[ChangeData] = []
     for short, want in sorted((rendered.get("services") or {}).items()):
         name = f"{stack}_{short}"
         have = running.pop(name, None)

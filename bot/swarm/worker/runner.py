@@ -199,7 +199,7 @@ class JobRunner:
             )
 
     def _result(self, job: Job, answer: Answer) -> Result:
-        return Result("result", job.id, job.op, answer.ok, answer.data, job.reply_to)
+        return Result("result", job.id, job.op, answer.ok, dict(answer.data), job.reply_to)
 
     def _tell(self, job: Job, answer: Answer) -> None:
         """The job's own notices, as its command words them: who, what changed, the

@@ -11,7 +11,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from bot.core.ids import resolve_service, stack_of
 from bot.core.operations import Answer, JobCancelled, JobFailed, Progress
 from bot.core.policy import Policy
 from bot.core.scrub import env_values, masker
-from bot.core.wire import Job
+from bot.core.wire import ChangeData, DeployReport, Job, OutcomeData, ProblemData
 from bot.swarm import dockercli, preflight
 from bot.swarm.convergence import Assessment
 from bot.swarm.engine import Outcome, Swarm
@@ -129,10 +128,10 @@ class SwarmTools:
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             return [f"(logs unavailable: {short(exc)})"]
 
-    def _explain(self, outcomes: list[Outcome], service_ids: list[str]) -> list[dict]:
+    def _explain(self, outcomes: list[Outcome], service_ids: list[str]) -> list[OutcomeData]:
         """Outcomes as dicts; a service that did not converge gets its last log lines
         (secrets scrubbed), which usually say why."""
-        out = []
+        out: list[OutcomeData] = []
         for outcome, sid in zip(outcomes, service_ids, strict=False):
             data = outcome.as_dict()
             health.DEPLOYS.labels(outcome.state).inc()
@@ -153,11 +152,11 @@ class SwarmTools:
             raise JobFailed(f"no stack file `{stack}` in the stacks directory (known: {known})")
         return files[stack]
 
-    def preflight(self, stack: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]], str]:
+    def preflight(self, stack: str) -> tuple[dict[str, Any] | None, list[ProblemData], str]:
         rendered, problems, note = self._check_file(stack, self.stack_file(stack))
-        return rendered, [asdict(p) for p in problems], note
+        return rendered, [_problem(p) for p in problems], note
 
-    def diff(self, stack: str, rendered: dict[str, Any]) -> list[dict[str, Any]]:
+    def diff(self, stack: str, rendered: dict[str, Any]) -> list[ChangeData]:
         return preflight.diff(stack, rendered, self.engine.services(stack))
 
     def deploy_order(self) -> list[str]:
@@ -194,20 +193,14 @@ class SwarmTools:
 
     def deploy_stack(
         self, stack: str, job: Job, progress: Progress, force: bool = False
-    ) -> dict[str, Any]:
+    ) -> DeployReport:
         file = self.stack_file(stack)
-        base = {
-            "stack": stack,
-            "ok": False,
-            "error": "",
-            "outcomes": [],
-            "problems": [],
-            "note": "",
-        }
+        base = DeployReport(stack=stack, ok=False, error="", outcomes=[], problems=[], note="")
         with self.stack_turn(stack, job, progress), self.claim([stack], job):
             started = time.monotonic()
             rendered, problems, note = self._check_file(stack, file)
-            base.update(problems=[asdict(p) for p in problems], note=note, cli=self.cli.version)
+            base["problems"] = [_problem(p) for p in problems]
+            base["note"], base["cli"] = note, self.cli.version
             if any(p.error for p in problems):
                 return {
                     **base,
@@ -352,3 +345,9 @@ def _progress_rows(assessments: list[Assessment]) -> list[dict]:
         {"name": a.name, "running": a.running, "desired": a.desired, "state": a.state}
         for a in assessments
     ]
+
+
+def _problem(problem: Problem) -> ProblemData:
+    return ProblemData(
+        service=problem.service, key=problem.key, message=problem.message, error=problem.error
+    )
