@@ -9,8 +9,9 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 # Stack names are file names in the stacks directory. No '_' (it separates stack and
 # service in service names), no '.', no '/': a path can never be spelled as a stack.
@@ -64,3 +65,13 @@ def resolve_service(typed: str, names: Sequence[str]) -> Resolution:
         )
     contains = [n for n in names if typed.lower() in n.lower()]
     return Resolution(None, tuple(dict.fromkeys(close + contains))[:8])
+
+
+def image_tag(spec: Mapping[str, Any]) -> str:
+    """A service spec's image as the operator wrote it: the stack's image label if there is
+    one, and never the digest swarm pinned (``...@sha256:...``). One definition for the
+    listing, the diff and the notices, so they never disagree about what runs."""
+    labels = spec.get("Labels") or {}
+    container = (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}
+    image = labels.get(IMAGE_LABEL) or container.get("Image", "")
+    return str(image).split("@", 1)[0]

@@ -15,7 +15,7 @@ from typing import Any
 
 import docker
 
-from bot.core.ids import IMAGE_LABEL, STACK_LABEL, stack_of
+from bot.core.ids import STACK_LABEL, image_tag, stack_of
 from bot.core.wire import OutcomeData, OutcomeState
 from bot.swarm.convergence import Assessment, assess, desired_replicas, mode_name, parse_time
 from bot.swarm.preflight import SwarmSnapshot
@@ -23,13 +23,6 @@ from bot.swarm.preflight import SwarmSnapshot
 API_VERSION = "1.41"
 POLL_SECONDS = 0.25
 DEFAULT_MONITOR_SECONDS = 5.0
-
-
-def image_tag(service: dict) -> str:
-    """The image as the operator wrote it: the stack label if any, never the digest."""
-    labels = service["Spec"].get("Labels") or {}
-    image = labels.get(IMAGE_LABEL) or service["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
-    return image.split("@", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -106,7 +99,7 @@ class Swarm:
                     "mode": mode_name(svc),
                     "running": int(status.get("RunningTasks", 0)),
                     "desired": int(status.get("DesiredTasks", desired or 0)),
-                    "image": image_tag(svc),
+                    "image": image_tag(svc["Spec"]),
                     "updated": parse_time(svc.get("UpdatedAt")),
                 }
             )

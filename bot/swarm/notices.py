@@ -30,7 +30,7 @@ import requests.exceptions
 
 from bot.core.config import Config
 from bot.core.health import NOTICES
-from bot.core.ids import IMAGE_LABEL, matches_any, stack_of
+from bot.core.ids import image_tag, matches_any, stack_of
 from bot.core.wire import Result
 from bot.queue import scripts
 from bot.queue.consumer import WorkerQueue
@@ -129,10 +129,7 @@ def summarize(service: dict[str, Any]) -> dict[str, Any]:
         "name": spec["Name"],
         "stack": stack_of(spec.get("Labels")),
         "spec": hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16],
-        "image": (
-            (spec.get("Labels") or {}).get(IMAGE_LABEL)
-            or spec["TaskTemplate"]["ContainerSpec"].get("Image", "")
-        ).split("@")[0],
+        "image": image_tag(spec),
         "replicas": (mode.get("Replicated") or {}).get("Replicas"),
         "update": update.get("State", ""),
         "update_started": parse_time(update.get("StartedAt")),

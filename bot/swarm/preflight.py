@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from bot.core.ids import IMAGE_LABEL
+from bot.core.ids import image_tag
 from bot.core.wire import ChangeData
 
 HASH_LABEL = "swarmbot.file-hash"
@@ -288,9 +288,7 @@ def diff(stack: str, rendered: dict[str, Any], current: list[dict[str, Any]]) ->
         spec = have["Spec"]
         container = spec["TaskTemplate"].get("ContainerSpec") or {}
         details: list[str] = []
-        old_image = (
-            (spec.get("Labels") or {}).get(IMAGE_LABEL) or container.get("Image", "")
-        ).split("@")[0]
+        old_image = image_tag(spec)
         if old_image != str(want.get("image", "")):
             details.append(f"image {old_image} -> {want.get('image')}")
         deploy = want.get("deploy") or {}

@@ -19,6 +19,7 @@ from typing import TextIO
 
 import redis
 
+from bot.chat.conversation import Conversation, Mark
 from bot.chat.dispatch import Dispatcher
 from bot.chat.results import route
 from bot.core.config import Config
@@ -26,6 +27,7 @@ from bot.core.replies import Message, Reply, render_plain
 from bot.core.wire import Result
 from bot.queue.clients import async_client
 from bot.queue.inbox import Inbox
+from bot.queue.keys import Keys
 from bot.queue.producer import JobQueue
 from commands import REGISTRY
 
@@ -40,6 +42,7 @@ class Console:
         self.pending: set[str] = set()
         self.done: set[str] = set()  # a fast job can answer before its "queued" is shown
         self.answered = asyncio.Event()
+        self.conversation: Conversation | None = None
 
     def show(self, reply: Reply) -> None:
         text = render_plain(reply)
@@ -47,10 +50,29 @@ class Console:
             text = f"[job {reply.job}] {text}"
         print(text, file=self.out, flush=True)
 
+    # -- the conversation's surface (bot/chat/conversation.py): a terminal prints ----------
+
+    def serves(self, ref: dict[str, str]) -> bool:
+        return True
+
+    async def post(self, ref: dict[str, str], reply: Reply, key: str) -> str:
+        self.show(reply)
+        return ""  # nothing to edit later: progress is printed line after line
+
+    async def edit(self, ref: dict[str, str], message: str, reply: Reply, key: str) -> None:
+        self.show(reply)
+
+    async def react(self, ref: dict[str, str], mark: Mark, key: str) -> None:
+        return  # a terminal has no reactions: the transcript says it all
+
+    async def announce(self, ref: dict[str, str], reply: Reply, key: str) -> None:
+        return  # notices go to the chat rooms config routes them to
+
     async def deliver(self, result: Result, reply: Reply) -> None:
         if result.kind == "notice":
-            return  # notices go to the chat rooms config routes them to
-        self.show(reply)
+            return
+        assert self.conversation is not None
+        await self.conversation.deliver(result, reply)
         if result.kind == "result":
             self.done.add(result.job)
             self.pending.discard(result.job)
@@ -65,6 +87,9 @@ class Console:
         client = async_client(self.config.redis_url)
         inbox = Inbox(client, self.config, f"console-{secrets.token_hex(6)}", REGISTRY)
         dispatcher = Dispatcher(self.config, JobQueue(client, self.config), inbox.name)
+        key = Keys(self.config.redis_prefix).adapter(inbox.name)
+        self.conversation = Conversation(self, dispatcher, client, key)
+        lines = 0
         stop = asyncio.Event()
         router = asyncio.create_task(route(inbox, "console", self.deliver, stop))
         try:
@@ -88,8 +113,9 @@ class Console:
                     continue
                 if not interactive:
                     print(f"> {line.rstrip()}", file=self.out, flush=True)
-                reply = await dispatcher.handle(
-                    Message("console", self.user, "console", line.rstrip("\n"))
+                lines += 1
+                reply = await self.conversation.command(
+                    Message("console", self.user, "console", line.rstrip("\n")), str(lines)
                 )
                 if reply is None:
                     print(
@@ -98,7 +124,6 @@ class Console:
                         flush=True,
                     )
                     continue
-                self.show(reply)
                 if reply.status == "queued" and reply.job and reply.job not in self.done:
                     self.pending.add(reply.job)
                     # A script runs like a shell script: each command finishes before the

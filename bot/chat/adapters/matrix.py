@@ -5,8 +5,10 @@ What it guarantees, and how:
 - A command runs once: its event ID is recorded in Redis before it is handled, and the
   sync token is kept in Redis, so a restarted bot neither re-runs old commands nor loses
   ones sent while it was down (too old ones are answered "not run", never run by surprise).
-- Answers go in a thread on the command (a plain reply where threads are off), progress is
-  one message edited in place, and the command gets 👀 at once and ✅ or ❌ at the end.
+- Answers go in a thread on the command (a plain reply where threads are off). The
+  conversation itself (👀, the answer, one progress message edited in place, ✅ or ❌) is
+  ``bot.chat.conversation``'s, shared with Slack and the terminal; this adapter supplies
+  how to post, edit and react in Matrix.
 - Every send uses a transaction ID derived from the job, so a result delivered again after
   a crash is deduplicated by the homeserver instead of posted twice.
 - Network errors, homeserver restarts and rate limits are retried with backoff (nio
@@ -17,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import secrets
 import time
@@ -36,6 +37,7 @@ from nio import (
 )
 
 from bot.chat.adapters.matrix_render import content, contents, strip_reply_fallback
+from bot.chat.conversation import Conversation, Mark
 from bot.chat.dispatch import Dispatcher
 from bot.core.config import Config, MatrixConfig
 from bot.core.replies import Message, Reply
@@ -46,13 +48,12 @@ log = logging.getLogger("swarmbot.matrix")
 
 SYNC_TIMEOUT_MS = 30_000
 HANDLED_TTL = 7 * 86400
-PROGRESS_TTL = 86400
 MAX_BACKOFF = 30.0
 ENCRYPTED_WARNING = (
     "I cannot read encrypted messages: I have no end-to-end encryption support, so commands "
     "sent in this room are ignored. Use an unencrypted room from my config."
 )
-SEEN, DONE, FAILED = "👀", "✅", "❌"
+MARKS: dict[Mark, str] = {"seen": "👀", "done": "✅", "failed": "❌"}
 # Timeline kept per room per sync: more than this while the bot was down and the oldest
 # are skipped by the server (logged as a warning).
 SYNC_FILTER = {
@@ -112,6 +113,7 @@ class MatrixAdapter:
         self.connected = False  # for /healthz: the last sync worked
         self.first_start_ms = 0
         self._key = Keys(config.redis_prefix).adapter("matrix")
+        self.conversation = Conversation(self, dispatcher, redis, self._key)
         self._nonce = ""
 
     # -- start-up ---------------------------------------------------------------------
@@ -246,59 +248,45 @@ class MatrixAdapter:
             return  # handled before a restart
         thread = relation.get("event_id") if relation.get("rel_type") == "m.thread" else event_id
         ref = {"room": room_id, "event": event_id, "thread": thread or event_id}
-        await self._react(room_id, event_id, SEEN, f"seen-{event_id}")
         age = time.time() - sent_ms / 1000
         if age > self.mc.max_command_age_seconds:
             note = (
                 f"not run: this command was sent {int(age // 60)} min ago, while I was offline; "
                 "send it again if it is still wanted"
             )
-            await self._post(ref, Reply(note, status="refused"), f"stale-{event_id}")
-            await self._react(room_id, event_id, FAILED, f"end-{event_id}")
+            await self.react(ref, "seen", f"seen-{event_id}")
+            await self.conversation.refuse(ref, Reply(note, status="refused"), event_id)
             return
-        reply = await self.dispatcher.handle(Message(self.platform, sender, room_id, text, ref))
-        if reply is None:
-            return
-        if reply.status == "queued" and reply.job:
-            sent = await self._post(ref, reply, f"queued-{reply.job}")
-            await self.redis.set(f"{self._key}:progress:{reply.job}", sent, ex=PROGRESS_TTL)
-            return
-        await self._post(ref, reply, f"answer-{event_id}")
-        if reply.status in ("refused", "error"):
-            await self._react(room_id, event_id, FAILED, f"end-{event_id}")
+        await self.conversation.command(
+            Message(self.platform, sender, room_id, text, ref), event_id
+        )
 
     async def _warn_encrypted(self, room_id: str) -> None:
         if await self.redis.set(f"{self._key}:e2e-warned:{room_id}", 1, nx=True):
             log.warning("room %s is encrypted; I cannot read it", room_id)
             await self._send(room_id, content(Reply(ENCRYPTED_WARNING)), f"e2e-{room_id}")
 
-    # -- results from the worker --------------------------------------------------------
+    # -- the conversation's surface (bot/chat/conversation.py) ----------------------------
 
     async def deliver(self, result: Result, reply: Reply) -> None:
-        ref = result.reply_to
-        room = ref.get("room", "")
-        if result.kind == "notice":  # a room of its own, not a thread; any configured room
-            for i, part in enumerate(contents(reply)):
-                await self._send(room, part, f"notice-{result.data.get('id')}-{i}")
-            return
-        if room not in self.rooms:
-            log.warning("job %s: result for a room I do not serve; dropped", result.job)
-            return
-        progress_key = f"{self._key}:progress:{result.job}"
-        if result.kind == "progress":
-            message = await self.redis.get(progress_key)
-            digest = hashlib.sha256(reply.text.encode()).hexdigest()[:12]
-            if message:
-                await self._edit(room, str(message), reply, f"edit-{result.job}-{digest}")
-            else:
-                sent = await self._post(ref, reply, f"progress-{result.job}")
-                await self.redis.set(progress_key, sent, ex=PROGRESS_TTL)
-            return
-        await self._post(ref, reply, f"result-{result.job}")
-        await self._react(
-            room, ref.get("event", ""), DONE if result.ok else FAILED, f"end-{result.job}"
-        )
-        await self.redis.delete(progress_key)
+        await self.conversation.deliver(result, reply)
+
+    def serves(self, ref: dict[str, str]) -> bool:
+        return ref.get("room", "") in self.rooms
+
+    async def post(self, ref: dict[str, str], reply: Reply, key: str) -> str:
+        return await self._post(ref, reply, key)
+
+    async def edit(self, ref: dict[str, str], message: str, reply: Reply, key: str) -> None:
+        await self._edit(ref["room"], message, reply, key)
+
+    async def react(self, ref: dict[str, str], mark: Mark, key: str) -> None:
+        await self._react(ref["room"], ref.get("event", ""), MARKS[mark], key)
+
+    async def announce(self, ref: dict[str, str], reply: Reply, key: str) -> None:
+        """A notice: a room of its own, not a thread; any configured room."""
+        for i, part in enumerate(contents(reply)):
+            await self._send(ref.get("room", ""), part, f"{key}-{i}")
 
     # -- sending --------------------------------------------------------------------------
 

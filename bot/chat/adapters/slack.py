@@ -30,6 +30,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.chat.adapters.slack_render import messages, unescape
+from bot.chat.conversation import Conversation, Mark
 from bot.chat.dispatch import Dispatcher
 from bot.core.config import Config, SlackConfig
 from bot.core.replies import Message, Reply
@@ -40,8 +41,7 @@ log = logging.getLogger("swarmbot.slack")
 
 # Slack's last retry of an event comes about five minutes after the first delivery.
 HANDLED_TTL = 3600
-PROGRESS_TTL = 86400
-SEEN, DONE, FAILED = "eyes", "white_check_mark", "x"
+MARKS: dict[Mark, str] = {"seen": "eyes", "done": "white_check_mark", "failed": "x"}
 MENTION = re.compile(r"^\s*<@[A-Z0-9]+>[\s:,]*")
 
 
@@ -56,6 +56,7 @@ class SlackAdapter:
         self.redis = redis
         self.dispatcher = dispatcher
         self._key = Keys(config.redis_prefix).adapter("slack")
+        self.conversation = Conversation(self, dispatcher, redis, self._key)
         self.client = AsyncWebClient(
             token=self.sc.bot_token.reveal().decode(), base_url=self.sc.api_url
         )
@@ -167,53 +168,34 @@ class SlackAdapter:
             return
         ts = event["ts"]
         ref = {"channel": channel, "ts": ts, "thread": event.get("thread_ts") or ts}
-        await self._react(channel, ts, SEEN)
-        reply = await self.dispatcher.handle(
-            Message(self.platform, f"slack:{event['user']}", channel, text, ref)
-        )
-        if reply is None:
-            return
-        posted = await self._post(ref, reply)
-        if reply.status == "queued" and reply.job:
-            await self.redis.set(f"{self._key}:progress:{reply.job}", posted, ex=PROGRESS_TTL)
-        elif reply.status in ("refused", "error"):
-            await self._react(channel, ts, FAILED)
+        message = Message(self.platform, f"slack:{event['user']}", channel, text, ref)
+        await self.conversation.command(message, event_id or ts)
 
     async def _first_time(self, key: str) -> bool:
         return bool(await self.redis.set(f"{self._key}:handled:{key}", 1, nx=True, ex=HANDLED_TTL))
 
-    # -- results from the worker --------------------------------------------------------------
+    # -- the conversation's surface (bot/chat/conversation.py) ----------------------------
 
     async def deliver(self, result: Result, reply: Reply) -> None:
-        ref = result.reply_to
-        if result.kind == "notice":
-            posted = f"{self._key}:posted:notice:{result.data.get('id')}"
-            if not await self.redis.exists(posted):
-                for part in messages(reply):
-                    await self.client.chat_postMessage(channel=ref["channel"], **part)
-                await self.redis.set(posted, 1, ex=HANDLED_TTL)
-            return
-        if ref.get("channel") not in self.sc.channels:
-            log.warning("job %s: result for a channel I do not serve; dropped", result.job)
-            return
-        key = f"{self._key}:progress:{result.job}"
-        if result.kind == "progress":
-            ts = await self.redis.get(key)
-            if ts:
-                await self.client.chat_update(
-                    channel=ref["channel"], ts=str(ts), **messages(reply)[0]
-                )
-            else:
-                await self.redis.set(key, await self._post(ref, reply), ex=PROGRESS_TTL)
-            return
-        # Slack has no idempotency key for posts: remember what was posted, so a result
-        # delivered again (the bot died before acknowledging it) is not posted twice.
-        posted = f"{self._key}:posted:{result.job}"
-        if not await self.redis.exists(posted):
-            await self._post(ref, reply)
-            await self.redis.set(posted, 1, ex=HANDLED_TTL)
-        await self._react(ref["channel"], ref["ts"], DONE if result.ok else FAILED)
-        await self.redis.delete(key)
+        await self.conversation.deliver(result, reply)
+
+    def serves(self, ref: dict[str, str]) -> bool:
+        return ref.get("channel") in self.sc.channels
+
+    async def post(self, ref: dict[str, str], reply: Reply, key: str) -> str:
+        # Slack has no idempotency key for posts: the conversation remembers what it
+        # posted, so a result delivered again is not posted twice.
+        return await self._post(ref, reply)
+
+    async def edit(self, ref: dict[str, str], message: str, reply: Reply, key: str) -> None:
+        await self.client.chat_update(channel=ref["channel"], ts=message, **messages(reply)[0])
+
+    async def react(self, ref: dict[str, str], mark: Mark, key: str) -> None:
+        await self._react(ref["channel"], ref["ts"], MARKS[mark])
+
+    async def announce(self, ref: dict[str, str], reply: Reply, key: str) -> None:
+        for part in messages(reply):
+            await self.client.chat_postMessage(channel=ref["channel"], **part)
 
     async def _post(self, ref: dict[str, str], reply: Reply) -> str:
         first = ""
