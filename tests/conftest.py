@@ -14,6 +14,7 @@ import docker
 import pytest
 
 from tests.harness import BotEnv, local_swarm, redis_server, remove_stacks, wait_until
+from tests.synapse import Synapse
 
 RUN = f"sbt{secrets.token_hex(3)}"
 
@@ -48,6 +49,18 @@ def swarm(workdir: Path) -> Iterator[docker.DockerClient]:
 @pytest.fixture(scope="session")
 def run_id() -> str:
     return RUN
+
+
+@pytest.fixture(scope="session")
+def synapse(workdir: Path) -> Iterator[Synapse]:
+    """One real Synapse homeserver for every Matrix test, started on first use; each
+    module registers users of its own."""
+    server = Synapse(workdir / "synapse")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

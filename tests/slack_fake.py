@@ -13,6 +13,8 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -24,6 +26,7 @@ BOT_ID = "BBOT0001"
 TEAM = "T0000001"
 BOT_TOKEN = "xoxb-test-bot-token"
 APP_TOKEN = "xapp-1-test-app-token"
+SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 
 
 class FakeSlack:
@@ -291,20 +294,53 @@ def wait_for_reply(
 
 
 def bot_config(
-    fake: FakeSlack, admins: tuple[str, ...] = ("UALICE001",), channel: str = "C0OPS0001"
+    fake: FakeSlack,
+    admins: tuple[str, ...] = ("UALICE001",),
+    channel: str = "C0OPS0001",
+    viewers: tuple[str, ...] = (),
+    mode: str = "socket",
+    http_port: int = 0,
 ) -> str:
-    """Config text for a bot served through ``fake``: Socket Mode, one channel, and an
-    ``ops`` role with every command for the given Slack users."""
-    users = ", ".join(f'"slack:{u}"' for u in admins)
+    """Config text for a bot served through ``fake``: one channel, an ``ops`` role with
+    every command for ``admins`` and a read-only ``viewer`` role for ``viewers``; Socket
+    Mode, or the HTTP Events API on ``http_port``. The one Slack config of the tests."""
+
+    def quoted(users: tuple[str, ...]) -> str:
+        return ", ".join(f'"slack:{u}"' for u in users)
+
+    viewer = (
+        f"""
+[roles.viewer]
+users = [{quoted(viewers)}]
+commands = ["services", "ps"]
+stacks = ["*"]
+"""
+        if viewers
+        else ""
+    )
     return f"""
 [roles.ops]
-users = [{users}]
+users = [{quoted(admins)}]
 commands = ["*"]
 stacks = ["*"]
-
+{viewer}
 [slack]
+mode = "{mode}"
 bot_token = "{BOT_TOKEN}"
 app_token = "{APP_TOKEN}"
+signing_secret = "{SIGNING_SECRET}"
 channels = ["{channel}"]
 api_url = "{fake.api_url}"
+http_port = {http_port or 3000}
 """
+
+
+@contextmanager
+def running_fake() -> Iterator[FakeSlack]:
+    """A started fake Slack, stopped afterwards: the one way the tests get one."""
+    fake = FakeSlack()
+    fake.start()
+    try:
+        yield fake
+    finally:
+        fake.stop()

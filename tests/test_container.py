@@ -186,16 +186,14 @@ def container_config(synapse: Synapse, bot: MatrixUser, alice: MatrixUser, **v: 
 
 @pytest.fixture(scope="module")
 def deployed(
-    image: str, workdir: Path, swarm: docker.DockerClient, run_id: str
+    image: str, workdir: Path, swarm: docker.DockerClient, run_id: str, synapse: Synapse
 ) -> Iterator[Deployed]:
-    synapse = Synapse(workdir / "container-synapse")
-    synapse.start()
     stack = f"{run_id}-bot"
     created: list[docker.models.secrets.Secret] = []
     node = swarm.nodes.list(filters={"role": "manager"})[0]
     try:
-        bot = synapse.register("swarmbot")
-        alice = synapse.register("alice")
+        bot = synapse.register("container-bot")
+        alice = synapse.register("container-alice")
         room = alice.create_room(invite=[bot.user_id])
         notices = alice.create_room(invite=[bot.user_id])
         ports = {"redis": free_port(), "bot": free_port(), "worker": free_port()}
@@ -285,10 +283,13 @@ def deployed(
         )
         for secret in created:
             wait_until(lambda s=secret: _removed(s), 60, "the secret to be free")
+        # The stack's volumes (Redis's data, the worker's ledger): swarmbot never removes a
+        # volume, so the test removes its own, once no container holds them.
+        for volume in swarm.volumes.list(filters={"label": f"com.docker.stack.namespace={stack}"}):
+            wait_until(lambda v=volume: _removed(v), 60, "the stack's volume to be free")
         spec = swarm.nodes.get(node.id).attrs["Spec"]
         spec.get("Labels", {}).pop("swarmbot.redis", None)
         swarm.nodes.get(node.id).update(spec)
-        synapse.stop()
 
 
 def _all_running(swarm: docker.DockerClient, stack: str) -> bool:
@@ -301,9 +302,9 @@ def _all_running(swarm: docker.DockerClient, stack: str) -> bool:
     )
 
 
-def _removed(secret: docker.models.secrets.Secret) -> bool:
+def _removed(obj: docker.models.secrets.Secret | docker.models.volumes.Volume) -> bool:
     try:
-        secret.remove()
+        obj.remove()
     except docker.errors.NotFound:
         return True
     except docker.errors.APIError:

@@ -17,7 +17,7 @@ import docker
 import pytest
 
 from tests.harness import BotEnv, RedisServer, start_dockerd, stop_dockerd, wait_until
-from tests.slack_fake import FakeSlack, bot_config, wait_for_reply
+from tests.slack_fake import FakeSlack, bot_config, running_fake, wait_for_reply
 
 pytestmark = pytest.mark.faults
 
@@ -220,24 +220,22 @@ def test_redis_restarted_mid_job_loses_nothing(
 def slack_env(
     workdir: Path, redis_url: str, swarm: docker.DockerClient, run_id: str
 ) -> Iterator[tuple[BotEnv, FakeSlack]]:
-    fake = FakeSlack()
-    fake.start()
-    env = BotEnv(
-        workdir,
-        redis_url,
-        "slack-faults",
-        deadline=40,
-        adapters=("slack",),
-        extra_roles=bot_config(fake),
-    )
-    env.start_worker()
-    env.start_bot()
-    try:
-        yield env, fake
-    finally:
-        env.stop_bot()
-        env.stop_worker()
-        fake.stop()
+    with running_fake() as fake:
+        env = BotEnv(
+            workdir,
+            redis_url,
+            "slack-faults",
+            deadline=40,
+            adapters=("slack",),
+            extra_roles=bot_config(fake),
+        )
+        env.start_worker()
+        env.start_bot()
+        try:
+            yield env, fake
+        finally:
+            env.stop_bot()
+            env.stop_worker()
 
 
 @pytest.mark.parametrize("trial", TRIALS)

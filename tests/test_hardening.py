@@ -136,7 +136,7 @@ def test_replay_with_its_redis_records_deleted_is_refused(
 
 @pytest.fixture(scope="module")
 def busy_env(workdir: Path, redis_url: str, swarm: docker.DockerClient) -> Iterator[BotEnv]:
-    env = BotEnv(workdir, redis_url, "busy", deadline=40, concurrency=2)
+    env = BotEnv(workdir, redis_url, "busy", deadline=40, concurrency=4)
     env.start_worker()
     try:
         yield env
@@ -147,17 +147,18 @@ def busy_env(workdir: Path, redis_url: str, swarm: docker.DockerClient) -> Itera
 def test_jobs_waiting_for_a_stack_never_starve_reads(
     busy_env: BotEnv, run_id: str, swarm: docker.DockerClient
 ) -> None:
-    """Four deploys of one slow stack on a worker with two slots: three wait for the
-    stack's lock without holding a slot, so `!services` is answered while they wait, and
-    its reply does not claim to be queued behind them."""
+    """Four deploys of one slow stack on a worker with four slots (worker_concurrency =
+    4): three wait for the stack's lock without holding a slot, so `!services` is answered
+    while they wait (before, the waiters held every slot and `!services` waited for the
+    deploys), and its reply does not claim to be queued behind them."""
     stack = busy_env.add_stack(f"{run_id}-busy", {"slow": {"update_config": {"monitor": "4s"}}})
     deploys = [busy_env.chat_in_background(f"!deploy {stack} --force") for _ in range(4)]
     r = busy_env.redis()
 
-    def waiting() -> int:
+    def waiting() -> bool:
         ids = r.zrevrange(f"{busy_env.prefix}:recent", 0, 9)
         states = [r.hget(f"{busy_env.prefix}:job:{i}", "state") for i in ids]
-        return states.count("waiting") >= 2
+        return states.count("waiting") >= 3
 
     wait_until(waiting, 30, "deploys waiting for the stack's lock")
     started = time.monotonic()
@@ -231,15 +232,28 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_queued_text_says_why_a_job_waits(busy_env: BotEnv) -> None:
-    """With every slot busy a job is said to wait for a free worker, never to be "queued
-    behind" a job it has nothing to do with."""
+def test_queued_text_says_why_a_job_waits(
+    busy_env: BotEnv, run_id: str, swarm: docker.DockerClient
+) -> None:
+    """With every slot busy (four slow deploys of four stacks) a new job is said to wait for
+    a free worker, never to be "queued behind" a job it has nothing to do with."""
+    stacks = [
+        busy_env.add_stack(f"{run_id}-busy{i}", {"slow": {"update_config": {"monitor": "6s"}}})
+        for i in range(4)
+    ]
+    deploys = [busy_env.chat_in_background(f"!deploy {stack}") for stack in stacks]
     r = busy_env.redis()
-    r.hset(f"{busy_env.prefix}:worker-load", "test-worker", "2 2")
+    wait_until(
+        lambda: r.hget(f"{busy_env.prefix}:worker-load", "test-worker") == "4 4",
+        60,
+        "all four slots busy",
+    )
     tb = TestBot(busy_env.config)
     try:
         reply = tb.ask("!services")
     finally:
         tb.close()
-    assert "waiting for a free worker (all 2 job slots are busy)" in reply, reply
+    for proc in deploys:
+        proc.communicate(timeout=120)
+    assert "waiting for a free worker (all 4 job slots are busy)" in reply, reply
     assert "queued behind" not in reply

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from tests.harness import SWARMBOT, BotEnv, RedisServer, free_port, wait_until
-from tests.slack_fake import FakeSlack, bot_config, wait_for_reply
+from tests.slack_fake import FakeSlack, bot_config, running_fake, wait_for_reply
 
 pytestmark = pytest.mark.swarm
 
@@ -23,32 +23,30 @@ def watched(
 ) -> Iterator[tuple[BotEnv, RedisServer, FakeSlack, int, int]]:
     server = RedisServer(workdir / "health-redis")
     server.start()
-    fake = FakeSlack()
-    fake.start()
-    bot_port, worker_port = free_port(), free_port()
-    env = BotEnv(
-        workdir,
-        server.url,
-        "health",
-        adapters=("slack",),
-        extra_roles=bot_config(fake)
-        + f"""
+    with running_fake() as fake:
+        bot_port, worker_port = free_port(), free_port()
+        env = BotEnv(
+            workdir,
+            server.url,
+            "health",
+            adapters=("slack",),
+            extra_roles=bot_config(fake)
+            + f"""
 [health]
 bot_port = {bot_port}
 worker_port = {worker_port}
 """,
-    )
-    # Where each process tells `swarmbot healthcheck` its /healthz (a container's /tmp).
-    run_dir = {"SWARMBOT_RUN_DIR": str(env.root)}
-    env.start_worker(env=run_dir)
-    env.start_bot(env=run_dir)
-    try:
-        yield env, server, fake, bot_port, worker_port
-    finally:
-        env.stop_bot()
-        env.stop_worker()
-        fake.stop()
-        server.stop()
+        )
+        # Where each process tells `swarmbot healthcheck` its /healthz (a container's /tmp).
+        run_dir = {"SWARMBOT_RUN_DIR": str(env.root)}
+        env.start_worker(env=run_dir)
+        env.start_bot(env=run_dir)
+        try:
+            yield env, server, fake, bot_port, worker_port
+        finally:
+            env.stop_bot()
+            env.stop_worker()
+            server.stop()
 
 
 def get(port: int, path: str) -> requests.Response:

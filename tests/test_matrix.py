@@ -40,10 +40,8 @@ class Room:
 
 @pytest.fixture(scope="module")
 def matrix(
-    workdir: Path, redis_url: str, swarm: docker.DockerClient, run_id: str
+    workdir: Path, redis_url: str, swarm: docker.DockerClient, run_id: str, synapse: Synapse
 ) -> Iterator[Room]:
-    synapse = Synapse(workdir / "synapse")
-    synapse.start()
     env = None
     try:
         bot = synapse.register("swarmbot")
@@ -86,7 +84,6 @@ def matrix(
         if env is not None:
             env.stop_bot()
             env.stop_worker()
-        synapse.stop()
 
 
 def test_services_answered_in_thread_as_an_html_table(matrix: Room) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from bot.chat.adapters.slack_render import unescape
 from tests.harness import BotEnv, start_dockerd, stop_dockerd, wait_until
-from tests.slack_fake import FakeSlack, bot_config, wait_for_reply
+from tests.slack_fake import FakeSlack, bot_config, running_fake, wait_for_reply
 
 pytestmark = pytest.mark.swarm
 
@@ -43,36 +43,34 @@ def notice_room(
 ) -> Iterator[Room]:
     """A worker whose notices about ``stacks`` go to the fake NOTICES channel, and the bot
     that posts them; ready once the watcher has had its first look."""
-    fake = FakeSlack()
-    fake.start()
-    env = BotEnv(
-        workdir,
-        redis_url,
-        name,
-        deadline=30,
-        adapters=("slack",),
-        extra_roles=bot_config(fake, (ALICE,), OPS)
-        + f"""
+    with running_fake() as fake:
+        env = BotEnv(
+            workdir,
+            redis_url,
+            name,
+            deadline=30,
+            adapters=("slack",),
+            extra_roles=bot_config(fake, (ALICE,), OPS)
+            + f"""
 
-        [notices]
-        quiet_seconds = {quiet}
-        poll_seconds = 2
+            [notices]
+            quiet_seconds = {quiet}
+            poll_seconds = 2
 
-        [[notices.route]]
-        stacks = ["{stacks}"]
-        slack = ["{NOTICES}"]
-        """,
-    )
-    env.start_worker(worker)
-    env.start_bot()
-    try:
-        r = Room(env, fake)
-        wait_until(lambda: r.refreshes() >= 1, 30, "the watcher's first look")
-        yield r
-    finally:
-        env.stop_bot()
-        env.stop_worker()
-        fake.stop()
+            [[notices.route]]
+            stacks = ["{stacks}"]
+            slack = ["{NOTICES}"]
+            """,
+        )
+        env.start_worker(worker)
+        env.start_bot()
+        try:
+            r = Room(env, fake)
+            wait_until(lambda: r.refreshes() >= 1, 30, "the watcher's first look")
+            yield r
+        finally:
+            env.stop_bot()
+            env.stop_worker()
 
 
 @pytest.fixture(scope="module")

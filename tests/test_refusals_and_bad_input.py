@@ -68,8 +68,8 @@ def test_services_outside_the_users_stacks_are_not_even_named(
     """The stack of `!restart <service>` is known only once the worker resolves the name; a
     service the user may not act on is not a candidate, so ambiguity lists and "did you
     mean" never name services of stacks hidden from them."""
-    other = bot.add_stack(f"{run_id}-other", {"guarded": {}, "twin": {}})
-    mine = bot.add_stack(f"{run_id}-app-names", {"twin": {}})
+    other = bot.add_stack(f"{run_id}-other", {"guarded": {}, "shy": {}})
+    mine = bot.add_stack(f"{run_id}-app-names", {"shy": {}})
     out = bot.chat(f"!deploy {other}", f"!deploy {mine}")
     assert out.count("] deployed ") == 2, out
     before = swarm.services.get(f"{other}_guarded").attrs["Version"]["Index"]
@@ -79,10 +79,10 @@ def test_services_outside_the_users_stacks_are_not_even_named(
     assert out.count("failed: no service `") == 3, out
     assert other not in out.replace(f"{other}_guarded", ""), out  # only as the user typed it
     assert swarm.services.get(f"{other}_guarded").attrs["Version"]["Index"] == before
-    # An admin sees both twins; the developer's `twin` is the one in their stack.
-    assert "is ambiguous" in bot.chat("!restart twin")
-    out = bot.chat("!restart twin", user="console:dev")
-    assert f"restarted {mine}_twin: 1/1 running" in out, out
+    # An admin sees both shys; the developer's `shy` is the one in their stack.
+    assert "is ambiguous" in bot.chat("!restart shy")
+    out = bot.chat("!restart shy", user="console:dev")
+    assert f"restarted {mine}_shy: 1/1 running" in out, out
     assert other not in out
 
 

@@ -16,36 +16,22 @@ import pytest
 import requests
 
 from tests.harness import BotEnv, free_port, wait_until
-from tests.slack_fake import APP_TOKEN, BOT_ID, BOT_TOKEN, BOT_USER, FakeSlack, wait_for_reply
+from tests.slack_fake import (
+    APP_TOKEN,
+    BOT_ID,
+    BOT_TOKEN,
+    BOT_USER,
+    SIGNING_SECRET,
+    FakeSlack,
+    bot_config,
+    running_fake,
+    wait_for_reply,
+)
 
 pytestmark = pytest.mark.chat
 
 CHANNEL, OTHER_CHANNEL = "C0OPS0001", "C0RANDOM1"
 ALICE, BOB, CAROL = "UALICE001", "UBOB00001", "UCAROL001"
-SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
-
-
-def slack_config(fake: FakeSlack, mode: str = "socket", port: int = 0) -> str:
-    return f"""
-    [roles.ops]
-    users = ["slack:{ALICE}"]
-    commands = ["*"]
-    stacks = ["*"]
-
-    [roles.viewer]
-    users = ["slack:{CAROL}"]
-    commands = ["services", "ps"]
-    stacks = ["*"]
-
-    [slack]
-    mode = "{mode}"
-    bot_token = "{BOT_TOKEN}"
-    app_token = "{APP_TOKEN}"
-    signing_secret = "{SIGNING_SECRET}"
-    channels = ["{CHANNEL}"]
-    api_url = "{fake.api_url}"
-    http_port = {port or 3000}
-    """
 
 
 class Chat:
@@ -61,24 +47,22 @@ class Chat:
 
 @pytest.fixture(scope="module")
 def slack(workdir: Path, redis_url: str, swarm: docker.DockerClient) -> Iterator[Chat]:
-    fake = FakeSlack()
-    fake.start()
-    env = BotEnv(
-        workdir,
-        redis_url,
-        "slack",
-        deadline=25,
-        adapters=("slack",),
-        extra_roles=slack_config(fake),
-    )
-    try:
-        env.start_worker()
-        env.start_bot()
-        yield Chat(fake, env)
-    finally:
-        env.stop_bot()
-        env.stop_worker()
-        fake.stop()
+    with running_fake() as fake:
+        env = BotEnv(
+            workdir,
+            redis_url,
+            "slack",
+            deadline=25,
+            adapters=("slack",),
+            extra_roles=bot_config(fake, (ALICE,), CHANNEL, viewers=(CAROL,)),
+        )
+        try:
+            env.start_worker()
+            env.start_bot()
+            yield Chat(fake, env)
+        finally:
+            env.stop_bot()
+            env.stop_worker()
 
 
 def test_services_in_thread_with_block_kit_table_and_reactions(slack: Chat) -> None:
@@ -231,24 +215,24 @@ def test_reconnects_after_the_websocket_drops(slack: Chat) -> None:
 def http_slack(
     workdir: Path, redis_url: str, swarm: docker.DockerClient
 ) -> Iterator[tuple[FakeSlack, BotEnv, str]]:
-    fake = FakeSlack()
-    fake.start()
     port = free_port()
-    env = BotEnv(
-        workdir,
-        redis_url,
-        "slack-http",
-        adapters=("slack",),
-        extra_roles=slack_config(fake, "http", port),
-    )
-    try:
-        env.start_worker()
-        env.start_bot()
-        yield fake, env, f"http://127.0.0.1:{port}/slack/events"
-    finally:
-        env.stop_bot()
-        env.stop_worker()
-        fake.stop()
+    with running_fake() as fake:
+        env = BotEnv(
+            workdir,
+            redis_url,
+            "slack-http",
+            adapters=("slack",),
+            extra_roles=bot_config(
+                fake, (ALICE,), CHANNEL, viewers=(CAROL,), mode="http", http_port=port
+            ),
+        )
+        try:
+            env.start_worker()
+            env.start_bot()
+            yield fake, env, f"http://127.0.0.1:{port}/slack/events"
+        finally:
+            env.stop_bot()
+            env.stop_worker()
 
 
 def signed_post(
