@@ -8,6 +8,9 @@ set -euo pipefail
 run_dir=${1:?usage: local-swarm.sh RUN_DIR IMAGE}
 image=${2:?usage: local-swarm.sh RUN_DIR IMAGE}
 mkdir -p "$run_dir"
+# Test processes running side by side (pytest-xdist) set the swarm up once, not at once.
+exec 9>/tmp/swarmbot-local-swarm.lock
+flock 9
 
 # A dockerd that was killed leaves its overlay network namespaces and vxlan interfaces
 # behind; the next dockerd then fails every overlay task with "error creating vxlan
@@ -29,7 +32,8 @@ clean_stale_overlay() {
 if ! docker info >/dev/null 2>&1; then
   clean_stale_overlay
   echo "local-swarm: starting dockerd (log: $run_dir/dockerd.log)" >&2
-  DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 setsid dockerd >"$run_dir/dockerd.log" 2>&1 < /dev/null &
+  # (9>&-: the daemon must not inherit, and so hold forever, the set-up lock)
+  DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 setsid dockerd >"$run_dir/dockerd.log" 2>&1 < /dev/null 9>&- &
   echo $! >"$run_dir/dockerd.pid"
   for _ in $(seq 1 150); do
     docker info >/dev/null 2>&1 && break

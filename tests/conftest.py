@@ -6,6 +6,7 @@ all of them are removed at the end (volumes are never created by test stacks).
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,10 @@ import pytest
 from tests.harness import BotEnv, local_swarm, redis_server, remove_stacks, wait_until
 from tests.synapse import Synapse
 
-RUN = f"sbt{secrets.token_hex(3)}"
+# One test run may be several pytest processes (pytest-xdist workers): they share the
+# run's id, so a run clears what killed runs left behind without touching its own stacks.
+RUN_ROOT = "sbt" + (os.environ.get("PYTEST_XDIST_TESTRUNUID") or secrets.token_hex(8))[:4]
+RUN = f"{RUN_ROOT}{secrets.token_hex(2)}"
 
 
 @pytest.fixture(scope="session")
@@ -34,9 +38,15 @@ def redis_url(workdir: Path) -> Iterator[str]:
 def swarm(workdir: Path) -> Iterator[docker.DockerClient]:
     with local_swarm(workdir / "docker") as client:
         # Test stacks a killed run left behind would make short service names ambiguous.
-        remove_stacks(client, "sbt")
+        remove_stacks(client, "sbt", keep=RUN_ROOT)
         wait_until(
-            lambda: not [s for s in client.services.list() if s.name.startswith("sbt")],
+            lambda: (
+                not [
+                    s
+                    for s in client.services.list()
+                    if s.name.startswith("sbt") and not s.name.startswith(RUN_ROOT)
+                ]
+            ),
             60,
             "old test stacks to go",
         )

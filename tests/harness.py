@@ -403,12 +403,15 @@ class BotEnv:
         return int(self.redis().xlen(f"{self.prefix}:jobs"))
 
 
-def remove_stacks(client: docker.DockerClient, prefix: str) -> None:
-    """Remove every test stack whose name starts with ``prefix`` (services, then networks)."""
+def remove_stacks(client: docker.DockerClient, prefix: str, keep: str = "") -> None:
+    """Remove every test stack whose name starts with ``prefix`` but not with ``keep``
+    (services, then networks)."""
     docker_cli = shutil.which("docker") or "docker"
     stacks = {
         s.attrs["Spec"].get("Labels", {}).get("com.docker.stack.namespace", "")
         for s in client.services.list()
     }
-    for stack in sorted(s for s in stacks if s.startswith(prefix)):
+    for stack in sorted(
+        s for s in stacks if s.startswith(prefix) and not (keep and s.startswith(keep))
+    ):
         subprocess.run([docker_cli, "stack", "rm", stack], capture_output=True, check=False)

@@ -8,6 +8,7 @@ client would see in the room.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
 import os
@@ -31,8 +32,16 @@ def ensure_synapse() -> Path:
     """The venv's python, installing Synapse first if this machine does not have it yet."""
     python = SYNAPSE_VENV / "bin" / "python"
     probe = [str(python), "-c", "import synapse.app.homeserver"]
-    if python.exists() and subprocess.run(probe, capture_output=True, check=False).returncode == 0:
-        return python
+    # Test processes running side by side (pytest-xdist) install it once, not at once.
+    with open("/tmp/swarmbot-synapse-install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
+            return python
+        _install()
+    return python
+
+
+def _install() -> None:
     subprocess.run(["python3", "-m", "venv", str(SYNAPSE_VENV)], check=True)
     subprocess.run(
         [
@@ -45,7 +54,6 @@ def ensure_synapse() -> Path:
         check=True,
         capture_output=True,
     )
-    return python
 
 
 class Synapse:

@@ -167,7 +167,8 @@ def container_config(synapse: Synapse, bot: MatrixUser, alice: MatrixUser, **v: 
         [notices]
         quiet_seconds = 1
         [[notices.route]]
-        stacks = ["*"]
+        # This run's stacks only: other test modules' stacks come and go on the same swarm.
+        stacks = ["{v["prefix"]}*"]
         matrix = ["{v["notices"]}"]
 
         [matrix]

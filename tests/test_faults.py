@@ -268,8 +268,11 @@ def test_dockerd_stopped_mid_job_fails_fast_and_the_worker_carries_on(
 ) -> None:
     pid_file = workdir / "docker" / "dockerd.pid"
     if not pid_file.exists():
-        pytest.fail(
-            "this test stops dockerd, so the harness must have started it (stop yours first)"
+        # Never the user's own dockerd (the one `make run` leaves running): this test runs
+        # where the suite starts its own, as on a fresh machine and in CI.
+        pytest.skip(
+            "this test stops dockerd, and the dockerd here is not the test harness's "
+            "(make run's?); it runs when the suite starts its own (make stop first)"
         )
     stack = f"{run_id}-fault"
     fault_env.add_stack(

@@ -45,7 +45,7 @@ SHOUT = (
     "echo value ${TOKEN} here; "
     "echo b64 $$(printf %s ${TOKEN} | base64); "
     "echo url=$$(printf %s ${TOKEN} | sed 's,/,%2F,g;s,+,%2B,g;s,@,%40,g'); "
-    "sleep 1; exit 1"
+    "exit 1"
 )
 
 

@@ -132,8 +132,11 @@ def test_no_notice_lost_or_doubled_across_a_dockerd_restart(
     room: Room, run_id: str, workdir: Path, swarm: docker.DockerClient
 ) -> None:
     if not (workdir / "docker" / "dockerd.pid").exists():
-        pytest.fail(
-            "this test restarts dockerd, so the harness must have started it (stop yours first)"
+        # Never the user's own dockerd (the one `make run` leaves running): this test runs
+        # where the suite starts its own, as on a fresh machine and in CI.
+        pytest.skip(
+            "this test restarts dockerd, and the dockerd here is not the test harness's "
+            "(make run's?); it runs when the suite starts its own (make stop first)"
         )
     stack = room.env.add_stack(f"{run_id}-nt-restart", {"svc": {}})
     ts = room.fake.say(OPS, ALICE, f"!deploy {stack}")
