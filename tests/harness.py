@@ -133,7 +133,7 @@ def stop_dockerd(workdir: Path) -> None:
     pid = int(pid_file.read_text())
     with suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
-    wait_until(lambda: not _alive(pid), 60, "dockerd to stop")
+    wait_until(lambda: not alive(pid), 60, "dockerd to stop")
     pid_file.unlink()
 
 
@@ -143,7 +143,7 @@ def start_dockerd(workdir: Path) -> None:
     )
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

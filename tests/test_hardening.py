@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
 import stat
 import time
@@ -22,7 +21,7 @@ from bot.core.scrub import install
 from bot.core.wire import Result, decode_result
 from bot.queue.clients import sync_client
 from bot.queue.consumer import WorkerQueue
-from tests.harness import BotEnv, wait_until
+from tests.harness import BotEnv, alive, wait_until
 from tests.testbot import TestBot
 
 pytestmark = pytest.mark.swarm
@@ -207,7 +206,7 @@ def test_a_hung_docker_cli_is_killed_with_its_children_and_answered(
     out = fake_cli_env.chat("!check fakecli", timeout=60)
     assert "docker did not answer within 2s (docker stack config); it was stopped" in out, out
     child = int((root / "child.pid").read_text())
-    wait_until(lambda: not _alive(child), 10, "the CLI's child to be gone")
+    wait_until(lambda: not alive(child), 10, "the CLI's child to be gone")
 
 
 def test_an_unexpected_error_is_answered_not_left_pending(fake_cli_env: BotEnv) -> None:
@@ -219,17 +218,6 @@ def test_an_unexpected_error_is_answered_not_left_pending(fake_cli_env: BotEnv) 
     assert fake_cli_env.last_job().get("state") in ("succeeded",), "the next job ran"
     pending = fake_cli_env.redis().xpending(f"{fake_cli_env.prefix}:jobs", "workers")
     assert pending["pending"] == 0, "a job was left pending"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
 
 
 def test_queued_text_says_why_a_job_waits(
