@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.core.operations import Answer, Progress, WorkerTools
-from bot.core.replies import Reply, Table
+from bot.core.replies import Reply, Table, plural
 from bot.core.wire import Job, Result
 from commands.base import Command, error_reply, stack_arg
 
@@ -38,7 +38,9 @@ def render(result: Result) -> Reply:
             f"{data['stack']}: no problems found", detail=notes, status="ok", job=result.job
         )
     errors = sum(1 for p in problems if p["error"])
-    head = f"{data['stack']}: {errors} errors, {len(problems) - errors} warnings"
+    head = (
+        f"{data['stack']}: {plural(errors, 'error')}, {plural(len(problems) - errors, 'warning')}"
+    )
     return Reply(
         head, problem_table(problems), notes, status="failed" if errors else "ok", job=result.job
     )
@@ -51,7 +53,9 @@ def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
     errors = sum(bool(p["error"]) for p in problems)
     data = {"stack": stack, "problems": problems, "note": note}
     return Answer(
-        errors == 0, data, f"{stack}: {errors} errors, {len(problems) - errors} warnings"
+        errors == 0,
+        data,
+        f"{stack}: {plural(errors, 'error')}, {plural(len(problems) - errors, 'warning')}",
     )
 
 

@@ -34,7 +34,10 @@ def _stack_reply(stack: dict[str, Any], job: str) -> Reply:
     if not outcomes:
         head = f"deployed {stack['stack']}: the stack has no services"
     elif bad:
-        head = f"deploy of {name} FAILED: {len(bad)} of {len(outcomes)} services not converged"
+        head = (
+            f"deploy of {name} FAILED: {len(bad)} of {plural(len(outcomes), 'service')} "
+            "not converged"
+        )
     else:
         count = plural(len(outcomes), "service")
         head = f"deployed {name}: {count} converged in {stack['seconds']:.1f}s"
@@ -63,9 +66,10 @@ def render(result: Result) -> Reply:
         lines.append(f"not deployed (stopped at the first failure): {', '.join(data['skipped'])}")
     done = len(data["stacks"]) - (0 if result.ok else 1)
     head = (
-        f"deployed all {done} stacks"
+        f"deployed all {plural(done, 'stack')}"
         if result.ok
-        else f"deploy all stopped: {done} of {done + 1 + len(data['skipped'])} stacks deployed"
+        else f"deploy all stopped: {done} of "
+        f"{plural(done + 1 + len(data['skipped']), 'stack')} deployed"
     )
     return Reply(head, detail=tuple(lines), status="ok" if result.ok else "failed", job=result.job)
 
@@ -94,7 +98,7 @@ def _deploy_all(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
             break
     ok = all(r["ok"] for r in done) and len(done) == len(order)
     data = {"stacks": done, "skipped": order[len(done) :], "ok": ok}
-    summary = f"{len(done)}/{len(order)} stacks deployed" + ("" if ok else ", stopped")
+    summary = f"{len(done)}/{plural(len(order), 'stack')} deployed" + ("" if ok else ", stopped")
     return Answer(ok, data, summary)
 
 
@@ -105,7 +109,7 @@ def _summary(result: DeployReport) -> str:
         return f"{result['stack']}: {result['error'].splitlines()[-1]}"
     bad = [o for o in result["outcomes"] if o["state"] != "converged"]
     return f"{result['stack']}: " + (
-        "converged" if not bad else f"{len(bad)} service(s) not converged"
+        "converged" if not bad else f"{plural(len(bad), 'service')} not converged"
     )
 
 
@@ -132,7 +136,10 @@ def _stack_notice(job: Job, data: Mapping[str, Any]) -> Notice:
     bad = [o for o in outcomes if o["state"] != "converged"]
     if bad:
         lines += [f"{o['service']}: {o['state']}: {o['reason']}" for o in bad]
-        text = f"deploy of {stack} {who(job)} FAILED ({len(bad)} of {len(outcomes)} services)"
+        text = (
+            f"deploy of {stack} {who(job)} FAILED "
+            f"({len(bad)} of {plural(len(outcomes), 'service')})"
+        )
         return Notice(stack, text, tuple(lines), "failed")
     text = f"{stack} deployed {who(job)}: converged in {data.get('seconds', 0):.1f}s"
     return Notice(stack, text, tuple(lines))

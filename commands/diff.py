@@ -4,7 +4,7 @@ environment values, only which keys change."""
 from __future__ import annotations
 
 from bot.core.operations import Answer, JobFailed, Progress, WorkerTools
-from bot.core.replies import Reply, Table
+from bot.core.replies import Reply, Table, plural
 from bot.core.wire import Job, Result
 from commands.base import Command, error_reply, stack_arg
 
@@ -34,7 +34,7 @@ def render(result: Result) -> Reply:
         frozenset(i for i, c in enumerate(changes) if c["restarts"]),
     )
     return Reply(
-        f"{data['stack']}: a deploy would change {len(changes)} services",
+        f"{data['stack']}: a deploy would change {plural(len(changes), 'service')}",
         table,
         status="ok",
         job=result.job,
@@ -51,7 +51,7 @@ def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
     return Answer(
         True,
         {"stack": stack, "changes": changes},
-        f"{stack}: {len(changes)} services would change",
+        f"{stack}: {plural(len(changes), 'service')} would change",
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.core.replies import Reply, Table, ago
+from bot.core.replies import Reply, Table, ago, plural
 from commands.base import Command, Context
 
 SHOWN = 15
@@ -28,7 +28,7 @@ async def answer(ctx: Context, args: dict[str, str]) -> Reply:
         ),
         frozenset(i for i, r in enumerate(records) if r.get("state") in BAD),
     )
-    return Reply(f"the last {len(records)} jobs:", table)
+    return Reply(f"the last {plural(len(records), 'job')}:", table)
 
 
 COMMAND = Command(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from bot.core.operations import Answer, Progress, WorkerTools
-from bot.core.replies import Reply
+from bot.core.replies import Reply, plural
 from bot.core.wire import Job, Result
 from commands.base import Arg, Command, error_reply, service_arg
 
@@ -30,7 +30,7 @@ def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
     text = tools.log_tail(service["ID"], lines)
     name = service["Spec"]["Name"]
     data = {"service": name, "lines": text, "asked": lines}
-    return Answer(True, data, f"{name}: {len(text)} lines")
+    return Answer(True, data, f"{name}: {plural(len(text), 'line')}")
 
 
 COMMAND = Command(

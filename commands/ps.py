@@ -46,7 +46,9 @@ def _error(row: dict) -> str:
 def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
     service = tools.resolve(job)
     rows = tools.engine.task_rows(service["ID"])
-    return Answer(True, {"service": service["Spec"]["Name"], "rows": rows}, f"{len(rows)} tasks")
+    return Answer(
+        True, {"service": service["Spec"]["Name"], "rows": rows}, plural(len(rows), "task")
+    )
 
 
 COMMAND = Command(

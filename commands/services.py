@@ -42,7 +42,7 @@ def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
     ]
     unhealthy = sum(1 for r in visible if r["running"] < r["desired"])
     data = {"stack": stack, "rows": visible, "hidden": len(rows) - len(visible)}
-    return Answer(True, data, f"{len(visible)} services, {unhealthy} unhealthy")
+    return Answer(True, data, f"{plural(len(visible), 'service')}, {unhealthy} unhealthy")
 
 
 COMMAND = Command(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.core.operations import Answer, Progress, WorkerTools
-from bot.core.replies import Reply, Table
+from bot.core.replies import Reply, Table, plural
 from bot.core.wire import Job, Result
 from commands.base import Command, error_reply
 
@@ -30,7 +30,7 @@ def render(result: Result) -> Reply:
         ),
         flagged,
     )
-    return Reply(f"{len(rows)} stacks", table, status="ok", job=result.job)
+    return Reply(plural(len(rows), "stack"), table, status="ok", job=result.job)
 
 
 def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
@@ -52,7 +52,7 @@ def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
                 "healthy": sum(1 for s in services if s["running"] >= s["desired"]),
             }
         )
-    return Answer(True, {"rows": rows}, f"{len(rows)} stacks")
+    return Answer(True, {"rows": rows}, plural(len(rows), "stack"))
 
 
 COMMAND = Command(

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bot.core.operations import Answer, Notice, Progress, WorkerTools, who
-from bot.core.replies import Reply
+from bot.core.replies import Reply, plural
 from bot.core.wire import Job, Result
 from commands.base import Command, error_reply, stack_arg
 
@@ -20,7 +20,7 @@ def render(result: Result) -> Reply:
     if data["volumes"]:
         lines.append(f"volumes kept (the bot never deletes data): {', '.join(data['volumes'])}")
     return Reply(
-        f"removed stack {data['stack']}: {len(services)} services",
+        f"removed stack {data['stack']}: {plural(len(services), 'service')}",
         detail=tuple(lines),
         status="ok",
         job=result.job,

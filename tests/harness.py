@@ -115,14 +115,18 @@ def _pings(client: redis.Redis) -> bool:
 
 @contextmanager
 def local_swarm(workdir: Path) -> Iterator[docker.DockerClient]:
-    """A one-node swarm with the busybox test image; stops dockerd only if it started it."""
+    """A one-node swarm with the busybox test image; stops dockerd only if it started it,
+    and never from one of several pytest-xdist processes: the others still use it (then it
+    is left running, as `make run` leaves its own; scripts/test.sh starts and stops the
+    dockerd of a parallel run itself)."""
     start_dockerd(workdir)
     client = docker.from_env(timeout=60)
     try:
         yield client
     finally:
         client.close()
-        stop_dockerd(workdir)
+        if not os.environ.get("PYTEST_XDIST_WORKER"):
+            stop_dockerd(workdir)
 
 
 def stop_dockerd(workdir: Path) -> None:

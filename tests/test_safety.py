@@ -73,7 +73,7 @@ def test_undeploy_needs_confirmation_and_keeps_volumes(
     assert "undeploy" not in other and "ops1" not in other
     out = safe.chat(f"!confirm {code}", user="console:ops1")
     assert "confirmed: queued as job" in out, out
-    assert f"removed stack {stack}: 1 services" in out
+    assert f"removed stack {stack}: 1 service\n" in out, out  # one, not "1 services"
     assert f"volumes kept (the bot never deletes data): {stack}_data" in out
     assert not swarm.services.list(filters={"label": f"com.docker.stack.namespace={stack}"})
     assert swarm.volumes.get(f"{stack}_data")

@@ -86,7 +86,7 @@ def test_failing_command_is_reported_with_its_error(bot: BotEnv, run_id: str) ->
         f"{run_id}-crash", {"boom": {"command": ["sh", "-c", "echo boom >&2; exit 1"]}}
     )
     out = bot.chat(f"!deploy {stack}")
-    assert f"deploy of {stack} FAILED: 1 of 1 services not converged" in out, out
+    assert f"deploy of {stack} FAILED: 1 of 1 service not converged" in out, out
     assert "failed: task: non-zero exit (1)" in out
 
 
