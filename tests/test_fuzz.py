@@ -8,6 +8,7 @@ the test checks every job against the policy.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
@@ -139,8 +140,6 @@ def test_dispatcher_fuzz_never_crashes_nor_queues_what_policy_forbids(
 
 
 def job_created(fields: dict[str, str]) -> float:
-    import json
-
     return float(json.loads(fields["job"])["created"])
 
 

@@ -35,6 +35,10 @@ class Surface(Protocol):
     to where a command was said (room and event, channel and ts, thread); ``key`` names
     the send uniquely, for platforms that deduplicate by it (Matrix transaction IDs)."""
 
+    # The platform itself drops a send whose key it has seen (Matrix); else the
+    # conversation remembers in Redis what it posted (Slack).
+    deduplicates: bool
+
     def serves(self, ref: dict[str, str]) -> bool:
         """Is ``ref`` in a room or channel this bot serves?"""
         ...
@@ -71,7 +75,8 @@ class Conversation:
             return None
         if reply.status == "queued" and reply.job:
             sent = await self.surface.post(ref, reply, f"queued-{reply.job}")
-            await self.redis.set(self._progress(reply.job), sent, ex=PROGRESS_TTL)
+            if sent:  # a message to edit with the job's progress
+                await self.redis.set(self._progress(reply.job), sent, ex=PROGRESS_TTL)
             return reply
         await self.surface.post(ref, reply, f"answer-{event}")
         if reply.status in ("refused", "error"):
@@ -101,7 +106,8 @@ class Conversation:
                 await self.surface.edit(ref, str(message), reply, f"edit-{result.job}-{digest}")
             else:
                 sent = await self.surface.post(ref, reply, f"progress-{result.job}")
-                await self.redis.set(progress, sent, ex=PROGRESS_TTL)
+                if sent:
+                    await self.redis.set(progress, sent, ex=PROGRESS_TTL)
             return
         key = f"result-{result.job}"
         await self._once(key, lambda: self.surface.post(ref, reply, key))
@@ -110,6 +116,9 @@ class Conversation:
 
     async def _once(self, key: str, send: Callable[[], Awaitable[object]]) -> None:
         """Send unless it was sent before (some platforms have no idempotency key)."""
+        if self.surface.deduplicates:
+            await send()
+            return
         posted = f"{self._key}:posted:{key}"
         if await self.redis.exists(posted):
             return

@@ -72,18 +72,12 @@ class Dispatcher:
             reply = await command.answer(ctx, args)
             await self._audit(message, "answered", command.name)
             return reply
-        op, job_args = command.name, dict(args)  # the job carries the parsed arguments
+        job_args = dict(args)  # the job carries the parsed arguments
         stack = args.get(command.stack_param or "")
         if self._needs_confirmation(command, stack):
-            return await self._ask_confirmation(message, command, op, job_args, stack)
+            return await self._ask_confirmation(message, command, job_args, stack)
         return await self.submit(
-            message.user_id,
-            op,
-            job_args,
-            message.text.strip(),
-            message.ref,
-            stack if command.locks_stack else None,
-            message,
+            message.user_id, command, job_args, message.text.strip(), message.ref, stack, message
         )
 
     def authorize(self, user: str, command: Command, args: dict[str, str]) -> Decision:
@@ -98,7 +92,7 @@ class Dispatcher:
     async def submit(
         self,
         user: str,
-        op: str,
+        command: Command,
         job_args: dict[str, str],
         text: str,
         ref: dict[str, str],
@@ -106,7 +100,8 @@ class Dispatcher:
         message: Message,
         decision: str = "queued",
     ) -> Reply:
-        """Queue a job. ``stack`` is the stack whose lock the job will take, if known."""
+        """Queue a job of ``command``; ``stack`` is the stack it names, if any."""
+        op = command.name
         reply_to = {"inbox": self.inbox, **ref}
         try:
             job = await self.queue.submit(op, job_args, user, text, reply_to)
@@ -116,7 +111,8 @@ class Dispatcher:
             return Reply(QUEUE_DOWN, status="error")
         log.info("job %s queued: %s by %s", job.id, job.text, job.requester, extra={"job": job.id})
         await self._audit(message, decision, op, job=job.id, stack=stack)
-        return Reply(await self._queued_text(job, stack), status="queued", job=job.id)
+        locked = stack if command.locks_stack else None  # only then can it wait behind one
+        return Reply(await self._queued_text(job, locked), status="queued", job=job.id)
 
     async def _queued_text(self, job: Job, stack: str | None) -> str:
         """ "queued as job 42", and what the user should know about when it will run: behind
@@ -125,8 +121,7 @@ class Dispatcher:
         text = f"queued as job {job.id}: {job.text}"
         try:
             holder = await self.queue.holder(stack) if stack and stack != "all" else None
-            online = await self.queue.workers_online()
-            free, total = await self.queue.free_slots() if online else (0, 0)
+            online, free, total = await self.queue.workers()
         except REDIS_DOWN:
             return text
         if holder and holder.get("id") != job.id:  # a worker may have taken this job already
@@ -183,7 +178,6 @@ class Dispatcher:
         self,
         message: Message,
         command: Command,
-        op: str,
         job_args: dict[str, str],
         stack: str | None,
     ) -> Reply:
@@ -191,7 +185,6 @@ class Dispatcher:
         pending = {
             "user": message.user_id,
             "command": command.name,
-            "op": op,
             "args": job_args,
             "text": message.text.strip(),
             "ref": message.ref,
@@ -262,14 +255,13 @@ class Dispatcher:
             message.platform, pending["user"], message.room, pending["text"], pending["ref"]
         )
         note = f" (approved by {pending['approver']})" if pending["approver"] else ""
-        command = self.registry[pending["command"]]
         reply = await self.submit(
             pending["user"],
-            pending["op"],
+            self.registry[pending["command"]],
             pending["args"],
             pending["text"],
             pending["ref"],
-            pending["stack"] if command.locks_stack else None,
+            pending["stack"],
             original,
             decision=f"confirmed by {user}{note}",
         )

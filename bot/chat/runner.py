@@ -19,7 +19,7 @@ from bot.core.config import Config
 from bot.queue.clients import async_client, sync_client
 from bot.queue.inbox import Inbox
 from bot.queue.producer import JobQueue
-from bot.queue.stats import queue_stats
+from bot.queue.stats import publish_queue_metrics
 from commands import REGISTRY
 
 log = logging.getLogger("swarmbot.bot")
@@ -84,9 +84,6 @@ def _health_checks(config: Config, adapters: list) -> tuple:
         return problems
 
     def refresh() -> None:
-        stats = queue_stats(client, config.redis_prefix, config.worker_timeout_seconds)
-        health.QUEUE_DEPTH.set(stats["depth"])
-        health.OLDEST_JOB.set(stats["oldest"])
-        health.HEARTBEAT_AGE.set(stats["heartbeat"])
+        publish_queue_metrics(client, config.redis_prefix, config.worker_timeout_seconds)
 
     return check, refresh

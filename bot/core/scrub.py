@@ -14,6 +14,7 @@ set without each call site passing it.
 from __future__ import annotations
 
 import base64
+import json
 import re
 import urllib.parse
 from collections.abc import Iterable
@@ -21,21 +22,39 @@ from typing import Any
 
 MASK = "***"
 MIN_SECRET_LENGTH = 4  # shorter values ("1", "yes") would mask noise, not secrets
-_PATTERNS = [
+# Each pattern with the words (lower case) it cannot match without: a text holding none of
+# them is not searched by it. Python's regex engine scans a long text slowly, and most text
+# (a 500-service listing, a log line) holds no credential at all.
+_PATTERNS: list[tuple[tuple[str, ...], re.Pattern[str]]] = [
     # first, so "Authorization: Bearer x" masks the token, not the word Bearer
-    re.compile(r"(?i)(bearer\s+)([A-Za-z0-9._~+/=-]{8,})"),
-    re.compile(r"(?i)(basic\s+)([A-Za-z0-9+/=]{8,})"),
+    (("bearer",), re.compile(r"(?i)(bearer\s+)([A-Za-z0-9._~+/=-]{8,})")),
+    (("basic",), re.compile(r"(?i)(basic\s+)([A-Za-z0-9+/=]{8,})")),
     # key=value / key: value / "key": "value" for names that usually hold secrets
-    re.compile(
-        r"(?i)((?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|"
-        r"client[_-]?secret|auth)[\w-]*[\"']?\s*[:=]\s*[\"']?)([^\s\"',;&]+)"
+    (
+        ("passw", "pwd", "secret", "token", "key", "auth"),
+        re.compile(
+            r"(?i)((?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|"
+            r"private[_-]?key|client[_-]?secret|auth)[\w-]*[\"']?\s*[:=]\s*[\"']?)"
+            r"([^\s\"',;&]+)"
+        ),
     ),
-    re.compile(r"()(\b(?:xox[abposr]|xapp)-[A-Za-z0-9-]{8,})"),  # Slack tokens
-    re.compile(r"()(\bsyt_[A-Za-z0-9_]{8,})"),  # Synapse access tokens
-    re.compile(r"()(\bAKIA[0-9A-Z]{16}\b)"),  # AWS access key IDs
-    re.compile(r"()(-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----)"),
-    re.compile(r"(://[^:/\s@]+:)([^@\s/]+)(@)"),  # user:password@ in URLs
+    (("xox", "xapp"), re.compile(r"()(\b(?:xox[abposr]|xapp)-[A-Za-z0-9-]{8,})")),  # Slack
+    (("syt_",), re.compile(r"()(\bsyt_[A-Za-z0-9_]{8,})")),  # Synapse access tokens
+    (("akia",), re.compile(r"()(\bAKIA[0-9A-Z]{16}\b)")),  # AWS access key IDs
+    (
+        ("-----begin",),
+        re.compile(
+            r"()(-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----)"
+        ),
+    ),
+    (("://",), re.compile(r"(://[^:/\s@]+:)([^@\s/]+)(@)")),  # user:password@ in URLs
 ]
+
+
+def _patterns_for(text: str) -> list[re.Pattern[str]]:
+    """The credential patterns that could match somewhere in ``text``."""
+    low = text.lower()
+    return [pattern for hints, pattern in _PATTERNS if any(h in low for h in hints)]
 
 
 def env_values(env: Iterable[str]) -> list[str]:
@@ -89,14 +108,37 @@ class Masker:
         return scrub(text, self.forms)
 
     def data(self, value: Any) -> Any:
-        """Every string inside a JSON-like value, masked (keys too: they can echo input)."""
+        """Every string inside a JSON-like value, masked (keys too: they can echo input).
+
+        A whole result is searched once, as JSON text, before any string is rewritten: a
+        500-service listing has thousands of strings and usually no secret, and walking it
+        string by string costs more than the listing itself."""
+        if not self._may_hold_secrets(value):
+            return value
+        return self._walk(value)
+
+    def _walk(self, value: Any) -> Any:
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, dict):
-            return {self.data(k): self.data(v) for k, v in value.items()}
+            return {self._walk(k): self._walk(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
-            return type(value)(self.data(v) for v in value)
+            return type(value)(self._walk(v) for v in value)
         return value
+
+    def _may_hold_secrets(self, value: Any) -> bool:
+        """False only when no string in ``value`` can need masking. JSON escapes only
+        quotes, backslashes and control characters, which leave every credential pattern
+        able to match; a secret that holds such a character is not searched this way."""
+        if any(_JSON_ESCAPED.search(form) for form in self.forms):
+            return True
+        text = json.dumps(value, ensure_ascii=False, default=str)
+        return any(form in text for form in self.forms) or any(
+            pattern.search(text) for pattern in _patterns_for(text)
+        )
+
+
+_JSON_ESCAPED = re.compile(r'["\\\x00-\x1f]')
 
 
 _installed = Masker()
@@ -117,7 +159,7 @@ def masker() -> Masker:
 def scrub(text: str, values: Iterable[str] = ()) -> str:
     for value in values:
         text = text.replace(value, MASK)
-    for pattern in _PATTERNS:
+    for pattern in _patterns_for(text):
         text = pattern.sub(
             lambda m: m.group(1) + MASK + (m.group(3) if m.lastindex and m.lastindex >= 3 else ""),
             text,

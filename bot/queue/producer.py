@@ -51,24 +51,20 @@ class JobQueue:
             await pipe.execute()
         return job
 
-    async def workers_online(self) -> int:
-        """Workers whose heartbeat is fresh."""
+    async def workers(self) -> tuple[int, int, int]:
+        """(online, free, total): the workers whose heartbeat is fresh, and their free and
+        total job slots, in one round trip."""
         since = time.time() - self._dead_after
-        return int(await self._redis.zcount(self.keys.workers, since, "+inf"))
-
-    async def free_slots(self) -> tuple[int, int]:
-        """(free, total) job slots over the workers whose heartbeat is fresh."""
-        since = time.time() - self._dead_after
-        live = [_s(w) for w in await self._redis.zrangebyscore(self.keys.workers, since, "+inf")]
-        if not live:
-            return 0, 0
-        loads = await self._redis.hmget(self.keys.load, live)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zrangebyscore(self.keys.workers, since, "+inf")
+            pipe.hgetall(self.keys.load)
+            live, loads = await pipe.execute()
         free = total = 0
-        for load in loads:
-            busy, _, capacity = _s(load or "0 0").partition(" ")
+        for load in (as_fields(loads).get(_s(w), "0 0") for w in live):
+            busy, _, capacity = load.partition(" ")
             total += int(capacity or 0)
             free += max(0, int(capacity or 0) - int(busy or 0))
-        return free, total
+        return len(live), free, total
 
     async def record(self, job_id: str) -> dict[str, str]:
         return as_fields(await self._redis.hgetall(self.keys.record(job_id)))

@@ -6,6 +6,7 @@ import time
 
 import redis
 
+from bot.core import health
 from bot.queue.keys import WORKER_GROUP, Keys
 from bot.queue.text import s as _s
 
@@ -41,3 +42,11 @@ def group_last(client: redis.Redis, stream: str) -> str:
         if _s(group["name"]) == WORKER_GROUP:
             return _s(group["last-delivered-id"])
     return "0-0"
+
+
+def publish_queue_metrics(client: redis.Redis, prefix: str, dead_after: float) -> None:
+    """Set the queue gauges of /metrics (both processes serve them) from ``queue_stats``."""
+    stats = queue_stats(client, prefix, dead_after)
+    health.QUEUE_DEPTH.set(stats["depth"])
+    health.OLDEST_JOB.set(stats["oldest"])
+    health.HEARTBEAT_AGE.set(stats["heartbeat"])

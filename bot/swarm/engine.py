@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import docker
@@ -23,28 +22,6 @@ from bot.swarm.preflight import SwarmSnapshot
 API_VERSION = "1.41"
 POLL_SECONDS = 0.25
 DEFAULT_MONITOR_SECONDS = 5.0
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How watching one service ended."""
-
-    service: str
-    state: OutcomeState
-    running: int
-    desired: int
-    reason: str
-    seconds: float
-
-    def as_dict(self) -> OutcomeData:
-        return OutcomeData(
-            service=self.service,
-            state=self.state,
-            running=self.running,
-            desired=self.desired,
-            reason=self.reason,
-            seconds=self.seconds,
-        )
 
 
 class Swarm:
@@ -161,7 +138,7 @@ class Swarm:
         on_progress: Callable[[list[Assessment]], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         rollback: bool = False,
-    ) -> list[Outcome]:
+    ) -> list[OutcomeData]:
         """Wait until every service has converged and stayed so for its monitor window,
         has failed, or the deadline (a ``clock`` time) passes. All services are watched
         together, so a stack takes as long as its slowest service, not the sum.
@@ -169,7 +146,7 @@ class Swarm:
         if not service_ids:
             return []  # an empty id filter would match every service
         started = clock()
-        done: dict[str, Outcome] = {}
+        done: dict[str, OutcomeData] = {}
         converged_at: dict[str, float] = {}
         monitor: dict[str, float] = {}
         while True:
@@ -201,7 +178,14 @@ class Swarm:
                 else:
                     converged_at.pop(sid, None)
             for sid in set(pending) - set(current):
-                done[sid] = Outcome(sid, "failed", 0, 0, "service was removed while waiting", 0.0)
+                done[sid] = OutcomeData(
+                    service=sid,
+                    state="failed",
+                    running=0,
+                    desired=0,
+                    reason="service was removed while waiting",
+                    seconds=0.0,
+                )
             if on_progress is not None:
                 on_progress(sorted(current.values(), key=lambda a: a.name))
             if len(done) == len(service_ids):
@@ -217,5 +201,13 @@ class Swarm:
         return [done[sid] for sid in sorted(done, key=order.__getitem__)]
 
 
-def _outcome(a: Assessment, state: OutcomeState, reason: str, seconds: float) -> Outcome:
-    return Outcome(a.name, state, a.running, a.desired, reason, round(seconds, 2))
+def _outcome(a: Assessment, state: OutcomeState, reason: str, seconds: float) -> OutcomeData:
+    """How watching one service ended: the payload the deploy report carries as it is."""
+    return OutcomeData(
+        service=a.name,
+        state=state,
+        running=a.running,
+        desired=a.desired,
+        reason=reason,
+        seconds=round(seconds, 2),
+    )

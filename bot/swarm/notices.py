@@ -34,7 +34,6 @@ from bot.core.ids import image_tag, matches_any, stack_of
 from bot.core.wire import Result
 from bot.queue import scripts
 from bot.queue.consumer import WorkerQueue
-from bot.queue.keys import Keys
 from bot.swarm.convergence import describe_task, parse_time
 from bot.swarm.engine import API_VERSION
 
@@ -165,11 +164,11 @@ class Watcher:
         self.stop = stop
         self.poke = threading.Event()
         self.pending: dict[str, Pending] = {}
-        self._state_key = Keys(config.redis_prefix).notice("state")
+        self._state_key = queue.keys.notice("state")
         # Changes held for their quiet period live in Redis beside the state they were
         # found against, so a watcher that dies (or is replaced) mid-wait loses none.
-        self._pending_key = Keys(config.redis_prefix).notice("pending")
-        self._leader_key = Keys(config.redis_prefix).notice("leader")
+        self._pending_key = queue.keys.notice("pending")
+        self._leader_key = queue.keys.notice("leader")
         self.refreshes = 0
 
     def start(self) -> None:
@@ -293,9 +292,7 @@ class Watcher:
             if self.pending:
                 held = {k: asdict(p) for k, p in self.pending.items()}
                 pipe.set(self._pending_key, json.dumps(held))
-            pipe.incr(
-                Keys(self.config.redis_prefix).notice("refreshes")
-            )  # for operators and tests
+            pipe.incr(self.queue.keys.notice("refreshes"))  # for operators and tests
             pipe.execute()
 
     def _note_change(self, cur: dict[str, Any], change: str, now: float) -> None:
@@ -339,47 +336,3 @@ class Watcher:
         self, stack: str, text: str, detail: list[str], key: str, status: str = "info"
     ) -> None:
         self.notices.post(stack, text, detail, key, status)
-
-
-def job_notice(
-    job_text: str, requester: str, job_id: str, op: str, data: dict[str, Any]
-) -> tuple[str, str, list[str], str]:
-    """(stack, headline, lines, status) for the notice a bot job posts when it ends."""
-    who = f"by {requester} via {job_text}, job {job_id}"
-    if op in ("restart", "rollback"):
-        outcome = data.get("outcome") or {}
-        name = data.get("service", "?")
-        verb = "restarted" if op == "restart" else "rolled back"
-        ok = outcome.get("state") == "converged"
-        result = (
-            f"converged in {outcome.get('seconds', 0):.1f}s"
-            if ok
-            else f"FAILED: {outcome.get('reason', data.get('error', '?'))}"
-        )
-        stack = name.split("_", 1)[0] if "_" in name else ""
-        return stack, f"{name} {verb} {who}: {result}", [], "info" if ok else "failed"
-    if op == "undeploy":
-        return data.get("stack", ""), f"{data.get('stack')} removed {who}", [], "info"
-    stack = data.get("stack", "")
-    lines = [
-        f"{c['service']}: {c['change']}: {'; '.join(c['details'])}"
-        for c in data.get("changes") or []
-    ]
-    if data.get("error"):
-        return stack, f"deploy of {stack} {who} FAILED: {data['error']}", lines, "failed"
-    outcomes = data.get("outcomes") or []
-    bad = [o for o in outcomes if o["state"] != "converged"]
-    if bad:
-        lines += [f"{o['service']}: {o['state']}: {o['reason']}" for o in bad]
-        return (
-            stack,
-            f"deploy of {stack} {who} FAILED ({len(bad)} of {len(outcomes)} services)",
-            lines,
-            "failed",
-        )
-    return (
-        stack,
-        f"{stack} deployed {who}: converged in {data.get('seconds', 0):.1f}s",
-        lines,
-        "info",
-    )

@@ -35,6 +35,9 @@ log = logging.getLogger("swarmbot.console")
 
 
 class Console:
+    # A terminal session reads its own inbox once, from start to end: nothing comes twice.
+    deduplicates = True
+
     def __init__(self, config: Config, user: str, out: TextIO = sys.stdout) -> None:
         self.config = config
         self.user = user

@@ -94,6 +94,7 @@ class DeliveryError(Exception):
 class MatrixAdapter:
     platform = "matrix"
     inbox = "matrix"
+    deduplicates = True  # every send carries a transaction ID the homeserver deduplicates
 
     def __init__(self, config: Config, redis: aioredis.Redis, dispatcher: Dispatcher) -> None:
         assert config.matrix is not None

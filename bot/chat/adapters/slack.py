@@ -48,6 +48,7 @@ MENTION = re.compile(r"^\s*<@[A-Z0-9]+>[\s:,]*")
 class SlackAdapter:
     platform = "slack"
     inbox = "slack"
+    deduplicates = False  # Slack has no idempotency key for posts
 
     def __init__(self, config: Config, redis: aioredis.Redis, dispatcher: Dispatcher) -> None:
         assert config.slack is not None
@@ -183,8 +184,6 @@ class SlackAdapter:
         return ref.get("channel") in self.sc.channels
 
     async def post(self, ref: dict[str, str], reply: Reply, key: str) -> str:
-        # Slack has no idempotency key for posts: the conversation remembers what it
-        # posted, so a result delivered again is not posted twice.
         return await self._post(ref, reply)
 
     async def edit(self, ref: dict[str, str], message: str, reply: Reply, key: str) -> None:

@@ -25,7 +25,7 @@ from bot.core.policy import Policy
 from bot.queue.clients import sync_client
 from bot.queue.consumer import WorkerQueue
 from bot.queue.keys import HEARTBEAT_SECONDS
-from bot.queue.stats import queue_stats
+from bot.queue.stats import publish_queue_metrics
 from bot.swarm.engine import Swarm
 from bot.swarm.ledger import Ledger
 from bot.swarm.notices import Notices, Watcher
@@ -89,15 +89,15 @@ class Worker:
 
     def run(self, stop: threading.Event) -> None:
         self.state.stop = stop
-        self.state.wait_for_redis(self.state.queue.ensure_group)
+        self.state.wait_for_redis(self.queue.ensure_group)
         # Beat before reading anything: a worker with pending entries and no heartbeat at
         # all is taken for one that retired, and others may take its entries over.
-        self.state.wait_for_redis(lambda: self.state.queue.beat({}, (0, self.slots.capacity)))
+        self.state.wait_for_redis(lambda: self.queue.beat({}, (0, self.slots.capacity)))
         # First whatever this consumer had taken but not finished before a crash. Read before
         # the heartbeat thread starts taking over stopped workers' entries: those land in
         # this same pending list, and must not come back from both places.
         backlog = self.state.wait_for_redis(
-            lambda: self.state.queue.read(count=1000, block_ms=0, pending=True)
+            lambda: self.queue.read(count=1000, block_ms=0, pending=True)
         )
         if backlog:
             log.info("resuming %d unfinished job(s)", len(backlog))
@@ -106,7 +106,7 @@ class Worker:
         watcher = None
         if self.config.notice_routes:
             watcher = Watcher(
-                self.config, self.state.engine.client, self.state.queue, self.state.notices, stop
+                self.config, self.state.engine.client, self.queue, self.state.notices, stop
             )
             watcher.start()
         if self.config.health_worker_port:
@@ -119,7 +119,7 @@ class Worker:
             )
         log.info(
             "worker %s ready (concurrency %d)",
-            self.state.queue.consumer,
+            self.queue.consumer,
             self.config.worker_concurrency,
         )
         threads = self.config.worker_concurrency + MAX_LOCK_WAITERS
@@ -129,7 +129,7 @@ class Worker:
                     backlog.append(self._reclaimed.get())
                 if not backlog:
                     try:
-                        backlog = self.state.queue.read(
+                        backlog = self.queue.read(
                             count=self.config.worker_concurrency, block_ms=1000
                         )
                     except redis.RedisError as exc:
@@ -149,7 +149,7 @@ class Worker:
         self._drained.set()
         maintainer.join(5)
         with contextlib.suppress(redis.RedisError):
-            self.state.queue.retire()  # others may take over what is left at once
+            self.queue.retire()  # others may take over what is left at once
             if watcher is not None:
                 watcher.resign()
         log.info("worker stopped")
@@ -158,7 +158,7 @@ class Worker:
         """The worker is healthy when it reaches both Redis and Docker."""
         problems = {"redis": "", "docker": ""}
         try:
-            self.state.queue.redis.ping()
+            self.queue.redis.ping()
         except redis.RedisError as exc:
             problems["redis"] = str(exc)
         try:
@@ -168,22 +168,17 @@ class Worker:
         return problems
 
     def _refresh_metrics(self) -> None:
-        stats = queue_stats(
-            self.state.queue.redis, self.config.redis_prefix, self.config.worker_timeout_seconds
+        publish_queue_metrics(
+            self.queue.redis, self.config.redis_prefix, self.config.worker_timeout_seconds
         )
-        health.QUEUE_DEPTH.set(stats["depth"])
-        health.OLDEST_JOB.set(stats["oldest"])
-        health.HEARTBEAT_AGE.set(stats["heartbeat"])
 
     def _maintain(self) -> None:
         """Heartbeat, lease renewal for held stacks, and taking over dead workers' jobs."""
         while not self._drained.is_set():
             try:
-                self.state.queue.beat(
-                    dict(self.state.held), (self.slots.busy, self.slots.capacity)
-                )
+                self.queue.beat(dict(self.state.held), (self.slots.busy, self.slots.capacity))
                 if not self.state.stop.is_set():  # a stopping worker takes nothing more on
-                    for entry in self.state.queue.reclaim():
+                    for entry in self.queue.reclaim():
                         log.warning("taking over entry %s from a worker that stopped", entry[0])
                         self._reclaimed.put(entry)
             except redis.RedisError as exc:

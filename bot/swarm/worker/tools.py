@@ -26,7 +26,7 @@ from bot.core.scrub import env_values, masker
 from bot.core.wire import ChangeData, DeployReport, Job, OutcomeData, ProblemData
 from bot.swarm import dockercli, preflight
 from bot.swarm.convergence import Assessment
-from bot.swarm.engine import Outcome, Swarm
+from bot.swarm.engine import Swarm
 from bot.swarm.preflight import Problem
 from bot.swarm.worker.lifecycle import HandedOver, Slot, WorkerState, short
 
@@ -128,17 +128,14 @@ class SwarmTools:
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             return [f"(logs unavailable: {short(exc)})"]
 
-    def _explain(self, outcomes: list[Outcome], service_ids: list[str]) -> list[OutcomeData]:
-        """Outcomes as dicts; a service that did not converge gets its last log lines
-        (secrets scrubbed), which usually say why."""
-        out: list[OutcomeData] = []
+    def _explain(self, outcomes: list[OutcomeData], service_ids: list[str]) -> list[OutcomeData]:
+        """Counts the outcomes; a service that did not converge gets its last log lines
+        (secrets masked), which usually say why."""
         for outcome, sid in zip(outcomes, service_ids, strict=False):
-            data = outcome.as_dict()
-            health.DEPLOYS.labels(outcome.state).inc()
-            if outcome.state != "converged":
-                data["logs"] = self.log_tail(sid, FAILURE_LOG_LINES)
-            out.append(data)
-        return out
+            health.DEPLOYS.labels(outcome["state"]).inc()
+            if outcome["state"] != "converged":
+                outcome["logs"] = self.log_tail(sid, FAILURE_LOG_LINES)
+        return outcomes
 
     # -- stacks ------------------------------------------------------------------------
 
@@ -146,7 +143,7 @@ class SwarmTools:
         return dockercli.stack_files(self.config.stacks_dir)
 
     def stack_file(self, stack: str) -> Path:
-        files = dockercli.stack_files(self.config.stacks_dir)
+        files = self.stack_files()
         if stack not in files:
             known = ", ".join(files) or "none"
             raise JobFailed(f"no stack file `{stack}` in the stacks directory (known: {known})")
@@ -229,7 +226,7 @@ class SwarmTools:
             except dockercli.DeployError as exc:
                 return {**base, "error": masker().text(str(exc))}
             ids = [s["ID"] for s in self.engine.services(stack)]
-            outcomes: list[Outcome] = self.engine.watch(
+            outcomes = self.engine.watch(
                 ids,
                 since,
                 started + self.config.deploy_deadline_seconds,
@@ -237,7 +234,7 @@ class SwarmTools:
             )
         return {
             **base,
-            "ok": all(o.state == "converged" for o in outcomes),
+            "ok": all(o["state"] == "converged" for o in outcomes),
             "outcomes": self._explain(outcomes, ids),
             # Since the change was applied, even if an earlier worker applied it (a job
             # taken over after `!deploy swarmbot` replaced its worker).
