@@ -38,6 +38,8 @@ class FakeSlack:
         self.reactions: list[dict[str, Any]] = []
         self.acks: dict[str, dict[str, Any]] = {}
         self.rate_limit: dict[str, int] = {}  # method -> how many more calls get a 429
+        # channel -> the Web API error every post or edit there gets (not_in_channel, ...)
+        self.refuse: dict[str, str] = {}
         self.connections = 0
         self._ts = 1_700_000_000.0
         self._ws: web.WebSocketResponse | None = None
@@ -93,6 +95,9 @@ class FakeSlack:
         if token != expected:
             return web.json_response({"ok": False, "error": "invalid_auth"})
         handler = getattr(self, "_" + method.replace(".", "_"), None)
+        refusal = self.refuse.get(str(params.get("channel", "")))
+        if refusal and method in ("chat.postMessage", "chat.update"):
+            return web.json_response({"ok": False, "error": refusal})
         if handler is None:
             return web.json_response({"ok": False, "error": "unknown_method"})
         return web.json_response({"ok": True, **handler(params)})
@@ -276,9 +281,12 @@ class FakeSlack:
                 if r["channel"] == channel and r["timestamp"] == ts
             }
 
-    def count(self, method: str) -> int:
+    def count(self, method: str, channel: str = "") -> int:
+        """Calls of ``method`` so far (to ``channel`` only, if given), refused ones too."""
         with self._lock:
-            return sum(1 for m, _ in self.calls if m == method)
+            return sum(
+                1 for m, p in self.calls if m == method and channel in ("", p.get("channel"))
+            )
 
 
 def wait_for_reply(
@@ -300,10 +308,12 @@ def bot_config(
     viewers: tuple[str, ...] = (),
     mode: str = "socket",
     http_port: int = 0,
+    notices: str = "",
 ) -> str:
     """Config text for a bot served through ``fake``: one channel, an ``ops`` role with
     every command for ``admins`` and a read-only ``viewer`` role for ``viewers``; Socket
-    Mode, or the HTTP Events API on ``http_port``. The one Slack config of the tests."""
+    Mode, or the HTTP Events API on ``http_port``; ``notices``, a channel for notices the
+    bot also serves. The one Slack config of the tests."""
 
     def quoted(users: tuple[str, ...]) -> str:
         return ", ".join(f'"slack:{u}"' for u in users)
@@ -329,7 +339,7 @@ mode = "{mode}"
 bot_token = "{BOT_TOKEN}"
 app_token = "{APP_TOKEN}"
 signing_secret = "{SIGNING_SECRET}"
-channels = ["{channel}"]
+channels = [{", ".join(f'"{c}"' for c in (channel, notices) if c)}]
 api_url = "{fake.api_url}"
 http_port = {http_port or 3000}
 """

@@ -233,5 +233,5 @@ def test_configuration_reference_is_generated_from_the_example() -> None:
     example = EXAMPLE.read_text(encoding="utf-8")
     assert missing(example) == []
     assert REFERENCE.read_text(encoding="utf-8") == generate(example), (
-        "docs/CONFIGURATION.md is stale: python -m bot.configref > docs/CONFIGURATION.md"
+        "docs/CONFIGURATION.md is stale: python -m bot.core.configref > docs/CONFIGURATION.md"
     )

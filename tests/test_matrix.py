@@ -29,10 +29,11 @@ class Room:
         carol: MatrixUser,
         room: str,
         encrypted_room: str,
+        locked_room: str,
     ) -> None:
         self.synapse, self.env, self.bot_id = synapse, env, bot_id
         self.alice, self.bob, self.carol = alice, bob, carol
-        self.id, self.encrypted_id = room, encrypted_room
+        self.id, self.encrypted_id, self.locked_id = room, encrypted_room, locked_room
 
     def bot_replies(self, root: str) -> list[dict]:
         return [e for e in self.alice.thread(self.id, root) if e["sender"] == self.bot_id]
@@ -52,6 +53,8 @@ def matrix(
         bob.join(room)
         carol.join(room)
         encrypted = alice.create_room(invite=[bot.user_id], encrypted=True)
+        # Configured for notices, but the bot was never invited: it may not post there.
+        locked = alice.create_room(invite=[])
         env = BotEnv(
             workdir,
             redis_url,
@@ -73,20 +76,26 @@ def matrix(
             homeserver = "{synapse.url}"
             user_id = "{bot.user_id}"
             access_token = "{bot.token}"
-            rooms = ["{room}", "{encrypted}"]
+            rooms = ["{room}", "{encrypted}", "{locked}"]
+
+            [[notices.route]]
+            stacks = ["{run_id}-mxlk*"]
+            matrix = ["{locked}"]
             """,
         )
         env.start_worker()
         env.start_bot()
         wait_until(lambda: alice.membership(room, bot.user_id) == "join", 30, "the bot to join")
-        yield Room(synapse, env, bot.user_id, alice, bob, carol, room, encrypted)
+        yield Room(synapse, env, bot.user_id, alice, bob, carol, room, encrypted, locked)
     finally:
         if env is not None:
             env.stop_bot()
             env.stop_worker()
 
 
-def test_services_answered_in_thread_as_an_html_table(matrix: Room) -> None:
+def test_services_answered_in_thread_as_an_html_table(matrix: Room, run_id: str) -> None:
+    stack = matrix.env.add_stack(f"{run_id}-mxls", {"web": {}})  # a table needs a service
+    assert f"deployed {stack}" in matrix.env.chat(f"!deploy {stack}")
     command = matrix.alice.say(matrix.id, "!services")
     reply = wait_for_reply(matrix.alice, matrix.id, command, "REPLICAS")
     assert reply["sender"] == matrix.bot_id
@@ -126,6 +135,22 @@ def test_deploy_edits_one_progress_message_and_deploys(
     )
     running = swarm.services.get(f"{stack}_web").tasks(filters={"desired-state": "running"})
     assert sum(t["Status"]["State"] == "running" for t in running) == 2
+
+
+def test_a_notices_room_that_refuses_the_bot_holds_up_nothing(matrix: Room, run_id: str) -> None:
+    """Notices go to a room the bot may not post in (M_FORBIDDEN): the deploy is answered,
+    its thread says where its notice could not go, and the next command is answered at
+    once, not after minutes of retries."""
+    stack = matrix.env.add_stack(f"{run_id}-mxlk", {"web": {}})
+    command = matrix.alice.say(matrix.id, f"!deploy {stack}")
+    wait_for_reply(matrix.alice, matrix.id, command, f"deployed {stack}")
+    told = wait_for_reply(matrix.alice, matrix.id, command, "could not be posted")
+    assert f"to {matrix.locked_id}: M_FORBIDDEN" in told["content"]["body"], told["content"]
+    ping = matrix.alice.say(matrix.id, "!ping")
+    wait_for_reply(matrix.alice, matrix.id, ping, "pong", timeout=10)
+    log = matrix.env.bot_log.read_text()
+    assert log.count(f"cannot post to {matrix.locked_id}") == 1, log[-3000:]
+    assert "giving up" not in log and "will retry" not in log
 
 
 def test_failed_deploy_gets_a_cross(matrix: Room, run_id: str) -> None:

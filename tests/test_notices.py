@@ -9,9 +9,10 @@ from pathlib import Path
 
 import docker
 import pytest
+import requests
 
 from bot.chat.adapters.slack_render import unescape
-from tests.harness import BotEnv, start_dockerd, stop_dockerd, wait_until
+from tests.harness import BotEnv, free_port, start_dockerd, stop_dockerd, wait_until
 from tests.slack_fake import FakeSlack, bot_config, running_fake, wait_for_reply
 
 pytestmark = pytest.mark.swarm
@@ -20,8 +21,14 @@ OPS, NOTICES, ALICE = "C0OPS0001", "C0NOTICE1", "UALICE001"
 
 
 class Room:
-    def __init__(self, env: BotEnv, fake: FakeSlack) -> None:
-        self.env, self.fake = env, fake
+    def __init__(self, env: BotEnv, fake: FakeSlack, health_port: int) -> None:
+        self.env, self.fake, self.health_port = env, fake, health_port
+
+    def health(self) -> dict:
+        return requests.get(f"http://127.0.0.1:{self.health_port}/healthz", timeout=5).json()
+
+    def metrics(self) -> str:
+        return requests.get(f"http://127.0.0.1:{self.health_port}/metrics", timeout=5).text
 
     def notices(self, about: str) -> list[str]:
         """Notices in the notices channel that mention ``about``, as a person reads them."""
@@ -44,14 +51,18 @@ def notice_room(
     """A worker whose notices about ``stacks`` go to the fake NOTICES channel, and the bot
     that posts them; ready once the watcher has had its first look."""
     with running_fake() as fake:
+        health_port = free_port()
         env = BotEnv(
             workdir,
             redis_url,
             name,
             deadline=30,
             adapters=("slack",),
-            extra_roles=bot_config(fake, (ALICE,), OPS)
+            extra_roles=bot_config(fake, (ALICE,), OPS, notices=NOTICES)
             + f"""
+
+            [health]
+            bot_port = {health_port}
 
             [notices]
             quiet_seconds = {quiet}
@@ -65,7 +76,7 @@ def notice_room(
         env.start_worker(worker)
         env.start_bot()
         try:
-            r = Room(env, fake)
+            r = Room(env, fake, health_port)
             wait_until(lambda: r.refreshes() >= 1, 30, "the watcher's first look")
             yield r
         finally:
@@ -125,6 +136,62 @@ def test_swarm_rollback_after_an_outside_update_is_told_as_a_failure(
         lambda: room.notices(f"{stack}: changed outside the bot"), 60, "the failure notice"
     )[0]
     assert "FAILED" in notice and "rollback completed" in notice, notice
+
+
+def test_a_notice_that_cannot_be_posted_never_holds_up_answers(room: Room, run_id: str) -> None:
+    """Slack fails every post to the notices channel (for now): the notice is retried on
+    its own while answers in the command's channel go out as usual; the bot says it is
+    degraded, and the notice is posted once Slack takes it again."""
+    stack = room.env.add_stack(f"{run_id}-nt-stuck", {"svc": {}})
+    room.fake.refuse[NOTICES] = "internal_error"
+    try:
+        ts = room.fake.say(OPS, ALICE, f"!deploy {stack}")
+        wait_for_reply(room.fake, OPS, ts, f"deployed {stack}")
+        wait_until(lambda: room.fake.count("chat.postMessage", NOTICES) >= 1, 30, "a notice try")
+        ping = room.fake.say(OPS, ALICE, "!ping")
+        wait_for_reply(room.fake, OPS, ping, "pong", timeout=10)
+        tries = room.fake.count("chat.postMessage", NOTICES)
+        # Still retried after the ping was answered: the answer did not wait for it.
+        wait_until(
+            lambda: room.fake.count("chat.postMessage", NOTICES) > tries, 30, "another notice try"
+        )
+        health = room.health()
+        assert health["ok"] is True, health
+        assert health["degraded"] == {
+            f"post {NOTICES}": f"cannot post to {NOTICES}: internal_error"
+        }, health
+        assert 'swarmbot_delivery_failures_total{platform="slack"}' in room.metrics()
+    finally:
+        room.fake.refuse.pop(NOTICES, None)
+    wait_until(lambda: room.notices(f"{stack} deployed"), 30, "the notice, once Slack takes it")
+    wait_until(lambda: not room.health()["degraded"], 10, "the bot to be well again")
+    room.settle()
+    assert len(room.notices(stack)) == 1, room.notices(stack)
+    log = room.env.bot_log.read_text()
+    assert log.count(f"cannot post to {NOTICES} (internal_error)") == 1, log[-2000:]
+
+
+def test_a_notice_the_channel_refuses_for_good_is_told_in_the_commands_thread(
+    room: Room, run_id: str
+) -> None:
+    """The bot may not post in the notices channel: no retries that cannot help; the
+    command's own thread says what happened."""
+    stack = room.env.add_stack(f"{run_id}-nt-refused", {"svc": {}})
+    room.fake.refuse[NOTICES] = "not_in_channel"
+    before = room.fake.count("chat.postMessage", NOTICES)
+    try:
+        ts = room.fake.say(OPS, ALICE, f"!deploy {stack}")
+        wait_for_reply(room.fake, OPS, ts, f"deployed {stack}")
+        told = wait_for_reply(room.fake, OPS, ts, "the notice of this job could not be posted")
+        assert unescape(told["text"]).endswith(f"to {NOTICES}: not_in_channel"), told["text"]
+        room.settle()
+        job = room.env.last_job()["id"]
+        log = room.env.bot_log.read_text()
+        assert f"job {job} (its notice): cannot post to {NOTICES} (not_in_channel)" in log
+        assert room.fake.count("chat.postMessage", NOTICES) == before + 1  # tried once only
+    finally:
+        room.fake.refuse.pop(NOTICES, None)
+    assert room.notices(stack) == []
 
 
 @pytest.mark.disruptive

@@ -65,7 +65,9 @@ def slack(workdir: Path, redis_url: str, swarm: docker.DockerClient) -> Iterator
             env.stop_worker()
 
 
-def test_services_in_thread_with_block_kit_table_and_reactions(slack: Chat) -> None:
+def test_services_in_thread_with_block_kit_table_and_reactions(slack: Chat, run_id: str) -> None:
+    stack = slack.env.add_stack(f"{run_id}-slls", {"web": {}})  # a table needs a service
+    assert f"deployed {stack}" in slack.env.chat(f"!deploy {stack}")
     ts = slack.fake.say(CHANNEL, ALICE, "!services")
     reply = wait_for_reply(slack.fake, CHANNEL, ts, "REPLICAS")
     sections = [b["text"]["text"] for b in reply["blocks"] if b["type"] == "section"]

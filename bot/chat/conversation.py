@@ -30,6 +30,11 @@ PROGRESS_TTL = 86400
 POSTED_TTL = 7 * 86400
 
 
+class Undeliverable(Exception):
+    """The platform refused a post for good (the bot may not post in that room, the
+    channel is gone): retrying cannot help, so the message is dropped at once."""
+
+
 class Surface(Protocol):
     """One chat platform's way of saying things. ``ref`` is the adapter's own reference
     to where a command was said (room and event, channel and ts, thread); ``key`` names
@@ -87,6 +92,11 @@ class Conversation:
         """Answer a command that will not run (sent while the bot was away, too long ago)."""
         await self.surface.post(ref, reply, f"refused-{event}")
         await self.surface.react(ref, "failed", f"end-{event}")
+
+    async def tell(self, ref: dict[str, str], reply: Reply, key: str) -> None:
+        """Say something about a job in its command's thread, if this bot serves it."""
+        if self.surface.serves(ref):
+            await self._once(key, lambda: self.surface.post(ref, reply, key))
 
     async def deliver(self, result: Result, reply: Reply) -> None:
         """A result, progress line or notice from the worker."""

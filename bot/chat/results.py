@@ -3,17 +3,28 @@
 Each bot process reads its own inbox stream through a consumer group and acknowledges a
 result only after the adapter has delivered it, so a bot that dies in between delivers it
 when it comes back instead of losing it.
+
+Deliveries never wait on each other across rooms: each room (or channel) has its own lane,
+a task that posts that room's results in order (so a progress edit never overtakes its
+result). A message that cannot be posted is retried in its own lane for a bounded time, or
+dropped at once when the platform says it never will be accepted (the bot may not post in
+that room); either way the other rooms' answers go out at their normal speed. Each failure
+is logged once with its job and room, counted in /metrics, shown by /healthz as degraded,
+and told in the command's own room when the failed message was the notice of a command.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import cast
 
 import redis
 
+from bot.chat.conversation import Undeliverable
+from bot.core.health import DELIVERY_FAILURES
 from bot.core.logs import job_context
 from bot.core.replies import Reply, masked
 from bot.core.wire import NoticeData, Result
@@ -23,8 +34,38 @@ from commands.base import Command
 
 log = logging.getLogger("swarmbot.results")
 
-MAX_ATTEMPTS = 20
+RETRY_SECONDS = 60.0  # how long one message that failed to post is retried, in its lane
 Deliver = Callable[[Result, Reply], Awaitable[None]]
+Tell = Callable[[dict[str, str], Reply, str], Awaitable[None]]
+
+
+def destination(ref: dict[str, str]) -> str:
+    """The room or channel a result goes to: the unit whose order matters."""
+    return ref.get("room") or ref.get("channel") or "-"
+
+
+def describe(result: Result) -> str:
+    """How the log names a message: its job, or the notice when no job made it."""
+    if result.kind == "notice" and result.job == "0":
+        return f"notice {result.data.get('id', '')}"
+    return f"job {result.job}" + (" (its notice)" if result.kind == "notice" else "")
+
+
+class Deliveries:
+    """Where posting fails now, for /healthz (degraded, not down: restarting the bot
+    cannot make a room accept it) until a post to that room works again."""
+
+    def __init__(self) -> None:
+        self.failing: dict[str, str] = {}
+
+    def failed(self, where: str, problem: str) -> None:
+        self.failing[where] = problem
+
+    def delivered(self, where: str) -> None:
+        self.failing.pop(where, None)
+
+    def problems(self) -> dict[str, str]:
+        return {f"post {w}": f"cannot post to {w}: {p}" for w, p in sorted(self.failing.items())}
 
 
 def to_reply(result: Result, registry: dict[str, Command] = REGISTRY) -> Reply:
@@ -48,44 +89,140 @@ def to_reply(result: Result, registry: dict[str, Command] = REGISTRY) -> Reply:
     return command.render(result)
 
 
-async def route(inbox: Inbox, consumer: str, deliver: Deliver, stop: asyncio.Event) -> None:
-    """Deliver every result in ``inbox`` until ``stop`` is set; survive Redis outages.
+class Router:
+    """Reads one adapter's inbox and hands each result to the lane of its room."""
 
-    A result is acknowledged only once delivered. A failed delivery is retried from this
-    consumer's pending entries (in order, so a progress edit never overtakes its result),
-    and given up after ``MAX_ATTEMPTS`` so one undeliverable result cannot block the rest.
-    """
-    pending = True  # first what this consumer received but never acknowledged
-    ready = False
-    attempts: dict[str, int] = {}
-    while not stop.is_set():
+    def __init__(
+        self,
+        inbox: Inbox,
+        consumer: str,
+        deliver: Deliver,
+        *,
+        deliveries: Deliveries | None = None,
+        tell: Tell | None = None,
+        retry_seconds: float = RETRY_SECONDS,
+    ) -> None:
+        self.inbox = inbox
+        self.consumer = consumer
+        self.deliver = deliver
+        self.deliveries = deliveries or Deliveries()
+        self.tell = tell
+        self.retry_seconds = retry_seconds
+        self._lanes: dict[str, asyncio.Queue[tuple[str, Result]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._held: set[str] = set()  # entries in a lane, not yet acknowledged
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver every result in the inbox until ``stop`` is set; survive Redis outages.
+        Entries still in a lane at the stop stay pending in Redis and are delivered by the
+        next start."""
+        pending = True  # first what this consumer received but never acknowledged
+        after = "0"
+        ready = False
         try:
-            if not ready:
-                await inbox.ensure()
-                ready = True
-            batch = await inbox.read(consumer, block_ms=500, pending=pending)
-            if pending and not batch:
-                pending = False
-                continue
-            for entry_id, result in batch:
+            while not stop.is_set():
                 try:
-                    with job_context(result.job):
-                        await deliver(result, masked(to_reply(result)))
-                except Exception as exc:
-                    attempts[entry_id] = attempts.get(entry_id, 0) + 1
-                    if attempts[entry_id] < MAX_ATTEMPTS:
-                        log.warning("delivering job %s failed (%s); will retry", result.job, exc)
-                        pending = True
-                        await asyncio.sleep(min(attempts[entry_id], 10))
-                        break
-                    log.error(
-                        "job %s: giving up delivery after %d tries: %s",
-                        result.job,
-                        MAX_ATTEMPTS,
-                        exc,
+                    if not ready:
+                        await self.inbox.ensure()
+                        ready = True
+                    batch = await self.inbox.read(
+                        self.consumer, block_ms=500, pending=pending, after=after
                     )
-                attempts.pop(entry_id, None)
-                await inbox.ack(entry_id)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            log.warning("redis unavailable (%s); retrying", exc)
-            await asyncio.sleep(1.0)
+                    if pending:
+                        if not batch:
+                            pending = False
+                            continue
+                        after = batch[-1][0]
+                    for entry_id, result in batch:
+                        if entry_id not in self._held:
+                            self._held.add(entry_id)
+                            self._lane(destination(result.reply_to)).put_nowait((entry_id, result))
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    log.warning("redis unavailable (%s); retrying", exc)
+                    ready = False
+                    pending, after = True, "0"  # entries read but lost with the connection
+                    await asyncio.sleep(1.0)
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _lane(self, where: str) -> asyncio.Queue[tuple[str, Result]]:
+        lane = self._lanes.get(where)
+        if lane is None:
+            lane = self._lanes[where] = asyncio.Queue()
+            task = asyncio.create_task(self._drain(where, lane), name=f"lane {where}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return lane
+
+    async def _drain(self, where: str, lane: asyncio.Queue[tuple[str, Result]]) -> None:
+        while True:
+            entry_id, result = await lane.get()
+            await self._post(where, result)
+            await self._ack(entry_id)
+            if lane.empty():  # no await since the check: the reader opens a new lane
+                del self._lanes[where]
+                return
+
+    async def _ack(self, entry_id: str) -> None:
+        """Acknowledge, riding out a Redis outage: an entry left unacknowledged would be
+        delivered twice by the next start."""
+        while True:
+            try:
+                await self.inbox.ack(entry_id)
+                break
+            except (redis.ConnectionError, redis.TimeoutError):
+                await asyncio.sleep(1.0)
+        self._held.discard(entry_id)
+
+    async def _post(self, where: str, result: Result) -> None:
+        """Post one result, retrying on its own; gives up after ``retry_seconds`` or at
+        once when the platform refuses it for good. Logged once per failed message."""
+        deadline = time.monotonic() + self.retry_seconds
+        delay = 0.5
+        failed_since = 0.0
+        while True:
+            try:
+                with job_context(result.job):
+                    await self.deliver(result, masked(to_reply(result)))
+                self.deliveries.delivered(where)
+                if failed_since:
+                    log.info(
+                        "%s: posted to %s after %.0f s",
+                        describe(result),
+                        where,
+                        time.monotonic() - failed_since,
+                    )
+                return
+            except Exception as exc:  # any platform error: this lane only
+                problem = str(exc) or type(exc).__name__
+                final = isinstance(exc, Undeliverable) or time.monotonic() + delay > deadline
+                if not failed_since:
+                    failed_since = time.monotonic()
+                    DELIVERY_FAILURES.labels(self.inbox.name).inc()
+                    self.deliveries.failed(where, problem)
+                    then = (
+                        "dropped: the platform will not accept it"
+                        if isinstance(exc, Undeliverable)
+                        else f"retrying it on its own for up to {self.retry_seconds:.0f} s"
+                    )
+                    log.warning(
+                        "%s: cannot post to %s (%s); %s", describe(result), where, problem, then
+                    )
+                if final:
+                    await self._tell_origin(result, where, problem)
+                    return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    async def _tell_origin(self, result: Result, where: str, problem: str) -> None:
+        """A command's notice that could not be posted is told in the command's thread."""
+        origin = result.data.get("origin") if result.kind == "notice" else None
+        if self.tell is None or not isinstance(origin, dict):
+            return
+        text = f"the notice of this job could not be posted to {where}: {problem}"
+        try:
+            await self.tell(origin, Reply(text, status="failed"), f"undelivered-{result.job}")
+        except Exception as exc:
+            log.warning("%s: could not tell its room either: %s", describe(result), exc)

@@ -13,7 +13,7 @@ import signal
 import socket
 
 from bot.chat.dispatch import Dispatcher
-from bot.chat.results import route
+from bot.chat.results import Deliveries, Router
 from bot.core import health
 from bot.core.config import Config
 from bot.queue.clients import async_client, sync_client
@@ -34,6 +34,7 @@ async def run_bot(config: Config) -> None:
     consumer = socket.gethostname()
     tasks = []
     adapters: list[MatrixAdapter | SlackAdapter] = []
+    deliveries = Deliveries()
     for name in config.adapters:
         if name == "matrix":
             from bot.chat.adapters.matrix import MatrixAdapter
@@ -50,15 +51,21 @@ async def run_bot(config: Config) -> None:
         adapters.append(adapter)
         inbox = Inbox(client, config, adapter.inbox, REGISTRY)
         tasks.append(asyncio.create_task(adapter.run(stop), name=f"{name}-sync"))
-        tasks.append(
-            asyncio.create_task(
-                route(inbox, consumer, adapter.deliver, stop), name=f"{name}-results"
-            )
+        router = Router(
+            inbox, consumer, adapter.deliver, deliveries=deliveries, tell=adapter.conversation.tell
         )
+        tasks.append(asyncio.create_task(router.run(stop), name=f"{name}-results"))
         log.info("adapter %s started", name)
     if config.health_bot_port:
         check, refresh = _health_checks(config, adapters)
-        health.serve(config.health_host, config.health_bot_port, check, refresh, role="bot")
+        health.serve(
+            config.health_host,
+            config.health_bot_port,
+            check,
+            refresh,
+            role="bot",
+            degraded=deliveries.problems,
+        )
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:

@@ -378,6 +378,8 @@ def parse(
     slack = (
         _slack(values["slack"], environ, base, problems) if chat and "slack" in adapters else None
     )
+    if chat:
+        _check_notice_rooms(routes, matrix, slack, problems)
 
     if problems:
         raise ConfigError(problems)
@@ -652,6 +654,50 @@ def _notice_routes(
     if not 2 <= notices["poll_seconds"] <= 3600:
         problems.append(("notices.poll_seconds", "must be between 2 and 3600"))
     return tuple(routes)
+
+
+def _check_notice_rooms(
+    routes: tuple[NoticeRoute, ...],
+    matrix: MatrixConfig | None,
+    slack: SlackConfig | None,
+    problems: list[tuple[str, str]],
+) -> None:
+    """A notice can be posted only where the bot is: its room must be one the bot serves
+    (the bot rejects invites to any other room). Aliases in ``matrix.rooms`` are resolved
+    at start-up, which checks those again (``notice_rooms_unserved``)."""
+    for i, route in enumerate(routes):
+        key = f"notices.route[{i}]"
+        if matrix is not None and not any(r.startswith("#") for r in matrix.rooms):
+            for j, room in enumerate(route.matrix):
+                if room not in matrix.rooms:
+                    problems.append(
+                        (
+                            f"{key}.matrix[{j}]",
+                            f"{room} is not in matrix.rooms: the bot posts only in the rooms "
+                            "it serves (and rejects invites to others); add it there",
+                        )
+                    )
+        if slack is not None:
+            for j, channel in enumerate(route.slack):
+                if channel not in slack.channels:
+                    problems.append(
+                        (
+                            f"{key}.slack[{j}]",
+                            f"{channel} is not in slack.channels: the bot posts only in the "
+                            "channels it serves; add it there (and invite the bot)",
+                        )
+                    )
+
+
+def notice_rooms_unserved(config: Config, served: set[str]) -> list[str]:
+    """The config keys of notice rooms outside ``served`` (the Matrix room IDs the bot
+    serves once its aliases are resolved), each with the room."""
+    return [
+        f"notices.route[{i}].matrix[{j}] = {room}"
+        for i, route in enumerate(config.notice_routes)
+        for j, room in enumerate(route.matrix)
+        if room not in served
+    ]
 
 
 def _variables(table: Any, problems: list[tuple[str, str]]) -> dict[str, str]:

@@ -45,6 +45,11 @@ JOBS = Counter(
 )
 DEPLOYS = Counter("swarmbot_deploy_outcomes_total", "Per-service outcomes of deploys", ["outcome"])
 NOTICES = Counter("swarmbot_notices_posted_total", "Notices sent to chat rooms")
+DELIVERY_FAILURES = Counter(
+    "swarmbot_delivery_failures_total",
+    "Answers and notices the bot failed to post (each message counted once)",
+    ["platform"],
+)
 ERRORS = Counter("swarmbot_errors_total", "Errors talking to Docker or Redis", ["component"])
 QUEUE_DEPTH = Gauge("swarmbot_queue_depth", "Jobs queued and not yet answered")
 OLDEST_JOB = Gauge("swarmbot_oldest_job_age_seconds", "Age of the oldest unanswered job")
@@ -70,9 +75,14 @@ def serve(
     check: Check,
     refresh: Callable[[], None] | None = None,
     role: str = "",
+    degraded: Check | None = None,
 ) -> WSGIServer:
     """Serve /healthz and /metrics on ``host:port`` in a daemon thread; returns the server.
-    With ``role`` ("bot", "worker"), also tell ``swarmbot healthcheck`` where it is."""
+    With ``role`` ("bot", "worker"), also tell ``swarmbot healthcheck`` where it is.
+
+    ``check`` finds what makes the process unfit (503: the orchestrator may restart it);
+    ``degraded`` what works badly but a restart cannot mend, such as a room that refuses
+    the bot's posts: 200, with ``"degraded"`` saying what."""
     metrics = make_wsgi_app()
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
@@ -83,7 +93,13 @@ def serve(
             except Exception as exc:  # a broken check is itself unhealthy
                 problems = {"check": str(exc)}
             status = "503 Service Unavailable" if problems else "200 OK"
-            body = json.dumps({"ok": not problems, "problems": problems}).encode()
+            answer: dict[str, Any] = {"ok": not problems, "problems": problems}
+            if degraded is not None:
+                try:
+                    answer["degraded"] = {k: v for k, v in degraded().items() if v}
+                except Exception as exc:
+                    answer["degraded"] = {"check": str(exc)}
+            body = json.dumps(answer).encode()
             start_response(status, [("Content-Type", "application/json")])
             return [body]
         if path == "/metrics":
@@ -159,8 +175,16 @@ def check_local(timeout: float = 4.0) -> tuple[bool, list[str]]:
             lines.append(f"{role}: {name} holds no http:// URL")
             continue
         try:
-            with urllib.request.urlopen(url, timeout=timeout):  # noqa: S310 (http:// only)
-                lines.append(f"{role}: healthy")
+            with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (http://)
+                try:
+                    worse = json.loads(resp.read().decode()).get("degraded") or {}
+                except ValueError:
+                    worse = {}
+                if worse:
+                    what = "; ".join(str(v) for v in worse.values())
+                    lines.append(f"{role}: healthy, degraded: {what}")
+                else:
+                    lines.append(f"{role}: healthy")
         except urllib.error.HTTPError as exc:
             ok = False
             try:

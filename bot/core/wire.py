@@ -89,13 +89,15 @@ class DeployReport(TypedDict):
     seconds: NotRequired[float]
 
 
-class NoticeData(TypedDict):
-    """A notice for a chat room: not about one job."""
+class NoticeData(TypedDict, total=False):
+    """A notice for a chat room; a job's own notice also says where its command was said
+    (``origin``: a ``reply_to``), so a notice that cannot be posted is told there."""
 
     text: str
     detail: list[str]
     id: str
     status: Literal["info", "failed"]
+    origin: dict[str, str]
 
 
 class Rejected(Exception):

@@ -41,13 +41,14 @@ class Inbox:
                 raise
 
     async def read(
-        self, consumer: str, block_ms: int, pending: bool = False
+        self, consumer: str, block_ms: int, pending: bool = False, after: str = "0"
     ) -> list[tuple[str, Result]]:
-        """Results not yet handled; with ``pending`` the ones this consumer got but did not ack."""
+        """Results not yet handled; with ``pending`` the ones this consumer got but did not
+        ack, from just after entry ``after``."""
         reply = await self._redis.xreadgroup(
             BOT_GROUP,
             consumer,
-            {self._key: "0" if pending else ">"},
+            {self._key: after if pending else ">"},
             count=50,
             block=None if pending else block_ms,
         )

@@ -55,18 +55,39 @@ class Notices:
         self._keys = queue.keys
 
     def post(
-        self, stack: str, text: str, detail: list[str], key: str, status: str = "info"
+        self,
+        stack: str,
+        text: str,
+        detail: list[str],
+        key: str,
+        status: str = "info",
+        *,
+        job: str = "0",
+        origin: dict[str, str] | None = None,
     ) -> int:
+        """Queue the notice for every routed room. A job's notice carries the job and where
+        its command was said (``origin``), so a notice that cannot be posted is told there."""
         sent = 0
         digest = hashlib.sha256(f"{key}|{text}|{detail}".encode()).hexdigest()[:16]
         for route in self.config.notice_routes:
             if not matches_any(stack, route.stacks):
                 continue
-            targets = [{"inbox": "matrix", "room": r} for r in route.matrix]
-            targets += [{"inbox": "slack", "channel": c} for c in route.slack]
+            # Only to platforms a bot serves: no reader would ever empty another inbox.
+            targets = []
+            if "matrix" in self.config.adapters:
+                targets += [{"inbox": "matrix", "room": r} for r in route.matrix]
+            if "slack" in self.config.adapters:
+                targets += [{"inbox": "slack", "channel": c} for c in route.slack]
             for target in targets:
-                data = {"text": text, "detail": detail, "id": digest, "status": status}
-                self.queue.progress(Result("notice", "0", "notice", True, data, target))
+                data: dict[str, Any] = {
+                    "text": text,
+                    "detail": detail,
+                    "id": digest,
+                    "status": status,
+                }
+                if origin and origin.get("inbox") == target["inbox"]:
+                    data["origin"] = origin
+                self.queue.progress(Result("notice", job, "notice", True, data, target))
                 sent += 1
         if sent:
             NOTICES.inc(sent)

@@ -21,7 +21,7 @@ import redis
 
 from bot.chat.conversation import Conversation, Mark
 from bot.chat.dispatch import Dispatcher
-from bot.chat.results import route
+from bot.chat.results import Router
 from bot.core.config import Config
 from bot.core.replies import Message, Reply, render_plain
 from bot.core.wire import Result
@@ -94,7 +94,7 @@ class Console:
         self.conversation = Conversation(self, dispatcher, client, key)
         lines = 0
         stop = asyncio.Event()
-        router = asyncio.create_task(route(inbox, "console", self.deliver, stop))
+        router = asyncio.create_task(Router(inbox, "console", self.deliver).run(stop))
         try:
             try:
                 await inbox.ensure()

@@ -37,9 +37,9 @@ from nio import (
 )
 
 from bot.chat.adapters.matrix_render import content, contents, strip_reply_fallback
-from bot.chat.conversation import Conversation, Mark
+from bot.chat.conversation import Conversation, Mark, Undeliverable
 from bot.chat.dispatch import Dispatcher
-from bot.core.config import Config, MatrixConfig
+from bot.core.config import Config, MatrixConfig, notice_rooms_unserved
 from bot.core.replies import Message, Reply
 from bot.core.wire import Result
 from bot.queue.keys import Keys
@@ -88,7 +88,12 @@ async def _unless_stopped(call: Any, stop: asyncio.Event) -> Any:
 
 
 class DeliveryError(Exception):
-    """The homeserver refused a send; the result stays pending and is retried."""
+    """The homeserver refused a send for now; the message is retried in its lane."""
+
+
+# Refusals no retry can mend: the bot is not in the room or may not post there (a room
+# it is not configured for rejects its invite), or the room does not exist.
+FOR_GOOD = {"M_FORBIDDEN", "M_NOT_FOUND", "M_UNKNOWN_TOKEN", "M_BAD_JSON", "M_TOO_LARGE"}
 
 
 class MatrixAdapter:
@@ -155,6 +160,10 @@ class MatrixAdapter:
             if isinstance(joined, JoinError):
                 log.warning("cannot join %s yet (%s); invite the bot", room, joined.message)
         log.info("logged in as %s; serving %d room(s)", self.mc.user_id, len(self.rooms))
+        for unserved in notice_rooms_unserved(self.config, self.rooms):
+            log.error(
+                "%s is not one of matrix.rooms: notices routed there cannot be posted", unserved
+            )
 
     # -- the sync loop ------------------------------------------------------------------
 
@@ -333,5 +342,6 @@ class MatrixAdapter:
     ) -> str:
         resp = await self.client.room_send(room, kind, body, tx_id=f"sb-{self._nonce}-{txn}")
         if isinstance(resp, RoomSendError):
-            raise DeliveryError(f"{resp.status_code}: {resp.message}")
+            what = f"{resp.status_code}: {resp.message}"
+            raise (Undeliverable if resp.status_code in FOR_GOOD else DeliveryError)(what)
         return resp.event_id

@@ -30,7 +30,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.chat.adapters.slack_render import messages, unescape
-from bot.chat.conversation import Conversation, Mark
+from bot.chat.conversation import Conversation, Mark, Undeliverable
 from bot.chat.dispatch import Dispatcher
 from bot.core.config import Config, SlackConfig
 from bot.core.replies import Message, Reply
@@ -43,6 +43,24 @@ log = logging.getLogger("swarmbot.slack")
 HANDLED_TTL = 3600
 MARKS: dict[Mark, str] = {"seen": "eyes", "done": "white_check_mark", "failed": "x"}
 MENTION = re.compile(r"^\s*<@[A-Z0-9]+>[\s:,]*")
+
+
+# Web API errors no retry can mend: the bot is not in the channel or may not post there.
+FOR_GOOD = {
+    "not_in_channel",
+    "channel_not_found",
+    "is_archived",
+    "restricted_action",
+    "invalid_auth",
+    "account_inactive",
+    "msg_too_long",
+}
+
+
+def _refused(exc: SlackApiError) -> Exception:
+    """The Web API's refusal as the conversation sees it: for good, or worth a retry."""
+    error = str(exc.response.get("error", "")) if exc.response is not None else ""
+    return Undeliverable(error) if error in FOR_GOOD else ConnectionError(error or str(exc))
 
 
 class SlackAdapter:
@@ -187,22 +205,31 @@ class SlackAdapter:
         return await self._post(ref, reply)
 
     async def edit(self, ref: dict[str, str], message: str, reply: Reply, key: str) -> None:
-        await self.client.chat_update(channel=ref["channel"], ts=message, **messages(reply)[0])
+        try:
+            await self.client.chat_update(channel=ref["channel"], ts=message, **messages(reply)[0])
+        except SlackApiError as exc:
+            raise _refused(exc) from None
 
     async def react(self, ref: dict[str, str], mark: Mark, key: str) -> None:
         await self._react(ref["channel"], ref["ts"], MARKS[mark])
 
     async def announce(self, ref: dict[str, str], reply: Reply, key: str) -> None:
-        for part in messages(reply):
-            await self.client.chat_postMessage(channel=ref["channel"], **part)
+        try:
+            for part in messages(reply):
+                await self.client.chat_postMessage(channel=ref["channel"], **part)
+        except SlackApiError as exc:
+            raise _refused(exc) from None
 
     async def _post(self, ref: dict[str, str], reply: Reply) -> str:
         first = ""
-        for part in messages(reply):
-            resp = await self.client.chat_postMessage(
-                channel=ref["channel"], thread_ts=ref["thread"], **part
-            )
-            first = first or resp["ts"]
+        try:
+            for part in messages(reply):
+                resp = await self.client.chat_postMessage(
+                    channel=ref["channel"], thread_ts=ref["thread"], **part
+                )
+                first = first or resp["ts"]
+        except SlackApiError as exc:
+            raise _refused(exc) from None
         return first
 
     async def _react(self, channel: str, ts: str, name: str) -> None:

@@ -215,6 +215,8 @@ class JobRunner:
                     list(notice.lines),
                     f"job-{job.id}-{notice.stack}",
                     notice.status,
+                    job=job.id,
+                    origin=job.reply_to,
                 )
             except redis.RedisError as exc:
                 log.warning("notice not sent: %s", exc)
