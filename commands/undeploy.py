@@ -32,7 +32,8 @@ def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
     tools.allow(job, stack)
     data = tools.undeploy(job, stack, progress)
     summary = (
-        f"{stack}: removed {len(data['services'])} services, kept {len(data['volumes'])} volumes"
+        f"{stack}: removed {plural(len(data['services']), 'service')}, "
+        f"kept {plural(len(data['volumes']), 'volume')}"
     )
     return Answer(True, data, summary)
 

@@ -3,6 +3,7 @@ and a dockerd restart, each told exactly once."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -101,6 +102,60 @@ def test_bot_deploy_is_told_once_with_who_what_and_outcome(room: Room, run_id: s
     assert f"{stack}_svc: new" in notice
     room.settle()
     assert len(room.notices(stack)) == 1, room.notices(stack)
+
+
+def test_the_bots_own_changes_are_told_once_each_and_nothing_false(
+    room: Room, run_id: str, swarm: docker.DockerClient
+) -> None:
+    """Scale up, scale down, restart and undeploy by the bot: one notice each, saying who
+    did it; never also "outside the bot", "removed outside the bot" or "unhealthy" while
+    tasks are only being scheduled or stopped."""
+    stack = room.env.add_stack(f"{run_id}-nt-own", {"svc": {}})
+    service = f"{stack}_svc"
+
+    def say(command: str, answer: str) -> None:
+        ts = room.fake.say(OPS, ALICE, command)
+        reply = wait_for_reply(room.fake, OPS, ts, answer)
+        code = re.search(r"!confirm ([A-Z0-9]{4})", unescape(reply["text"]))
+        if code:  # !undeploy asks first; the answer comes in the asking command's thread
+            room.fake.say(OPS, ALICE, f"!confirm {code.group(1)}")
+            wait_for_reply(room.fake, OPS, ts, f"removed stack {stack}")
+
+    say(f"!deploy {stack}", f"deployed {stack}")
+    room.settle()
+    steps = [  # command, its answer, its notice
+        (f"!scale {service} 3", f"scaled {service}: 3/3", f"{service} scaled to 3"),
+        (f"!scale {service} 1", f"scaled {service}: 1/1", f"{service} scaled to 1"),
+        (f"!restart {service}", f"restarted {service}: 1/1", f"{service} restarted"),
+        (f"!undeploy {stack}", "!confirm", f"{stack} removed by"),
+    ]
+    for command, answer, told in steps:
+        before = len(room.notices(stack))
+        say(command, answer)
+        wait_until(lambda told=told: room.notices(told), 30, f"the notice {told!r}")
+        room.settle()
+        new = room.notices(stack)[before:]
+        assert len(new) == 1, (command, new)
+        assert f"by slack:{ALICE}" in new[0], new
+    everything = "\n".join(room.notices(stack))
+    for false in ("outside the bot", "unhealthy", "assigned", "preparing"):
+        assert false not in everything, everything
+    wait_until(lambda: not swarm.services.list(filters={"name": service}), 30, "the removal")
+
+
+def test_a_scale_up_by_hand_is_one_outside_change_and_not_unhealthy(
+    room: Room, run_id: str, swarm: docker.DockerClient
+) -> None:
+    stack = room.env.add_stack(f"{run_id}-nt-up", {"svc": {}})
+    ts = room.fake.say(OPS, ALICE, f"!deploy {stack}")
+    wait_for_reply(room.fake, OPS, ts, f"deployed {stack}")
+    room.settle()
+    before = len(room.notices(stack))
+    swarm.services.get(f"{stack}_svc").scale(4)  # tasks: assigned, preparing, starting
+    wait_until(lambda: room.notices(f"{stack}: changed outside the bot"), 30, "the notice")
+    room.settle()
+    new = room.notices(stack)[before:]
+    assert len(new) == 1 and "replicas 1 -> 4" in new[0], new
 
 
 def test_outside_change_is_told_once_saying_so(

@@ -19,7 +19,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -40,6 +40,19 @@ from bot.swarm.engine import API_VERSION
 log = logging.getLogger("swarmbot.notices")
 
 TERMINAL = {"completed", "rollback_completed", "paused", "rollback_paused"}
+# Task states of a task on its way to running: a service short of its replicas only
+# because of these is being scheduled (a scale-up, a node replaced), not unhealthy.
+ON_THE_WAY = {
+    "new",
+    "allocated",
+    "pending",
+    "assigned",
+    "accepted",
+    "preparing",
+    "ready",
+    "starting",
+}
+FAILED_RECENTLY_SECONDS = 60.0
 FAILING = {"rollback_started", "rollback_completed", "paused", "rollback_paused"}
 EXPECTED_TTL = 3600
 LEADER_LEASE_MS = 10_000
@@ -102,15 +115,20 @@ class Notices:
                 pipe.set(self._claim_key(name), job, ex=int(seconds) + 1)
             pipe.execute()
 
-    def release(self, names: list[str], services: list[dict[str, Any]]) -> None:
-        """The job is over: drop its claims, and leave the specs it produced as expected,
-        so the watcher takes them in silently but still tells any later change."""
+    def release(
+        self, names: list[str], services: list[dict[str, Any]], removed: Collection[str] = ()
+    ) -> None:
+        """The job is over: drop its claims, and leave the specs it produced (and the
+        services it removed) as expected, so the watcher takes them in silently, however
+        late it looks, but still tells any later change."""
         with self.queue.redis.pipeline(transaction=False) as pipe:
             for name in names:
                 pipe.delete(self._claim_key(name))
             for service in services:
                 key = self._keys.notice(f"expected:{service['ID']}")
                 pipe.set(key, summarize(service)["spec"], ex=EXPECTED_TTL)
+            for sid in removed:
+                pipe.set(self._keys.notice(f"expected:{sid}"), "removed", ex=EXPECTED_TTL)
             pipe.execute()
 
     def expected(self, service_id: str, spec: str) -> bool:
@@ -267,6 +285,11 @@ class Watcher:
         current = {s["ID"]: summarize(s) for s in services}
         for sid, cur in current.items():
             old = seen.get(sid)
+            if not cur["healthy"] and (old is None or old["healthy"]) and not first_look:
+                # Short of replicas: failing, or only being scheduled? Stored as healthy
+                # while its tasks are on their way, so a later failure is still told.
+                cur["failing"] = self._failing(client, sid, now)
+                cur["healthy"] = not cur["failing"]
             claimed = self.notices.claimed(cur["stack"], cur["name"])
             if first_look or claimed:
                 continue  # the first look only learns; a bot job tells its own story
@@ -291,7 +314,7 @@ class Watcher:
             ):
                 self._post(
                     cur["stack"],
-                    f"{cur['name']} is unhealthy: {self._why(client, sid)}",
+                    f"{cur['name']} is unhealthy: {cur.get('failing') or 'tasks are not running'}",
                     [],
                     f"sick-{sid}-{int(now)}",
                     "failed",
@@ -299,8 +322,9 @@ class Watcher:
         for sid, old in seen.items():
             if (
                 sid not in current
-                and not self.notices.claimed(old["stack"], old["name"])
                 and not first_look
+                and not self.notices.claimed(old["stack"], old["name"])
+                and not self.notices.expected(sid, "removed")
             ):
                 self._post(
                     old["stack"], f"{old['name']} was removed outside the bot", [], f"rm-{sid}"
@@ -347,11 +371,23 @@ class Watcher:
             status = "failed" if failed else "info"
             self._post(pending.stack, head, lines, f"out-{key}-{pending.started}", status)
 
-    def _why(self, client: docker.DockerClient, sid: str) -> str:
+    def _failing(self, client: docker.DockerClient, sid: str, now: float) -> str:
+        """Why a service short of its replicas is failing, or "" when its missing tasks
+        are merely on their way (assigned, preparing, starting) with no recent failure."""
         tasks = client.api.tasks(filters={"service": sid})
         tasks.sort(key=lambda t: t.get("Version", {}).get("Index", 0))
-        bad = [t for t in tasks if t["Status"]["State"] not in ("running",)]
-        return describe_task(bad[-1]) if bad else "tasks are not running"
+        for task in reversed(tasks):
+            status = task.get("Status", {})
+            state = status.get("State", "")
+            if state == "running":
+                continue
+            recent = now - parse_time(status.get("Timestamp")) < FAILED_RECENTLY_SECONDS
+            wanted = task.get("DesiredState") == "running"
+            if state in ON_THE_WAY and wanted and not status.get("Err"):
+                continue  # being scheduled
+            if wanted or (recent and state in ("failed", "rejected", "orphaned")):
+                return describe_task(task)  # stuck with an error, or died just now
+        return ""
 
     def _post(
         self, stack: str, text: str, detail: list[str], key: str, status: str = "info"

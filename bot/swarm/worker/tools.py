@@ -305,20 +305,29 @@ class SwarmTools:
 
     @contextlib.contextmanager
     def claim(self, names: list[str], job: Job) -> Iterator[None]:
-        """While a job changes these stacks or services, the notice watcher leaves them to it."""
+        """While a job changes these stacks or services, the notice watcher leaves them to it;
+        what the job produced or removed is left to it afterwards too."""
         self.notices.claim(names, job.id, self.config.deploy_deadline_seconds + 120)
+        before = self._claimed_services(names)
         try:
             yield
         finally:
-            try:
-                produced = [
-                    s
-                    for s in self.engine.services(status=True)
-                    if s["Spec"]["Name"] in names or stack_of(s["Spec"].get("Labels")) in names
-                ]
-            except (docker.errors.DockerException, requests.exceptions.RequestException):
-                produced = []
-            self.state.wait_for_redis(lambda: self.notices.release(names, produced))
+            after = self._claimed_services(names)
+            removed: set[str] = set()
+            if before is not None and after is not None:
+                removed = {s["ID"] for s in before} - {s["ID"] for s in after}
+            self.state.wait_for_redis(lambda: self.notices.release(names, after or [], removed))
+
+    def _claimed_services(self, names: list[str]) -> list[dict[str, Any]] | None:
+        """The services named, or in the stacks named; None if Docker does not answer."""
+        try:
+            return [
+                s
+                for s in self.engine.services(status=True)
+                if s["Spec"]["Name"] in names or stack_of(s["Spec"].get("Labels")) in names
+            ]
+        except (docker.errors.DockerException, requests.exceptions.RequestException):
+            return None
 
     def apply_once(self, job: Job, step: str, apply: Callable[[], object]) -> float:
         """Run a job's side effect unless a previous attempt (a worker that died after it)
