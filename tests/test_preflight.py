@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import itertools
 import re
+import shutil
+import subprocess
 import textwrap
 
 import docker
 import pytest
+import yaml
 
-from tests.harness import TEST_IMAGE, BotEnv
+from tests.harness import TEST_IMAGE, BotEnv, stack_yaml, wait_until
 
 pytestmark = pytest.mark.swarm
 
@@ -160,3 +163,57 @@ def test_outside_change_is_not_taken_for_unchanged(
     out = bot.chat(f"!deploy {stack}")
     assert f"deployed {stack}" in out, out
     assert swarm.services.get(f"{stack}_api").attrs["Spec"]["Mode"]["Replicated"]["Replicas"] == 1
+
+
+def test_diff_says_restarts_exactly_where_swarm_replaces_tasks(
+    bot: BotEnv, run_id: str, swarm: docker.DockerClient
+) -> None:
+    """A stack deployed by hand (no swarmbot labels), then changed in place and in its
+    tasks: each !diff is checked against what the next deploy made swarm do."""
+    stack = f"{run_id}-byhand"
+    file = bot.stacks_dir / f"{stack}.yaml"
+    doc = yaml.safe_load(stack_yaml({"web": {}}))
+    file.write_text(yaml.safe_dump(doc))
+    cli = shutil.which("docker") or "docker"
+    subprocess.run(
+        [cli, "stack", "deploy", "--resolve-image", "never", "-c", str(file), stack],
+        check=True,
+        capture_output=True,
+    )
+    service = f"{stack}_web"
+
+    def tasks() -> set[str]:
+        wait_until(
+            lambda: swarm.services.get(service).attrs.get("UpdateStatus", {}).get("State")
+            in (None, "completed"),
+            60,
+            "the update to finish",
+        )
+        running = swarm.services.get(service).tasks(filters={"desired-state": "running"})
+        return {t["ID"] for t in running if t["Status"]["State"] == "running"}
+
+    first = wait_until(tasks, 60, "the task to run")
+
+    # Deployed by hand: swarmbot's own labels are no change; a deploy that adds them anyway
+    # replaces no task.
+    assert f"{stack}: the file matches what runs" in bot.chat(f"!diff {stack}")
+    assert "converged" in bot.chat(f"!deploy {stack} --force")
+    assert tasks() == first
+
+    # A service label: changed in place.
+    doc["services"]["web"]["deploy"]["labels"] = {"team": "ops"}
+    file.write_text(yaml.safe_dump(doc))
+    out = bot.chat(f"!diff {stack}")
+    row = next(line for line in out.splitlines() if service in line)
+    assert "labels changed: team" in row and re.search(r"changed\s+no\s", row), out
+    assert "converged" in bot.chat(f"!deploy {stack}")
+    assert tasks() == first
+
+    # The command: every task replaced.
+    doc["services"]["web"]["command"] = ["sh", "-c", "sleep 3600 # v2"]
+    file.write_text(yaml.safe_dump(doc))
+    out = bot.chat(f"!diff {stack}")
+    row = next(line for line in out.splitlines() if service in line)
+    assert "command changed" in row and re.search(r"changed\s+yes\s", row), out
+    assert "converged" in bot.chat(f"!deploy {stack}")
+    assert not tasks() & first

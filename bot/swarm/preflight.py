@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,13 @@ import yaml
 from bot.core.ids import image_tag
 from bot.core.wire import ChangeData
 
-HASH_LABEL = "swarmbot.file-hash"
+HASH_LABEL = "swarmbot.file-hash"  # the whole service definition
+TASK_HASH_LABEL = "swarmbot.task-hash"  # the parts that make swarm replace the tasks
+# The keys of a service that swarm changes in place: everything else is the task template
+# or the endpoint, and changing it replaces every task (swarmkit's IsTaskDirty).
+IN_PLACE_DEPLOY_KEYS = ("replicas", "labels", "update_config", "rollback_config")
+# Labels that swarmbot and `docker stack deploy` set themselves: never a user's change.
+OWN_LABEL_PREFIXES = ("swarmbot.", "com.docker.stack.")
 # Compose keys `docker stack deploy` ignores: an operator who relies on them is surprised.
 IGNORED_KEYS = {
     "build": "images are not built on deploy",
@@ -241,6 +248,30 @@ def service_hash(
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def task_hash(service: dict[str, Any], objects: dict[tuple[str, str], str] | None = None) -> str:
+    """The fingerprint of what swarm runs in each task: the service less the settings
+    it changes in place (replicas, service labels, update and rollback config)."""
+    deploy = {
+        k: v for k, v in (service.get("deploy") or {}).items() if k not in IN_PLACE_DEPLOY_KEYS
+    }
+    return service_hash({**service, "deploy": deploy}, objects)
+
+
+def _user_labels(value: Any) -> dict[str, str]:
+    """Labels as a dict, without the ones swarmbot and the stack deploy set themselves."""
+    return {k: v for k, v in _env(value).items() if not k.startswith(OWN_LABEL_PREFIXES)}
+
+
+def _argv(value: Any) -> list[str]:
+    """A compose command or entrypoint as the Engine keeps it (a string is split, as the
+    docker CLI splits it)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return shlex.split(value)
+    return [str(v) for v in value]
+
+
 def _env(value: Any) -> dict[str, str]:
     if isinstance(value, dict):
         return {k: "" if v is None else str(v) for k, v in value.items()}
@@ -288,6 +319,7 @@ def diff(stack: str, rendered: dict[str, Any], current: list[dict[str, Any]]) ->
         spec = have["Spec"]
         container = spec["TaskTemplate"].get("ContainerSpec") or {}
         details: list[str] = []
+        in_place: list[str] = []  # changes swarm makes without replacing tasks
         old_image = image_tag(spec)
         if old_image != str(want.get("image", "")):
             details.append(f"image {old_image} -> {want.get('image')}")
@@ -296,7 +328,7 @@ def diff(stack: str, rendered: dict[str, Any], current: list[dict[str, Any]]) ->
         if "Replicated" in mode and deploy.get("mode", "replicated") == "replicated":
             old, new = mode["Replicated"].get("Replicas", 1), deploy.get("replicas", 1)
             if old != new:
-                details.append(f"replicas {old} -> {new}")
+                in_place.append(f"replicas {old} -> {new}")
         old_env, new_env = _env(container.get("Env")), _env(want.get("environment"))
         for label, keys in (
             ("added", new_env.keys() - old_env.keys()),
@@ -342,13 +374,41 @@ def diff(stack: str, rendered: dict[str, Any], current: list[dict[str, Any]]) ->
         ]
         if changed_files:  # contents are never shown: a secret's would be a leak
             details.append(f"configs/secrets changed: {', '.join(sorted(changed_files))}")
-        fingerprint = service_hash(want, objects)
-        if (spec.get("Labels") or {}).get(HASH_LABEL) != fingerprint and not details:
-            details.append("other settings changed (command, resources, labels, …)")
-        if details:
-            restarts = any(not d.startswith("replicas") for d in details)
+        if _argv(want.get("command")) != list(container.get("Args") or []):
+            details.append("command changed")
+        if _argv(want.get("entrypoint")) != list(container.get("Command") or []):
+            details.append("entrypoint changed")
+        for where, old_labels, new_labels, replaces in (
+            ("labels", spec.get("Labels"), deploy.get("labels"), False),
+            ("container labels", container.get("Labels"), want.get("labels"), True),
+        ):
+            old_l, new_l = _user_labels(old_labels), _user_labels(new_labels)
+            keys = {k for k in old_l.keys() | new_l.keys() if old_l.get(k) != new_l.get(k)}
+            if keys:
+                (details if replaces else in_place).append(
+                    f"{where} changed: {', '.join(sorted(keys))}"
+                )
+        # What the comparisons above do not cover (resources, healthcheck, restart policy,
+        # networks, ...) is caught by the fingerprints of the last deploy by swarmbot. A
+        # service deployed without swarmbot has none: its own labels alone are no change.
+        labels = spec.get("Labels") or {}
+        whole = service_hash(want, objects)
+        if TASK_HASH_LABEL in labels:
+            tasks_were, tasks_will = labels[TASK_HASH_LABEL], task_hash(want, objects)
+        else:  # deployed by a swarmbot that kept only the whole fingerprint
+            tasks_were, tasks_will = labels.get(HASH_LABEL, ""), whole
+        if not details and tasks_were and tasks_were != tasks_will:
+            details.append("other settings changed (resources, healthcheck, networks, …)")
+        if not (details or in_place) and labels.get(HASH_LABEL, whole) != whole:
+            in_place.append("other service settings changed (update or rollback config, …)")
+        if details or in_place:
             changes.append(
-                {"service": name, "change": "changed", "details": details, "restarts": restarts}
+                {
+                    "service": name,
+                    "change": "changed",
+                    "details": details + in_place,
+                    "restarts": bool(details),
+                }
             )
     for name in sorted(running):
         changes.append(
@@ -388,7 +448,14 @@ def hash_override(stack: str, rendered: dict[str, Any]) -> str:
     content-versioned names of the stack's file-based configs and secrets."""
     objects = object_names(stack, rendered)
     services = {
-        name: {"deploy": {"labels": {HASH_LABEL: service_hash(service, objects)}}}
+        name: {
+            "deploy": {
+                "labels": {
+                    HASH_LABEL: service_hash(service, objects),
+                    TASK_HASH_LABEL: task_hash(service, objects),
+                }
+            }
+        }
         for name, service in (rendered.get("services") or {}).items()
     }
     doc: dict[str, Any] = {"version": str(rendered.get("version", "3.8")), "services": services}
