@@ -107,3 +107,42 @@ def test_redis_down_is_unhealthy(watched: tuple[BotEnv, RedisServer, FakeSlack, 
 def test_healthcheck_without_a_running_process_fails(tmp_path: Path) -> None:
     proc = healthcheck(tmp_path)
     assert proc.returncode == 1 and "no swarmbot /healthz advertised" in proc.stdout, proc
+
+
+def test_a_worker_without_redis_says_why_from_its_first_second(
+    workdir: Path, swarm: docker.DockerClient
+) -> None:
+    """Redis is not up yet: the worker answers /healthz at once, 503 with the reason, and
+    is healthy as soon as Redis answers."""
+    server = RedisServer(workdir / "late-redis")  # not started yet
+    port = free_port()
+    env = BotEnv(
+        workdir, server.url, "health-late", extra_roles=f"[health]\nworker_port = {port}\n"
+    )
+
+    def answer() -> list[requests.Response]:  # a 503 Response is falsy itself
+        try:
+            return [get(port, "/healthz")]
+        except requests.ConnectionError:
+            return []
+
+    worker = subprocess.Popen(
+        [*SWARMBOT, "worker", "--config", str(env.config)],
+        env={**env.env(), "SWARMBOT_RUN_DIR": str(env.root)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        resp = wait_until(answer, 15, "the worker's /healthz")[0]
+        assert resp.status_code == 503, resp.text
+        problems = resp.json()["problems"]
+        assert problems["worker"] == "starting: not taking jobs yet (waiting for Redis)"
+        assert "redis" in problems and "docker" not in problems, problems
+        sick = healthcheck(env.root)
+        assert sick.returncode == 1 and "worker: unhealthy: redis: " in sick.stdout, sick
+        server.start()
+        wait_until(lambda: get(port, "/healthz").status_code == 200, 30, "the worker healthy")
+    finally:
+        worker.terminate()
+        worker.wait(30)
+        server.stop()

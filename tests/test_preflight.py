@@ -184,8 +184,10 @@ def test_diff_says_restarts_exactly_where_swarm_replaces_tasks(
 
     def tasks() -> set[str]:
         wait_until(
-            lambda: swarm.services.get(service).attrs.get("UpdateStatus", {}).get("State")
-            in (None, "completed"),
+            lambda: (
+                swarm.services.get(service).attrs.get("UpdateStatus", {}).get("State")
+                in (None, "completed")
+            ),
             60,
             "the update to finish",
         )

@@ -79,6 +79,7 @@ class Worker:
         self._finished: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._reclaimed: queue.SimpleQueue[tuple[str, dict[Any, Any]]] = queue.SimpleQueue()
         self._drained = threading.Event()  # set: no job runs here any more
+        self._ready = False  # taking jobs
 
     @property
     def queue(self) -> WorkerQueue:
@@ -89,6 +90,16 @@ class Worker:
 
     def run(self, stop: threading.Event) -> None:
         self.state.stop = stop
+        # /healthz from the first second: a worker waiting for Redis answers 503 with why,
+        # instead of not answering at all (its healthcheck would only say "not running").
+        if self.config.health_worker_port:
+            health.serve(
+                self.config.health_host,
+                self.config.health_worker_port,
+                self._health,
+                self._refresh_metrics,
+                role="worker",
+            )
         self.state.wait_for_redis(self.queue.ensure_group)
         # Beat before reading anything: a worker with pending entries and no heartbeat at
         # all is taken for one that retired, and others may take its entries over.
@@ -109,14 +120,7 @@ class Worker:
                 self.config, self.state.engine.client, self.queue, self.state.notices, stop
             )
             watcher.start()
-        if self.config.health_worker_port:
-            health.serve(
-                self.config.health_host,
-                self.config.health_worker_port,
-                self._health,
-                self._refresh_metrics,
-                role="worker",
-            )
+        self._ready = True
         log.info(
             "worker %s ready (concurrency %d)",
             self.queue.consumer,
@@ -155,8 +159,10 @@ class Worker:
         log.info("worker stopped")
 
     def _health(self) -> dict[str, str]:
-        """The worker is healthy when it reaches both Redis and Docker."""
+        """The worker is healthy when it reaches both Redis and Docker and takes jobs."""
         problems = {"redis": "", "docker": ""}
+        if not self._ready:
+            problems["worker"] = "starting: not taking jobs yet (waiting for Redis)"
         try:
             self.queue.redis.ping()
         except redis.RedisError as exc:
