@@ -375,7 +375,7 @@ def bench_notices(
         redis_url,
         "bench-notices",
         adapters=("slack",),
-        extra_roles=bot_config(fake)
+        extra_roles=bot_config(fake, notices="C0NOTICE1")
         + """
         [notices]
         quiet_seconds = 0.5

@@ -7,6 +7,16 @@ from bot.core.replies import Reply, Table, ago, plural
 from bot.core.wire import Job, Result
 from commands.base import Command, error_reply, stack_arg
 
+# Row states (the worker's words) that need a person: flagged and counted as unhealthy.
+# The others besides "ok" are changes in progress: updating, rolling back, scaling down,
+# starting (short of replicas while the missing tasks are on their way).
+TROUBLE = frozenset({"unhealthy", "update paused", "rollback paused"})
+
+
+def state_of(row: dict) -> str:
+    """A row's state; rows from a worker before the STATE column judge by the counts."""
+    return str(row.get("state") or ("unhealthy" if row["running"] < row["desired"] else "ok"))
+
 
 def render(result: Result) -> Reply:
     if not result.ok:
@@ -16,17 +26,31 @@ def render(result: Result) -> Reply:
     where = f" in stack {data['stack']}" if data.get("stack") else ""
     if not rows:
         return Reply(f"no services{where}", status="ok", job=result.job)
-    flagged = frozenset(i for i, r in enumerate(rows) if r["running"] < r["desired"])
+    states = [state_of(r) for r in rows]
+    flagged = frozenset(i for i, s in enumerate(states) if s in TROUBLE)
+    changing = sum(1 for s in states if s not in TROUBLE and s != "ok")
     table = Table(
-        ("SERVICE", "MODE", "REPLICAS", "IMAGE", "UPDATED"),
+        ("SERVICE", "MODE", "REPLICAS", "STATE", "IMAGE", "UPDATED"),
         tuple(
-            (r["name"], r["mode"], f"{r['running']}/{r['desired']}", r["image"], ago(r["updated"]))
-            for r in rows
+            (
+                r["name"],
+                r["mode"],
+                f"{r['running']}/{r['desired']}",
+                state,
+                r["image"],
+                ago(r["updated"]),
+            )
+            for r, state in zip(rows, states, strict=True)
         ),
         flagged,
     )
     head = f"{plural(len(rows), 'service')}{where}"
-    head += f", {len(flagged)} unhealthy" if flagged else ", all healthy"
+    if not flagged and not changing:
+        head += ", all healthy"
+    else:
+        parts = [f"{len(flagged)} unhealthy"] if flagged else []
+        parts += [f"{changing} updating or scaling"] if changing else []
+        head += ": " + ", ".join(parts)
     detail = (f"({data['hidden']} more in stacks you may not see)",) if data.get("hidden") else ()
     return Reply(head, table, detail, status="failed" if flagged else "ok", job=result.job)
 
@@ -40,7 +64,7 @@ def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
     visible = [
         r for r in rows if tools.policy.may_touch(job.requester, job.command, r["stack"]).allowed
     ]
-    unhealthy = sum(1 for r in visible if r["running"] < r["desired"])
+    unhealthy = sum(1 for r in visible if state_of(r) in TROUBLE)
     data = {"stack": stack, "rows": visible, "hidden": len(rows) - len(visible)}
     return Answer(True, data, f"{plural(len(visible), 'service')}, {unhealthy} unhealthy")
 

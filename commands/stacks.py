@@ -6,6 +6,7 @@ from bot.core.operations import Answer, Progress, WorkerTools
 from bot.core.replies import Reply, Table, plural
 from bot.core.wire import Job, Result
 from commands.base import Command, error_reply
+from commands.services import TROUBLE, state_of
 
 
 def render(result: Result) -> Reply:
@@ -49,7 +50,7 @@ def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
                 "name": name,
                 "file": name in files,
                 "services": len(services),
-                "healthy": sum(1 for s in services if s["running"] >= s["desired"]),
+                "healthy": sum(1 for s in services if state_of(s) not in TROUBLE),
             }
         )
     return Answer(True, {"rows": rows}, plural(len(rows), "stack"))

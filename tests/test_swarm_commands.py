@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import docker
 import pytest
+import yaml
 
-from tests.harness import MISSING_IMAGE, TEST_IMAGE, BotEnv
+from tests.harness import MISSING_IMAGE, TEST_IMAGE, BotEnv, stack_yaml, wait_until
 
 pytestmark = pytest.mark.swarm
 
@@ -45,8 +48,47 @@ def test_services_lists_replicas_and_image_tag(bot: BotEnv, app: str) -> None:
     out = bot.chat(f"!services {app}")
     assert f"2 services in stack {app}, all healthy" in out
     row = next(line for line in out.splitlines() if f"{app}_web " in line)
-    assert re.search(r"replicated\s+2/2\s+" + re.escape(TEST_IMAGE) + r"\s+\d+[smh] ago", row), row
+    assert re.search(
+        r"replicated\s+2/2\s+ok\s+" + re.escape(TEST_IMAGE) + r"\s+\d+[smh] ago", row
+    ), row
     assert "@sha256" not in out
+
+
+def test_services_shows_a_scale_down_and_an_update_as_in_progress(
+    bot: BotEnv, run_id: str, swarm: docker.DockerClient
+) -> None:
+    """Tasks that ignore SIGTERM take their whole grace period to stop: meanwhile the
+    service runs more tasks than it wants (scaling down), then has an update running.
+    Neither is "all healthy", and neither is unhealthy."""
+    stack = f"{run_id}-slowstop"
+    doc = yaml.safe_load(stack_yaml({"web": {"replicas": 2}}))
+    web = doc["services"]["web"]
+    web["command"] = ["sh", "-c", "trap '' TERM; while true; do sleep 1; done"]
+    web["stop_grace_period"] = "60s"
+    (bot.stacks_dir / f"{stack}.yaml").write_text(yaml.safe_dump(doc))
+    assert f"deployed {stack}" in bot.chat(f"!deploy {stack}")
+    service = swarm.services.get(f"{stack}_web")
+    cli = shutil.which("docker") or "docker"  # changes the replicas and nothing else
+    subprocess.run([cli, "service", "scale", "-d", f"{stack}_web=1"], check=True)
+    out = bot.chat(f"!services {stack}")
+    row = next(line for line in out.splitlines() if f"{stack}_web " in line)
+    assert re.search(r"replicated\s+2/1\s+scaling down\s", row), out
+    assert f"1 service in stack {stack}: 1 updating or scaling" in out, out
+    service.reload()
+    service.force_update()
+    wait_until(
+        lambda: (
+            (swarm.services.get(f"{stack}_web").attrs.get("UpdateStatus") or {}).get("State")
+            == "updating"
+        ),
+        30,
+        "the update to start",
+    )
+    out = bot.chat(f"!services {stack}")
+    row = next(line for line in out.splitlines() if f"{stack}_web " in line)
+    assert re.search(r"replicated\s+\d/1\s+updating\s", row), out
+    assert "all healthy" not in out and "unhealthy" not in out, out
+    swarm.services.get(f"{stack}_web").remove()
 
 
 def test_services_without_a_stack_lists_everything(bot: BotEnv, app: str) -> None:

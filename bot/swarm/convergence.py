@@ -155,6 +155,31 @@ def _is_running(task: dict) -> bool:
     return task.get("DesiredState") == "running" and task["Status"]["State"] == "running"
 
 
+# Task states of a task on its way to running: a service short of its replicas only
+# because of these is being scheduled (a scale-up, a node replaced), not unhealthy.
+ON_THE_WAY = frozenset(
+    {"new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting"}
+)
+FAILED_RECENTLY_SECONDS = 60.0
+
+
+def failing_task(tasks: list[dict], now: float) -> dict | None:
+    """Of a service short of its replicas: the task that shows why it is failing, or None
+    when the missing tasks are merely on their way and none failed in the last minute."""
+    for task in sorted(tasks, key=lambda t: t.get("Version", {}).get("Index", 0), reverse=True):
+        status = task.get("Status", {})
+        state = status.get("State", "")
+        if state == "running":
+            continue
+        wanted = task.get("DesiredState") == "running"
+        if state in ON_THE_WAY and wanted and not status.get("Err"):
+            continue  # being scheduled
+        recent = now - parse_time(status.get("Timestamp")) < FAILED_RECENTLY_SECONDS
+        if wanted or (recent and state in ("failed", "rejected", "orphaned")):
+            return task  # stuck with an error, or died just now
+    return None
+
+
 def describe_task(task: dict) -> str:
     """Why a task is not running, in the words an operator needs: error, exit code, state."""
     status = task.get("Status", {})

@@ -16,12 +16,28 @@ import docker
 
 from bot.core.ids import STACK_LABEL, image_tag, stack_of
 from bot.core.wire import OutcomeData, OutcomeState
-from bot.swarm.convergence import Assessment, assess, desired_replicas, mode_name, parse_time
+from bot.swarm.convergence import (
+    Assessment,
+    assess,
+    desired_replicas,
+    failing_task,
+    mode_name,
+    parse_time,
+)
 from bot.swarm.preflight import SwarmSnapshot
 
 API_VERSION = "1.41"
 POLL_SECONDS = 0.25
 DEFAULT_MONITOR_SECONDS = 5.0
+
+
+# A service's update state as !services shows it (swarm's words, for a person).
+UPDATE_STATES = {
+    "updating": "updating",
+    "rollback_started": "rolling back",
+    "paused": "update paused",
+    "rollback_paused": "rollback paused",
+}
 
 
 class Swarm:
@@ -64,18 +80,29 @@ class Swarm:
         return sorted(v["Name"] for v in volumes)
 
     def service_rows(self, stack: str | None = None) -> list[dict]:
-        """``!services``: one API call for the whole list."""
+        """``!services``: one API call for the whole list, and one more per service short
+        of its replicas with no update running (failing, or only being scheduled?)."""
         rows = []
+        now = time.time()
         for svc in self.services(stack, status=True):
             status = svc.get("ServiceStatus") or {}
             desired = desired_replicas(svc)
+            running = int(status.get("RunningTasks", 0))
+            want = int(status.get("DesiredTasks", desired or 0))
+            state = UPDATE_STATES.get((svc.get("UpdateStatus") or {}).get("State", ""), "")
+            if not state and running > want:
+                state = "scaling down"
+            elif not state and running < want:
+                tasks = self._api.tasks(filters={"service": svc["ID"]})
+                state = "unhealthy" if failing_task(tasks, now) is not None else "starting"
             rows.append(
                 {
                     "name": svc["Spec"]["Name"],
                     "stack": stack_of(svc["Spec"].get("Labels")),
                     "mode": mode_name(svc),
-                    "running": int(status.get("RunningTasks", 0)),
-                    "desired": int(status.get("DesiredTasks", desired or 0)),
+                    "running": running,
+                    "desired": want,
+                    "state": state or "ok",
                     "image": image_tag(svc["Spec"]),
                     "updated": parse_time(svc.get("UpdatedAt")),
                 }

@@ -34,7 +34,7 @@ from bot.core.ids import image_tag, matches_any, stack_of
 from bot.core.wire import Result
 from bot.queue import scripts
 from bot.queue.consumer import WorkerQueue
-from bot.swarm.convergence import describe_task, parse_time
+from bot.swarm.convergence import describe_task, failing_task, parse_time
 from bot.swarm.engine import API_VERSION
 
 log = logging.getLogger("swarmbot.notices")
@@ -374,20 +374,8 @@ class Watcher:
     def _failing(self, client: docker.DockerClient, sid: str, now: float) -> str:
         """Why a service short of its replicas is failing, or "" when its missing tasks
         are merely on their way (assigned, preparing, starting) with no recent failure."""
-        tasks = client.api.tasks(filters={"service": sid})
-        tasks.sort(key=lambda t: t.get("Version", {}).get("Index", 0))
-        for task in reversed(tasks):
-            status = task.get("Status", {})
-            state = status.get("State", "")
-            if state == "running":
-                continue
-            recent = now - parse_time(status.get("Timestamp")) < FAILED_RECENTLY_SECONDS
-            wanted = task.get("DesiredState") == "running"
-            if state in ON_THE_WAY and wanted and not status.get("Err"):
-                continue  # being scheduled
-            if wanted or (recent and state in ("failed", "rejected", "orphaned")):
-                return describe_task(task)  # stuck with an error, or died just now
-        return ""
+        task = failing_task(client.api.tasks(filters={"service": sid}), now)
+        return describe_task(task) if task is not None else ""
 
     def _post(
         self, stack: str, text: str, detail: list[str], key: str, status: str = "info"
