@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Build the swarmbot image:   scripts/build-image.sh [TAG]     (default: swarmbot:VERSION)
+# Build a Redis image:        scripts/build-image.sh --redis TAG
 #
-# With Docker Hub and PyPI reachable this is just `docker build -t TAG .`. Without them (an
-# air-gapped build host, or CI here, where only the package registries answer), the same
-# Dockerfile gets locally made inputs through its build arguments:
+# With Docker Hub and PyPI reachable this is just `docker build -t TAG .`. Without Docker
+# Hub (a build host that reaches only a Debian mirror and PyPI, or proxies of them, like
+# CI here), the same Dockerfile gets locally made inputs through its build arguments:
 #   BASE              Debian bookworm with python3, made with debootstrap and `docker import`
 #   DOCKER_CLI_IMAGE  the Dockerfile's pinned docker CLI, taken from a docker CLI of exactly
 #                     that version on this host; failing that, Debian's docker.io package
@@ -13,8 +14,17 @@
 #                     reach PyPI: it lacks this machine's TLS trust)
 # SWARMBOT_BUILD=online|offline chooses; the default is online if the official base image
 # is here or can be pulled. Needs root for debootstrap (offline, first time only).
+#
+# --redis TAG: the stack's Redis for a swarm without Docker Hub: Debian's redis-server on
+# the same locally made base (the Debian mirror again, no Docker Hub).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+redis_tag=""
+if [ "${1:-}" = --redis ]; then
+  redis_tag=${2:?usage: scripts/build-image.sh --redis TAG}
+  SWARMBOT_BUILD=offline
+fi
 
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 tag=${1:-swarmbot:$version}
@@ -64,6 +74,16 @@ if ! docker image inspect "$local_base" >/dev/null 2>&1; then
     --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' - "$local_base" >/dev/null
   rm -rf "$root"
   trap - EXIT
+fi
+
+if [ -n "$redis_tag" ]; then
+  say "building $redis_tag: Debian's redis-server on $local_base"
+  printf '%s\n' "FROM $local_base" \
+    "RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends redis-server >/dev/null && rm -rf /var/lib/apt/lists/*" \
+    'CMD ["redis-server"]' | docker build -q -t "$redis_tag" - >/dev/null
+  say "built $redis_tag"
+  exit 0
 fi
 
 # The docker CLI image, made from a binary of the pinned version if this host has one.

@@ -1,19 +1,21 @@
-"""swarmbot as an operator runs it: the image from scripts/build-image.sh, stacks/swarmbot.yaml
-deployed on the local swarm, and a conversation with the containerised bot in a real Matrix
-room.
+"""swarmbot as an operator installs and runs it: the install commands of docs/OPERATING.md,
+read from that file and run as written, then a conversation with the containerised bot in a
+real Matrix room.
 
 The image is built offline, as CI here must (no registry): a debootstrap'd Debian base,
-wheels built on this host, through the one Dockerfile. The stack file is used as shipped,
-beside an override file of the kind the docs describe, which only says what differs on this
-machine: the images built here, the host network (this kernel has no IPVS for overlay
-virtual IPs), a free port for Redis, and where the stack files are.
+wheels built on this host, through the one Dockerfile; Redis's image the way the docs say
+for a host without Docker Hub. The stack is deployed with the docs' host-network override
+(this kernel has no IPVS for overlay virtual IPs), to which the test adds only what differs
+on a test machine: a free port for Redis, fast health checks, and where the stack files are.
+It is the stack `swarmbot`, as the docs name it; the test skips rather than touch a
+swarmbot the dockerd already runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-import secrets
 import subprocess
 import textwrap
 from collections.abc import Iterator
@@ -22,15 +24,43 @@ from pathlib import Path
 import docker
 import pytest
 import requests
+import yaml
 
 from tests.harness import ROOT, free_port, remove_stacks, stack_yaml, wait_until
 from tests.synapse import MatrixUser, Synapse, wait_for_reply
 
 pytestmark = pytest.mark.container
 
-LOCAL_BASE = "swarmbot-local/python:3.11-bookworm"
 REDIS_IMAGE = "127.0.0.1:5999/swarmbot-test/redis:7"
 DOCKER = "/usr/local/bin/docker" if Path("/usr/local/bin/docker").exists() else "docker"
+STACK = "swarmbot"  # the name the docs give it: the stack's name is its file's name
+SECRETS = ("swarmbot_signing_secret", "swarmbot_matrix_token")
+# What an earlier run that was killed left behind, for this run to remove.
+LEFTOVERS = ROOT / ".test-run" / "install-test-objects"
+
+
+def install_step(name: str) -> str:
+    """The shell commands of docs/OPERATING.md's block marked ``<!-- tested: name -->``."""
+    doc = (ROOT / "docs/OPERATING.md").read_text()
+    found = re.search(
+        rf"^( *)<!-- tested: {re.escape(name)} -->\n\1```sh\n(.*?)^\1```", doc, re.M | re.S
+    )
+    assert found, f"docs/OPERATING.md has no block marked tested: {name}"
+    return textwrap.dedent(found.group(2))
+
+
+def run_install_step(name: str, env: dict[str, str], cwd: Path) -> str:
+    proc = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", install_step(name)],
+        env={**os.environ, "PATH": f"{Path(DOCKER).parent}:{os.environ['PATH']}", **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert proc.returncode == 0, f"OPERATING.md step {name!r} failed:\n{proc.stdout}{proc.stderr}"
+    return proc.stdout
 
 
 def docker_cli(*args: str, cwd: Path | None = None) -> str:
@@ -43,8 +73,8 @@ def docker_cli(*args: str, cwd: Path | None = None) -> str:
 
 @pytest.fixture(scope="module")
 def image(swarm: docker.DockerClient, run_id: str) -> Iterator[str]:
-    """The swarmbot image, built the way CI here must build it; and a Redis image made
-    from the same local base with Debian's redis-server (no registry for the official one)."""
+    """The swarmbot image, built the way CI here must build it; Redis's, the way the docs
+    say for a host without Docker Hub (their own command)."""
     tag = f"127.0.0.1:5999/swarmbot-test/swarmbot:{run_id}"
     proc = subprocess.run(
         ["bash", str(ROOT / "scripts/build-image.sh"), tag],
@@ -58,22 +88,18 @@ def image(swarm: docker.DockerClient, run_id: str) -> Iterator[str]:
     try:
         swarm.images.get(REDIS_IMAGE)
     except docker.errors.ImageNotFound:
-        dockerfile = (
-            f"FROM {LOCAL_BASE}\n"
-            "RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq"
-            " --no-install-recommends redis-server >/dev/null && rm -rf /var/lib/apt/lists/*\n"
-        )
+        # The step, less its `docker push` (no registry here; one node uses its own images).
+        step = install_step("redis-image").replace('docker push "$REDIS_IMAGE"', "")
+        step = step.replace("REDIS_IMAGE=registry.example.org/redis:7-debian\n", "")
         subprocess.run(
-            [DOCKER, "build", "-q", "-t", REDIS_IMAGE, "-"],
-            input=dockerfile,
-            text=True,
-            capture_output=True,
-            env={**os.environ, "DOCKER_BUILDKIT": "0"},
+            ["bash", "-euo", "pipefail", "-c", step],
+            env={**os.environ, "SRC": str(ROOT), "REDIS_IMAGE": REDIS_IMAGE},
             check=True,
-            timeout=600,
+            capture_output=True,
+            timeout=900,
         )
     yield tag
-    remove_stacks(swarm, f"{run_id}-bot")
+    remove_stacks(swarm, STACK)
     wait_until(
         lambda: not swarm.containers.list(filters={"ancestor": tag}), 60, "bot containers to go"
     )
@@ -93,10 +119,11 @@ class Deployed:
         room: str,
         notices: str,
         ports: dict[str, int],
+        env: dict[str, str],
     ) -> None:
         self.synapse, self.stacks, self.stack = synapse, stacks, stack
         self.alice, self.bot_id, self.room, self.notices = alice, bot_id, room, notices
-        self.ports = ports
+        self.ports, self.env = ports, env
 
     def ask(self, text: str, expect: str, timeout: float = 90) -> tuple[str, str]:
         """Say ``text`` in the room; the command's event ID and the reply containing ``expect``."""
@@ -167,8 +194,9 @@ def container_config(synapse: Synapse, bot: MatrixUser, alice: MatrixUser, **v: 
         [notices]
         quiet_seconds = 1
         [[notices.route]]
-        # This run's stacks only: other test modules' stacks come and go on the same swarm.
-        stacks = ["{v["prefix"]}*"]
+        # This run's stacks only (other test modules' stacks come and go on the same swarm),
+        # and the bot's own.
+        stacks = ["{v["prefix"]}*", "swarmbot"]
         matrix = ["{v["notices"]}"]
 
         [matrix]
@@ -185,15 +213,32 @@ def container_config(synapse: Synapse, bot: MatrixUser, alice: MatrixUser, **v: 
     )
 
 
+def _clean_leftovers(swarm: docker.DockerClient) -> None:
+    """Remove what a killed earlier run of this test created (and only that), then refuse
+    to go on beside a swarmbot that is someone's."""
+    if LEFTOVERS.exists():
+        remove_stacks(swarm, STACK)
+        for line in LEFTOVERS.read_text().split():
+            kind, _, ident = line.partition(":")
+            with contextlib.suppress(docker.errors.NotFound):
+                obj = swarm.secrets.get(ident) if kind == "secret" else swarm.volumes.get(ident)
+                wait_until(lambda o=obj: _removed(o), 60, "a leftover to be free")
+        LEFTOVERS.unlink()
+    if any(s.name.startswith(f"{STACK}_") for s in swarm.services.list()):
+        pytest.skip(f"a stack named {STACK} runs on this dockerd; the install test leaves it be")
+    if any(s.name in SECRETS for s in swarm.secrets.list()):
+        pytest.skip("swarmbot's secrets exist on this dockerd; the install test leaves them be")
+
+
 @pytest.fixture(scope="module")
 def deployed(
     image: str, workdir: Path, swarm: docker.DockerClient, run_id: str, synapse: Synapse
 ) -> Iterator[Deployed]:
-    stack = f"{run_id}-bot"
-    created: list[docker.models.secrets.Secret] = []
+    _clean_leftovers(swarm)
     node = swarm.nodes.list(filters={"role": "manager"})[0]
+    labelled = "swarmbot.redis" in (node.attrs["Spec"].get("Labels") or {})
     try:
-        bot = synapse.register("container-bot")
+        bot = synapse.register(f"{run_id}-bot")
         alice = synapse.register("container-alice")
         room = alice.create_room(invite=[bot.user_id])
         notices = alice.create_room(invite=[bot.user_id])
@@ -205,65 +250,34 @@ def deployed(
             "room": room,
             "notices": notices,
         }
-
-        # What the operator does, from docs/OPERATING.md: secrets, the Redis node label,
-        # the stacks directory with the config, then the first deploy by hand.
-        for name, data in (("signing", secrets.token_urlsafe(48)), ("matrix", bot.token)):
-            created.append(
-                swarm.secrets.create(name=f"{run_id}_{name}", data=data.encode(), labels={})
-            )
-        spec = node.attrs["Spec"]
-        spec.setdefault("Labels", {})["swarmbot.redis"] = "true"
-        node.update(spec)
-
         stacks = workdir / "container-stacks"
-        (stacks / "config").mkdir(parents=True)
-        (stacks / f"{stack}.yaml").write_text((ROOT / "stacks/swarmbot.yaml").read_text())
-        (stacks / f"{stack}.override.yaml").write_text(
-            textwrap.dedent(
-                f"""
-                version: "3.8"
-                services:
-                  redis:
-                    image: {REDIS_IMAGE}
-                    command: ["redis-server", "--port", "{ports["redis"]}", "--bind",
-                              "127.0.0.1", "--appendonly", "yes", "--appendfsync", "always",
-                              "--save", "", "--dir", "/data"]
-                  bot:
-                    image: {image}
-                    environment:
-                      SWARMBOT_REDIS_URL: redis://127.0.0.1:{ports["redis"]}/0
-                    healthcheck: {{interval: 2s, start_period: 60s}}
-                  worker:
-                    image: {image}
-                    environment:
-                      SWARMBOT_REDIS_URL: redis://127.0.0.1:{ports["redis"]}/0
-                    healthcheck: {{interval: 2s, start_period: 60s}}
-                    volumes:
-                      - {stacks}:/srv/swarmbot/stacks:ro
-                networks:
-                  internal:
-                    external: true
-                    name: host
-                secrets:
-                  swarmbot_signing_secret:
-                    external: true
-                    name: {run_id}_signing
-                  swarmbot_matrix_token:
-                    external: true
-                    name: {run_id}_matrix
-                """
-            )
+        stacks.mkdir()
+        env = {
+            "SRC": str(ROOT),
+            "STACKS": str(stacks),
+            "IMAGE": image,
+            "REDIS_IMAGE": REDIS_IMAGE,
+            "HOMESERVER": synapse.url,
+            "BOT_USER": bot.user_id.split(":")[0].lstrip("@"),
+            "BOT_PASSWORD": bot.password,
+        }
+
+        # docs/OPERATING.md, steps 2 to 6, as written.
+        run_install_step("stack-files", env, ROOT)
+        run_install_step("host-network", env, ROOT)
+        LEFTOVERS.parent.mkdir(exist_ok=True)
+        run_install_step("secrets", env, ROOT)
+        LEFTOVERS.write_text(
+            " ".join(f"secret:{s.id}" for s in swarm.secrets.list() if s.name in SECRETS)
         )
+        # Step 5's edit, as an operator makes it; then the test machine's own differences.
         (stacks / "config/swarmbot.toml").write_text(
             container_config(synapse, bot, alice, **values)
         )
+        _test_machine_override(stacks / "swarmbot.override.yaml", stacks, ports["redis"])
         (stacks / f"{run_id}-app.yaml").write_text(stack_yaml({"web": {}}))
-        docker_cli(
-            "stack", "deploy", "--resolve-image", "never",
-            "-c", f"{stack}.yaml", "-c", f"{stack}.override.yaml", stack,
-            cwd=stacks,
-        )  # fmt: skip
+        run_install_step("check-config", env, ROOT)
+        run_install_step("deploy", env, ROOT)
         wait_until(
             lambda: (
                 alice.membership(room, bot.user_id) == "join"
@@ -272,25 +286,41 @@ def deployed(
             120,
             "the containerised bot to join its rooms",
         )
-        wait_until(lambda: _all_running(swarm, stack), 120, "the stack's tasks to be healthy")
-        yield Deployed(synapse, stacks, stack, alice, bot.user_id, room, notices, ports)
+        wait_until(lambda: _all_running(swarm, STACK), 120, "the stack's tasks to be healthy")
+        yield Deployed(synapse, stacks, STACK, alice, bot.user_id, room, notices, ports, env)
     finally:
-        remove_stacks(swarm, stack)
+        remove_stacks(swarm, STACK)
         remove_stacks(swarm, f"{run_id}-app")
         wait_until(
-            lambda: not [s for s in swarm.services.list() if s.name.startswith(stack)],
+            lambda: not [s for s in swarm.services.list() if s.name.startswith(f"{STACK}_")],
             60,
             "the bot's stack to go",
         )
-        for secret in created:
+        for secret in [s for s in swarm.secrets.list() if s.name in SECRETS]:
             wait_until(lambda s=secret: _removed(s), 60, "the secret to be free")
         # The stack's volumes (Redis's data, the worker's ledger): swarmbot never removes a
         # volume, so the test removes its own, once no container holds them.
-        for volume in swarm.volumes.list(filters={"label": f"com.docker.stack.namespace={stack}"}):
+        for volume in swarm.volumes.list(filters={"label": f"com.docker.stack.namespace={STACK}"}):
             wait_until(lambda v=volume: _removed(v), 60, "the stack's volume to be free")
-        spec = swarm.nodes.get(node.id).attrs["Spec"]
-        spec.get("Labels", {}).pop("swarmbot.redis", None)
-        swarm.nodes.get(node.id).update(spec)
+        LEFTOVERS.unlink(missing_ok=True)
+        if not labelled:
+            spec = swarm.nodes.get(node.id).attrs["Spec"]
+            spec.get("Labels", {}).pop("swarmbot.redis", None)
+            swarm.nodes.get(node.id).update(spec)
+
+
+def _test_machine_override(path: Path, stacks: Path, redis_port: int) -> None:
+    """What differs on a test machine from an operator's, on top of the docs' override:
+    Redis on a free port, health checks every 2 s, and the stack files where they are."""
+    doc = yaml.safe_load(path.read_text())
+    services = doc["services"]
+    command = services["redis"]["command"]
+    command[command.index("--port") + 1] = str(redis_port)
+    for name in ("bot", "worker"):
+        services[name]["environment"]["SWARMBOT_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
+        services[name]["healthcheck"] = {"interval": "2s", "start_period": "60s"}
+    services["worker"]["volumes"] = [f"{stacks}:/srv/swarmbot/stacks:ro"]
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
 def _all_running(swarm: docker.DockerClient, stack: str) -> bool:
