@@ -17,6 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Literal, Protocol
 
+import redis
 import redis.asyncio as aioredis
 
 from bot.chat.dispatch import Dispatcher
@@ -122,7 +123,9 @@ class Conversation:
         key = f"result-{result.job}"
         await self._once(key, lambda: self.surface.post(ref, reply, key))
         await self.surface.react(ref, "done" if result.ok else "failed", f"end-{result.job}")
-        await self.redis.delete(progress)
+        # Housekeeping after the post: failing here must not make the result look
+        # undelivered (a retry would post it again); the key expires by itself anyway.
+        await self._tidy(self.redis.delete(progress))
 
     async def _once(self, key: str, send: Callable[[], Awaitable[object]]) -> None:
         """Send unless it was sent before (some platforms have no idempotency key)."""
@@ -133,7 +136,15 @@ class Conversation:
         if await self.redis.exists(posted):
             return
         await send()
-        await self.redis.set(posted, 1, ex=POSTED_TTL)
+        await self._tidy(self.redis.set(posted, 1, ex=POSTED_TTL))
+
+    async def _tidy(self, write: Awaitable[object]) -> None:
+        """A Redis write after a send: left (logged) when Redis fails, never raised,
+        since raising would have the send retried, and posted twice."""
+        try:
+            await write
+        except redis.RedisError as exc:
+            log.warning("after a post: redis unavailable (%s)", exc)
 
     def _progress(self, job: str) -> str:
         return f"{self._key}:progress:{job}"

@@ -16,6 +16,7 @@ and told in the command's own room when the failed message was the notice of a c
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -34,6 +35,7 @@ from commands.base import Command
 
 log = logging.getLogger("swarmbot.results")
 
+DONE_REMEMBERED = 10_000
 RETRY_SECONDS = 60.0  # how long one message that failed to post is retried, in its lane
 Deliver = Callable[[Result, Reply], Awaitable[None]]
 Tell = Callable[[dict[str, str], Reply, str], Awaitable[None]]
@@ -111,6 +113,9 @@ class Router:
         self._lanes: dict[str, asyncio.Queue[tuple[str, Result]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._held: set[str] = set()  # entries in a lane, not yet acknowledged
+        # Entries acknowledged lately: a read of the pending list that was answered before
+        # an acknowledgement landed still lists them, and must not deliver them again.
+        self._done: collections.OrderedDict[str, None] = collections.OrderedDict()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver every result in the inbox until ``stop`` is set; survive Redis outages.
@@ -134,7 +139,7 @@ class Router:
                             continue
                         after = batch[-1][0]
                     for entry_id, result in batch:
-                        if entry_id not in self._held:
+                        if entry_id not in self._held and entry_id not in self._done:
                             self._held.add(entry_id)
                             self._lane(destination(result.reply_to)).put_nowait((entry_id, result))
                 except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -175,6 +180,9 @@ class Router:
             except (redis.ConnectionError, redis.TimeoutError):
                 await asyncio.sleep(1.0)
         self._held.discard(entry_id)
+        self._done[entry_id] = None
+        while len(self._done) > DONE_REMEMBERED:
+            self._done.popitem(last=False)
 
     async def _post(self, where: str, result: Result) -> None:
         """Post one result, retrying on its own; gives up after ``retry_seconds`` or at
