@@ -11,6 +11,9 @@ command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# The tests' own multi-node swarm (scripts/test-cluster.sh): a registry, and iptables.
+command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
+command -v iptables >/dev/null 2>&1 || need+=(iptables)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)  # the image's base, offline
 # What docs/OPERATING.md's install commands use (the container test runs them as written).
 command -v curl >/dev/null 2>&1 || need+=(curl)

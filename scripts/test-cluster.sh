@@ -25,7 +25,7 @@ ids() {  # short names from the directory: Linux interface names stop at 15 char
 }
 
 down() {
-  local dir=$1
+  local dir=$1 pidfile pid ns link
   [ -d "$dir" ] || return 0
   ids "$dir"
   for pidfile in "$dir"/*/dockerd.pid "$dir"/registry.pid; do
@@ -46,6 +46,11 @@ down() {
     ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
     ip netns del "$ns" 2>/dev/null || true
   done
+  # The host ends of the veth pairs: their peers can outlive the namespaces a while.
+  for link in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 \
+    | grep "^${NS}v" || true); do
+    ip link del "$link" 2>/dev/null || true
+  done
   ip link del "$BR" 2>/dev/null || true
   while iptables -D DOCKER-USER -i "$BR" -o "$BR" -j ACCEPT 2>/dev/null; do :; done
   while iptables -D FORWARD -i "$BR" -o "$BR" -j ACCEPT 2>/dev/null; do :; done
@@ -53,7 +58,9 @@ down() {
 }
 
 sweep() {
+  local dir owner
   [ -d "$BASE" ] || return 0
+  shopt -s nullglob
   for dir in "$BASE"/*/; do
     dir=${dir%/}
     [ -d "$dir" ] || continue
@@ -88,6 +95,10 @@ wait_for() {  # wait_for SECONDS WHAT COMMAND...
 
 up() {
   local dir=$1 workers=${2:-2} managers=${3:-1}
+  mkdir -p "$BASE"
+  # One set-up at a time: two clusters starting together would pick the same subnet.
+  exec 8>"$BASE/.lock"
+  flock 8
   sweep
   mkdir -p "$dir"
   echo "${CLUSTER_OWNER:-$PPID}" >"$dir/owner"
@@ -99,6 +110,7 @@ up() {
   ip link add "$BR" type bridge
   ip addr add "$gw/24" dev "$BR"
   ip link set "$BR" up
+  flock -u 8  # the subnet is taken now
   # Once dockerd runs, the host's FORWARD policy is DROP: let the bridge's traffic through.
   iptables -I DOCKER-USER -i "$BR" -o "$BR" -j ACCEPT 2>/dev/null \
     || iptables -I FORWARD -i "$BR" -o "$BR" -j ACCEPT
@@ -113,10 +125,10 @@ http:
   addr: $registry
 log: {level: error}
 YAML
-  docker-registry serve "$dir/registry.yml" >"$dir/registry.log" 2>&1 &
+  docker-registry serve "$dir/registry.yml" >"$dir/registry.log" 2>&1 8>&- &
   echo $! >"$dir/registry.pid"
 
-  local names=() i=0 name
+  local names=() i=0 name token
   for i in $(seq 1 "$managers"); do names+=("manager$i"); done
   for i in $(seq 1 "$workers"); do names+=("worker$i"); done
   i=0
@@ -136,7 +148,7 @@ YAML
     nsenter --net="/var/run/netns/$ns" unshare --uts -- sh -c "hostname $name; exec dockerd \
       --data-root $d/data --exec-root $d/exec --pidfile $d/dockerd.pid \
       -H unix://$d/docker.sock --bridge=none --iptables=false --ip-masq=false \
-      --insecure-registry $registry" >"$d/dockerd.log" 2>&1 9>&- &
+      --insecure-registry $registry" >"$d/dockerd.log" 2>&1 8>&- 9>&- &
     {
       echo "SOCKET_$name=$d/docker.sock"
       echo "ADDR_$name=$addr"

@@ -216,6 +216,7 @@ def write_config(
     docker_cli: str = "docker",
     cli_timeout: float = 180,
     variables: dict[str, str] | None = None,
+    resolve_image: str = "never",
 ) -> Path:
     more_variables = "".join(f'{k} = "{v}"\n' for k, v in (variables or {}).items())
     path.write_text(
@@ -241,7 +242,7 @@ def write_config(
 
             [deploy]
             deadline_seconds = {deadline}
-            resolve_image = "never"
+            resolve_image = "{resolve_image}"
             first = {list(first)!r}
             docker_cli = "{docker_cli}"
             cli_timeout_seconds = {cli_timeout}

@@ -127,7 +127,7 @@ class Config:
     docker_cli_timeout: float = 180.0
     # Where the worker keeps its own record of the jobs it ran (see bot/swarm/ledger.py).
     worker_state_dir: Path = Path("/var/lib/swarmbot")
-    confirm: frozenset[str] = frozenset({"undeploy", "deploy all", "rollback"})
+    confirm: frozenset[str] = frozenset({"undeploy", "deploy all", "rollback", "drain"})
     confirm_seconds: int = 120
     second_approver_stacks: tuple[str, ...] = ()
     rate_limit_per_minute: int = 30
@@ -186,7 +186,7 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "cli_timeout_seconds": ((int, float), 180),
     },
     "safety": {
-        "confirm": (list, ["undeploy", "deploy all", "rollback"]),
+        "confirm": (list, ["undeploy", "deploy all", "rollback", "drain"]),
         "confirm_seconds": (int, 120),
         "second_approver_stacks": (list, []),
         "rate_limit_per_minute": (int, 30),

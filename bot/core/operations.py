@@ -65,6 +65,14 @@ class Engine(Protocol):
 
     def task_rows(self, service_id: str) -> list[dict[str, Any]]: ...
 
+    def nodes(self) -> list[dict[str, Any]]: ...
+
+    def tasks(self, **filters: str) -> list[dict[str, Any]]: ...
+
+    def node_rows(self) -> list[dict[str, Any]]: ...
+
+    def set_availability(self, node_id: str, availability: str) -> None: ...
+
     def force_update(self, service_id: str) -> None: ...
 
     def update_service(self, service_id: str, **changes: Any) -> None:
@@ -112,6 +120,14 @@ class WorkerTools(Protocol):
         ...
 
     def rollback_service(self, service_id: str) -> None: ...
+
+    def change_node(
+        self, job: Job, name: str, availability: str, progress: Progress, force: bool = False
+    ) -> Answer:
+        """Set node ``name``'s availability (active, pause, drain), once; a drain is checked
+        first (refused if a service would lose placement, unless ``force``) and watched
+        until the node's tasks have moved."""
+        ...
 
     def log_tail(self, service_id: str, lines: int) -> list[str]:
         """The service's last log lines, secrets masked."""

@@ -24,6 +24,7 @@ from bot.swarm.convergence import (
     mode_name,
     parse_time,
 )
+from bot.swarm.nodes import node_rows
 from bot.swarm.preflight import SwarmSnapshot
 
 API_VERSION = "1.41"
@@ -108,6 +109,24 @@ class Swarm:
                 }
             )
         return sorted(rows, key=lambda r: r["name"])
+
+    def nodes(self) -> list[dict]:
+        return self._api.nodes()
+
+    def tasks(self, **filters: str) -> list[dict]:
+        """Tasks by Engine API filters (``service``, ``node``, ``desired-state``)."""
+        return self._api.tasks(filters=filters)
+
+    def node_rows(self) -> list[dict]:
+        """``!nodes``: two API calls, whatever the size of the swarm."""
+        return node_rows(self._api.nodes(), self._api.tasks(filters={"desired-state": "running"}))
+
+    def set_availability(self, node_id: str, availability: str) -> None:
+        """``docker node update --availability``; the rest of the node's spec as it is."""
+        node = self._api.inspect_node(node_id)
+        spec = dict(node["Spec"])
+        spec["Availability"] = availability
+        self._api.update_node(node_id, node["Version"]["Index"], spec)  # type: ignore[arg-type]
 
     def task_rows(self, service_id: str) -> list[dict]:
         """``!ps``: one call for the tasks, one for node names."""

@@ -19,6 +19,7 @@ import yaml
 
 from bot.core.ids import image_tag
 from bot.core.wire import ChangeData
+from bot.swarm.placement import unplaceable
 
 HASH_LABEL = "swarmbot.file-hash"  # the whole service definition
 TASK_HASH_LABEL = "swarmbot.task-hash"  # the parts that make swarm replace the tasks
@@ -155,52 +156,10 @@ def check(
         constraints = ((service.get("deploy") or {}).get("placement") or {}).get(
             "constraints"
         ) or []
-        if (
-            constraints
-            and swarm.nodes
-            and not any(_satisfies(n, constraints) for n in swarm.nodes)
-        ):
-            problems.append(
-                Problem(
-                    name,
-                    "deploy.placement.constraints",
-                    f"no node satisfies {' and '.join(constraints)}",
-                    True,
-                )
-            )
+        unplaced = unplaceable(swarm.nodes, constraints) if constraints and swarm.nodes else ""
+        if unplaced:
+            problems.append(Problem(name, "deploy.placement.constraints", unplaced, True))
     return problems
-
-
-def _node_value(node: dict[str, Any], key: str) -> str | None:
-    desc, spec = node.get("Description") or {}, node.get("Spec") or {}
-    simple = {
-        "node.id": node.get("ID"),
-        "node.hostname": desc.get("Hostname"),
-        "node.role": spec.get("Role"),
-        "node.platform.os": (desc.get("Platform") or {}).get("OS"),
-        "node.platform.arch": (desc.get("Platform") or {}).get("Architecture"),
-    }
-    if key in simple:
-        return simple[key]
-    if key.startswith("node.labels."):
-        return (spec.get("Labels") or {}).get(key[len("node.labels.") :])
-    if key.startswith("engine.labels."):
-        return ((desc.get("Engine") or {}).get("Labels") or {}).get(key[len("engine.labels.") :])
-    return None
-
-
-def _satisfies(node: dict[str, Any], constraints: list[str]) -> bool:
-    if (node.get("Spec") or {}).get("Availability") not in (None, "active"):
-        return False
-    for constraint in constraints:
-        match = re.match(r"^\s*([\w.-]+)\s*(==|!=)\s*(.*?)\s*$", constraint)
-        if not match:
-            continue  # an expression we cannot judge is not held against the file
-        key, op, want = match.groups()
-        have = _node_value(node, key)
-        if (op == "==") != (have is not None and have.lower() == want.lower()):
-            return False
-    return True
 
 
 # -- what a deploy would change ---------------------------------------------------------

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,10 @@ from bot.core.operations import Answer, JobCancelled, JobFailed, Progress
 from bot.core.policy import Policy
 from bot.core.scrub import env_values, masker
 from bot.core.wire import ChangeData, DeployReport, Job, OutcomeData, ProblemData
-from bot.swarm import dockercli, preflight
-from bot.swarm.convergence import Assessment
+from bot.swarm import dockercli, nodes, preflight
+from bot.swarm.convergence import Assessment, describe_task, failing_task
 from bot.swarm.engine import Swarm
+from bot.swarm.placement import hostname
 from bot.swarm.preflight import Problem
 from bot.swarm.worker.lifecycle import HandedOver, Slot, WorkerState, short
 
@@ -117,6 +119,79 @@ class SwarmTools:
         ok = outcome["state"] == "converged"
         data = {"service": name, "stack": stack, "outcome": outcome}
         return Answer(ok, data, f"{name}: {outcome['state']}")
+
+    # -- nodes -------------------------------------------------------------------------
+
+    def change_node(
+        self, job: Job, name: str, availability: str, progress: Progress, force: bool = False
+    ) -> Answer:
+        """Set a node's availability (once); a drain is checked first (services that would
+        lose placement stop it, unless forced) and watched until the node's tasks have
+        moved, or shown stuck with swarm's reason."""
+        every = self.engine.nodes()
+        node = nodes.find(every, name)
+        if node is None:
+            known = ", ".join(sorted(hostname(n) for n in every))
+            raise JobFailed(f"no node `{name}` (nodes: {known})")
+        host, node_id = hostname(node), node["ID"]
+        current = (node.get("Spec") or {}).get("Availability", "active")
+        data: dict[str, Any] = {"node": host, "availability": availability, "was": current}
+        if current == availability:
+            return Answer(True, {**data, "unchanged": True}, f"{host} was already {current}")
+        impact: list[nodes.Impact] = []
+        if availability == "drain":
+            running = self.engine.tasks(**{"desired-state": "running"})
+            impact = nodes.drain_impact(node, every, self.engine.services(), running)
+            data["impact"] = [asdict(i) for i in impact]
+            blocked = [i for i in impact if not i.placeable]
+            if blocked and not force:
+                data["refused"] = True
+                return Answer(False, data, f"{host} not drained: {len(blocked)} would lose tasks")
+        self.apply_once(
+            job, f"{job.op}:{node_id}", lambda: self.engine.set_availability(node_id, availability)
+        )
+        if availability == "drain":
+            data.update(self._watch_drain(node_id, host, impact, progress))
+        ok = not data.get("stuck") and not data.get("left")
+        return Answer(ok, data, f"{host} {availability}" + ("" if ok else ": tasks stuck"))
+
+    def _watch_drain(
+        self, node_id: str, host: str, impact: list[nodes.Impact], progress: Progress
+    ) -> dict[str, Any]:
+        """Until the node runs nothing and each service it ran is placed again or stuck:
+        where their tasks went, and what swarm could not place, with its reason."""
+        deadline = time.monotonic() + self.config.deploy_deadline_seconds
+        names = {i.service for i in impact if not i.message.startswith("global")}
+        every = {hostname(n): n for n in self.engine.nodes()}
+        hosts = {n["ID"]: h for h, n in every.items()}
+        while True:
+            tasks = self.engine.tasks(**{"desired-state": "running"})
+            left = nodes.running_here(tasks, node_id)
+            services = {s["ID"]: s for s in self.engine.services(status=True)}
+            moved, stuck = [], []
+            for sid, service in services.items():
+                name = service["Spec"]["Name"]
+                if name not in names:
+                    continue
+                mine = [t for t in tasks if t.get("ServiceID") == sid]
+                failing = failing_task(mine, time.time())
+                status = service.get("ServiceStatus") or {}
+                if failing is not None:
+                    stuck.append({"service": name, "reason": describe_task(failing)})
+                elif int(status.get("RunningTasks", 0)) >= int(status.get("DesiredTasks", 0)):
+                    where = sorted(
+                        {
+                            hosts.get(t.get("NodeID", ""), "?")
+                            for t in mine
+                            if t["Status"].get("State") == "running"
+                        }
+                    )
+                    moved.append({"service": name, "to": where})
+            progress({"node": host, "left": len(left), "moved": len(moved), "of": len(names)})
+            settled = not left and len(moved) + len(stuck) == len(names)
+            if settled or time.monotonic() > deadline:
+                return {"moved": moved, "stuck": stuck, "left": len(left)}
+            self.state.stop.wait(0.5)
 
     def rollback_service(self, service_id: str) -> None:
         dockercli.rollback(self.cli, service_id)

@@ -1,0 +1,127 @@
+"""``!drain <node>``: move every task off a node (``docker node update --availability
+drain``), checked first and watched until the tasks have moved. ``!activate`` and ``!pause``
+(one file each) set the node's other availabilities through the same handler."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+from bot.core.operations import Answer, Handler, Notice, Progress, WorkerTools, who
+from bot.core.replies import Reply, Table, plural
+from bot.core.wire import Job, Result
+from commands.base import Arg, Command, error_reply
+
+NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")  # a hostname or a node ID
+
+
+def node_arg() -> Arg:
+    return Arg("node", NODE_NAME, "a node's hostname or ID")
+
+
+def handler(availability: str) -> Handler:
+    def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
+        force = bool(job.args.get("force"))
+        return tools.change_node(job, job.args["node"], availability, progress, force)
+
+    return handle
+
+
+def render(result: Result) -> Reply:
+    data = result.data
+    if "node" not in data:
+        return error_reply(result)
+    node, availability = data["node"], data["availability"]
+    if data.get("unchanged"):
+        return Reply(
+            f"{node} was already {availability}; nothing changed", status="ok", job=result.job
+        )
+    if data.get("refused"):
+        rows = [i for i in data["impact"] if not i["placeable"]]
+        table = Table(
+            ("SERVICE", "TASKS HERE", "IF DRAINED"),
+            tuple((i["service"], str(i["tasks"]), i["message"]) for i in rows),
+            frozenset(range(len(rows))),
+        )
+        return Reply(
+            f"{node} not drained: {plural(len(rows), 'service')} would lose tasks",
+            table,
+            (f"!drain {node} --force drains it anyway",),
+            status="failed",
+            job=result.job,
+        )
+    if availability == "pause":
+        return Reply(
+            f"{node} paused: it takes no new tasks; the ones it runs keep running",
+            status="ok",
+            job=result.job,
+        )
+    if availability == "active":
+        return Reply(
+            f"{node} active: it takes new tasks again",
+            detail=(
+                "swarm does not move running tasks back by itself: !restart a service "
+                "or !deploy its stack to spread it again",
+            ),
+            status="ok",
+            job=result.job,
+        )
+    moved, stuck = data.get("moved", []), data.get("stuck", [])
+    rows = [(m["service"], "moved", ", ".join(m["to"])) for m in moved]
+    rows += [(s["service"], "NOT PLACED", s["reason"]) for s in stuck]
+    table = Table(
+        ("SERVICE", "TASKS", "WHERE / WHY"), tuple(rows), frozenset(range(len(moved), len(rows)))
+    )
+    head = f"{node} drained: {plural(len(moved), 'service')} moved"
+    if stuck:
+        head += f", {len(stuck)} could not be placed"
+    if data.get("left"):
+        head += f", {plural(data['left'], 'task')} still on it at the deadline"
+    ok = result.ok
+    return Reply(head, table if rows else None, status="ok" if ok else "failed", job=result.job)
+
+
+def render_progress(data: Mapping[str, Any]) -> str:
+    return (
+        f"draining {data['node']}: {plural(data['left'], 'task')} left on it, "
+        f"{data['moved']}/{data['of']} services placed again"
+    )
+
+
+def notice(verb: str) -> Callable[[Job, Mapping[str, Any]], list[Notice]]:
+    def tell(job: Job, data: Mapping[str, Any]) -> list[Notice]:
+        if "node" not in data or data.get("unchanged") or data.get("refused"):
+            return []
+        lines = [f"{m['service']}: moved to {', '.join(m['to'])}" for m in data.get("moved", [])]
+        lines += [f"{s['service']}: NOT PLACED: {s['reason']}" for s in data.get("stuck", [])]
+        status: Literal["info", "failed"] = (
+            "failed" if data.get("stuck") or data.get("left") else "info"
+        )
+        return [Notice("", f"node {data['node']} {verb} {who(job)}", tuple(lines), status)]
+
+    return tell
+
+
+def confirm_text(args: Mapping[str, str]) -> str:
+    return (
+        f"this drains node {args['node']}: swarm moves every task off it (the job "
+        "checks first, and drains nothing if a service would lose its placement)"
+    )
+
+
+COMMAND = Command(
+    name="drain",
+    summary="move every task off a node (docker node update --availability drain), "
+    "checked first and watched until the tasks have moved",
+    args=(
+        node_arg(),
+        Arg("force", re.compile(r"^--force$"), "--force", optional=True, shown="--force"),
+    ),
+    examples=("!drain worker2", "!drain worker2 --force"),
+    handler=handler("drain"),
+    render=render,
+    render_progress=render_progress,
+    confirm_text=confirm_text,
+    notice=notice("drained"),
+)

@@ -1,0 +1,108 @@
+"""The tests' own multi-node swarm (scripts/test-cluster.sh): one manager and two workers,
+each a dockerd in its own network namespace with its own hostname, and a registry every
+node pulls from. Never the user's dockerd: its sockets are files under /run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import docker
+
+from tests.harness import ROOT, wait_until
+
+BASE = Path("/run/swarmbot-test-clusters")
+DOCKER = shutil.which("docker") or "docker"
+
+
+class Cluster:
+    def __init__(self, name: str, workers: int = 2, managers: int = 1) -> None:
+        self.dir = BASE / name
+        self.workers, self.managers = workers, managers
+        self.info: dict[str, str] = {}
+
+    def start(self) -> None:
+        proc = subprocess.run(
+            ["bash", str(ROOT / "scripts/test-cluster.sh"), "up", str(self.dir),
+             str(self.workers), str(self.managers)],
+            env={**os.environ, "CLUSTER_OWNER": str(os.getpid())},
+            capture_output=True, text=True, timeout=180, check=False,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            self.stop()
+            raise AssertionError(f"the test cluster did not start:\n{proc.stderr[-3000:]}")
+        self.info = dict(line.split("=", 1) for line in proc.stdout.split("\n") if "=" in line)
+
+    def stop(self) -> None:
+        subprocess.run(
+            ["bash", str(ROOT / "scripts/test-cluster.sh"), "down", str(self.dir)],
+            capture_output=True, timeout=180, check=False,
+        )  # fmt: skip
+
+    @property
+    def nodes(self) -> list[str]:
+        return self.info["NODES"].split()
+
+    @property
+    def registry(self) -> str:
+        return self.info["REGISTRY"]
+
+    def socket(self, node: str = "") -> str:
+        return self.info[f"SOCKET_{node or self.info['MANAGER']}"]
+
+    def client(self, node: str = "") -> docker.DockerClient:
+        return docker.DockerClient(base_url=f"unix://{self.socket(node)}", version="1.41")
+
+    def env(self) -> dict[str, str]:
+        """For a worker (and its docker CLI) that manages this swarm."""
+        return {"DOCKER_HOST": f"unix://{self.socket()}"}
+
+    def docker(self, *args: str, node: str = "") -> str:
+        proc = subprocess.run(
+            [DOCKER, "-H", f"unix://{self.socket(node)}", *args],
+            capture_output=True, text=True, timeout=300, check=False,
+            env={**os.environ, "DOCKER_BUILDKIT": "0"},
+        )  # fmt: skip
+        assert proc.returncode == 0, f"docker {' '.join(args)}: {proc.stderr}"
+        return proc.stdout
+
+    def push_test_image(self, tag: str = "1") -> str:
+        """The busybox test image, built on the manager and pushed to the registry: every
+        node pulls it from there, by digest."""
+        image = f"{self.registry}/swarmbot-test/busybox:{tag}"
+        with tempfile.TemporaryDirectory() as ctx:
+            shutil.copy("/bin/busybox", Path(ctx) / "busybox")
+            (Path(ctx) / "Dockerfile").write_text(
+                "FROM scratch\nCOPY busybox /bin/busybox\n"
+                'RUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
+                'RUN ["/bin/mkdir", "-p", "/tmp"]\n'
+                f'LABEL swarmbot-test.tag="{tag}"\n'
+            )
+            self.docker("build", "-q", "-t", image, ctx)
+        self.docker("push", "-q", image)
+        return image
+
+    def label(self, node: str, **labels: str) -> None:
+        client = self.client()
+        found = client.nodes.list(filters={"name": node})
+        target = next(n for n in found if n.attrs["Description"]["Hostname"] == node)
+        spec = target.attrs["Spec"]
+        spec.setdefault("Labels", {}).update(labels)
+        target.update(spec)
+
+    def running_on(self, service: str) -> list[str]:
+        """The hostnames of the nodes running ``service``'s tasks."""
+        client = self.client()
+        hosts = {n.id: n.attrs["Description"]["Hostname"] for n in client.nodes.list()}
+        tasks = client.services.get(service).tasks(filters={"desired-state": "running"})
+        return sorted(hosts[t["NodeID"]] for t in tasks if t["Status"]["State"] == "running")
+
+    def wait_running(self, service: str, count: int, timeout: float = 60) -> list[str]:
+        return wait_until(
+            lambda: (lambda r: r if len(r) == count else None)(self.running_on(service)),
+            timeout,
+            f"{count} running tasks of {service}",
+        )

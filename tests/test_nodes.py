@@ -1,0 +1,184 @@
+"""Nodes on a real multi-node swarm (tests/cluster.py: a manager and two workers, each its
+own dockerd, and a registry): `!nodes`, placement by tier labels, `!ps` with node names,
+deploys pulled by digest, and `!drain` / `!pause` / `!activate` with the drain's pre-check."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cluster import Cluster
+from tests.harness import BotEnv, wait_until
+
+pytestmark = pytest.mark.swarm
+
+
+@pytest.fixture(scope="module")
+def cluster(run_id: str) -> Iterator[Cluster]:
+    c = Cluster(f"{run_id}-nodes")
+    c.start()
+    try:
+        c.label("worker1", tier="small")
+        c.label("worker2", tier="big")
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def image(cluster: Cluster) -> str:
+    return cluster.push_test_image()
+
+
+@pytest.fixture(scope="module")
+def ops(cluster: Cluster, workdir: Path, redis_url: str) -> Iterator[BotEnv]:
+    env = BotEnv(workdir, redis_url, "nodes", resolve_image="always", deadline=60)
+    env.start_worker(env=cluster.env())
+    try:
+        yield env
+    finally:
+        env.stop_worker()
+
+
+def confirmed(env: BotEnv, command: str) -> str:
+    """Ask, then confirm: the transcript of the confirmed job."""
+    asked = env.chat(command)
+    code = re.search(r"!confirm ([A-Z0-9]{4})", asked)
+    assert code, asked
+    return env.chat(f"!confirm {code.group(1)}")
+
+
+def remove(cluster: Cluster, stack: str) -> None:
+    """A test's stack off the swarm, so the next test's drain judges only its own."""
+    cluster.docker("stack", "rm", stack)
+    wait_until(
+        lambda: (
+            not cluster.client().containers.list(
+                filters={"label": f"com.docker.stack.namespace={stack}"}
+            )
+            and not any(
+                cluster.client(n).containers.list(
+                    filters={"label": f"com.docker.stack.namespace={stack}"}
+                )
+                for n in cluster.nodes
+            )
+        ),
+        60,
+        f"{stack}'s tasks to stop",
+    )
+
+
+def availability(cluster: Cluster, node: str) -> str:
+    found = cluster.client().nodes.list(filters={"name": node})
+    return next(n for n in found if n.attrs["Description"]["Hostname"] == node).attrs["Spec"][
+        "Availability"
+    ]
+
+
+def test_nodes_lists_every_node_with_role_labels_and_tasks(
+    ops: BotEnv, cluster: Cluster, image: str, run_id: str
+) -> None:
+    stack = ops.add_stack(f"{run_id}-spread", {"web": {"image": image, "replicas": 3}})
+    assert f"deployed {stack}" in ops.chat(f"!deploy {stack}")
+    out = ops.chat("!nodes")
+    assert "3 nodes, all ready and active" in out, out
+    rows = {
+        line.split()[0]: line
+        for line in out.splitlines()
+        if line.startswith(("manager", "worker"))
+    }
+    assert re.search(r"manager1\s+manager \(leader\)\s+active\s+ready\s+20\.10", rows["manager1"])
+    assert "tier=small" in rows["worker1"] and "tier=big" in rows["worker2"], out
+    assert re.search(r"worker\s+active\s+ready", rows["worker2"]), out
+    total = sum(int(re.search(r"\s(\d+)\s+[\d.]+/", r).group(1)) for r in rows.values())
+    assert total >= 3, out
+
+
+def test_tier_labels_place_services_and_deploys_pull_by_digest(
+    ops: BotEnv, cluster: Cluster, image: str, run_id: str
+) -> None:
+    stack = ops.add_stack(
+        f"{run_id}-tiers",
+        {
+            "big": {"image": image, "replicas": 2, "constraints": ["node.labels.tier == big"]},
+            "small": {"image": image, "replicas": 2, "constraints": ["node.labels.tier == small"]},
+        },
+    )
+    assert f"deployed {stack}: 2 services converged" in ops.chat(f"!deploy {stack}")
+    assert cluster.running_on(f"{stack}_big") == ["worker2", "worker2"]
+    assert cluster.running_on(f"{stack}_small") == ["worker1", "worker1"]
+    spec = cluster.client().services.get(f"{stack}_big").attrs["Spec"]
+    pinned = spec["TaskTemplate"]["ContainerSpec"]["Image"]
+    assert pinned.startswith(f"{image}@sha256:"), pinned
+    out = ops.chat(f"!ps {stack}_small")
+    assert len(re.findall(r"\sworker1\s+running\s+running", out)) == 2, out
+    remove(cluster, stack)
+
+
+def test_drain_that_would_strand_a_service_is_refused_and_changes_nothing(
+    ops: BotEnv, cluster: Cluster, image: str, run_id: str
+) -> None:
+    stack = ops.add_stack(
+        f"{run_id}-pinned",
+        {"db": {"image": image, "constraints": ["node.labels.tier == big"]}},
+    )
+    assert f"deployed {stack}" in ops.chat(f"!deploy {stack}")
+    out = confirmed(ops, "!drain worker2")
+    assert "worker2 not drained: 1 service would lose tasks" in out, out
+    assert re.search(
+        rf"{stack}_db\s+1\s+would lose placement: no other node for node.labels.tier == big", out
+    ), out
+    assert "!drain worker2 --force drains it anyway" in out
+    assert availability(cluster, "worker2") == "active"
+    assert cluster.running_on(f"{stack}_db") == ["worker2"]
+    remove(cluster, stack)
+
+
+def test_drain_moves_the_tasks_and_says_where_then_activate(
+    ops: BotEnv, cluster: Cluster, image: str, run_id: str
+) -> None:
+    stack = ops.add_stack(f"{run_id}-movable", {"web": {"image": image, "replicas": 3}})
+    assert f"deployed {stack}" in ops.chat(f"!deploy {stack}")
+    ops.chat(f"!scale {stack}_web 3")
+    on_worker1 = "worker1" in cluster.running_on(f"{stack}_web")
+    out = confirmed(ops, "!drain worker1")
+    assert "worker1 drained:" in out and "could not be placed" not in out, out
+    assert availability(cluster, "worker1") == "drain"
+    hosts = cluster.wait_running(f"{stack}_web", 3)
+    assert "worker1" not in hosts, hosts
+    if on_worker1:
+        row = next(line for line in out.splitlines() if f"{stack}_web" in line)
+        assert "moved" in row and "worker1" not in row.split("moved", 1)[1], out
+    # Already drained: said so, nothing done.
+    assert "worker1 was already drain" in confirmed(ops, "!drain worker1")
+    out = ops.chat("!activate worker1")
+    assert "worker1 active: it takes new tasks again" in out, out
+    assert availability(cluster, "worker1") == "active"
+
+
+def test_pause_keeps_tasks_and_check_names_the_node_that_cannot_take_them(
+    ops: BotEnv, cluster: Cluster, image: str, run_id: str
+) -> None:
+    out = ops.chat("!pause worker1")
+    assert "worker1 paused: it takes no new tasks" in out, out
+    try:
+        stack = ops.add_stack(
+            f"{run_id}-onsmall",
+            {"svc": {"image": image, "constraints": ["node.labels.tier == small"]}},
+        )
+        out = ops.chat(f"!check {stack}")
+        assert (
+            "only worker1 (paused) satisfies node.labels.tier == small, and takes no tasks now"
+            in out
+        ), out
+        stack = ops.add_stack(
+            f"{run_id}-nowhere",
+            {"svc": {"image": image, "constraints": ["node.labels.tier == huge"]}},
+        )
+        assert "no node satisfies node.labels.tier == huge" in ops.chat(f"!check {stack}")
+    finally:
+        ops.chat("!activate worker1")
+    wait_until(lambda: availability(cluster, "worker1") == "active", 10, "worker1 active")
