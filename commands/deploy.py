@@ -21,6 +21,7 @@ def _stack_reply(stack: dict[str, Any], job: str) -> Reply:
         return Reply(
             f"{name} already matches its file: nothing deployed (an unchanged redeploy would "
             f"wipe each service's rollback target); !deploy {name} --force redeploys anyway",
+            detail=_removals(stack),
             status="ok",
             job=job,
         )
@@ -30,6 +31,7 @@ def _stack_reply(stack: dict[str, Any], job: str) -> Reply:
     if stack.get("error"):
         return Reply(f"deploy of {name} failed: {stack['error']}", status="failed", job=job)
     name, outcomes = stack["stack"], stack["outcomes"]
+    notes += _removals(stack)
     bad = [o for o in outcomes if o["state"] != "converged"]
     if not outcomes:
         head = f"deployed {stack['stack']}: the stack has no services"
@@ -48,6 +50,22 @@ def _stack_reply(stack: dict[str, Any], job: str) -> Reply:
         status="failed" if bad else "ok",
         job=job,
     )
+
+
+def _removals(stack: Mapping[str, Any]) -> tuple[str, ...]:
+    """Services the file no longer has: removed by --prune (volumes kept), or left."""
+    lines = []
+    if stack.get("removed"):
+        lines.append(f"removed (no longer in the file): {', '.join(stack['removed'])}")
+        if stack.get("volumes_kept"):
+            kept = ", ".join(stack["volumes_kept"])
+            lines.append(f"volumes kept (the bot never deletes data): {kept}")
+    if stack.get("orphans"):
+        lines.append(
+            f"still running though no longer in the file: {', '.join(stack['orphans'])}; "
+            f"!deploy {stack['stack']} --prune removes them (their volumes stay)"
+        )
+    return tuple(lines)
 
 
 def render(result: Result) -> Reply:
@@ -79,7 +97,10 @@ def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
         return _deploy_all(tools, job, progress)
     stack = job.args["stack"]
     tools.allow(job, stack)
-    result = tools.deploy_stack(stack, job, progress, force=bool(job.args.get("force")))
+    option = job.args.get("option")
+    result = tools.deploy_stack(
+        stack, job, progress, force=option == "--force", prune=option == "--prune"
+    )
     return Answer(result["ok"], result, _summary(result))
 
 
@@ -127,7 +148,9 @@ def _stack_notice(job: Job, data: Mapping[str, Any]) -> Notice:
     lines = [
         f"{c['service']}: {c['change']}: {'; '.join(c['details'])}"
         for c in data.get("changes") or []
+        if c["change"] != "would be removed"
     ]
+    lines += [f"{name}: removed (no longer in the file)" for name in data.get("removed") or []]
     if data.get("error"):
         return Notice(
             stack, f"deploy of {stack} {who(job)} FAILED: {data['error']}", tuple(lines), "failed"
@@ -148,18 +171,30 @@ def _stack_notice(job: Job, data: Mapping[str, Any]) -> Notice:
 def _confirm_text(args: dict[str, str]) -> str:
     if args["stack"] == "all":
         return "this deploys every stack in order, stopping at the first failure"
+    if args.get("option") == "--prune":
+        return (
+            f"this deploys stack {args['stack']} and removes its services that are no longer "
+            f"in {args['stack']}.yaml (their volumes are kept; !diff {args['stack']} lists them)"
+        )
     return f"this deploys stack {args['stack']}"
 
 
 COMMAND = Command(
     name="deploy",
     summary="deploy stacks/<stack>.yaml as stack <stack> and wait until every service has "
-    "converged; 'all' deploys every stack in order, stopping at the first failure",
+    "converged; 'all' deploys every stack in order, stopping at the first failure; --prune "
+    "also removes the stack's services that are no longer in the file (volumes stay)",
     args=(
         stack_arg(allow_all=True),
-        Arg("force", re.compile(r"^--force$"), "--force", optional=True, shown="--force"),
+        Arg(
+            "option",
+            re.compile(r"^--(force|prune)$"),
+            "--force or --prune",
+            optional=True,
+            shown="--force|--prune",
+        ),
     ),
-    examples=("!deploy dev", "!deploy all", "!deploy dev --force"),
+    examples=("!deploy dev", "!deploy all", "!deploy dev --force", "!deploy dev --prune"),
     stack_param="stack",
     locks_stack=True,
     handler=handle,

@@ -74,7 +74,7 @@ class Dispatcher:
             return reply
         job_args = dict(args)  # the job carries the parsed arguments
         stack = args.get(command.stack_param or "")
-        if self._needs_confirmation(command, stack):
+        if self._needs_confirmation(command, stack, job_args):
             return await self._ask_confirmation(message, command, job_args, stack)
         return await self.submit(
             message.user_id, command, job_args, message.text.strip(), message.ref, stack, message
@@ -167,8 +167,16 @@ class Dispatcher:
 
     # -- confirmations --------------------------------------------------------------------
 
-    def _needs_confirmation(self, command: Command, stack: str | None) -> bool:
-        name = "deploy all" if command.name == "deploy" and stack == "all" else command.name
+    def _needs_confirmation(
+        self, command: Command, stack: str | None, args: dict[str, str]
+    ) -> bool:
+        """The command's name in ``safety.confirm``, or its dangerous form there:
+        ``deploy all``, ``deploy --prune`` (removes services)."""
+        name = command.name
+        if name == "deploy" and stack == "all":
+            name = "deploy all"
+        elif name == "deploy" and args.get("option") == "--prune":
+            name = "deploy --prune"
         return name in self.config.confirm
 
     def _needs_second(self, stack: str | None) -> bool:

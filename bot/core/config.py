@@ -127,7 +127,9 @@ class Config:
     docker_cli_timeout: float = 180.0
     # Where the worker keeps its own record of the jobs it ran (see bot/swarm/ledger.py).
     worker_state_dir: Path = Path("/var/lib/swarmbot")
-    confirm: frozenset[str] = frozenset({"undeploy", "deploy all", "rollback", "drain"})
+    confirm: frozenset[str] = frozenset(
+        {"undeploy", "deploy all", "deploy --prune", "rollback", "drain", "rm"}
+    )
     confirm_seconds: int = 120
     second_approver_stacks: tuple[str, ...] = ()
     rate_limit_per_minute: int = 30
@@ -186,7 +188,7 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "cli_timeout_seconds": ((int, float), 180),
     },
     "safety": {
-        "confirm": (list, ["undeploy", "deploy all", "rollback", "drain"]),
+        "confirm": (list, ["undeploy", "deploy all", "deploy --prune", "rollback", "drain", "rm"]),
         "confirm_seconds": (int, 120),
         "second_approver_stacks": (list, []),
         "rate_limit_per_minute": (int, 30),
@@ -609,9 +611,12 @@ def _check_safety(
     safety: dict[str, Any], problems: list[tuple[str, str]], commands: Collection[str]
 ) -> None:
     for i, name in enumerate(safety["confirm"]):
-        if name != "deploy all" and name not in commands:
+        if name not in ("deploy all", "deploy --prune") and name not in commands:
             problems.append(
-                (f"safety.confirm[{i}]", f'unknown command {name!r} (or "deploy all")')
+                (
+                    f"safety.confirm[{i}]",
+                    f'unknown command {name!r} (or "deploy all", "deploy --prune")',
+                )
             )
     for i, glob in enumerate(safety["second_approver_stacks"]):
         if not isinstance(glob, str) or not re.match(r"^[a-z0-9*?\[\]_-]{1,64}$", glob):

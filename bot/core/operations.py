@@ -144,9 +144,16 @@ class WorkerTools(Protocol):
     def diff(self, stack: str, rendered: dict[str, Any]) -> list[ChangeData]: ...
 
     def deploy_stack(
-        self, stack: str, job: Job, progress: Progress, force: bool = False
+        self, stack: str, job: Job, progress: Progress, force: bool = False, prune: bool = False
     ) -> DeployReport:
-        """Deploy one stack under its lock and watch it converge: the deploy report."""
+        """Deploy one stack under its lock and watch it converge: the deploy report. With
+        ``prune``, the stack's services the file no longer has are removed (never a volume);
+        without, they are left running and named in the report."""
+        ...
+
+    def remove_service(self, job: Job, service: dict[str, Any], progress: Progress) -> Answer:
+        """``docker service rm`` under the stack's lock, once; the answer names the volumes
+        the service used, which stay."""
         ...
 
     def deploy_order(self) -> list[str]:

@@ -87,6 +87,11 @@ class DeployReport(TypedDict):
     changes: NotRequired[list[ChangeData]]
     unchanged: NotRequired[bool]
     seconds: NotRequired[float]
+    # Services in the swarm that the file no longer has: removed (with --prune), or left
+    # running and named; the volumes the removed ones used, which stay.
+    removed: NotRequired[list[str]]
+    orphans: NotRequired[list[str]]
+    volumes_kept: NotRequired[list[str]]
 
 
 class NoticeData(TypedDict, total=False):

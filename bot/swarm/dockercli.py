@@ -146,10 +146,12 @@ def deploy(
     variables: dict[str, str],
     resolve_image: str,
     override: str | None = None,
+    prune: bool = False,
 ) -> str:
     """Run the deploy; returns the CLI's output. The stack name is the file's name.
     ``override`` is compose text merged over the file and its own override (swarmbot's
-    fingerprint labels and versioned config names)."""
+    fingerprint labels and versioned config names); ``prune`` removes the stack's services
+    that are no longer in the files (``--prune``; volumes stay, as always)."""
     if not STACK_NAME.match(stack) or file.stem != stack:
         raise DeployError(f"refusing to deploy {stack!r} from {file.name}")
     env = {**_base_env(), **variables}
@@ -159,7 +161,8 @@ def deploy(
             extra = Path(tmp) / "override.yaml"
             extra.write_text(override)
             files += ["--compose-file", str(extra)]
-        args = ["stack", "deploy", *files, "--resolve-image", resolve_image, stack]
+        args = ["stack", "deploy", *files, "--resolve-image", resolve_image]
+        args += ["--prune", stack] if prune else [stack]
         code, out, err = _run(cli, args, env, file.parent)
     output = (out + err).strip()
     if code != 0:
@@ -178,6 +181,13 @@ def _last_lines(text: str, n: int = 6) -> str:
         line for line in lines if not re.match(r"^(Creating|Updating) (service|network) ", line)
     ]
     return "\n".join(lines[-n:])
+
+
+def remove_service(cli: DockerCli, service_id: str) -> None:
+    """``docker service rm``: the service and its tasks; never a volume it used."""
+    code, out, err = _run(cli, ["service", "rm", service_id], _base_env(), Path("/"))
+    if code != 0:
+        raise DeployError(_last_lines((out + err).strip()) or f"docker service rm exited {code}")
 
 
 def remove(cli: DockerCli, stack: str) -> str:

@@ -23,6 +23,7 @@ from bot.swarm.placement import unplaceable
 
 HASH_LABEL = "swarmbot.file-hash"  # the whole service definition
 TASK_HASH_LABEL = "swarmbot.task-hash"  # the parts that make swarm replace the tasks
+REMOVED = "would be removed"  # a diff's change for a running service the file lost
 # The keys of a service that swarm changes in place: everything else is the task template
 # or the endpoint, and changing it replaces every task (swarmkit's IsTaskDirty).
 IN_PLACE_DEPLOY_KEYS = ("replicas", "labels", "update_config", "rollback_config")
@@ -373,9 +374,12 @@ def diff(stack: str, rendered: dict[str, Any], current: list[dict[str, Any]]) ->
         changes.append(
             {
                 "service": name,
-                "change": "not in the file",
+                "change": REMOVED,
                 "restarts": False,
-                "details": ["keeps running (swarmbot does not prune)"],
+                "details": [
+                    "not in the file: `!deploy --prune` removes it (its volumes stay); "
+                    "a plain deploy leaves it running"
+                ],
             }
         )
     return changes

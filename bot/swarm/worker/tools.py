@@ -23,6 +23,7 @@ from bot.core.config import Config
 from bot.core.ids import resolve_service, stack_of
 from bot.core.operations import Answer, JobCancelled, JobFailed, Progress
 from bot.core.policy import Policy
+from bot.core.replies import plural
 from bot.core.scrub import env_values, masker
 from bot.core.wire import ChangeData, DeployReport, Job, OutcomeData, ProblemData
 from bot.swarm import dockercli, nodes, preflight
@@ -264,7 +265,7 @@ class SwarmTools:
         return rendered, problems, ""
 
     def deploy_stack(
-        self, stack: str, job: Job, progress: Progress, force: bool = False
+        self, stack: str, job: Job, progress: Progress, force: bool = False, prune: bool = False
     ) -> DeployReport:
         file = self.stack_file(stack)
         base = DeployReport(stack=stack, ok=False, error="", outcomes=[], problems=[], note="")
@@ -279,11 +280,19 @@ class SwarmTools:
                     "error": "the pre-flight check found problems; nothing was deployed",
                 }
             override = preflight.hash_override(stack, rendered) if rendered is not None else None
+            current = self.engine.services(stack)
+            gone: list[dict[str, Any]] = []
             if rendered is not None:
-                current = self.engine.services(stack)
-                base["changes"] = preflight.diff(stack, rendered, current)
+                changes = preflight.diff(stack, rendered, current)
+                lost = {c["service"] for c in changes if c["change"] == preflight.REMOVED}
+                gone = [s for s in current if s["Spec"]["Name"] in lost]
+                if not prune:  # named, left running
+                    changes = [c for c in changes if c["service"] not in lost]
+                    if lost:
+                        base["orphans"] = sorted(lost)
+                base["changes"] = changes
                 first_try = self.queue.applied(job.id, f"deploy:{stack}") is None
-                if current and not base["changes"] and not force and first_try:
+                if current and not changes and not force and first_try:
                     return {**base, "ok": True, "unchanged": True}
             try:
                 since = self.apply_once(
@@ -296,10 +305,14 @@ class SwarmTools:
                         self.config.variables,
                         self.config.resolve_image,
                         override,
+                        prune=prune,
                     ),
                 )
             except dockercli.DeployError as exc:
                 return {**base, "error": masker().text(str(exc))}
+            if prune and gone:
+                base["removed"] = sorted(s["Spec"]["Name"] for s in gone)
+                base["volumes_kept"] = sorted({v for s in gone for v in volumes_of(s)})
             ids = [s["ID"] for s in self.engine.services(stack)]
             outcomes = self.engine.watch(
                 ids,
@@ -315,6 +328,22 @@ class SwarmTools:
             # taken over after `!deploy swarmbot` replaced its worker).
             "seconds": round(max(time.monotonic() - started, time.time() - since), 1),
         }
+
+    def remove_service(self, job: Job, service: dict[str, Any], progress: Progress) -> Answer:
+        name = service["Spec"]["Name"]
+        stack = stack_of(service["Spec"].get("Labels"))
+        volumes = volumes_of(service)
+        with self.stack_turn(stack or name, job, progress), self.claim([name], job):
+            self.apply_once(
+                job, f"rm:{name}", lambda: dockercli.remove_service(self.cli, service["ID"])
+            )
+            deadline = time.monotonic() + self.config.deploy_deadline_seconds
+            while any(s["Spec"]["Name"] == name for s in self.engine.services(stack or None)):
+                if time.monotonic() > deadline:
+                    raise JobFailed(f"{name} still there after the deadline")
+                self.state.stop.wait(LOCK_POLL_SECONDS)
+        data = {"service": name, "stack": stack, "volumes": volumes}
+        return Answer(True, data, f"{name} removed, {plural(len(volumes), 'volume')} kept")
 
     def undeploy(self, job: Job, stack: str, progress: Progress) -> dict[str, Any]:
         with self.stack_turn(stack, job, progress), self.claim([stack], job):
@@ -419,6 +448,14 @@ class SwarmTools:
         self.ledger.mark_applied(digest, step, at)
         self.queue.mark_applied(job.id, step, at)
         return at
+
+
+def volumes_of(service: dict[str, Any]) -> list[str]:
+    """The named volumes a service mounts (bind mounts are host paths, not volumes)."""
+    mounts = ((service["Spec"].get("TaskTemplate") or {}).get("ContainerSpec") or {}).get(
+        "Mounts"
+    ) or []
+    return sorted({m["Source"] for m in mounts if m.get("Type") == "volume" and m.get("Source")})
 
 
 def _progress_rows(assessments: list[Assessment]) -> list[dict]:
