@@ -85,6 +85,12 @@ class Cluster:
         self.docker("push", "-q", image)
         return image
 
+    def kill_node(self, node: str) -> None:
+        """SIGKILL the node's dockerd, as a crashed machine: the manager marks it down
+        after its heartbeats stop (about 10-15 s) and moves its tasks."""
+        pid = int((self.dir / node / "dockerd.pid").read_text())
+        os.kill(pid, 9)
+
     def label(self, node: str, **labels: str) -> None:
         client = self.client()
         found = client.nodes.list(filters={"name": node})

@@ -36,6 +36,7 @@ from bot.queue import scripts
 from bot.queue.consumer import WorkerQueue
 from bot.swarm.convergence import describe_task, failing_task, parse_time
 from bot.swarm.engine import API_VERSION
+from bot.swarm.placement import hostname
 
 log = logging.getLogger("swarmbot.notices")
 
@@ -139,6 +140,19 @@ class Notices:
             return True
         return False
 
+    def expect_node(self, node_id: str, availability: str) -> None:
+        """A bot job set this node's availability (and tells it): the watcher, however
+        late it looks, takes the change in silently."""
+        key = self._keys.notice(f"expected-node:{node_id}")
+        self.queue.redis.set(key, availability, ex=EXPECTED_TTL)
+
+    def node_expected(self, node_id: str, availability: str) -> bool:
+        key = self._keys.notice(f"expected-node:{node_id}")
+        if self.queue.redis.get(key) == availability:
+            self.queue.redis.delete(key)
+            return True
+        return False
+
     def claimed(self, *names: str) -> bool:
         keys = [self._claim_key(n) for n in names if n]
         return bool(keys) and any(self.queue.redis.mget(keys))
@@ -223,7 +237,7 @@ class Watcher:
             try:
                 # Its own client without a read timeout: the stream is quiet for long stretches.
                 client = docker.from_env(version=API_VERSION, timeout=None)  # type: ignore[arg-type]
-                stream = client.events(decode=True, filters={"type": ["service"]})
+                stream = client.events(decode=True, filters={"type": ["service", "node"]})
                 self.poke.set()  # (re)connected: compare everything with what was last seen
                 backoff = 1.0
                 for event in stream:
@@ -330,6 +344,7 @@ class Watcher:
                     old["stack"], f"{old['name']} was removed outside the bot", [], f"rm-{sid}"
                 )
         self._finish_pending(current, now)
+        self._look_at_nodes(client)
         with self.queue.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self._state_key, self._pending_key)
             if current:
@@ -339,6 +354,45 @@ class Watcher:
                 pipe.set(self._pending_key, json.dumps(held))
             pipe.incr(self.queue.keys.notice("refreshes"))  # for operators and tests
             pipe.execute()
+
+    def _look_at_nodes(self, client: docker.DockerClient) -> None:
+        """Nodes that went down or came back, and availability changed by hand (a bot job
+        claims the node and tells its own story): one notice per change, kept in Redis
+        like the services' state, so a new watcher neither repeats nor misses one."""
+        key = self.queue.keys.notice("nodes")
+        raw = self.queue.redis.get(key)
+        seen: dict[str, dict[str, str]] = json.loads(raw) if raw else {}
+        now = {
+            n["ID"]: {
+                "host": hostname(n),
+                "status": (n.get("Status") or {}).get("State", "unknown"),
+                "availability": (n.get("Spec") or {}).get("Availability", "active"),
+            }
+            for n in client.api.nodes()
+        }
+        for node_id, cur in now.items() if raw else ():
+            old, host = seen.get(node_id), cur["host"]
+            stamp = f"{node_id}-{int(time.time())}"
+            if old is None:
+                text = f"node {host} joined the swarm ({cur['status']})"
+                self._post("", text, [], f"node-join-{node_id}")
+                continue
+            if old["status"] != cur["status"] and cur["status"] == "down":
+                text = f"node {host} is down: swarm moves its tasks to other nodes"
+                self._post("", text, [], f"node-down-{stamp}", "failed")
+            elif old["status"] != cur["status"] and cur["status"] == "ready":
+                self._post("", f"node {host} is back (ready)", [], f"node-up-{stamp}")
+            changed = old["availability"] != cur["availability"]
+            if changed and not self.notices.node_expected(node_id, cur["availability"]):
+                verb = {"drain": "drained", "pause": "paused", "active": "activated"}.get(
+                    cur["availability"], cur["availability"]
+                )
+                text = f"node {host} {verb} outside the bot"
+                self._post("", text, [], f"node-av-{stamp}")
+        for node_id, old in seen.items():
+            if node_id not in now:
+                self._post("", f"node {old['host']} left the swarm", [], f"node-left-{node_id}")
+        self.queue.redis.set(key, json.dumps(now))
 
     def _note_change(self, cur: dict[str, Any], change: str, now: float) -> None:
         key = cur["stack"] or cur["name"]
