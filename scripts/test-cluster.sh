@@ -7,6 +7,9 @@
 #   scripts/test-cluster.sh up DIR [WORKERS [MANAGERS]]   start; prints KEY=VALUE lines
 #   scripts/test-cluster.sh down DIR                      stop and remove everything
 #   scripts/test-cluster.sh sweep                         remove clusters whose owner died
+#   scripts/test-cluster.sh kill-node DIR NODE            a machine crash: every process of
+#                                                         the node (dockerd, containers) killed
+#   scripts/test-cluster.sh start-node DIR NODE           its dockerd again (it rejoins)
 #
 # `up` writes DIR/cluster.env (NODES, SOCKET_<node>, ADDR_<node>, REGISTRY, BRIDGE, ...)
 # and DIR/owner (the PID whose death makes the cluster a leftover: $CLUSTER_OWNER, else
@@ -93,6 +96,25 @@ wait_for() {  # wait_for SECONDS WHAT COMMAND...
   return 1
 }
 
+start_dockerd() {  # start_dockerd DIR NODE: the node's dockerd in its namespaces
+  local dir=$1 name=$2 d ns registry
+  d=$dir/$name
+  ns=$(cat "$d/netns")
+  registry=$(cat "$dir/registry.addr")
+  # nsenter, not `ip netns exec` (which remounts /sys: "Devices cgroup isn't mounted").
+  nsenter --net="/var/run/netns/$ns" unshare --uts -- sh -c "hostname $name; exec dockerd \
+    --data-root $d/data --exec-root $d/exec --pidfile $d/dockerd.pid \
+    -H unix://$d/docker.sock --bridge=none --iptables=false --ip-masq=false \
+    --insecure-registry $registry" >>"$d/dockerd.log" 2>&1 8>&- 9>&- &
+}
+
+kill_node() {
+  local dir=$1 name=$2 ns
+  ns=$(cat "$dir/$name/netns")
+  ip netns pids "$ns" | xargs -r kill -9
+  rm -f "$dir/$name/dockerd.pid" "$dir/$name/exec/docker.pid"
+}
+
 up() {
   local dir=$1 workers=${2:-2} managers=${3:-1}
   mkdir -p "$BASE"
@@ -107,6 +129,7 @@ up() {
   k=$(free_subnet)
   gw=10.77.$k.254
   registry=$gw:5000
+  echo "$registry" >"$dir/registry.addr"
   ip link add "$BR" type bridge
   ip addr add "$gw/24" dev "$BR"
   ip link set "$BR" up
@@ -144,14 +167,12 @@ YAML
     ip netns exec "$ns" ip link set "${NS}p$i" up
     ip netns exec "$ns" ip link set lo up
     ip netns exec "$ns" ip route add default via "$gw"
-    # nsenter, not `ip netns exec` (which remounts /sys: "Devices cgroup isn't mounted").
-    nsenter --net="/var/run/netns/$ns" unshare --uts -- sh -c "hostname $name; exec dockerd \
-      --data-root $d/data --exec-root $d/exec --pidfile $d/dockerd.pid \
-      -H unix://$d/docker.sock --bridge=none --iptables=false --ip-masq=false \
-      --insecure-registry $registry" >"$d/dockerd.log" 2>&1 8>&- 9>&- &
+    echo "$ns" >"$d/netns"
+    start_dockerd "$dir" "$name"
     {
       echo "SOCKET_$name=$d/docker.sock"
       echo "ADDR_$name=$addr"
+      echo "NETNS_$name=$ns"
     } >>"$dir/cluster.env.part"
   done
   for name in "${names[@]}"; do
@@ -193,5 +214,11 @@ case ${1:-} in
   up) up "${2:?DIR}" "${3:-2}" "${4:-1}" ;;
   down) down "${2:?DIR}" ;;
   sweep) sweep ;;
-  *) echo "usage: $0 up DIR [WORKERS [MANAGERS]] | down DIR | sweep" >&2; exit 2 ;;
+  kill-node) kill_node "${2:?DIR}" "${3:?NODE}" ;;
+  start-node)
+    start_dockerd "${2:?DIR}" "${3:?NODE}"
+    wait_for 60 "dockerd of $3" docker -H "unix://$2/$3/docker.sock" info
+    ;;
+  *) echo "usage: $0 up DIR [WORKERS [MANAGERS]] | down DIR | sweep | kill-node DIR NODE |" \
+    "start-node DIR NODE" >&2; exit 2 ;;
 esac

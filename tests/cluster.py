@@ -60,10 +60,10 @@ class Cluster:
         """For a worker (and its docker CLI) that manages this swarm."""
         return {"DOCKER_HOST": f"unix://{self.socket()}"}
 
-    def docker(self, *args: str, node: str = "") -> str:
+    def docker(self, *args: str, node: str = "", cwd: Path | None = None) -> str:
         proc = subprocess.run(
             [DOCKER, "-H", f"unix://{self.socket(node)}", *args],
-            capture_output=True, text=True, timeout=300, check=False,
+            capture_output=True, text=True, timeout=300, check=False, cwd=cwd,
             env={**os.environ, "DOCKER_BUILDKIT": "0"},
         )  # fmt: skip
         assert proc.returncode == 0, f"docker {' '.join(args)}: {proc.stderr}"
@@ -85,11 +85,47 @@ class Cluster:
         self.docker("push", "-q", image)
         return image
 
+    def _script(self, *args: str) -> None:
+        proc = subprocess.run(
+            ["bash", str(ROOT / "scripts/test-cluster.sh"), *args],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+
     def kill_node(self, node: str) -> None:
-        """SIGKILL the node's dockerd, as a crashed machine: the manager marks it down
-        after its heartbeats stop (about 10-15 s) and moves its tasks."""
-        pid = int((self.dir / node / "dockerd.pid").read_text())
-        os.kill(pid, 9)
+        """A machine crash: every process of the node (dockerd, containerd, its
+        containers) SIGKILLed. Managers mark it down after its heartbeats stop (about
+        10-15 s) and move its tasks."""
+        self._script("kill-node", str(self.dir), node)
+
+    def start_node(self, node: str) -> None:
+        """The crashed node's dockerd again; it rejoins the swarm by itself."""
+        self._script("start-node", str(self.dir), node)
+        wait_until(
+            lambda: any(
+                n.attrs["Description"]["Hostname"] == node
+                and n.attrs["Status"]["State"] == "ready"
+                for n in self.client(self.any_manager_but(node)).nodes.list()
+            ),
+            90,
+            f"{node} to be ready again",
+        )
+
+    def any_manager_but(self, node: str) -> str:
+        return next(n for n in self.nodes if n.startswith("manager") and n != node)
+
+    def load_image(self, image: str, name: str) -> str:
+        """An image of the host's dockerd, pushed to the cluster's registry as ``name``."""
+        ref = f"{self.registry}/{name}"
+        saved = subprocess.Popen([DOCKER, "save", image], stdout=subprocess.PIPE)
+        subprocess.run(
+            [DOCKER, "-H", f"unix://{self.socket()}", "load", "-q"],
+            stdin=saved.stdout, capture_output=True, timeout=300, check=True,
+        )  # fmt: skip
+        assert saved.wait(60) == 0
+        self.docker("tag", image, ref)
+        self.docker("push", "-q", ref)
+        return ref
 
     def label(self, node: str, **labels: str) -> None:
         client = self.client()
