@@ -9,7 +9,7 @@ test:  ## the whole test suite against a real swarm, Redis and worker (sets up f
 
 faults:  ## nightly: FAULT_TRIALS trials of each fault (20) and FUZZ_EXAMPLES fuzz inputs (10,000)
 	@FAULT_TRIALS=$${FAULT_TRIALS:-20} FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-10000} \
-		scripts/test.sh tests/test_faults.py tests/test_fuzz.py
+		scripts/test.sh tests/test_faults.py tests/test_manager_loss.py tests/test_fuzz.py
 
 bench:  ## benchmarks against the real swarm, Redis and Synapse; writes docs/BENCHMARKS.md
 	@scripts/setup.sh && .venv/bin/python -m bench.run

@@ -250,6 +250,29 @@ def test_node_changes_are_told_once_each_by_the_bot_or_from_outside(
     assert len(ops.notices("node worker1 activated outside the bot")) == 1
 
 
+def test_a_task_no_node_can_take_is_told_once_with_the_reason(
+    ops: Ops, cluster: Cluster, image: str, run_id: str
+) -> None:
+    """worker1, the only small-tier node, is drained by hand: its service's task has
+    nowhere to go. One notice says so, with swarm's reason; one says who drained it."""
+    stack = ops.add_stack(
+        f"{run_id}-stranded",
+        {"job": {"image": image, "constraints": ["node.labels.tier == small"]}},
+    )
+    assert f"deployed {stack}" in ops.chat(f"!deploy {stack}")
+    ops.settle()
+    cluster.docker("node", "update", "--availability", "drain", "worker1")
+    try:
+        told = wait_until(lambda: ops.notices(f"{stack}_job is unhealthy"), 60, "the notice")
+        assert "no suitable node" in told[0], told
+        ops.settle()
+        assert len(ops.notices(f"{stack}_job is unhealthy")) == 1, ops.notices(stack)
+        assert len(ops.notices("node worker1 drained outside the bot")) == 1
+    finally:
+        cluster.docker("node", "update", "--availability", "active", "worker1")
+        remove(cluster, stack)
+
+
 def test_a_node_that_dies_is_told_once_and_its_tasks_move(
     ops: Ops, cluster: Cluster, image: str, run_id: str
 ) -> None:

@@ -128,7 +128,7 @@ def test_diff_shows_changes_and_changes_nothing(
         and "y" not in api.split("NEW")[1][:3]
     )
     assert re.search(rf"{stack}_fresh\s+new\s+yes", out)
-    assert re.search(rf"{stack}_gone\s+not in the file\s+no\s+keeps running", out)
+    assert re.search(rf"{stack}_gone\s+would be removed\s+no\s+not in the file", out), out
     after = {
         s.name: s.version
         for s in swarm.services.list(filters={"label": f"com.docker.stack.namespace={stack}"})

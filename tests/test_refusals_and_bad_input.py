@@ -89,7 +89,7 @@ def test_services_outside_the_users_stacks_are_not_even_named(
 BAD_INPUT = [
     (
         "!deploy ../etc/passwd",
-        "`../etc/passwd` is not a stack name; usage: !deploy <stack|all> [--force]",
+        "`../etc/passwd` is not a stack name; usage: !deploy <stack|all> [--force|--prune]",
     ),
     # Found by asserting each line against its own reply: this one is refused for its
     # length before its first word is looked at (it passed on the next line's output).
@@ -98,7 +98,7 @@ BAD_INPUT = [
     ("!deploy dev;", "`dev;` is not a stack name"),
     ("!deploy $(reboot)", "`$(reboot)` is not a stack name"),
     ("!restart `id`", "`'id'` is not a service name"),
-    ("!deploy", "missing <stack|all>; usage: !deploy <stack|all> [--force]"),
+    ("!deploy", "missing <stack|all>; usage: !deploy <stack|all> [--force|--prune]"),
     ("!", "empty command; !help lists the commands"),
     ("!frobnicate", "unknown command `frobnicate`; !help lists the commands"),
     ("!deploy dév", "`dév` is not a stack name"),
