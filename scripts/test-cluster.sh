@@ -9,6 +9,7 @@
 #   scripts/test-cluster.sh sweep                         remove clusters whose owner died
 #   scripts/test-cluster.sh kill-node DIR NODE            a machine crash: every process of
 #                                                         the node (dockerd, containers) killed
+#   scripts/test-cluster.sh stop-node DIR NODE            its dockerd stopped cleanly
 #   scripts/test-cluster.sh start-node DIR NODE           its dockerd again (it rejoins)
 #
 # `up` writes DIR/cluster.env (NODES, SOCKET_<node>, ADDR_<node>, REGISTRY, BRIDGE, ...)
@@ -106,6 +107,15 @@ start_dockerd() {  # start_dockerd DIR NODE: the node's dockerd in its namespace
     --data-root $d/data --exec-root $d/exec --pidfile $d/dockerd.pid \
     -H unix://$d/docker.sock --bridge=none --iptables=false --ip-masq=false \
     --insecure-registry $registry" >>"$d/dockerd.log" 2>&1 8>&- 9>&- &
+}
+
+stop_node() {  # a clean stop of the node's dockerd (SIGTERM), as `systemctl stop docker`
+  local dir=$1 name=$2 pid
+  pid=$(cat "$dir/$name/dockerd.pid" 2>/dev/null || true)
+  [ -n "$pid" ] || return 0
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  rm -f "$dir/$name/dockerd.pid"
 }
 
 kill_node() {
@@ -215,10 +225,11 @@ case ${1:-} in
   down) down "${2:?DIR}" ;;
   sweep) sweep ;;
   kill-node) kill_node "${2:?DIR}" "${3:?NODE}" ;;
+  stop-node) stop_node "${2:?DIR}" "${3:?NODE}" ;;
   start-node)
     start_dockerd "${2:?DIR}" "${3:?NODE}"
     wait_for 60 "dockerd of $3" docker -H "unix://$2/$3/docker.sock" info
     ;;
   *) echo "usage: $0 up DIR [WORKERS [MANAGERS]] | down DIR | sweep | kill-node DIR NODE |" \
-    "start-node DIR NODE" >&2; exit 2 ;;
+    "stop-node DIR NODE | start-node DIR NODE" >&2; exit 2 ;;
 esac

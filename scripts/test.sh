@@ -3,13 +3,13 @@
 # (the harness starts its own Redis, Synapse and Slack fake, and dockerd with a one-node
 # swarm if none is running).
 #
-# With no arguments, the suite runs in two phases: first every test but the container and
-# disruptive ones, spread over TEST_WORKERS processes (pytest-xdist, a module per process:
-# most of a test's time is spent waiting for the swarm to converge, not computing), on one
-# dockerd started here if none answers; then, alone, the container tests (swarmbot's own
-# stack on the host network, which must not meet other tests' ports and stacks) and the
-# disruptive ones (they stop or restart dockerd), in a session that starts a dockerd of its
-# own. With arguments, plain pytest.
+# With no arguments, the suite runs in two phases: first every test but the container ones,
+# spread over TEST_WORKERS processes (pytest-xdist, a module per process: most of a test's
+# time is spent waiting for the swarm to converge, not computing), on one dockerd started
+# here if none answers (tests that stop, crash or restart a dockerd do it on swarms of
+# their own, scripts/test-cluster.sh); then, alone, the container tests (swarmbot's own
+# stack on the host network, which must not meet other tests' ports and stacks). With
+# arguments, plain pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -37,10 +37,10 @@ log="$run/pytest.log"
 : >"$log"
 status=0
 .venv/bin/python -m pytest -n "${TEST_WORKERS:-3}" --dist loadfile \
-  -m "not (disruptive or container)" \
+  -m "not container" \
   | tee -a "$log" || status=$?
 stop_ours
-.venv/bin/python -m pytest -m "disruptive or container" | tee -a "$log" \
+.venv/bin/python -m pytest -m container | tee -a "$log" \
   || { rc=$?; [ "$status" -ne 0 ] || status=$rc; }
 
 # One closing line for the two phases together.

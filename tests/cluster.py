@@ -98,18 +98,27 @@ class Cluster:
         10-15 s) and move its tasks."""
         self._script("kill-node", str(self.dir), node)
 
+    def stop_node(self, node: str) -> None:
+        """The node's dockerd stopped cleanly (SIGTERM), and gone."""
+        self._script("stop-node", str(self.dir), node)
+
     def start_node(self, node: str) -> None:
-        """The crashed node's dockerd again; it rejoins the swarm by itself."""
+        """The node's dockerd again (after a crash or a stop); it rejoins the swarm."""
         self._script("start-node", str(self.dir), node)
-        wait_until(
-            lambda: any(
+        watcher = next((n for n in self.nodes if n.startswith("manager") and n != node), node)
+
+        def ready() -> bool:
+            try:
+                nodes = self.client(watcher).nodes.list()
+            except docker.errors.APIError:
+                return False  # a lone manager answers before its raft is back
+            return any(
                 n.attrs["Description"]["Hostname"] == node
                 and n.attrs["Status"]["State"] == "ready"
-                for n in self.client(self.any_manager_but(node)).nodes.list()
-            ),
-            90,
-            f"{node} to be ready again",
-        )
+                for n in nodes
+            )
+
+        wait_until(ready, 90, f"{node} to be ready again")
 
     def any_manager_but(self, node: str) -> str:
         return next(n for n in self.nodes if n.startswith("manager") and n != node)

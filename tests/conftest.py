@@ -98,8 +98,3 @@ def bot(workdir: Path, redis_url: str, swarm: docker.DockerClient) -> Iterator[B
         yield env
     finally:
         env.stop_worker()
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that stop shared services (dockerd) run last, so no other test sees it down."""
-    items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
