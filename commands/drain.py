@@ -13,6 +13,7 @@ from bot.core.replies import Reply, Table, plural
 from bot.core.wire import Job, Result
 from commands.base import Arg, Command, error_reply
 
+STATES = {"drain": "drained", "pause": "paused", "active": "active"}  # as a person says it
 NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")  # a hostname or a node ID
 
 
@@ -35,7 +36,9 @@ def render(result: Result) -> Reply:
     node, availability = data["node"], data["availability"]
     if data.get("unchanged"):
         return Reply(
-            f"{node} was already {availability}; nothing changed", status="ok", job=result.job
+            f"{node} was already {STATES.get(availability, availability)}; nothing changed",
+            status="ok",
+            job=result.job,
         )
     if data.get("refused"):
         rows = [i for i in data["impact"] if not i["placeable"]]

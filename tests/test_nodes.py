@@ -195,7 +195,7 @@ def test_drain_moves_the_tasks_and_says_where_then_activate(
         row = next(line for line in out.splitlines() if f"{stack}_web" in line)
         assert "moved" in row and "worker1" not in row.split("moved", 1)[1], out
     # Already drained: said so, nothing done.
-    assert "worker1 was already drain" in confirmed(ops, "!drain worker1")
+    assert "worker1 was already drained; nothing changed" in confirmed(ops, "!drain worker1")
     out = ops.chat("!activate worker1")
     assert "worker1 active: it takes new tasks again" in out, out
     assert availability(cluster, "worker1") == "active"
