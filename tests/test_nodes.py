@@ -286,5 +286,9 @@ def test_a_node_that_dies_is_told_once_and_its_tasks_move(
     ops.settle()
     notice = ops.notices("node worker2 is down")
     assert notice == ["node worker2 is down: swarm moves its tasks to other nodes"], notice
+    moved = wait_until(lambda: ops.notices("tasks of node worker2 placed again"), 60, "where")
+    assert len(moved) == 1, moved
+    line = next(x for x in moved[0].splitlines() if x.startswith(f"{stack}_web: "))
+    assert "worker2" not in line and ("manager1" in line or "worker1" in line), moved
     out = ops.chat("!nodes")
     assert re.search(r"worker2\s+worker\s+active\s+down", out), out

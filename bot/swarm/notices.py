@@ -344,7 +344,7 @@ class Watcher:
                     old["stack"], f"{old['name']} was removed outside the bot", [], f"rm-{sid}"
                 )
         self._finish_pending(current, now)
-        self._look_at_nodes(client)
+        self._look_at_nodes(client, current)
         with self.queue.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self._state_key, self._pending_key)
             if current:
@@ -355,7 +355,9 @@ class Watcher:
             pipe.incr(self.queue.keys.notice("refreshes"))  # for operators and tests
             pipe.execute()
 
-    def _look_at_nodes(self, client: docker.DockerClient) -> None:
+    def _look_at_nodes(
+        self, client: docker.DockerClient, services: dict[str, dict[str, Any]]
+    ) -> None:
         """Nodes that went down or came back, and availability changed by hand (a bot job
         claims the node and tells its own story): one notice per change, kept in Redis
         like the services' state, so a new watcher neither repeats nor misses one."""
@@ -380,6 +382,7 @@ class Watcher:
             if old["status"] != cur["status"] and cur["status"] == "down":
                 text = f"node {host} is down: swarm moves its tasks to other nodes"
                 self._post("", text, [], f"node-down-{stamp}", "failed")
+                self._follow_moves(client, node_id, host)
             elif old["status"] != cur["status"] and cur["status"] == "ready":
                 self._post("", f"node {host} is back (ready)", [], f"node-up-{stamp}")
             changed = old["availability"] != cur["availability"]
@@ -393,6 +396,62 @@ class Watcher:
             if node_id not in now:
                 self._post("", f"node {old['host']} left the swarm", [], f"node-left-{node_id}")
         self.queue.redis.set(key, json.dumps(now))
+        self._tell_moves(client, services, now)
+
+    def _follow_moves(self, client: docker.DockerClient, node_id: str, host: str) -> None:
+        """A node is down: remember which services ran there, to tell where they went."""
+        # Swarm may already have asked the node's tasks to shut down (and placed new ones):
+        # what was running there is what the node last reported as running.
+        tasks = client.api.tasks(filters={"node": node_id})
+        moving = sorted(
+            {
+                t["ServiceID"]
+                for t in tasks
+                if t.get("ServiceID") and (t.get("Status") or {}).get("State") == "running"
+            }
+        )
+        if moving:
+            record = json.dumps({"host": host, "services": moving})
+            self.queue.redis.set(self.queue.keys.notice(f"moving:{node_id}"), record, ex=3600)
+
+    def _tell_moves(
+        self,
+        client: docker.DockerClient,
+        services: dict[str, dict[str, Any]],
+        nodes: dict[str, dict[str, str]],
+    ) -> None:
+        """Once every service a down node ran is whole again (or it is back), one notice
+        says where their tasks run now."""
+        for key in self.queue.redis.scan_iter(self.queue.keys.notice("moving:*")):
+            raw = self.queue.redis.get(key)
+            if not raw:
+                continue
+            node_id = str(key).rsplit(":", 1)[-1]
+            record = json.loads(raw)
+            mine = [services[sid] for sid in record["services"] if sid in services]
+            back = nodes.get(node_id, {}).get("status") == "ready"
+            if not back and not all(s["healthy"] for s in mine):
+                continue
+            placed: dict[str, list[dict[str, Any]]] = {}
+            for sid in record["services"]:
+                if sid in services:
+                    tasks = client.api.tasks(filters={"service": sid, "desired-state": "running"})
+                    placed[sid] = [
+                        t for t in tasks if (t.get("Status") or {}).get("State") == "running"
+                    ]
+            if not back and any(t.get("NodeID") == node_id for ts in placed.values() for t in ts):
+                continue  # swarm has not given up on the node's tasks yet
+            lines = []
+            for sid, tasks in placed.items():
+                where = sorted(
+                    {nodes.get(t.get("NodeID", ""), {}).get("host", "?") for t in tasks}
+                )
+                lines.append(f"{services[sid]['name']}: {', '.join(where) or 'nowhere yet'}")
+            text = f"tasks of node {record['host']} placed again" + (
+                " (the node is back)" if back else ""
+            )
+            self._post("", text, lines, f"node-moved-{node_id}-{int(time.time())}")
+            self.queue.redis.delete(key)
 
     def _note_change(self, cur: dict[str, Any], change: str, now: float) -> None:
         key = cur["stack"] or cur["name"]
