@@ -6,6 +6,8 @@ with commands on stdin) and check the swarm through the Docker SDK.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import secrets
 import shutil
@@ -420,3 +422,74 @@ def remove_stacks(client: docker.DockerClient, prefix: str, keep: str = "") -> N
         s for s in stacks if s.startswith(prefix) and not (keep and s.startswith(keep))
     ):
         subprocess.run([docker_cli, "stack", "rm", stack], capture_output=True, check=False)
+
+
+REDIS_TEST_IMAGE = "127.0.0.1:5999/swarmbot-test/redis:7"
+IMAGE_INPUTS = ("Dockerfile", "pyproject.toml", "scripts/build-image.sh", "bot", "commands")
+
+
+def swarmbot_test_image() -> str:
+    """swarmbot's image, built as CI here must build it (offline), once per source tree:
+    the tag is a digest of what goes into the image, so the tests that need it (the
+    container test, the manager-loss faults) share one build, even across processes."""
+    digest = hashlib.sha256()
+    for name in IMAGE_INPUTS:
+        path = ROOT / name
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        for file in files:
+            digest.update(str(file.relative_to(ROOT)).encode() + b"\0" + file.read_bytes())
+    tag = f"127.0.0.1:5999/swarmbot-test/swarmbot:src-{digest.hexdigest()[:12]}"
+    with _build_lock():
+        if not _has_image(tag):
+            _build_image(tag)
+            _remove_older_builds(tag)
+        if not _has_image(REDIS_TEST_IMAGE):
+            _build_image("--redis", REDIS_TEST_IMAGE)
+    return tag
+
+
+@contextmanager
+def _build_lock() -> Iterator[None]:
+    lock = ROOT / ".test-run" / "image.lock"
+    lock.parent.mkdir(exist_ok=True)
+    with lock.open("w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _remove_older_builds(keep: str) -> None:
+    """Builds of earlier source trees: nothing will use them again."""
+    docker_cli = shutil.which("docker") or "docker"
+    repo = keep.rsplit(":", 1)[0]
+    listed = subprocess.run(
+        [docker_cli, "image", "ls", repo, "--format", "{{.Repository}}:{{.Tag}}"],
+        capture_output=True, text=True, check=False,
+    ).stdout.split()  # fmt: skip
+    old = [t for t in listed if t != keep and t.rsplit(":", 1)[-1].startswith("src-")]
+    if old:
+        subprocess.run([docker_cli, "rmi", *old], capture_output=True, check=False)
+
+
+def _has_image(tag: str) -> bool:
+    docker_cli = shutil.which("docker") or "docker"
+    return (
+        subprocess.run(
+            [docker_cli, "image", "inspect", tag], capture_output=True, check=False
+        ).returncode
+        == 0
+    )
+
+
+def _build_image(*args: str) -> None:
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts/build-image.sh"), *args],
+        env={**os.environ, "SWARMBOT_BUILD": "offline"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
