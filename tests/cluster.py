@@ -8,11 +8,15 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import docker
 
-from tests.harness import ROOT, wait_until
+from bot.chat.adapters.slack_render import unescape
+from tests.harness import ROOT, BotEnv, wait_until
+from tests.slack_fake import FakeSlack, bot_config, running_fake
 
 BASE = Path("/run/swarmbot-test-clusters")
 DOCKER = shutil.which("docker") or "docker"
@@ -157,3 +161,59 @@ class Cluster:
             timeout,
             f"{count} running tasks of {service}",
         )
+
+
+NOTICES = "C0NOTICE1"  # the Slack fake's channel for a cluster bot's notices
+
+
+class ClusterBot(BotEnv):
+    """A console, and a Slack bot (the fake) whose notices channel gets every notice, with
+    the worker managing a test cluster: what the node and dockerd tests talk to."""
+
+    fake: FakeSlack
+    cluster: Cluster
+
+    def notices(self, about: str) -> list[str]:
+        """Notices that mention ``about``, as a person reads them."""
+        texts = [unescape(m["text"]) for m in self.fake.messages if m["channel"] == NOTICES]
+        return [t for t in texts if about in t]
+
+    def settle(self) -> None:
+        """Two more looks at the swarm by the watcher: what was to be told has been."""
+        key = f"{self.prefix}:notice:refreshes"
+        start = int(self.redis().get(key) or 0)
+        wait_until(lambda: int(self.redis().get(key) or 0) >= start + 2, 60, "two looks")
+
+
+@contextmanager
+def cluster_bot(
+    cluster: Cluster, workdir: Path, redis_url: str, name: str, deadline: float
+) -> Iterator[ClusterBot]:
+    """A started ClusterBot, its worker on ``cluster``, after the watcher's first look."""
+    with running_fake() as fake:
+        env = ClusterBot(
+            workdir,
+            redis_url,
+            name,
+            resolve_image="always",
+            deadline=deadline,
+            adapters=("slack",),
+            extra_roles=bot_config(fake, notices=NOTICES)
+            + f"""
+            [notices]
+            quiet_seconds = 1
+            poll_seconds = 2
+            [[notices.route]]
+            stacks = ["*"]
+            slack = ["{NOTICES}"]
+            """,
+        )
+        env.fake, env.cluster = fake, cluster
+        env.start_worker(env=cluster.env())
+        env.start_bot()
+        try:
+            wait_until(lambda: env.redis().get(f"{env.prefix}:notice:refreshes"), 30, "a look")
+            yield env
+        finally:
+            env.stop_bot()
+            env.stop_worker()

@@ -13,73 +13,37 @@ from pathlib import Path
 
 import pytest
 
-from bot.chat.adapters.slack_render import unescape
-from tests.cluster import Cluster
-from tests.harness import BotEnv, wait_until
-from tests.slack_fake import FakeSlack, bot_config, running_fake, wait_for_reply
+from tests.cluster import Cluster, ClusterBot, cluster_bot
+from tests.harness import wait_until
+from tests.slack_fake import wait_for_reply
 
 pytestmark = pytest.mark.swarm
 
-OPS, NOTICES, ALICE = "C0OPS0001", "C0NOTICE1", "UALICE001"
+OPS, ALICE = "C0OPS0001", "UALICE001"
 SLOW = {"update_config": {"monitor": "3s"}}
 
 
-class Lone(BotEnv):
-    fake: FakeSlack
-    cluster: Cluster
-    image: str  # the test image, in the cluster's registry
-
-    def notices(self, about: str) -> list[str]:
-        texts = [unescape(m["text"]) for m in self.fake.messages if m["channel"] == NOTICES]
-        return [t for t in texts if about in t]
-
-    def settle(self) -> None:
-        key = f"{self.prefix}:notice:refreshes"
-        start = int(self.redis().get(key) or 0)
-        wait_until(lambda: int(self.redis().get(key) or 0) >= start + 2, 60, "two looks")
-
-
 @pytest.fixture(scope="module")
-def lone(run_id: str, workdir: Path, redis_url: str) -> Iterator[Lone]:
+def lone(run_id: str, workdir: Path, redis_url: str) -> Iterator[ClusterBot]:
     cluster = Cluster(f"{run_id}-lone", workers=0, managers=1)
     cluster.start()
     try:
-        with running_fake() as fake:
-            env = Lone(
-                workdir,
-                redis_url,
-                "docker-restarts",
-                resolve_image="always",
-                deadline=40,
-                adapters=("slack",),
-                extra_roles=bot_config(fake, notices=NOTICES)
-                + f"""
-                [notices]
-                quiet_seconds = 1
-                poll_seconds = 2
-                [[notices.route]]
-                stacks = ["*"]
-                slack = ["{NOTICES}"]
-                """,
-            )
-            env.fake, env.cluster = fake, cluster
-            env.image = cluster.push_test_image()
-            env.start_worker(env=cluster.env())
-            env.start_bot()
-            try:
-                yield env
-            finally:
-                env.stop_bot()
-                env.stop_worker()
+        with cluster_bot(cluster, workdir, redis_url, "docker-restarts", deadline=40) as env:
+            yield env
     finally:
         cluster.stop()
 
 
+@pytest.fixture(scope="module")
+def image(lone: ClusterBot) -> str:
+    return lone.cluster.push_test_image()
+
+
 def test_dockerd_stopped_mid_job_fails_fast_and_the_worker_carries_on(
-    lone: Lone, run_id: str
+    lone: ClusterBot, image: str, run_id: str
 ) -> None:
     stack = lone.add_stack(
-        f"{run_id}-dockerdown", {"victim": {"image": lone.image, "replicas": 2, **SLOW}}
+        f"{run_id}-dockerdown", {"victim": {"image": image, "replicas": 2, **SLOW}}
     )
     after = lone.last_job().get("id", "0")
     chat = lone.chat_in_background(f"!deploy {stack}")
@@ -101,8 +65,10 @@ def test_dockerd_stopped_mid_job_fails_fast_and_the_worker_carries_on(
     assert f"{stack}_victim" in out, out
 
 
-def test_no_notice_lost_or_doubled_across_a_dockerd_restart(lone: Lone, run_id: str) -> None:
-    stack = lone.add_stack(f"{run_id}-restart", {"svc": {"image": lone.image}})
+def test_no_notice_lost_or_doubled_across_a_dockerd_restart(
+    lone: ClusterBot, image: str, run_id: str
+) -> None:
+    stack = lone.add_stack(f"{run_id}-restart", {"svc": {"image": image}})
     ts = lone.fake.say(OPS, ALICE, f"!deploy {stack}")
     wait_for_reply(lone.fake, OPS, ts, f"deployed {stack}")
     lone.settle()
@@ -122,7 +88,7 @@ def test_no_notice_lost_or_doubled_across_a_dockerd_restart(lone: Lone, run_id: 
     assert len(lone.notices(f"{stack} deployed by")) == told, lone.notices(stack)
 
 
-def _scale(lone: Lone, service: str, replicas: int) -> bool:
+def _scale(lone: ClusterBot, service: str, replicas: int) -> bool:
     import docker.errors
 
     try:

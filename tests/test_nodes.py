@@ -10,12 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.chat.adapters.slack_render import unescape
-from tests.cluster import Cluster
+from tests.cluster import Cluster, ClusterBot, cluster_bot
 from tests.harness import BotEnv, wait_until
-from tests.slack_fake import FakeSlack, bot_config, running_fake
-
-NOTICES = "C0NOTICE1"
 
 pytestmark = pytest.mark.swarm
 
@@ -37,52 +33,10 @@ def image(cluster: Cluster) -> str:
     return cluster.push_test_image()
 
 
-class Ops(BotEnv):
-    """The bot of these tests: a console, and a Slack bot whose notices channel gets every
-    notice (the worker watches the cluster)."""
-
-    fake: FakeSlack
-
-    def notices(self, about: str) -> list[str]:
-        texts = [unescape(m["text"]) for m in self.fake.messages if m["channel"] == NOTICES]
-        return [t for t in texts if about in t]
-
-    def settle(self) -> None:
-        """Two more looks at the swarm by the watcher: what was to be told has been."""
-        key = f"{self.prefix}:notice:refreshes"
-        start = int(self.redis().get(key) or 0)
-        wait_until(lambda: int(self.redis().get(key) or 0) >= start + 2, 30, "two looks")
-
-
 @pytest.fixture(scope="module")
-def ops(cluster: Cluster, workdir: Path, redis_url: str) -> Iterator[Ops]:
-    with running_fake() as fake:
-        env = Ops(
-            workdir,
-            redis_url,
-            "nodes",
-            resolve_image="always",
-            deadline=60,
-            adapters=("slack",),
-            extra_roles=bot_config(fake, notices=NOTICES)
-            + f"""
-            [notices]
-            quiet_seconds = 1
-            poll_seconds = 2
-            [[notices.route]]
-            stacks = ["*"]
-            slack = ["{NOTICES}"]
-            """,
-        )
-        env.fake = fake
-        env.start_worker(env=cluster.env())
-        env.start_bot()
-        try:
-            wait_until(lambda: env.redis().get(f"{env.prefix}:notice:refreshes"), 30, "a look")
-            yield env
-        finally:
-            env.stop_bot()
-            env.stop_worker()
+def ops(cluster: Cluster, workdir: Path, redis_url: str) -> Iterator[ClusterBot]:
+    with cluster_bot(cluster, workdir, redis_url, "nodes", deadline=60) as env:
+        yield env
 
 
 def confirmed(env: BotEnv, command: str) -> str:
@@ -121,7 +75,7 @@ def availability(cluster: Cluster, node: str) -> str:
 
 
 def test_nodes_lists_every_node_with_role_labels_and_tasks(
-    ops: Ops, cluster: Cluster, image: str, run_id: str
+    ops: ClusterBot, cluster: Cluster, image: str, run_id: str
 ) -> None:
     stack = ops.add_stack(f"{run_id}-spread", {"web": {"image": image, "replicas": 3}})
     assert f"deployed {stack}" in ops.chat(f"!deploy {stack}")
@@ -140,7 +94,7 @@ def test_nodes_lists_every_node_with_role_labels_and_tasks(
 
 
 def test_tier_labels_place_services_and_deploys_pull_by_digest(
-    ops: Ops, cluster: Cluster, image: str, run_id: str
+    ops: ClusterBot, cluster: Cluster, image: str, run_id: str
 ) -> None:
     stack = ops.add_stack(
         f"{run_id}-tiers",
@@ -161,7 +115,7 @@ def test_tier_labels_place_services_and_deploys_pull_by_digest(
 
 
 def test_drain_that_would_strand_a_service_is_refused_and_changes_nothing(
-    ops: Ops, cluster: Cluster, image: str, run_id: str
+    ops: ClusterBot, cluster: Cluster, image: str, run_id: str
 ) -> None:
     stack = ops.add_stack(
         f"{run_id}-pinned",
@@ -180,7 +134,7 @@ def test_drain_that_would_strand_a_service_is_refused_and_changes_nothing(
 
 
 def test_drain_moves_the_tasks_and_says_where_then_activate(
-    ops: Ops, cluster: Cluster, image: str, run_id: str
+    ops: ClusterBot, cluster: Cluster, image: str, run_id: str
 ) -> None:
     stack = ops.add_stack(f"{run_id}-movable", {"web": {"image": image, "replicas": 3}})
     assert f"deployed {stack}" in ops.chat(f"!deploy {stack}")
@@ -202,7 +156,7 @@ def test_drain_moves_the_tasks_and_says_where_then_activate(
 
 
 def test_pause_keeps_tasks_and_check_names_the_node_that_cannot_take_them(
-    ops: Ops, cluster: Cluster, image: str, run_id: str
+    ops: ClusterBot, cluster: Cluster, image: str, run_id: str
 ) -> None:
     out = ops.chat("!pause worker1")
     assert "worker1 paused: it takes no new tasks" in out, out
@@ -227,7 +181,7 @@ def test_pause_keeps_tasks_and_check_names_the_node_that_cannot_take_them(
 
 
 def test_node_changes_are_told_once_each_by_the_bot_or_from_outside(
-    ops: Ops, cluster: Cluster
+    ops: ClusterBot, cluster: Cluster
 ) -> None:
     """A drain and an activate by the bot are told by its job (who did it), never also as
     outside changes; the same by hand are told once as changes outside the bot."""
@@ -251,7 +205,7 @@ def test_node_changes_are_told_once_each_by_the_bot_or_from_outside(
 
 
 def test_a_task_no_node_can_take_is_told_once_with_the_reason(
-    ops: Ops, cluster: Cluster, image: str, run_id: str
+    ops: ClusterBot, cluster: Cluster, image: str, run_id: str
 ) -> None:
     """worker1, the only small-tier node, is drained by hand: its service's task has
     nowhere to go. One notice says so, with swarm's reason; one says who drained it."""
@@ -274,7 +228,7 @@ def test_a_task_no_node_can_take_is_told_once_with_the_reason(
 
 
 def test_a_node_that_dies_is_told_once_and_its_tasks_move(
-    ops: Ops, cluster: Cluster, image: str, run_id: str
+    ops: ClusterBot, cluster: Cluster, image: str, run_id: str
 ) -> None:
     """worker2's dockerd is killed (the node stays down for the rest of this module)."""
     stack = ops.add_stack(f"{run_id}-survivor", {"web": {"image": image, "replicas": 3}})

@@ -670,26 +670,21 @@ def _check_notice_rooms(
     """A notice can be posted only where the bot is: its room must be one the bot serves
     (the bot rejects invites to any other room). Aliases in ``matrix.rooms`` are resolved
     at start-up, which checks those again (``notice_rooms_unserved``)."""
+    served: dict[str, tuple[str, ...]] = {}  # platform -> what the bot serves there
+    if matrix is not None and not any(r.startswith("#") for r in matrix.rooms):
+        served["matrix"] = matrix.rooms
+    if slack is not None:
+        served["slack"] = slack.channels
+    where = {"matrix": "matrix.rooms", "slack": "slack.channels"}
     for i, route in enumerate(routes):
-        key = f"notices.route[{i}]"
-        if matrix is not None and not any(r.startswith("#") for r in matrix.rooms):
-            for j, room in enumerate(route.matrix):
-                if room not in matrix.rooms:
+        for platform, places in served.items():
+            for j, place in enumerate(getattr(route, platform)):
+                if place not in places:
                     problems.append(
                         (
-                            f"{key}.matrix[{j}]",
-                            f"{room} is not in matrix.rooms: the bot posts only in the rooms "
-                            "it serves (and rejects invites to others); add it there",
-                        )
-                    )
-        if slack is not None:
-            for j, channel in enumerate(route.slack):
-                if channel not in slack.channels:
-                    problems.append(
-                        (
-                            f"{key}.slack[{j}]",
-                            f"{channel} is not in slack.channels: the bot posts only in the "
-                            "channels it serves; add it there (and invite the bot)",
+                            f"notices.route[{i}].{platform}[{j}]",
+                            f"{place} is not in {where[platform]}: the bot posts only where "
+                            "it serves (and is invited); add it there",
                         )
                     )
 

@@ -132,23 +132,16 @@ class Notices:
                 pipe.set(self._keys.notice(f"expected:{sid}"), "removed", ex=EXPECTED_TTL)
             pipe.execute()
 
-    def expected(self, service_id: str, spec: str) -> bool:
-        """Was this spec produced by a bot job (already told)? Consumed once seen."""
-        key = self._keys.notice(f"expected:{service_id}")
-        if self.queue.redis.get(key) == spec:
-            self.queue.redis.delete(key)
-            return True
-        return False
+    def expect(self, object_id: str, state: str) -> None:
+        """A bot job is about to put this object (a node's availability) in ``state`` and
+        tells it itself: the watcher, however late it looks, takes the change in silently."""
+        self.queue.redis.set(self._keys.notice(f"expected:{object_id}"), state, ex=EXPECTED_TTL)
 
-    def expect_node(self, node_id: str, availability: str) -> None:
-        """A bot job set this node's availability (and tells it): the watcher, however
-        late it looks, takes the change in silently."""
-        key = self._keys.notice(f"expected-node:{node_id}")
-        self.queue.redis.set(key, availability, ex=EXPECTED_TTL)
-
-    def node_expected(self, node_id: str, availability: str) -> bool:
-        key = self._keys.notice(f"expected-node:{node_id}")
-        if self.queue.redis.get(key) == availability:
+    def expected(self, object_id: str, state: str) -> bool:
+        """Was this state (a service's spec, "removed", a node's availability) made by a
+        bot job, which told it? Consumed once seen."""
+        key = self._keys.notice(f"expected:{object_id}")
+        if self.queue.redis.get(key) == state:
             self.queue.redis.delete(key)
             return True
         return False
@@ -221,6 +214,8 @@ class Watcher:
         # Changes held for their quiet period live in Redis beside the state they were
         # found against, so a watcher that dies (or is replaced) mid-wait loses none.
         self._pending_key = queue.keys.notice("pending")
+        self._nodes_key = queue.keys.notice("nodes")  # node -> host, status, availability
+        self._moving_key = queue.keys.notice("moving")  # down node -> services it ran
         self._leader_key = queue.keys.notice("leader")
         self.refreshes = 0
 
@@ -292,7 +287,9 @@ class Watcher:
         with self.queue.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self._state_key)
             pipe.get(self._pending_key)
-            state, held = pipe.execute()
+            pipe.get(self._nodes_key)
+            pipe.hgetall(self._moving_key)
+            state, held, nodes_seen, moving = pipe.execute()
         seen = {k: json.loads(v) for k, v in state.items()}
         self.pending = {k: Pending(**v) for k, v in json.loads(held).items()} if held else {}
         first_look = not seen
@@ -344,9 +341,13 @@ class Watcher:
                     old["stack"], f"{old['name']} was removed outside the bot", [], f"rm-{sid}"
                 )
         self._finish_pending(current, now)
-        self._look_at_nodes(client, current)
+        nodes = self._look_at_nodes(client, json.loads(nodes_seen) if nodes_seen else None, moving)
+        self._tell_moves(client, current, nodes, moving)
         with self.queue.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(self._state_key, self._pending_key)
+            pipe.delete(self._state_key, self._pending_key, self._moving_key)
+            pipe.set(self._nodes_key, json.dumps(nodes))
+            if moving:
+                pipe.hset(self._moving_key, mapping=moving)
             if current:
                 pipe.hset(self._state_key, mapping={k: json.dumps(v) for k, v in current.items()})
             if self.pending:
@@ -356,14 +357,15 @@ class Watcher:
             pipe.execute()
 
     def _look_at_nodes(
-        self, client: docker.DockerClient, services: dict[str, dict[str, Any]]
-    ) -> None:
-        """Nodes that went down or came back, and availability changed by hand (a bot job
-        claims the node and tells its own story): one notice per change, kept in Redis
-        like the services' state, so a new watcher neither repeats nor misses one."""
-        key = self.queue.keys.notice("nodes")
-        raw = self.queue.redis.get(key)
-        seen: dict[str, dict[str, str]] = json.loads(raw) if raw else {}
+        self,
+        client: docker.DockerClient,
+        seen: dict[str, dict[str, str]] | None,
+        moving: dict[str, str],
+    ) -> dict[str, dict[str, str]]:
+        """Nodes that went down or came back, joined or left, and availability changed by
+        hand (a bot job expects its own change and tells it): one notice per change,
+        compared with the state kept in Redis, so a new watcher neither repeats nor misses
+        one. Returns the nodes as they are now; a node gone down is added to ``moving``."""
         now = {
             n["ID"]: {
                 "host": hostname(n),
@@ -372,7 +374,9 @@ class Watcher:
             }
             for n in client.api.nodes()
         }
-        for node_id, cur in now.items() if raw else ():
+        if seen is None:
+            return now  # the first look only learns
+        for node_id, cur in now.items():
             old, host = seen.get(node_id), cur["host"]
             stamp = f"{node_id}-{int(time.time())}"
             if old is None:
@@ -382,51 +386,45 @@ class Watcher:
             if old["status"] != cur["status"] and cur["status"] == "down":
                 text = f"node {host} is down: swarm moves its tasks to other nodes"
                 self._post("", text, [], f"node-down-{stamp}", "failed")
-                self._follow_moves(client, node_id, host)
+                ran = self._ran_on(client, node_id)
+                if ran:
+                    moving[node_id] = json.dumps({"host": host, "services": ran})
             elif old["status"] != cur["status"] and cur["status"] == "ready":
                 self._post("", f"node {host} is back (ready)", [], f"node-up-{stamp}")
             changed = old["availability"] != cur["availability"]
-            if changed and not self.notices.node_expected(node_id, cur["availability"]):
+            if changed and not self.notices.expected(node_id, cur["availability"]):
                 verb = {"drain": "drained", "pause": "paused", "active": "activated"}.get(
                     cur["availability"], cur["availability"]
                 )
-                text = f"node {host} {verb} outside the bot"
-                self._post("", text, [], f"node-av-{stamp}")
+                self._post("", f"node {host} {verb} outside the bot", [], f"node-av-{stamp}")
         for node_id, old in seen.items():
             if node_id not in now:
                 self._post("", f"node {old['host']} left the swarm", [], f"node-left-{node_id}")
-        self.queue.redis.set(key, json.dumps(now))
-        self._tell_moves(client, services, now)
+        return now
 
-    def _follow_moves(self, client: docker.DockerClient, node_id: str, host: str) -> None:
-        """A node is down: remember which services ran there, to tell where they went."""
+    def _ran_on(self, client: docker.DockerClient, node_id: str) -> list[str]:
+        """The services a node that went down was running."""
         # Swarm may already have asked the node's tasks to shut down (and placed new ones):
         # what was running there is what the node last reported as running.
         tasks = client.api.tasks(filters={"node": node_id})
-        moving = sorted(
+        return sorted(
             {
                 t["ServiceID"]
                 for t in tasks
                 if t.get("ServiceID") and (t.get("Status") or {}).get("State") == "running"
             }
         )
-        if moving:
-            record = json.dumps({"host": host, "services": moving})
-            self.queue.redis.set(self.queue.keys.notice(f"moving:{node_id}"), record, ex=3600)
 
     def _tell_moves(
         self,
         client: docker.DockerClient,
         services: dict[str, dict[str, Any]],
         nodes: dict[str, dict[str, str]],
+        moving: dict[str, str],
     ) -> None:
-        """Once every service a down node ran is whole again (or it is back), one notice
-        says where their tasks run now."""
-        for key in self.queue.redis.scan_iter(self.queue.keys.notice("moving:*")):
-            raw = self.queue.redis.get(key)
-            if not raw:
-                continue
-            node_id = str(key).rsplit(":", 1)[-1]
+        """Once every service a down node ran is whole again (or the node is back), one
+        notice says where their tasks run now; the node leaves ``moving``."""
+        for node_id, raw in list(moving.items()):
             record = json.loads(raw)
             mine = [services[sid] for sid in record["services"] if sid in services]
             back = nodes.get(node_id, {}).get("status") == "ready"
@@ -451,7 +449,7 @@ class Watcher:
                 " (the node is back)" if back else ""
             )
             self._post("", text, lines, f"node-moved-{node_id}-{int(time.time())}")
-            self.queue.redis.delete(key)
+            del moving[node_id]
 
     def _note_change(self, cur: dict[str, Any], change: str, now: float) -> None:
         key = cur["stack"] or cur["name"]

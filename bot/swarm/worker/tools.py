@@ -149,7 +149,7 @@ class SwarmTools:
                 data["refused"] = True
                 return Answer(False, data, f"{host} not drained: {len(blocked)} would lose tasks")
         # The job tells the change, not the watcher: expected before it is made.
-        self.state.wait_for_redis(lambda: self.notices.expect_node(node_id, availability))
+        self.state.wait_for_redis(lambda: self.notices.expect(node_id, availability))
         self.apply_once(
             job, f"{job.op}:{node_id}", lambda: self.engine.set_availability(node_id, availability)
         )
