@@ -14,6 +14,7 @@ import os
 import platform
 import re
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -34,6 +35,8 @@ from bot.core.replies import Message
 from bot.queue.clients import async_client
 from bot.queue.inbox import Inbox
 from bot.queue.producer import JobQueue
+from bot.swarm.dockercli import stack_files
+from bot.swarm.preflight import deploy_order
 from commands import REGISTRY
 from tests.harness import TEST_IMAGE, BotEnv, RedisServer, local_swarm, stack_yaml, wait_until
 
@@ -363,6 +366,145 @@ async def bench_deploy(
     ]
 
 
+REAL_STACKS = ("ingress", "support", "sysadmin", "cdn", "ci", "dev", "community")
+REAL_VARIABLES = {"DOMAIN": "bench.localhost", "REGISTRY": "127.0.0.1:5999", "ACME_EMAIL": "a@b.c"}
+
+
+def local_real_stacks(dest: Path) -> set[str]:
+    """The repository's seven stacks as this machine can run them: every image is the local
+    test image running ``sleep`` (no registry here), without health checks (no curl in
+    busybox), host ports or resource reservations (two cores), and with ``dnsrr`` endpoints
+    (no IPVS). Networks, volumes, configs, secrets, placement, replicas, update settings and
+    the stacks' dependencies stay as they are. Returns the external secrets they need."""
+    import yaml
+
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(ROOT / "stacks" / "config", dest / "config", dirs_exist_ok=True)
+    secrets_needed: set[str] = set()
+    for name in REAL_STACKS:
+        doc = yaml.safe_load((ROOT / "stacks" / f"{name}.yaml").read_text())
+        doc = {k: v for k, v in doc.items() if not k.startswith("x-")}
+        for svc in doc["services"].values():
+            for key in ("entrypoint", "healthcheck", "ports"):
+                svc.pop(key, None)
+            # "/ is not a shared or slave mount" here: bind mounts without propagation.
+            svc["volumes"] = [
+                re.sub(r",?r?(shared|slave|private)$", "", v) if isinstance(v, str) else v
+                for v in svc.get("volumes", [])
+            ]
+            svc.update(image=TEST_IMAGE, command=["sleep", "3600"], init=True)
+            svc["stop_grace_period"] = "1s"
+            deploy = svc.setdefault("deploy", {})
+            deploy.pop("resources", None)
+            deploy["endpoint_mode"] = "dnsrr"
+        secrets_needed |= {
+            str(spec.get("name") or key)
+            for key, spec in (doc.get("secrets") or {}).items()
+            if isinstance(spec, dict) and spec.get("external")
+        }
+        (dest / f"{name}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    return secrets_needed
+
+
+def bench_deploy_all(workdir: Path, redis_url: str, client: docker.DockerClient, cli: str):
+    """``!deploy all`` of the repository's seven stacks beside the docker CLI deploying the
+    same files one after another (``--detach=false``, which waits as the bot does)."""
+    taken = {
+        s.attrs["Spec"]["Labels"].get("com.docker.stack.namespace") for s in client.services.list()
+    }
+    if taken & set(REAL_STACKS):
+        return [
+            ["`!deploy all`, the seven stacks", "-", "", "stacks of these names run here", "-"]
+        ]
+    env = BotEnv(
+        workdir,
+        redis_url,
+        "bench-all",
+        deadline=300,
+        first=("ingress", "support"),
+        variables={k: v for k, v in REAL_VARIABLES.items() if k != "DOMAIN"},
+    )
+    needed = local_real_stacks(env.stacks_dir)
+    node = client.nodes.list()[0]
+    spec = node.attrs["Spec"]
+    node.update({**spec, "Labels": {**spec.get("Labels", {}), "storage": "true"}})
+    have = {s.name for s in client.secrets.list()}
+    made = [
+        client.secrets.create(name=n, data=secrets.token_hex(16)) for n in sorted(needed - have)
+    ]
+    services = 0
+
+    def clean() -> None:
+        for stack in reversed(REAL_STACKS):
+            subprocess.run([cli, "stack", "rm", stack], capture_output=True, check=False)
+
+        def gone() -> bool:
+            ours = [n for n in client.networks.list() if n.name.split("_", 1)[0] in REAL_STACKS]
+            return not ours and not any(
+                c.labels.get("com.docker.stack.namespace") in REAL_STACKS
+                for c in client.containers.list(all=True)
+            )
+
+        wait_until(gone, 180, "the seven stacks to be gone")
+
+    try:
+        order = deploy_order(stack_files(env.stacks_dir), ("ingress", "support"))
+        start = time.perf_counter()
+        for stack in order:
+            subprocess.run(
+                [
+                    cli,
+                    "stack",
+                    "deploy",
+                    "--detach=false",
+                    "--resolve-image",
+                    "never",
+                    "-c",
+                    str(env.stacks_dir / f"{stack}.yaml"),
+                    stack,
+                ],
+                capture_output=True,
+                check=True,
+                cwd=env.stacks_dir,
+                timeout=600,
+                env={**os.environ, **REAL_VARIABLES},
+            )
+        plain = time.perf_counter() - start
+        services = sum(
+            1
+            for s in client.services.list()
+            if s.attrs["Spec"]["Labels"].get("com.docker.stack.namespace") in REAL_STACKS
+        )
+        clean()
+        env.start_worker()
+        try:
+            start = time.perf_counter()
+            asked = env.chat("!deploy all")
+            code = re.search(r"!confirm ([A-Z0-9]{4})", asked).group(1)
+            out = env.chat(f"!confirm {code}", timeout=600)
+            bot = time.perf_counter() - start
+        finally:
+            env.stop_worker()
+        assert "deployed all 7 stacks" in out, out
+    finally:
+        clean()
+        for secret in made:
+            secret.remove()
+        node.reload()
+        labels = dict(node.attrs["Spec"].get("Labels", {}))
+        labels.pop("storage", None)
+        node.update({**node.attrs["Spec"], "Labels": labels})
+    return [
+        [
+            f"`!deploy all`, the repository's 7 stacks ({services} services) until converged",
+            f"{bot:.1f} s",
+            f"`docker stack deploy --detach=false`, one stack after another: {plain:.1f} s",
+            f"{bot / plain:.2f}x the CLI's time",
+            "met" if bot <= 0.15 * plain else "missed",
+        ]
+    ]
+
+
 def bench_notices(
     workdir: Path, redis_url: str, client: docker.DockerClient, trials: int
 ) -> list[list[str]]:
@@ -539,7 +681,18 @@ def main() -> int:
         "--smoke", action="store_true", help="tiny sizes, for CI: checks the code, not the speed"
     )
     parser.add_argument("--out", default=str(ROOT / "docs" / "BENCHMARKS.md"))
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        default=[],
+        help="measure only these (services queue deploy deploy-all calls notices memory chat); "
+        "the table is then printed, not written",
+    )
     args = parser.parse_args()
+
+    def want(name: str) -> bool:
+        return not args.only or name in args.only
+
     smoke = args.smoke
     sizes = [3] if smoke else [10, 100, 500]
     work = Path(tempfile.mkdtemp(prefix="swarmbot-bench-"))
@@ -553,19 +706,30 @@ def main() -> int:
         try:
             env = BotEnv(work, server.url, "bench", deadline=120)
             env.start_worker()
-            rows += asyncio.run(bench_services(env, client, sizes, 5 if smoke else 30, cli))
-            rows += asyncio.run(bench_queue(env, 20 if smoke else 2000, 10 if smoke else 500))
-            rows += asyncio.run(bench_deploy(env, client, cli, 2 if smoke else 10))
-            env.add_stack("benchrestart", {"svc": {}})
-            assert "converged" in env.chat("!deploy benchrestart")
+            if want("services"):
+                rows += asyncio.run(bench_services(env, client, sizes, 5 if smoke else 30, cli))
+            if want("queue"):
+                rows += asyncio.run(bench_queue(env, 20 if smoke else 2000, 10 if smoke else 500))
+            if want("deploy"):
+                rows += asyncio.run(bench_deploy(env, client, cli, 2 if smoke else 10))
             env.stop_worker()
-            # Only here does the worker talk to Docker through the counting proxy.
-            env.start_worker("bench-counted", env={"DOCKER_HOST": f"unix://{proxy.path}"})
-            rows += asyncio.run(bench_calls(env, client, proxy, sizes))
-            env.stop_worker()
-            rows += bench_notices(work, server.url, client, 2 if smoke else 20)
-            rows += bench_memory(work, server.url, (5, 10) if smoke else (1000, 5000))
-            rows += bench_synapse(work, server.url, 2 if smoke else 20)
+            if want("deploy-all"):
+                rows += bench_deploy_all(work, server.url, client, cli)
+            if want("calls"):
+                env.add_stack("benchrestart", {"svc": {}})
+                env.start_worker()
+                assert "converged" in env.chat("!deploy benchrestart")
+                env.stop_worker()
+                # Only here does the worker talk to Docker through the counting proxy.
+                env.start_worker("bench-counted", env={"DOCKER_HOST": f"unix://{proxy.path}"})
+                rows += asyncio.run(bench_calls(env, client, proxy, sizes))
+                env.stop_worker()
+            if want("notices"):
+                rows += bench_notices(work, server.url, client, 2 if smoke else 20)
+            if want("memory"):
+                rows += bench_memory(work, server.url, (5, 10) if smoke else (1000, 5000))
+            if want("chat"):
+                rows += bench_synapse(work, server.url, 2 if smoke else 20)
         finally:
             server.stop()
             for stack in ("benchsvc", "benchnote", "benchrestart", "benchdeploy", "benchcli"):
@@ -604,8 +768,9 @@ def main() -> int:
             *notes,
         ]
     )
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text + "\n")
+    if not args.only:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
     print(text)
     return 0
 

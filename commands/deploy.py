@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -80,15 +81,18 @@ def render(result: Result) -> Reply:
         lines.append(r.text)
         if r.status != "ok" and r.table is not None:
             lines.extend(render_table_plain(r.table))
-    if data["skipped"]:
-        lines.append(f"not deployed (stopped at the first failure): {', '.join(data['skipped'])}")
-    done = len(data["stacks"]) - (0 if result.ok else 1)
-    head = (
-        f"deployed all {plural(done, 'stack')}"
-        if result.ok
-        else f"deploy all stopped: {done} of "
-        f"{plural(done + 1 + len(data['skipped']), 'stack')} deployed"
-    )
+    skipped = data["skipped"]
+    lines += [f"not deployed: {s['stack']} ({s['why']})" for s in skipped]
+    total = len(data["stacks"]) + len(skipped)
+    failed = [s["stack"] for s in data["stacks"] if not s["ok"]]
+    if result.ok:
+        head = f"deployed all {plural(total, 'stack')} in {data['seconds']:.1f}s"
+    else:
+        head = (
+            f"deploy all: {len(data['stacks']) - len(failed)} of {plural(total, 'stack')} "
+            f"deployed, {len(failed)} failed ({', '.join(failed)})"
+            + (f", {len(skipped)} not deployed" if skipped else "")
+        )
     return Reply(head, detail=tuple(lines), status="ok" if result.ok else "failed", job=result.job)
 
 
@@ -105,21 +109,25 @@ def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
 
 
 def _deploy_all(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
-    """Every stack in dependency order, stopping at the first failure."""
-    order = tools.deploy_order()
+    """Every stack once the stacks it needs are deployed, those that need nothing of each
+    other at the same time; a failure stops only the stacks that need the failed one."""
+    started = time.monotonic()
+    order, needs = tools.deploy_plan()
     for stack in order:
         tools.allow(job, stack)  # all or nothing: refuse before deploying any
-    done: list[DeployReport] = []
-    for stack in order:
-        result = tools.deploy_stack(
-            stack, job, lambda d: progress({**d, "done": [r["stack"] for r in done]})
-        )
-        done.append(result)
-        if not result["ok"]:
-            break
-    ok = all(r["ok"] for r in done) and len(done) == len(order)
-    data = {"stacks": done, "skipped": order[len(done) :], "ok": ok}
-    summary = f"{len(done)}/{plural(len(order), 'stack')} deployed" + ("" if ok else ", stopped")
+    reports, skipped = tools.deploy_stacks(needs, job, progress)
+    done = [reports[s] for s in order if s in reports]
+    ok = all(r["ok"] for r in done) and not skipped
+    data = {
+        "stacks": done,
+        "skipped": [{"stack": s, "why": skipped[s]} for s in order if s in skipped],
+        "ok": ok,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    failed = sum(1 for r in done if not r["ok"])
+    summary = f"{len(done) - failed}/{plural(len(order), 'stack')} deployed" + (
+        "" if ok else f", {failed} failed, {len(skipped)} not deployed"
+    )
     return Answer(ok, data, summary)
 
 
@@ -170,7 +178,11 @@ def _stack_notice(job: Job, data: Mapping[str, Any]) -> Notice:
 
 def _confirm_text(args: dict[str, str]) -> str:
     if args["stack"] == "all":
-        return "this deploys every stack in order, stopping at the first failure"
+        return (
+            "this deploys every stack, each once the stacks it needs are up (those that need "
+            "nothing of each other at the same time); a failed stack stops only the stacks "
+            "that need it"
+        )
     if args.get("option") == "--prune":
         return (
             f"this deploys stack {args['stack']} and removes its services that are no longer "
@@ -182,7 +194,8 @@ def _confirm_text(args: dict[str, str]) -> str:
 COMMAND = Command(
     name="deploy",
     summary="deploy stacks/<stack>.yaml as stack <stack> and wait until every service has "
-    "converged; 'all' deploys every stack in order, stopping at the first failure; --prune "
+    "converged; 'all' deploys every stack, each after the stacks it needs, in parallel where "
+    "they need nothing of each other; --prune "
     "also removes the stack's services that are no longer in the file (volumes stay)",
     args=(
         stack_arg(allow_all=True),

@@ -36,6 +36,11 @@ def outcome_table(outcomes: list[OutcomeData]) -> Table:
 
 def progress_line(data: dict[str, Any]) -> str:
     """``dev: gerrit 1/1, trac 0/1``: one line that the adapters keep editing."""
+    done = data.get("done")
+    prefix = f"[done: {', '.join(done)}] " if done else ""
+    if "deploying" in data:  # !deploy all: every stack on its way, in one line
+        parts = [f"{stack} {at}" for stack, at in sorted(data["deploying"].items())]
+        return prefix + ("; ".join(parts) or "starting")
     stack = data.get("stack", "")
     parts = []
     for s in data.get("services", []):
@@ -47,8 +52,6 @@ def progress_line(data: dict[str, Any]) -> str:
         mark = " ✗" if s["state"] in ("failed", "rolled_back", "paused") else ""
         parts.append(f"{name} {s['running']}/{s['desired']}{mark}")
     head = f"{stack}: " if stack else ""
-    done = data.get("done")
-    prefix = f"[done: {', '.join(done)}] " if done else ""
     return prefix + head + (", ".join(parts) or "starting")
 
 

@@ -280,7 +280,7 @@ def test_role_by_channel(slack: Chat, user: str, allowed: bool, channel: str) ->
         assert not slack.fake.thread(channel, ts)
         assert slack.env.queued_jobs() == jobs
     elif allowed:
-        wait_for_reply(slack.fake, channel, ts, "queued as job")
+        wait_for_reply(slack.fake, channel, ts, "STACK" if user != CAROL else "SERVICE")
         assert slack.env.queued_jobs() == jobs + 1
     else:
         wait_for_reply(slack.fake, channel, ts, "refused")

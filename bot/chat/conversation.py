@@ -1,10 +1,14 @@
 """The conversation every chat platform has with its users, written once.
 
-A command gets 👀 as soon as it is seen, then the bot's immediate answer (or "queued as
-job N"); a queued job's progress is one message edited in place; its result is posted
-and the command gets ✅ or ❌; a refusal or bad input gets ❌ at once. Notices go to their
-room on their own. A result or notice delivered again (the bot died before acknowledging
-it) is posted once.
+A command gets 👀 as soon as it is seen, then the bot's immediate answer; a queued job's
+result is posted and the command gets ✅ or ❌; a refusal or bad input gets ❌ at once.
+"queued as job N" is said only if the job has not answered within ``queued_delay`` (or at
+once if it waits behind another job, for a worker slot, or for a worker): most jobs answer
+in milliseconds, and a message that is outdated before it is read is noise and a round
+trip the answer would wait behind. A job's progress is one message edited in place.
+Reactions go out beside posts, not before them: their order does not matter. Notices go
+to their room on their own. A result or notice delivered again (the bot died before
+acknowledging it) is posted once.
 
 An adapter turns platform events into ``Message`` and supplies a ``Surface``: how to post,
 edit and react on its platform. Everything else about the conversation lives here.
@@ -12,10 +16,12 @@ edit and react on its platform. Everything else about the conversation lives her
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import redis
 import redis.asyncio as aioredis
@@ -28,6 +34,10 @@ log = logging.getLogger("swarmbot.chat")
 
 Mark = Literal["seen", "done", "failed"]
 PROGRESS_TTL = 86400
+# How long a job may take before chat is told "queued as job N": !services, !ps and the
+# like answer well within it, a deploy does not.
+QUEUED_DELAY = 1.0
+ANSWERED_REMEMBERED = 1000
 POSTED_TTL = 7 * 86400
 
 
@@ -64,30 +74,81 @@ class Surface(Protocol):
 
 class Conversation:
     def __init__(
-        self, surface: Surface, dispatcher: Dispatcher, redis: aioredis.Redis, key: str
+        self,
+        surface: Surface,
+        dispatcher: Dispatcher,
+        redis: aioredis.Redis,
+        key: str,
+        queued_delay: float = QUEUED_DELAY,
     ) -> None:
         self.surface = surface
         self.dispatcher = dispatcher
         self.redis = redis
         self._key = key  # this adapter's Redis key root (keys.Keys.adapter)
+        self._queued_delay = queued_delay
+        # Jobs whose "queued as job N" is held back: the task that posts it if the job has
+        # not answered in time. Only this process posts it, so memory is the right place.
+        self._held: dict[str, asyncio.Task[None]] = {}
+        self._posting: dict[str, asyncio.Task[Any]] = {}  # held ones now being posted
+        # Jobs answered lately: a fast job can answer before its command's turn ends.
+        self._answered: collections.OrderedDict[str, None] = collections.OrderedDict()
 
     async def command(self, message: Message, event: str) -> Reply | None:
         """Handle one command (``event``: its platform ID, for idempotent sends); returns
         the immediate reply."""
         ref = message.ref
-        await self.surface.react(ref, "seen", f"seen-{event}")
-        reply = await self.dispatcher.handle(message)
-        if reply is None:
-            return None
-        if reply.status == "queued" and reply.job:
-            sent = await self.surface.post(ref, reply, f"queued-{reply.job}")
-            if sent:  # a message to edit with the job's progress
-                await self.redis.set(self._progress(reply.job), sent, ex=PROGRESS_TTL)
+        seen = asyncio.create_task(self.surface.react(ref, "seen", f"seen-{event}"))
+        try:
+            reply = await self.dispatcher.handle(message)
+            if reply is None:
+                return None
+            if reply.status == "queued" and reply.job:
+                if reply.job in self._answered:
+                    return reply  # answered while it was being queued: nothing to say
+                if reply.waits or self._queued_delay <= 0:
+                    await self._say_queued(ref, reply)
+                else:
+                    self._held[reply.job] = asyncio.create_task(self._say_queued_later(ref, reply))
+                return reply
+            sends: list[Awaitable[object]] = [self.surface.post(ref, reply, f"answer-{event}")]
+            if reply.status in ("refused", "error"):
+                sends.append(self.surface.react(ref, "failed", f"end-{event}"))
+            await asyncio.gather(*sends)
             return reply
-        await self.surface.post(ref, reply, f"answer-{event}")
-        if reply.status in ("refused", "error"):
-            await self.surface.react(ref, "failed", f"end-{event}")
-        return reply
+        finally:
+            await seen
+
+    async def _say_queued(self, ref: dict[str, str], reply: Reply) -> None:
+        assert reply.job is not None
+        sent = await self.surface.post(ref, reply, f"queued-{reply.job}")
+        if sent:  # a message to edit with the job's progress
+            await self._tidy(self.redis.set(self._progress(reply.job), sent, ex=PROGRESS_TTL))
+
+    async def _say_queued_later(self, ref: dict[str, str], reply: Reply) -> None:
+        """Post "queued" if nothing of the job has arrived after the delay. Cancelled by
+        the job's first progress line or its result (``_settle``) while it still sleeps."""
+        await asyncio.sleep(self._queued_delay)
+        assert reply.job is not None
+        self._held.pop(reply.job, None)  # from here on it posts: settling waits for it
+        task = asyncio.current_task()
+        if task is not None:
+            self._posting[reply.job] = task
+        try:
+            await self._say_queued(ref, reply)
+        except Exception as exc:  # a "queued" lost is no answer lost; the result follows
+            log.warning("job %s: could not say it was queued: %s", reply.job, exc)
+        finally:
+            self._posting.pop(reply.job, None)
+
+    async def _settle(self, job: str) -> None:
+        """Before the job's progress or result is posted: a "queued" still held back is
+        dropped; one being posted is waited for, so it stays above what follows."""
+        held = self._held.pop(job, None)
+        if held is not None:
+            held.cancel()
+        posting = self._posting.get(job)
+        if posting is not None:
+            await asyncio.shield(posting)
 
     async def refuse(self, ref: dict[str, str], reply: Reply, event: str) -> None:
         """Answer a command that will not run (sent while the bot was away, too long ago)."""
@@ -109,6 +170,7 @@ class Conversation:
         if not self.surface.serves(ref):
             log.warning("job %s: result for a room I do not serve; dropped", result.job)
             return
+        await self._settle(result.job)
         progress = self._progress(result.job)
         if result.kind == "progress":
             message = await self.redis.get(progress)
@@ -120,9 +182,14 @@ class Conversation:
                 if sent:
                     await self.redis.set(progress, sent, ex=PROGRESS_TTL)
             return
+        self._answered[result.job] = None
+        while len(self._answered) > ANSWERED_REMEMBERED:
+            self._answered.popitem(last=False)
         key = f"result-{result.job}"
-        await self._once(key, lambda: self.surface.post(ref, reply, key))
-        await self.surface.react(ref, "done" if result.ok else "failed", f"end-{result.job}")
+        await asyncio.gather(
+            self._once(key, lambda: self.surface.post(ref, reply, key)),
+            self.surface.react(ref, "done" if result.ok else "failed", f"end-{result.job}"),
+        )
         # Housekeeping after the post: failing here must not make the result look
         # undelivered (a retry would post it again); the key expires by itself anyway.
         await self._tidy(self.redis.delete(progress))

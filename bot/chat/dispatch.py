@@ -8,9 +8,11 @@ confirmed. Every decision is audited. The worker checks permissions again on its
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import time
+from dataclasses import replace
 from typing import Any
 
 import redis
@@ -22,8 +24,9 @@ from bot.core.config import Config
 from bot.core.ids import matches_any
 from bot.core.policy import Decision, Policy
 from bot.core.replies import Message, Reply, masked
-from bot.core.wire import Job
-from bot.queue.producer import JobQueue
+from bot.queue import scripts
+from bot.queue.producer import JobQueue, Queued
+from bot.queue.text import s as _text
 from commands import REGISTRY
 from commands.base import Command, Context
 
@@ -63,7 +66,11 @@ class Dispatcher:
                 message, "refused", command.name, refusal=decision.kind, reason=decision.reason
             )
             return Reply(f"refused: {decision.reason}", status="refused")
-        limited = await self._rate_limited(message.user_id)
+        job_args = dict(args)  # the job carries the parsed arguments
+        stack = args.get(command.stack_param or "")
+        confirm = command.answer is None and self._needs_confirmation(command, stack, job_args)
+        queues = command.answer is None and not confirm
+        limited, job_id = await self._rate_limited(message.user_id, take_job_id=queues)
         if limited:
             await self._audit(message, "rate-limited", command.name)
             return Reply(limited, status="refused")
@@ -72,12 +79,11 @@ class Dispatcher:
             reply = await command.answer(ctx, args)
             await self._audit(message, "answered", command.name)
             return reply
-        job_args = dict(args)  # the job carries the parsed arguments
-        stack = args.get(command.stack_param or "")
-        if self._needs_confirmation(command, stack, job_args):
+        if confirm:
             return await self._ask_confirmation(message, command, job_args, stack)
+        text = message.text.strip()
         return await self.submit(
-            message.user_id, command, job_args, message.text.strip(), message.ref, stack, message
+            message.user_id, command, job_args, text, message.ref, stack, message, job_id=job_id
         )
 
     def authorize(self, user: str, command: Command, args: dict[str, str]) -> Decision:
@@ -99,32 +105,41 @@ class Dispatcher:
         stack: str | None,
         message: Message,
         decision: str = "queued",
+        job_id: str = "",
     ) -> Reply:
-        """Queue a job of ``command``; ``stack`` is the stack it names, if any."""
+        """Queue a job of ``command``; ``stack`` is the stack it names, if any; ``job_id``
+        one taken already (with the rate limit), else a new one is."""
         op = command.name
         reply_to = {"inbox": self.inbox, **ref}
+        locked = stack if command.locks_stack and stack != "all" else None
+        audit = self._audit_fields(message, decision, stack=stack)
         try:
-            job = await self.queue.submit(op, job_args, user, text, reply_to)
+            queued = await self.queue.submit(
+                op, job_args, user, text, reply_to, audit, locked, job_id=job_id
+            )
         except REDIS_DOWN as exc:
             log.error("queue unavailable: %s", exc)
             await self._audit(message, "not-queued", op, reason=str(exc))
             return Reply(QUEUE_DOWN, status="error")
+        job = queued.job
+        health.COMMANDS.labels(op, decision.split(" ")[0]).inc()
         log.info("job %s queued: %s by %s", job.id, job.text, job.requester, extra={"job": job.id})
-        await self._audit(message, decision, op, job=job.id, stack=stack)
-        locked = stack if command.locks_stack else None  # only then can it wait behind one
-        return Reply(await self._queued_text(job, locked), status="queued", job=job.id)
+        text = await self._queued_text(queued)
+        waits = text != f"queued as job {job.id}: {job.text}"
+        return Reply(text, status="queued", job=job.id, waits=waits)
 
-    async def _queued_text(self, job: Job, stack: str | None) -> str:
+    async def _queued_text(self, queued: Queued) -> str:
         """ "queued as job 42", and what the user should know about when it will run: behind
         another job's lock on the same stack (only a job that takes that lock waits for
         it), or behind busy workers (every slot taken), or no worker at all."""
+        job = queued.job
         text = f"queued as job {job.id}: {job.text}"
-        try:
-            holder = await self.queue.holder(stack) if stack and stack != "all" else None
-            online, free, total = await self.queue.workers()
-        except REDIS_DOWN:
-            return text
-        if holder and holder.get("id") != job.id:  # a worker may have taken this job already
+        online, free, total = queued.workers
+        holder = None
+        if queued.holder and queued.holder != job.id:  # a worker may have taken it already
+            with contextlib.suppress(*REDIS_DOWN):
+                holder = await self.queue.record(queued.holder)
+        if holder:
             what = f"{holder.get('text')} by {holder.get('requester')}"
             text += f"; queued behind job {holder.get('id')} ({what})"
         elif online and total and not free:
@@ -139,31 +154,25 @@ class Dispatcher:
 
     # -- rate limits ----------------------------------------------------------------------
 
-    async def _rate_limited(self, user: str) -> str | None:
-        """A sliding one-minute window per user (no burst at a minute's edge). Refused
-        commands do not count. Fails open when Redis is down: nothing can be queued then
-        anyway, and help must keep working."""
+    async def _rate_limited(self, user: str, take_job_id: bool) -> tuple[str | None, str]:
+        """A sliding one-minute window per user (no burst at a minute's edge): the refusal,
+        if over it; else, with ``take_job_id``, the ID of the job about to be queued, in the
+        same round trip. Refused commands do not count. Fails open when Redis is down:
+        nothing can be queued then anyway, and help must keep working."""
         now = time.time()
-        key = self.queue.keys.rate(user)
+        keys = [self.queue.keys.rate(user), self.queue.keys.job_seq]
         member = f"{now:.6f}-{secrets.token_hex(3)}"
+        limit = self.config.rate_limit_per_minute
         try:
-            async with self.queue.redis.pipeline(transaction=True) as pipe:
-                pipe.zremrangebyscore(key, "-inf", now - 60)
-                pipe.zadd(key, {member: now})
-                pipe.zcard(key)
-                pipe.zrange(key, 0, 0, withscores=True)
-                pipe.expire(key, 61)
-                _, _, count, oldest, _ = await pipe.execute()
-            if count <= self.config.rate_limit_per_minute:
-                return None
-            await self.queue.redis.zrem(key, member)
+            ok, value = await self.queue.redis.eval(
+                scripts.RATE, 2, *keys, f"{now:.6f}", member, limit, int(take_job_id)
+            )
         except REDIS_DOWN:
-            return None
-        wait = max(1, int(oldest[0][1] + 60 - now + 0.999))
-        return (
-            f"slow down: at most {self.config.rate_limit_per_minute} commands a minute; "
-            f"try again in {wait}s"
-        )
+            return None, ""
+        if ok:
+            return None, _text(value)
+        wait = max(1, int(float(_text(value)) + 60 - now + 0.999))
+        return f"slow down: at most {limit} commands a minute; try again in {wait}s", ""
 
     # -- confirmations --------------------------------------------------------------------
 
@@ -274,7 +283,7 @@ class Dispatcher:
             decision=f"confirmed by {user}{note}",
         )
         if reply.status == "queued":
-            return Reply(f"confirmed: {reply.text}{note}", status="queued", job=reply.job)
+            return replace(reply, text=f"confirmed: {reply.text}{note}")
         return reply
 
     async def _audit(
@@ -290,11 +299,15 @@ class Dispatcher:
         health.COMMANDS.labels(command, decision.split(" ")[0]).inc()
         if decision in ("refused", "rate-limited", "invalid"):
             health.REFUSALS.labels(refusal or decision).inc()
-        await self.queue.audit(
-            who=message.user_id,
-            platform=message.platform,
-            where=message.room,
-            command=message.text.strip()[:200],
-            decision=decision,
+        await self.queue.audit(**self._audit_fields(message, decision, **fields))
+
+    @staticmethod
+    def _audit_fields(message: Message, decision: str, **fields: Any) -> dict[str, Any]:
+        return {
+            "who": message.user_id,
+            "platform": message.platform,
+            "where": message.room,
+            "command": message.text.strip()[:200],
+            "decision": decision,
             **fields,
-        )
+        }

@@ -156,8 +156,17 @@ class WorkerTools(Protocol):
         the service used, which stay."""
         ...
 
-    def deploy_order(self) -> list[str]:
-        """Every stack file, in dependency order; raises ``JobFailed`` on a cycle."""
+    def deploy_plan(self) -> tuple[list[str], dict[str, set[str]]]:
+        """Every stack file in dependency order (the order replies list them in), and the
+        stacks each one waits for; raises ``JobFailed`` on a cycle."""
+        ...
+
+    def deploy_stacks(
+        self, needs: dict[str, set[str]], job: Job, progress: Progress
+    ) -> tuple[dict[str, DeployReport], dict[str, str]]:
+        """Deploy every stack in ``needs`` once the stacks it needs succeeded, those free to
+        go at the same time, each under its own lock: the reports by stack, and the stacks
+        not deployed with why ("needs ci, which failed")."""
         ...
 
     def undeploy(self, job: Job, stack: str, progress: Progress) -> dict[str, Any]:

@@ -67,6 +67,9 @@ class Reply:
     detail: tuple[str, ...] = ()
     status: ReplyStatus = "info"
     job: str | None = None
+    # A queued job that will not start at once (behind another job's lock, every worker
+    # slot busy, no worker online): chat says "queued" now rather than after a delay.
+    waits: bool = False
 
 
 FLAG = "⚠"

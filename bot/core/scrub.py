@@ -130,9 +130,14 @@ class Masker:
         """False only when no string in ``value`` can need masking. JSON escapes only
         quotes, backslashes and control characters, which leave every credential pattern
         able to match; a secret that holds such a character is not searched this way."""
+        return self.may_be_in_json(json.dumps(value, ensure_ascii=False, default=str))
+
+    def may_be_in_json(self, text: str) -> bool:
+        """Could a string of the JSON document ``text`` (written with ``ensure_ascii=False``)
+        need masking? A caller that serialises anyway asks this of its own text, and masks
+        and serialises again only when the answer is yes (rarely)."""
         if any(_JSON_ESCAPED.search(form) for form in self.forms):
             return True
-        text = json.dumps(value, ensure_ascii=False, default=str)
         return any(form in text for form in self.forms) or any(
             pattern.search(text) for pattern in _patterns_for(text)
         )

@@ -17,8 +17,8 @@ import redis
 
 from bot.core.config import Secret
 from bot.core.scrub import masker
-from bot.core.wire import Result, encode_result
-from bot.queue import scripts, text
+from bot.core.wire import Result, result_json, sign_result_json
+from bot.queue import records, scripts, text
 from bot.queue.keys import (
     INBOX_MAXLEN,
     INBOX_TTL,
@@ -68,16 +68,13 @@ class WorkerQueue:
         )
         return text.stream_entries(reply)
 
-    def claim_first_delivery(self, job_id: str, entry_id: str, ttl: int) -> bool:
-        """Record that ``entry_id`` carries ``job_id``; False if another entry already did.
-
-        A redelivery of the same entry (this worker restarting) passes; the same job in a
-        new entry is a replay and fails.
-        """
-        key = self.keys.seen(job_id)
-        if self._redis.set(key, entry_id, nx=True, ex=ttl):
-            return True
-        return _s(self._redis.get(key)) == entry_id
+    def take(self, job_id: str, entry_id: str, ttl: int) -> str:
+        """Take a job in one round trip: "replay" if another queue entry already carried it
+        (the same entry again is a redelivery, a worker restarting, and passes),
+        "cancelled" if it was cancelled before it started, else "started"."""
+        args: list[str | int] = [entry_id, ttl, f"{time.time():.3f}", self.consumer]
+        keys = [self.keys.seen(job_id), self.keys.record(job_id)]
+        return _s(self._redis.eval(scripts.TAKE, 2, *keys, *args))
 
     def start(self, job_id: str, state: str = "running") -> bool:
         """Mark a job running (or waiting for its stack); False if it was cancelled."""
@@ -179,20 +176,33 @@ class WorkerQueue:
     def _post(self, pipe: redis.client.Pipeline, result: Result) -> None:
         # The one door every reply, progress line and notice leaves the worker by: every
         # secret the worker holds is masked here, whichever code produced the text.
-        result = dataclasses.replace(result, data=masker().data(result.data))
+        # Written once, searched once: masked and written again only if it may hold one.
+        body = result_json(result)
+        if masker().may_be_in_json(body):
+            body = result_json(dataclasses.replace(result, data=masker().data(result.data)))
         inbox = self.keys.inbox(result.reply_to["inbox"])
         pipe.xadd(
             inbox,
-            text.wire(encode_result(result, self._secret)),
+            text.wire(sign_result_json(body, self._secret)),
             maxlen=INBOX_MAXLEN,
             approximate=True,
         )
         # An inbox nobody reads any more (a console that quit) must not live forever.
         pipe.expire(inbox, INBOX_TTL)
 
-    def finish(self, entry_id: str, result: Result | None, state: str, summary: str) -> None:
-        """Answer, acknowledge and record in one transaction: never answered twice."""
+    def finish(
+        self,
+        entry_id: str,
+        result: Result | None,
+        state: str,
+        summary: str,
+        audit: dict[str, str] | None = None,
+    ) -> None:
+        """Answer, acknowledge, record and audit in one transaction (one round trip): never
+        answered twice, never answered without its audit entry."""
         with self._redis.pipeline(transaction=True) as pipe:
+            if audit is not None:
+                records.add(pipe, self.keys, audit)
             if result is not None:
                 self._post(pipe, result)
                 pipe.hset(

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 
+from bot.core.audit import entry
 from bot.core.config import Config
 from bot.core.wire import Job, encode_job
 from bot.queue import records, scripts
 from bot.queue.keys import RECENT_JOBS_KEPT, RECORD_TTL, Keys
+from bot.queue.records import AUDIT_MAXLEN
 from bot.queue.text import fields as as_fields
 from bot.queue.text import s as _s
 from bot.queue.text import wire
@@ -29,9 +32,22 @@ class JobQueue:
         self._dead_after = config.worker_timeout_seconds
 
     async def submit(
-        self, op: str, args: dict[str, str], requester: str, text: str, reply_to: dict[str, str]
-    ) -> Job:
-        job_id = str(await self._redis.incr(self.keys.job_seq))
+        self,
+        op: str,
+        args: dict[str, str],
+        requester: str,
+        text: str,
+        reply_to: dict[str, str],
+        audit: dict[str, Any] | None = None,
+        stack: str | None = None,
+        job_id: str = "",
+    ) -> Queued:
+        """Put a signed job on the queue, in two round trips: its ID (unless the caller took
+        one already, with the rate limit), then one transaction
+        that writes its record, the entry, and its audit entry (``audit``'s fields plus the
+        job's ID), and reads what the requester is told about when it will run: the job
+        holding ``stack``'s lock, and the workers online."""
+        job_id = job_id or str(await self._redis.incr(self.keys.job_seq))
         now = time.time()
         job = Job(job_id, op, args, requester, text[:512], reply_to, now, now + self._ttl)
         record = {
@@ -42,14 +58,23 @@ class JobQueue:
             "state": "queued",
             "created": f"{now:.3f}",
         }
+        since = now - self._dead_after
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(self.keys.record(job_id), mapping=wire(record))
             pipe.expire(self.keys.record(job_id), RECORD_TTL)
             pipe.zadd(self.keys.recent, {job_id: now})
             pipe.zremrangebyrank(self.keys.recent, 0, -RECENT_JOBS_KEPT - 1)
             pipe.xadd(self.keys.jobs, wire(encode_job(job, self._secret)))
-            await pipe.execute()
-        return job
+            if audit is not None:
+                item = entry({**audit, "job": job_id})
+                pipe.xadd(self.keys.audit, wire(item), maxlen=AUDIT_MAXLEN, approximate=True)
+            if stack:
+                pipe.get(self.keys.lock(stack))
+            pipe.zrangebyscore(self.keys.workers, since, "+inf")
+            pipe.hgetall(self.keys.load)
+            replies = await pipe.execute()
+        holder = _s(replies[-3] or "") if stack else ""
+        return Queued(job, holder, _capacity(replies[-2], replies[-1]))
 
     async def workers(self) -> tuple[int, int, int]:
         """(online, free, total): the workers whose heartbeat is fresh, and their free and
@@ -59,12 +84,7 @@ class JobQueue:
             pipe.zrangebyscore(self.keys.workers, since, "+inf")
             pipe.hgetall(self.keys.load)
             live, loads = await pipe.execute()
-        free = total = 0
-        for load in (as_fields(loads).get(_s(w), "0 0") for w in live):
-            busy, _, capacity = load.partition(" ")
-            total += int(capacity or 0)
-            free += max(0, int(capacity or 0) - int(busy or 0))
-        return len(live), free, total
+        return _capacity(live, loads)
 
     async def record(self, job_id: str) -> dict[str, str]:
         return as_fields(await self._redis.hgetall(self.keys.record(job_id)))
@@ -95,3 +115,22 @@ class JobQueue:
                 pipe.hgetall(self.keys.record(_s(job_id)))
             rows = await pipe.execute()
         return [{_s(k): _s(v) for k, v in row.items()} for row in rows if row]
+
+
+@dataclass(frozen=True)
+class Queued:
+    """A job just queued, and what decides when it runs."""
+
+    job: Job
+    holder: str  # the job holding the lock on the job's stack, if any
+    workers: tuple[int, int, int]  # online, free slots, total slots
+
+
+def _capacity(live: list[Any], loads: dict[Any, Any]) -> tuple[int, int, int]:
+    """(online, free, total) from the fresh heartbeats and each worker's "busy capacity"."""
+    free = total = 0
+    for load in (as_fields(loads).get(_s(w), "0 0") for w in live):
+        busy, _, capacity = load.partition(" ")
+        total += int(capacity or 0)
+        free += max(0, int(capacity or 0) - int(busy or 0))
+    return len(live), free, total

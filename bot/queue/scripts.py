@@ -35,3 +35,27 @@ if state == 'cancelled' then return 'cancelled' end
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'started', ARGV[2], 'worker', ARGV[3])
 return state or ''
 """
+# A worker taking a job, in one round trip: the replay guard (the job's first queue entry
+# wins; the same entry again is a redelivery and passes), then cancelled-or-start.
+TAKE = """
+local seen = redis.call('GET', KEYS[1])
+if seen and seen ~= ARGV[1] then return 'replay' end
+if not seen then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end
+if redis.call('HGET', KEYS[2], 'state') == 'cancelled' then return 'cancelled' end
+redis.call('HSET', KEYS[2], 'state', 'running', 'started', ARGV[3], 'worker', ARGV[4])
+return 'started'
+"""
+# A user's sliding one-minute window of commands, checked and counted in one step, and for
+# a command that is going to be queued its job ID taken in the same round trip. Refused
+# commands do not count; the reply carries the oldest entry's time (when to try again).
+RATE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - 60)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {0, oldest[2]}
+end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], 61)
+if ARGV[4] == '1' then return {1, tostring(redis.call('INCR', KEYS[2]))} end
+return {1, ''}
+"""

@@ -454,13 +454,41 @@ def needs(stack: str, raw: str, stacks: set[str]) -> set[str]:
     return out
 
 
-def deploy_order(files: dict[str, Path], first: tuple[str, ...]) -> list[str]:
-    """Every stack after the stacks it needs; among those free to go, the configured
-    ``first`` ones in their order, then alphabetical."""
+def deploy_needs(files: dict[str, Path], first: tuple[str, ...]) -> dict[str, set[str]]:
+    """What each stack waits for in ``!deploy all``: the stacks whose networks or volumes
+    it uses as external, and the configured ``first`` stacks (each after the ones listed
+    before it, every other stack after all of them), except where that would contradict
+    what the files need: a ``first`` stack that needs another stack's network waits for it.
+    """
     names = set(files)
     deps = {
         name: needs(name, path.read_text(encoding="utf-8"), names) for name, path in files.items()
     }
+    below = {name: _closure(name, deps) for name in names}
+    present = [f for f in first if f in names]
+    for name in names:
+        ahead = present[: present.index(name)] if name in present else present
+        deps[name] |= {f for f in ahead if name not in below[f]}
+    return deps
+
+
+def _closure(name: str, deps: dict[str, set[str]]) -> set[str]:
+    """Every stack ``name`` needs, directly or through others."""
+    seen: set[str] = set()
+    todo = list(deps[name])
+    while todo:
+        dep = todo.pop()
+        if dep not in seen:
+            seen.add(dep)
+            todo.extend(deps.get(dep, ()))
+    return seen
+
+
+def deploy_order(files: dict[str, Path], first: tuple[str, ...]) -> list[str]:
+    """Every stack after the stacks it needs; among those free to go, the configured
+    ``first`` ones in their order, then alphabetical. The order replies list stacks in."""
+    deps = deploy_needs(files, first)
+    names = set(deps)
     rank = {name: (first.index(name) if name in first else len(first), name) for name in names}
     order: list[str] = []
     while len(order) < len(names):

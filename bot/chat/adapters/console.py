@@ -91,7 +91,8 @@ class Console:
         inbox = Inbox(client, self.config, f"console-{secrets.token_hex(6)}", REGISTRY)
         dispatcher = Dispatcher(self.config, JobQueue(client, self.config), inbox.name)
         key = Keys(self.config.redis_prefix).adapter(inbox.name)
-        self.conversation = Conversation(self, dispatcher, client, key)
+        # A transcript says "queued" at once: scripts and readers of it expect every line.
+        self.conversation = Conversation(self, dispatcher, client, key, queued_delay=0)
         lines = 0
         stop = asyncio.Event()
         router = asyncio.create_task(Router(inbox, "console", self.deliver).run(stop))

@@ -18,6 +18,7 @@ import redis
 import requests.exceptions
 
 from bot.core import health
+from bot.core.audit import entry
 from bot.core.logs import job_context
 from bot.core.operations import Answer, Handler, JobCancelled, JobFailed, NoticeFor
 from bot.core.wire import Expired, Job, Rejected, Result, Schemas, decode_job, job_digest
@@ -86,14 +87,13 @@ class JobRunner:
             )
             return
         self.state.current.digest = digest
-        if not self.queue.claim_first_delivery(
-            job.id, entry_id, ttl=2 * self.config.job_ttl_seconds + 60
-        ):
+        taken = self.queue.take(job.id, entry_id, ttl=2 * self.config.job_ttl_seconds + 60)
+        if taken == "replay":
             self._reject(entry_id, f"replay of job {job.id}", fields)
             return
 
         log.info("%s by %s", job.text, job.requester)
-        if not self.queue.start(job.id):
+        if taken == "cancelled":
             by = self.queue.record(job.id).get("cancelled_by", "someone")
             answer = Answer(
                 False, {"error": f"cancelled by {by} before it started"}, "cancelled", "cancelled"
@@ -120,19 +120,19 @@ class JobRunner:
         health.JOBS.labels(job.op, answer.state).inc()
         health.JOB_SECONDS.labels(job.op).observe(seconds)
         result = self._result(job, answer)
-        self.state.wait_for_redis(
-            lambda: self.queue.finish(entry_id, result, answer.state, answer.summary)
+        audit = entry(
+            {
+                "who": job.requester,
+                "command": job.text,
+                "decision": answer.state,
+                "job": job.id,
+                "outcome": answer.summary,
+                "seconds": f"{seconds:.1f}",
+                "worker": self.queue.consumer,
+            }
         )
-        records.record_sync(
-            self.queue.redis,
-            self.queue.keys,
-            who=job.requester,
-            command=job.text,
-            decision=answer.state,
-            job=job.id,
-            outcome=answer.summary,
-            seconds=f"{seconds:.1f}",
-            worker=self.queue.consumer,
+        self.state.wait_for_redis(
+            lambda: self.queue.finish(entry_id, result, answer.state, answer.summary, audit)
         )
 
     def _reject(self, entry_id: str, reason: str, fields: dict) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
@@ -18,7 +19,7 @@ from typing import Any
 import docker.errors
 import requests.exceptions
 
-from bot.core import health
+from bot.core import health, waves
 from bot.core.config import Config
 from bot.core.ids import resolve_service, stack_of
 from bot.core.operations import Answer, JobCancelled, JobFailed, Progress
@@ -234,11 +235,44 @@ class SwarmTools:
     def diff(self, stack: str, rendered: dict[str, Any]) -> list[ChangeData]:
         return preflight.diff(stack, rendered, self.engine.services(stack))
 
-    def deploy_order(self) -> list[str]:
+    def deploy_plan(self) -> tuple[list[str], dict[str, set[str]]]:
+        files = self.stack_files()
         try:
-            return preflight.deploy_order(self.stack_files(), self.config.deploy_first)
+            order = preflight.deploy_order(files, self.config.deploy_first)
         except preflight.OrderError as exc:
             raise JobFailed(str(exc)) from None
+        return order, preflight.deploy_needs(files, self.config.deploy_first)
+
+    def deploy_stacks(
+        self, needs: dict[str, set[str]], job: Job, progress: Progress
+    ) -> tuple[dict[str, DeployReport], dict[str, str]]:
+        """Deploy every stack in ``needs`` once the stacks it needs are deployed, each under
+        its own lock with its own outcome; one progress line for them all."""
+        digest = getattr(self.state.current, "digest", "")
+        lock = threading.Lock()
+        running: dict[str, str] = {}  # stack -> what it is at ("2/3 services", "waiting ...")
+        done: list[str] = []
+
+        def step(stack: str) -> DeployReport:
+            # The job's ledger key, which apply_once reads from the running thread.
+            self.state.current.digest = digest
+
+            def on_progress(data: dict[str, Any]) -> None:
+                with lock:
+                    running[stack] = _stack_progress(data)
+                    merged = {"deploying": dict(running), "done": list(done)}
+                progress(merged)
+
+            with lock:
+                running[stack] = "starting"
+            try:
+                return self.deploy_stack(stack, job, on_progress)
+            finally:
+                with lock:
+                    running.pop(stack, None)
+                    done.append(stack)
+
+        return waves.run(needs, step, lambda report: report["ok"])
 
     def _check_file(self, stack: str, file: Path) -> tuple[dict | None, list[Problem], str]:
         """Render and check a stack file: (rendered or None, problems, note)."""
@@ -458,6 +492,15 @@ def volumes_of(service: dict[str, Any]) -> list[str]:
         "Mounts"
     ) or []
     return sorted({m["Source"] for m in mounts if m.get("Type") == "volume" and m.get("Source")})
+
+
+def _stack_progress(data: dict[str, Any]) -> str:
+    """One stack's part of the ``!deploy all`` progress line."""
+    if "waiting" in data:
+        return str(data["waiting"])
+    rows = data.get("services") or []
+    whole = sum(1 for r in rows if r["running"] >= r["desired"] and r["state"] == "converged")
+    return f"{whole}/{plural(len(rows), 'service')} converged"
 
 
 def _progress_rows(assessments: list[Assessment]) -> list[dict]:
