@@ -370,18 +370,19 @@ REAL_STACKS = ("ingress", "support", "sysadmin", "cdn", "ci", "dev", "community"
 REAL_VARIABLES = {"DOMAIN": "bench.localhost", "REGISTRY": "127.0.0.1:5999", "ACME_EMAIL": "a@b.c"}
 
 
-def local_real_stacks(dest: Path) -> set[str]:
+def local_real_stacks(dest: Path, names: tuple[str, ...], monitor: str = "") -> set[str]:
     """The repository's seven stacks as this machine can run them: every image is the local
     test image running ``sleep`` (no registry here), without health checks (no curl in
     busybox), host ports or resource reservations (two cores), and with ``dnsrr`` endpoints
     (no IPVS). Networks, volumes, configs, secrets, placement, replicas, update settings and
-    the stacks' dependencies stay as they are. Returns the external secrets they need."""
+    the stacks' dependencies stay as they are (``monitor``, if given, replaces every update
+    monitor window: the smoke run's). Returns the external secrets they need."""
     import yaml
 
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copytree(ROOT / "stacks" / "config", dest / "config", dirs_exist_ok=True)
     secrets_needed: set[str] = set()
-    for name in REAL_STACKS:
+    for name in names:
         doc = yaml.safe_load((ROOT / "stacks" / f"{name}.yaml").read_text())
         doc = {k: v for k, v in doc.items() if not k.startswith("x-")}
         for svc in doc["services"].values():
@@ -397,6 +398,8 @@ def local_real_stacks(dest: Path) -> set[str]:
             deploy = svc.setdefault("deploy", {})
             deploy.pop("resources", None)
             deploy["endpoint_mode"] = "dnsrr"
+            if monitor:
+                deploy.setdefault("update_config", {})["monitor"] = monitor
         secrets_needed |= {
             str(spec.get("name") or key)
             for key, spec in (doc.get("secrets") or {}).items()
@@ -406,7 +409,9 @@ def local_real_stacks(dest: Path) -> set[str]:
     return secrets_needed
 
 
-def bench_deploy_all(workdir: Path, redis_url: str, client: docker.DockerClient, cli: str):
+def bench_deploy_all(
+    workdir: Path, redis_url: str, client: docker.DockerClient, cli: str, smoke: bool
+) -> list[list[str]]:
     """``!deploy all`` of the repository's seven stacks beside the docker CLI deploying the
     same files one after another (``--detach=false``, which waits as the bot does)."""
     taken = {
@@ -424,7 +429,9 @@ def bench_deploy_all(workdir: Path, redis_url: str, client: docker.DockerClient,
         first=("ingress", "support"),
         variables={k: v for k, v in REAL_VARIABLES.items() if k != "DOMAIN"},
     )
-    needed = local_real_stacks(env.stacks_dir)
+    # The smoke run: three of the stacks, with 1 s monitor windows.
+    names = REAL_STACKS[:3] if smoke else REAL_STACKS
+    needed = local_real_stacks(env.stacks_dir, names, "1s" if smoke else "")
     node = client.nodes.list()[0]
     spec = node.attrs["Spec"]
     node.update({**spec, "Labels": {**spec.get("Labels", {}), "storage": "true"}})
@@ -435,14 +442,19 @@ def bench_deploy_all(workdir: Path, redis_url: str, client: docker.DockerClient,
     services = 0
 
     def clean() -> None:
-        for stack in reversed(REAL_STACKS):
+        for stack in reversed(names):
             subprocess.run([cli, "stack", "rm", stack], capture_output=True, check=False)
 
         def gone() -> bool:
-            ours = [n for n in client.networks.list() if n.name.split("_", 1)[0] in REAL_STACKS]
+            ours = [  # not swarm's own routing-mesh network, also called "ingress"
+                n
+                for n in client.networks.list()
+                if n.name.partition("_")[0] in names and "_" in n.name
+            ]
+            # The plain API call: the SDK's list inspects each container, and they are going.
             return not ours and not any(
-                c.labels.get("com.docker.stack.namespace") in REAL_STACKS
-                for c in client.containers.list(all=True)
+                (c.get("Labels") or {}).get("com.docker.stack.namespace") in names
+                for c in client.api.containers(all=True)
             )
 
         wait_until(gone, 180, "the seven stacks to be gone")
@@ -470,10 +482,11 @@ def bench_deploy_all(workdir: Path, redis_url: str, client: docker.DockerClient,
                 env={**os.environ, **REAL_VARIABLES},
             )
         plain = time.perf_counter() - start
+        print(f"docker CLI, seven stacks one after another: {plain:.1f} s", file=sys.stderr)
         services = sum(
             1
             for s in client.services.list()
-            if s.attrs["Spec"]["Labels"].get("com.docker.stack.namespace") in REAL_STACKS
+            if s.attrs["Spec"]["Labels"].get("com.docker.stack.namespace") in names
         )
         clean()
         env.start_worker()
@@ -485,7 +498,7 @@ def bench_deploy_all(workdir: Path, redis_url: str, client: docker.DockerClient,
             bot = time.perf_counter() - start
         finally:
             env.stop_worker()
-        assert "deployed all 7 stacks" in out, out
+        assert f"deployed all {len(names)} stacks" in out, out
     finally:
         clean()
         for secret in made:
@@ -496,7 +509,8 @@ def bench_deploy_all(workdir: Path, redis_url: str, client: docker.DockerClient,
         node.update({**node.attrs["Spec"], "Labels": labels})
     return [
         [
-            f"`!deploy all`, the repository's 7 stacks ({services} services) until converged",
+            f"`!deploy all`, the repository's {len(names)} stacks ({services} services), "
+            "until converged",
             f"{bot:.1f} s",
             f"`docker stack deploy --detach=false`, one stack after another: {plain:.1f} s",
             f"{bot / plain:.2f}x the CLI's time",
@@ -606,16 +620,49 @@ def bench_memory(workdir: Path, redis_url: str, counts: tuple[int, int]) -> list
     return rows
 
 
-def bench_synapse(workdir: Path, redis_url: str, trials: int) -> list[list[str]]:
+def start_echo(*args: str) -> subprocess.Popen[str]:
+    """``bench/echo.py``: the same libraries' smallest bot, the floor of a round trip."""
+    echo = subprocess.Popen(
+        [sys.executable, "-m", "bench.echo", *args], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    assert echo.stdout is not None and echo.stdout.readline().strip() == "ready"
+    return echo
+
+
+def ratio_rows(platform: str, times: dict[str, list[float]], floor: str) -> list[list[str]]:
+    """One row per command: its round trip beside the echo bot's ("echo" in ``times``)."""
+    e = statistics.median(times["echo"])
+    rows = []
+    for command in ("!ping", "!services"):
+        bot = times[command]
+        b = statistics.median(bot)
+        rows.append(
+            [
+                f"{platform} `{command}`, command to answer ({len(bot)} times)",
+                f"p50 {ms(b)}, p95 {ms(pct(bot, 0.95))}",
+                f"{floor} p50 {ms(e)}",
+                f"{b / e:.1f}x the echo bot; target 2x",
+                "met" if b <= 2 * e else "missed",
+            ]
+        )
+    return rows
+
+
+def bench_matrix(workdir: Path, redis_url: str, trials: int) -> list[list[str]]:
+    """Command to final answer through a real Synapse, for ``!ping`` and ``!services``, beside
+    a matrix-nio echo bot on the same homeserver. Times are the homeserver's own
+    (``origin_server_ts`` of the command and of the answer): no client polling in them."""
     from tests.synapse import Synapse, wait_for_reply
 
     synapse = Synapse(workdir / "bench-synapse")
     synapse.start()
-    env = None
-    times = []
+    env = echo = None
+    times: dict[str, list[float]] = {"!ping": [], "!services": [], "echo": []}
     try:
-        bot, alice = synapse.register("swarmbot"), synapse.register("alice")
+        bot, alice, echoer = (synapse.register(n) for n in ("swarmbot", "alice", "echo"))
         room = alice.create_room(invite=[bot.user_id])
+        echo_room = alice.create_room(invite=[echoer.user_id])
+        echoer.join(echo_room)
         env = BotEnv(
             workdir,
             redis_url,
@@ -635,26 +682,63 @@ def bench_synapse(workdir: Path, redis_url: str, trials: int) -> list[list[str]]
         )
         env.start_worker()
         env.start_bot()
+        echo = start_echo("matrix", synapse.url, echoer.user_id, echoer.token)
         wait_until(lambda: alice.membership(room, bot.user_id) == "join", 30, "the bot to join")
-        for _ in range(trials):
-            start = time.perf_counter()
-            command = alice.say(room, "!services")
-            wait_for_reply(alice, room, command, "SERVICE", timeout=30)
-            times.append(time.perf_counter() - start)
+
+        def server_time(where: str, event: str) -> float:
+            return alice.api("GET", f"/v3/rooms/{where}/event/{event}")["origin_server_ts"] / 1000
+
+        for i in range(trials):
+            for command, expect in (("!ping", "pong"), ("!services", "SERVICE")):
+                sent = alice.say(room, command)
+                reply = wait_for_reply(alice, room, sent, expect, timeout=30)
+                times[command].append(reply["origin_server_ts"] / 1000 - server_time(room, sent))
+            sent = alice.say(echo_room, f"hello {i}")
+            reply = wait_for_reply(alice, echo_room, sent, "echo:", timeout=30)
+            times["echo"].append(reply["origin_server_ts"] / 1000 - server_time(echo_room, sent))
     finally:
+        if echo is not None:
+            echo.terminate()
+            echo.wait(10)
         if env is not None:
             env.stop_bot()
             env.stop_worker()
         synapse.stop()
-    return [
-        [
-            f"`!services` through Synapse, person to reply ({trials} times)",
-            f"p50 {ms(pct(times, 0.5))}",
-            f"p95 {ms(pct(times, 0.95))}",
-            "includes the client's polling (20 ms steps)",
-            "-",
-        ]
-    ]
+    return ratio_rows("Matrix", times, "matrix-nio echo bot, same Synapse:")
+
+
+def bench_slack(workdir: Path, redis_url: str, trials: int) -> list[list[str]]:
+    """Command to final answer through the Slack wire-protocol fake (Socket Mode in, Web API
+    out), beside a slack-bolt echo bot on a fake of its own; times are when the fake got the
+    command's event out and the answer's ``chat.postMessage`` in."""
+    from tests.slack_fake import APP_TOKEN, BOT_TOKEN, bot_config, running_fake, wait_for_reply
+
+    times: dict[str, list[float]] = {"!ping": [], "!services": [], "echo": []}
+    with running_fake() as fake, running_fake() as echo_fake:
+        env = BotEnv(
+            workdir, redis_url, "bench-slack", adapters=("slack",), extra_roles=bot_config(fake)
+        )
+        env.start_worker()
+        env.start_bot()
+        echo = start_echo("slack", echo_fake.api_url, BOT_TOKEN, APP_TOKEN)
+        try:
+            wait_until(fake.connected, 30, "the bot's Socket Mode connection")
+            for i in range(trials):
+                for command, expect in (("!ping", "pong"), ("!services", "SERVICE")):
+                    start = time.perf_counter()
+                    sent = fake.say("C0OPS0001", "UALICE001", command)
+                    reply = wait_for_reply(fake, "C0OPS0001", sent, expect, timeout=30)
+                    times[command].append(reply["at"] - start)
+                start = time.perf_counter()
+                sent = echo_fake.say("C0OPS0001", "UALICE001", f"hello {i}")
+                reply = wait_for_reply(echo_fake, "C0OPS0001", sent, "echo:", timeout=30)
+                times["echo"].append(reply["at"] - start)
+        finally:
+            echo.terminate()
+            echo.wait(10)
+            env.stop_bot()
+            env.stop_worker()
+    return ratio_rows("Slack", times, "slack-bolt echo bot, same fake:")
 
 
 def machine() -> str:
@@ -714,7 +798,7 @@ def main() -> int:
                 rows += asyncio.run(bench_deploy(env, client, cli, 2 if smoke else 10))
             env.stop_worker()
             if want("deploy-all"):
-                rows += bench_deploy_all(work, server.url, client, cli)
+                rows += bench_deploy_all(work, server.url, client, cli, smoke)
             if want("calls"):
                 env.add_stack("benchrestart", {"svc": {}})
                 env.start_worker()
@@ -729,7 +813,8 @@ def main() -> int:
             if want("memory"):
                 rows += bench_memory(work, server.url, (5, 10) if smoke else (1000, 5000))
             if want("chat"):
-                rows += bench_synapse(work, server.url, 2 if smoke else 20)
+                rows += bench_matrix(work, server.url, 2 if smoke else 20)
+                rows += bench_slack(work, server.url, 2 if smoke else 20)
         finally:
             server.stop()
             for stack in ("benchsvc", "benchnote", "benchrestart", "benchdeploy", "benchcli"):

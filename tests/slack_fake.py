@@ -131,6 +131,7 @@ class FakeSlack:
             "blocks": params.get("blocks") or [],
             "edits": [],
             "history": [params.get("text", "")],  # the text as posted, then after each edit
+            "at": time.perf_counter(),  # when it arrived: for round trips in make bench
         }
         with self._lock:
             self.messages.append(message)

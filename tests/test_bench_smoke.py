@@ -35,6 +35,10 @@ def test_bench_smoke_run_writes_every_row(tmp_path: Path, swarm: docker.DockerCl
         "outside change to notice",
         "RSS of the bot",
         "RSS of the worker",
-        "through Synapse",
+        "`!deploy all`, the repository's 3 stacks",
+        "Matrix `!ping`, command to answer",
+        "Matrix `!services`, command to answer",
+        "Slack `!ping`, command to answer",
+        "Slack `!services`, command to answer",
     ]:
         assert row in text, f"{row!r} missing from\n{text}"

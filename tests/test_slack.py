@@ -65,6 +65,27 @@ def slack(workdir: Path, redis_url: str, swarm: docker.DockerClient) -> Iterator
             env.stop_worker()
 
 
+def test_queued_is_said_at_once_only_for_a_job_that_waits(slack: Chat, run_id: str) -> None:
+    """A job behind another on its stack is told so at once; a job that answers quickly
+    gets its answer alone, with no "queued as job N" before it."""
+    stack = slack.env.add_stack(f"{run_id}-slq", {"slow": {"update_config": {"monitor": "5s"}}})
+    first = slack.fake.say(CHANNEL, ALICE, f"!deploy {stack}")
+    wait_until(lambda: slack.fake.thread(CHANNEL, first), 15, "the first deploy under way")
+    second = slack.fake.say(CHANNEL, ALICE, f"!deploy {stack}")
+    wait_for_reply(slack.fake, CHANNEL, second, "queued behind job")
+    said = [t for m in slack.fake.thread(CHANNEL, first) for t in m["history"]]
+    assert not any(f"deployed {stack}" in t for t in said), "told only after the wait ended"
+    wait_for_reply(slack.fake, CHANNEL, first, f"deployed {stack}")
+    wait_for_reply(slack.fake, CHANNEL, second, "already matches its file")
+    quick = slack.fake.say(CHANNEL, ALICE, "!ping")
+    wait_for_reply(slack.fake, CHANNEL, quick, "pong from worker")
+    wait_until(
+        lambda: "white_check_mark" in slack.fake.reactions_on(CHANNEL, quick), 15, "✅ on !ping"
+    )
+    texts = [m["history"][0] for m in slack.fake.thread(CHANNEL, quick)]
+    assert len(texts) == 1 and texts[0].startswith("pong from worker"), texts
+
+
 def test_services_in_thread_with_block_kit_table_and_reactions(slack: Chat, run_id: str) -> None:
     stack = slack.env.add_stack(f"{run_id}-slls", {"web": {}})  # a table needs a service
     assert f"deployed {stack}" in slack.env.chat(f"!deploy {stack}")
