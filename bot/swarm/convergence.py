@@ -105,8 +105,16 @@ def assess(
         key = str(task.get("Slot") or task.get("NodeID") or task["ID"])
         slots.setdefault(key, []).append(task)
 
+    # A task that fails once is retried by swarm unless its restart policy says never: the
+    # outcome is a failure once the retry fails too (a start that failed for a passing
+    # reason, say two dozen containers starting at once, is not the deploy's failure).
+    condition = ((service["Spec"].get("TaskTemplate") or {}).get("RestartPolicy") or {}).get(
+        "Condition", "any"
+    )
+    final_after = 1 if condition == "none" else 2
     running = 0
     failure: dict | None = None
+    retrying: dict | None = None
     waiting: dict | None = None
     for slot_tasks in slots.values():
         slot_tasks.sort(key=lambda t: t.get("Version", {}).get("Index", 0))
@@ -121,8 +129,10 @@ def assess(
             if t["Status"]["State"] in FAILED_TASK_STATES
             and parse_time(t.get("CreatedAt")) >= since - 1.0
         ]
-        if failed and failure is None:
+        if len(failed) >= final_after and failure is None:
             failure = failed[-1]
+        elif failed and retrying is None:
+            retrying = failed[-1]
         if waiting is None:
             waiting = slot_tasks[-1]
 
@@ -142,7 +152,9 @@ def assess(
         return Assessment(name, "converging", running, desired, "swarm is rolling the update back")
     if running >= desired:
         return Assessment(name, "converged", running, desired)
-    if waiting is not None:
+    if retrying is not None:
+        reason = f"{describe_task(retrying)}; swarm is starting it again"
+    elif waiting is not None:
         reason = describe_task(waiting)
     elif desired and not slots:
         reason = "no tasks yet"

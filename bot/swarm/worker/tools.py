@@ -354,7 +354,9 @@ class SwarmTools:
                 ids,
                 since,
                 started + self.config.deploy_deadline_seconds,
-                on_progress=lambda a: progress({"stack": stack, "services": _progress_rows(a)}),
+                on_progress=lambda a: progress(
+                    {"stack": stack, "services": _progress_rows(a), "total": len(ids)}
+                ),
             )
         return {
             **base,
@@ -498,9 +500,10 @@ def _stack_progress(data: dict[str, Any]) -> str:
     """One stack's part of the ``!deploy all`` progress line."""
     if "waiting" in data:
         return str(data["waiting"])
-    rows = data.get("services") or []
-    whole = sum(1 for r in rows if r["running"] >= r["desired"] and r["state"] == "converged")
-    return f"{whole}/{plural(len(rows), 'service')} converged"
+    rows = data.get("services") or []  # the services still watched: done ones drop out
+    total = int(data.get("total", len(rows)))
+    whole = total - len(rows) + sum(1 for r in rows if r["state"] == "converged")
+    return f"{whole}/{plural(total, 'service')} converged"
 
 
 def _progress_rows(assessments: list[Assessment]) -> list[dict]:
