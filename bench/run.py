@@ -59,6 +59,14 @@ MISSES = {
         "jobs in batches and pipeline each batch's writes, fold the replay guard into the start "
         "script and the audit entry into the answer transaction."
     ),
+    "`!deploy all`, the repository's 7 stacks (20 services), as written": (
+        "A first deploy is judged converged once each service has run for its update monitor "
+        "window, by the bot as by the CLI: community.yaml's discourse sets 120 s and "
+        "dev.yaml's gerrit 60 s. The waves make the run as long as its longest chain: "
+        "ingress and support together (about 9 s), then community's 120 s window, which "
+        "alone is over 0.4x of the CLI's time; nothing that waits honestly for that window "
+        "can reach 0.15x. The row with 5 s windows shows what the waves save otherwise."
+    ),
     "outside change to notice": (
         "An outside change is held until it has been quiet for notices.quiet_seconds (0.5 s "
         "here; 3 s by default), so that a burst of updates becomes one notice with its "
@@ -410,10 +418,16 @@ def local_real_stacks(dest: Path, names: tuple[str, ...], monitor: str = "") -> 
 
 
 def bench_deploy_all(
-    workdir: Path, redis_url: str, client: docker.DockerClient, cli: str, smoke: bool
+    workdir: Path,
+    redis_url: str,
+    client: docker.DockerClient,
+    cli: str,
+    names: tuple[str, ...],
+    monitor: str = "",
 ) -> list[list[str]]:
-    """``!deploy all`` of the repository's seven stacks beside the docker CLI deploying the
-    same files one after another (``--detach=false``, which waits as the bot does)."""
+    """``!deploy all`` of the repository's stacks (``names``) beside the docker CLI deploying
+    the same files one after another (``--detach=false``, which waits as the bot does);
+    ``monitor``, if given, replaces every update monitor window in the files."""
     taken = {
         s.attrs["Spec"]["Labels"].get("com.docker.stack.namespace") for s in client.services.list()
     }
@@ -424,14 +438,12 @@ def bench_deploy_all(
     env = BotEnv(
         workdir,
         redis_url,
-        "bench-all",
+        f"bench-all{monitor}",
         deadline=300,
         first=("ingress", "support"),
         variables={k: v for k, v in REAL_VARIABLES.items() if k != "DOMAIN"},
     )
-    # The smoke run: three of the stacks, with 1 s monitor windows.
-    names = REAL_STACKS[:3] if smoke else REAL_STACKS
-    needed = local_real_stacks(env.stacks_dir, names, "1s" if smoke else "")
+    needed = local_real_stacks(env.stacks_dir, names, monitor)
     node = client.nodes.list()[0]
     spec = node.attrs["Spec"]
     node.update({**spec, "Labels": {**spec.get("Labels", {}), "storage": "true"}})
@@ -510,7 +522,7 @@ def bench_deploy_all(
     return [
         [
             f"`!deploy all`, the repository's {len(names)} stacks ({services} services), "
-            "until converged",
+            + (f"every update monitor window {monitor}" if monitor else "as written"),
             f"{bot:.1f} s",
             f"`docker stack deploy --detach=false`, one stack after another: {plain:.1f} s",
             f"{bot / plain:.2f}x the CLI's time",
@@ -798,7 +810,11 @@ def main() -> int:
                 rows += asyncio.run(bench_deploy(env, client, cli, 2 if smoke else 10))
             env.stop_worker()
             if want("deploy-all"):
-                rows += bench_deploy_all(work, server.url, client, cli, smoke)
+                if smoke:  # three of the stacks, with 1 s monitor windows
+                    rows += bench_deploy_all(work, server.url, client, cli, REAL_STACKS[:3], "1s")
+                else:
+                    rows += bench_deploy_all(work, server.url, client, cli, REAL_STACKS)
+                    rows += bench_deploy_all(work, server.url, client, cli, REAL_STACKS, "5s")
             if want("calls"):
                 env.add_stack("benchrestart", {"svc": {}})
                 env.start_worker()

@@ -31,8 +31,7 @@ def test_deploy_all_runs_in_waves_and_a_failure_stops_only_what_needs_it(
 ) -> None:
     net, base = f"{run_id}-all-net", f"{run_id}-all-base"
     env = BotEnv(workdir, redis_url, "deploy-all", deadline=25, first=(net, base))
-    # Alphabetically these would run broken, needy, net, base, zzz; configured order puts
-    # net, then base, before the rest. `broken` fails after 4 s (within its 10 s monitor
+    # net and base are `deploy.first`: they go together, before the rest. `broken` fails after 4 s (within its 10 s monitor
     # window, so its deploy lasts that long); `needy` uses its volume.
     broken = env.add_stack(
         f"{run_id}-all-broken",
@@ -46,8 +45,9 @@ def test_deploy_all_runs_in_waves_and_a_failure_stops_only_what_needs_it(
     needy = env.add_stack(f"{run_id}-all-needy", {"app": {}})
     with (env.stacks_dir / f"{needy}.yaml").open("a") as f:
         f.write(f"volumes:\n  data:\n    external: true\n    name: {broken}_data\n")
-    env.add_stack(base, {"db": {}})
-    env.add_stack(net, {"proxy": {}})
+    # Each `first` deploy lasts at least its 4 s monitor window once its task runs.
+    env.add_stack(base, {"db": {"update_config": {"monitor": "4s"}}})
+    env.add_stack(net, {"proxy": {"update_config": {"monitor": "4s"}}})
     zzz = env.add_stack(f"{run_id}-all-zzz", {"late": {}})
     env.start_worker()
     try:
@@ -66,10 +66,13 @@ def test_deploy_all_runs_in_waves_and_a_failure_stops_only_what_needs_it(
     }
     assert {net, base, broken, zzz} <= namespaces
     assert needy not in namespaces
-    # In the real swarm: base was created only once net's task ran (the configured order);
-    # zzz and broken went at the same time: zzz was created before broken's task failed.
-    (net_task,) = _service(swarm, net).tasks()
-    assert _at(_service(swarm, base).attrs["CreatedAt"]) >= _at(net_task["Status"]["Timestamp"])
+    # In the real swarm: the rest were created only once both `first` stacks ran, and those
+    # two went together; zzz and broken went at the same time: zzz was created before
+    # broken's task failed.
+    up = [_at(_service(swarm, s).tasks()[0]["Status"]["Timestamp"]) for s in (net, base)]
+    created = {s: _at(_service(swarm, s).attrs["CreatedAt"]) for s in (net, base, zzz, broken)}
+    assert min(created[zzz], created[broken]) >= max(up)
+    assert created[base] < up[0] + 4 and created[net] < up[1] + 4
     failures = [
         _at(t["Status"]["Timestamp"])
         for t in _service(swarm, broken).tasks()

@@ -456,19 +456,17 @@ def needs(stack: str, raw: str, stacks: set[str]) -> set[str]:
 
 def deploy_needs(files: dict[str, Path], first: tuple[str, ...]) -> dict[str, set[str]]:
     """What each stack waits for in ``!deploy all``: the stacks whose networks or volumes
-    it uses as external, and the configured ``first`` stacks (each after the ones listed
-    before it, every other stack after all of them), except where that would contradict
-    what the files need: a ``first`` stack that needs another stack's network waits for it.
-    """
+    it uses as external, and, for every stack not in ``first``, the ``first`` stacks
+    (unless that ``first`` stack itself needs it: the files win). The ``first`` stacks
+    wait for nothing but their files' needs: they go together, before the rest."""
     names = set(files)
     deps = {
         name: needs(name, path.read_text(encoding="utf-8"), names) for name, path in files.items()
     }
     below = {name: _closure(name, deps) for name in names}
     present = [f for f in first if f in names]
-    for name in names:
-        ahead = present[: present.index(name)] if name in present else present
-        deps[name] |= {f for f in ahead if name not in below[f]}
+    for name in names - set(present):
+        deps[name] |= {f for f in present if name not in below[f]}
     return deps
 
 
