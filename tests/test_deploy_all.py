@@ -31,8 +31,8 @@ def test_deploy_all_runs_in_waves_and_a_failure_stops_only_what_needs_it(
 ) -> None:
     net, base = f"{run_id}-all-net", f"{run_id}-all-base"
     env = BotEnv(workdir, redis_url, "deploy-all", deadline=25, first=(net, base))
-    # net and base are `deploy.first`: they go together, before the rest. `broken` fails after 4 s (within its 10 s monitor
-    # window, so its deploy lasts that long); `needy` uses its volume.
+    # net and base are `deploy.first`: they go together, before the rest. `broken` fails
+    # after 4 s, twice (within its 10 s monitor window); `needy` uses its volume.
     broken = env.add_stack(
         f"{run_id}-all-broken",
         {
