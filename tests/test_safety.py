@@ -146,8 +146,11 @@ def test_user_told_when_no_worker_is_online_and_when_one_takes_the_job(safe: Bot
     safe.start_worker("came-back")
     out, _ = chat.communicate(timeout=60)
     assert "no worker is online right now: it runs when one comes back" in out, out
-    assert f"a worker took job {job['id']} after" in out
+    # The answer tells that a worker took it; a "taken after Ns" note is sent only with a
+    # job's first progress line, and this one answered at once.
     assert "services" in out.splitlines()[-1] or "SERVICE" in out
+    assert f"a worker took job {job['id']} after" not in out, out
+    assert safe.redis().hget(f"{safe.prefix}:job:{job['id']}", "worker") == "came-back"
 
 
 def test_rate_limit(safe: BotEnv) -> None:

@@ -22,12 +22,17 @@ def entry(fields: dict[str, Any]) -> dict[str, str]:
     """An audit entry from ``fields``: stamped, masked, cut to size, and written to the log
     (the Redis side is ``bot.queue.records``)."""
     entry = {"at": f"{time.time():.3f}"}
-    # Masked before it is cut: a secret cut in half would no longer be recognised.
+    entry.update({k: str(v) for k, v in fields.items() if v not in (None, "")})
+    text = json.dumps(entry, ensure_ascii=False, sort_keys=True)
+    # Searched once as one text; masked field by field only if a secret may be in it, and
+    # masked before it is cut: a secret cut in half would no longer be recognised.
     mask = masker()
-    entry.update({k: mask.text(str(v))[:300] for k, v in fields.items() if v not in (None, "")})
+    masked = mask.may_be_in_json(text)
+    if masked:
+        entry = {k: mask.text(v) for k, v in entry.items()}
+    if masked or any(len(v) > 300 for v in entry.values()):
+        entry = {k: v[:300] for k, v in entry.items()}
+        text = json.dumps(entry, ensure_ascii=False, sort_keys=True)
     # The JSON text for plain logs; the same entry as fields (and its job id) for JSON logs.
-    log.info(
-        json.dumps(entry, ensure_ascii=False, sort_keys=True),
-        extra={"fields": {"audit": entry}, "job": entry.get("job")},
-    )
+    log.info(text, extra={"fields": {"audit": entry}, "job": entry.get("job")})
     return entry

@@ -48,6 +48,9 @@ class WorkerQueue:
         self.keys = Keys(prefix)
         self._secret = secret
         self.consumer = consumer
+        # Sent by digest (EVALSHA), loaded again by redis-py if Redis restarted without it.
+        self._take = client.register_script(scripts.TAKE)
+        self._finish = client.register_script(scripts.FINISH)
 
     def ensure_group(self) -> None:
         try:
@@ -74,7 +77,7 @@ class WorkerQueue:
         "cancelled" if it was cancelled before it started, else "started"."""
         args: list[str | int] = [entry_id, ttl, f"{time.time():.3f}", self.consumer]
         keys = [self.keys.seen(job_id), self.keys.record(job_id)]
-        return _s(self._redis.eval(scripts.TAKE, 2, *keys, *args))
+        return _s(self._take(keys=keys, args=args))
 
     def start(self, job_id: str, state: str = "running") -> bool:
         """Mark a job running (or waiting for its stack); False if it was cancelled."""
@@ -169,26 +172,25 @@ class WorkerQueue:
         self._redis.eval(scripts.RELEASE, 1, self.keys.lock(stack), job_id)
 
     def progress(self, result: Result) -> None:
+        inbox = self.keys.inbox(result.reply_to["inbox"])
         with self._redis.pipeline(transaction=True) as pipe:
-            self._post(pipe, result)
+            pipe.xadd(
+                inbox, text.wire(self._signed(result)), maxlen=INBOX_MAXLEN, approximate=True
+            )
+            # An inbox nobody reads any more (a console that quit) must not live forever.
+            pipe.expire(inbox, INBOX_TTL)
             pipe.execute()
 
-    def _post(self, pipe: redis.client.Pipeline, result: Result) -> None:
-        # The one door every reply, progress line and notice leaves the worker by: every
-        # secret the worker holds is masked here, whichever code produced the text.
-        # Written once, searched once: masked and written again only if it may hold one.
+    def _signed(self, result: Result) -> dict[str, str]:
+        """The inbox entry of ``result``: masked, written, signed.
+
+        The one door every reply, progress line and notice leaves the worker by: every
+        secret the worker holds is masked here, whichever code produced the text. Written
+        once, searched once: masked and written again only if it may hold a secret."""
         body = result_json(result)
         if masker().may_be_in_json(body):
             body = result_json(dataclasses.replace(result, data=masker().data(result.data)))
-        inbox = self.keys.inbox(result.reply_to["inbox"])
-        pipe.xadd(
-            inbox,
-            text.wire(sign_result_json(body, self._secret)),
-            maxlen=INBOX_MAXLEN,
-            approximate=True,
-        )
-        # An inbox nobody reads any more (a console that quit) must not live forever.
-        pipe.expire(inbox, INBOX_TTL)
+        return sign_result_json(body, self._secret)
 
     def finish(
         self,
@@ -198,23 +200,32 @@ class WorkerQueue:
         summary: str,
         audit: dict[str, str] | None = None,
     ) -> None:
-        """Answer, acknowledge, record and audit in one transaction (one round trip): never
-        answered twice, never answered without its audit entry."""
-        with self._redis.pipeline(transaction=True) as pipe:
-            if audit is not None:
-                records.add(pipe, self.keys, audit)
-            if result is not None:
-                self._post(pipe, result)
-                pipe.hset(
-                    self.keys.record(result.job),
-                    mapping={
-                        "state": state,
-                        "finished": f"{time.time():.3f}",
-                        "summary": summary[:300],
-                    },
-                )
-            pipe.xack(self.keys.jobs, WORKER_GROUP, entry_id)
-            pipe.execute()
+        """Answer, acknowledge, record and audit in one atomic script (one command, one
+        round trip): never answered twice, never answered without its audit entry."""
+        fields = self._signed(result) if result is not None else {"result": "", "sig": ""}
+        pairs = [str(x) for kv in (audit or {}).items() for x in kv]
+        keys = [
+            self.keys.audit,
+            self.keys.inbox(result.reply_to["inbox"]) if result is not None else self.keys.jobs,
+            self.keys.record(result.job) if result is not None else self.keys.jobs,
+            self.keys.jobs,
+        ]
+        args = [
+            entry_id,
+            WORKER_GROUP,
+            INBOX_MAXLEN,
+            INBOX_TTL,
+            records.AUDIT_MAXLEN,
+            state,
+            f"{time.time():.3f}",
+            summary[:300],
+            "1" if result is not None else "0",
+            fields["result"],
+            fields["sig"],
+            len(pairs) // 2,
+            *pairs,
+        ]
+        self._finish(keys=keys, args=args)
 
     def reject(self, entry_id: str, reason: str, fields: dict[Any, Any]) -> None:
         """Drop a job that must not run; keep a capped trail of what was refused and why."""

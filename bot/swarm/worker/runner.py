@@ -101,13 +101,13 @@ class JobRunner:
             self._finish(entry_id, job, answer)
             return
         waited = time.time() - job.created
-        if waited > 1:  # it sat in the queue (no worker, or a busy one): say it has started
-            self._progress_now(
-                job, {"started": f"a worker took job {job.id} after {waited:.0f}s in the queue"}
-            )
+        # It sat in the queue (no worker, or a busy one): say it has started, with its first
+        # progress. A job that answers without progress says so by answering: a note for
+        # it would be one more message, and one more round trip per job in a backlog.
+        note = f"a worker took job {job.id} after {waited:.0f}s in the queue" if waited > 1 else ""
         started = time.monotonic()
         try:
-            answer = self._run(job)
+            answer = self._run(job, note)
         except HandedOver:
             log.info("left unanswered for the next worker to take over (this one is stopping)")
             return
@@ -154,15 +154,18 @@ class JobRunner:
         except redis.RedisError as exc:
             log.warning("progress not sent: %s", exc)
 
-    def _run(self, job: Job) -> Answer:
+    def _run(self, job: Job, note: str = "") -> Answer:
         decision = self.policy.may_run(job.requester, job.command)
         if not decision.allowed:
             return Answer(False, {"error": decision.reason}, "refused by the worker", "refused")
         last_sent: list[Any] = [0.0, ""]
+        untold = [note] if note else []
 
         def progress(data: dict) -> None:
             if self.state.stop.is_set():
                 raise HandedOver
+            if untold:
+                self._progress_now(job, {"started": untold.pop()})
             text = repr(data)
             now = time.monotonic()
             if text != last_sent[1] and now - last_sent[0] >= PROGRESS_INTERVAL:
