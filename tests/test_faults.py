@@ -248,8 +248,11 @@ def test_bot_killed_between_queueing_and_answering_answers_once(
         f"{run_id}-botkill", {"svc": {"environment": {"TRIAL": f"b{trial}"}, **SLOW}}
     )
     ts = fake.say("C0OPS0001", "UALICE001", f"!deploy {stack}")
-    queued = wait_for_reply(fake, "C0OPS0001", ts, "queued as job")
-    job = re.search(r"queued as job (\d+)", queued["history"][0]).group(1)
+    # The bot has said something in the thread ("queued as job N", or the first progress
+    # line if it came within the second): the job is queued and under way.
+    wait_until(lambda: fake.thread("C0OPS0001", ts), 60, "the first reply in the thread")
+    job = env.last_job()["id"]
+    assert env.last_job()["text"] == f"!deploy {stack}"
     env.stop_bot(kill=True)
     assert not [m for m in fake.thread("C0OPS0001", ts) if "deployed" in m["text"]], (
         "answered too soon"
