@@ -748,7 +748,7 @@ def bench_matrix(workdir: Path, redis_url: str, trials: int) -> list[list[str]]:
             return alice.api("GET", f"/v3/rooms/{where}/event/{event}")["origin_server_ts"] / 1000
 
         for i in range(trials):
-            for command, expect in (("!ping", "pong"), ("!services", "SERVICE")):
+            for command, expect in (("!ping", "pong"), ("!services", "services")):
                 sent = alice.say(room, command)
                 reply = wait_for_reply(alice, room, sent, expect, timeout=30)
                 times[command].append(reply["origin_server_ts"] / 1000 - server_time(room, sent))
@@ -783,7 +783,7 @@ def bench_slack(workdir: Path, redis_url: str, trials: int) -> list[list[str]]:
         try:
             wait_until(fake.connected, 30, "the bot's Socket Mode connection")
             for i in range(trials):
-                for command, expect in (("!ping", "pong"), ("!services", "SERVICE")):
+                for command, expect in (("!ping", "pong"), ("!services", "services")):
                     start = time.perf_counter()
                     sent = fake.say("C0OPS0001", "UALICE001", command)
                     reply = wait_for_reply(fake, "C0OPS0001", sent, expect, timeout=30)
