@@ -72,6 +72,13 @@ MISSES = {
         "alone is over 0.4x of the CLI's time; nothing that waits honestly for that window "
         "can reach 0.15x. The row with 5 s windows shows what the waves save otherwise."
     ),
+    "`!deploy all`, the repository's 7 stacks (20 services), every update monitor window 5s": (
+        "Two waves, each as long as its slowest stack: ingress with support, then the other "
+        "five together (each stack's time is in the row). Each wave is the docker CLI's "
+        "`stack deploy`, the tasks starting, and the 5 s window; the windows alone make "
+        "10 s, 0.09x. The rest is the deploy commands and the task starts: the second wave "
+        "runs five CLI processes and starts fourteen containers at once on two cores."
+    ),
     "Slack `!": (
         "The floor is a slack-bolt bot answering from its event handler, against a fake on "
         "loopback that answers Web API calls in well under a millisecond. Before swarmbot's "
@@ -568,6 +575,11 @@ def bench_deploy_all(
         finally:
             env.stop_worker()
         assert f"deployed all {len(names)} stacks" in out, out
+        # Each stack's own time, as the answer gives it: where the run's time went.
+        per_stack = ", ".join(
+            f"{m[1]} {m[2]} s"
+            for m in re.finditer(r"^deployed (\S+): .* converged in ([0-9.]+)s", out, re.M)
+        )
     finally:
         clean()
         for secret in made:
@@ -582,7 +594,7 @@ def bench_deploy_all(
             + (f"every update monitor window {monitor}" if monitor else "as written"),
             f"{bot:.1f} s",
             f"`docker stack deploy --detach=false`, one stack after another: {plain:.1f} s",
-            f"{bot / plain:.2f}x the CLI's time",
+            f"{bot / plain:.2f}x the CLI's time; each stack: {per_stack}",
             "met" if bot <= 0.15 * plain else "missed",
         ]
     ]
@@ -886,6 +898,12 @@ def main() -> int:
             if want("memory"):
                 rows += bench_memory(work, server.url, (5, 10) if smoke else (1000, 5000))
             if want("chat"):
+                # A chat round trip with the few services a small swarm has, not the 500
+                # the listing benchmark made.
+                for service in client.services.list(
+                    filters={"label": "com.docker.stack.namespace=benchsvc"}
+                ):
+                    service.remove()
                 rows += bench_matrix(work, server.url, 2 if smoke else 20)
                 rows += bench_slack(work, server.url, 2 if smoke else 20)
         finally:
