@@ -47,12 +47,6 @@ ROOT = Path(__file__).resolve().parent.parent
 # Why a target is missed, from measuring where the time goes; printed under the table for
 # every row marked "missed".
 MISSES = {
-    "`!services` round trip, 500": (
-        "At 500 services the answer is a 75 KB JSON document: the worker builds one dict per "
-        "service, serialises and signs it, Redis carries it, the bot verifies and parses it and "
-        "renders the table. That, not the Engine API call, is the overhead past 10 ms. Fix: send "
-        "rows as compact lists (about half the bytes) and render only what the adapter shows."
-    ),
     "queue throughput, 2000 no-op jobs queued at once": (
         "Round trips are no longer the cost: a job is taken in one script call and ended in "
         "another (answer, record, audit, acknowledgement), and replies are parsed by hiredis. "
@@ -60,7 +54,8 @@ MISSES = {
         "(about 0.45 ms of CPU: signature check and JSON, the SQLite replay ledger, the audit "
         "entry and two log lines, redis-py building the calls), so one thread alone would do "
         "about 1,470 jobs/s; the four job threads and the reader hand each job over under the "
-        "GIL on two cores shared with Redis and get 950. Fix: long-lived job threads taking "
+        "GIL on two cores shared with Redis, and get the row's figure. Fix: long-lived job "
+        "threads taking "
         "entries from a local prefetch queue (no hand-over per job) and one script call that "
         "takes, and one that ends, every job of a batch."
     ),
@@ -86,8 +81,8 @@ MISSES = {
         "limit with the job ID, the enqueue transaction, the worker's take and end, and the "
         "check that the answer was not posted already (Slack has no idempotency key), plus "
         "two wake-ups on Redis streams (worker, then bot); the 👀 reaction goes to the same "
-        "fake at the same moment. That is the 7-10 ms over the floor. Matrix, where the floor "
-        "is a real homeserver, is within 2x."
+        "fake at the same moment. That is the 10-13 ms over the floor. Matrix, where the "
+        "floor is a real homeserver, is within 2x."
     ),
     "outside change to notice": (
         "An outside change is held until it has been quiet for notices.quiet_seconds (0.5 s "
