@@ -394,6 +394,28 @@ async def bench_queue(env: BotEnv, jobs: int, paced: int) -> list[list[str]]:
     ]
 
 
+def cli_deploy(cli: str, file: Path, stack: str, variables: dict[str, str] | None = None) -> None:
+    """What the bot is compared with: ``docker stack deploy`` waiting until the stack has
+    converged (``--detach=false``), run from the file's directory as an operator would."""
+    subprocess.run(
+        [
+            cli,
+            "stack",
+            "deploy",
+            "--detach=false",
+            "--resolve-image=never",
+            "-c",
+            str(file),
+            stack,
+        ],
+        capture_output=True,
+        check=True,
+        cwd=file.parent,
+        timeout=600,
+        env={**os.environ, **(variables or {})},
+    )
+
+
 async def bench_deploy(
     env: BotEnv, client: docker.DockerClient, cli: str, services: int
 ) -> list[list[str]]:
@@ -404,21 +426,7 @@ async def bench_deploy(
     cli_file = env.root / "cli.yaml"
     cli_file.write_text(stack_yaml(spec))
     start = time.perf_counter()
-    subprocess.run(
-        [
-            cli,
-            "stack",
-            "deploy",
-            "--detach=false",
-            "--resolve-image",
-            "never",
-            "-c",
-            str(cli_file),
-            "benchcli",
-        ],
-        capture_output=True,
-        check=True,
-    )
+    cli_deploy(cli, cli_file, "benchcli")
     plain = time.perf_counter() - start
     for stack in ("benchdeploy", "benchcli"):
         subprocess.run([cli, "stack", "rm", stack], capture_output=True, check=False)
@@ -534,24 +542,7 @@ def bench_deploy_all(
         order = deploy_order(stack_files(env.stacks_dir), ("ingress", "support"))
         start = time.perf_counter()
         for stack in order:
-            subprocess.run(
-                [
-                    cli,
-                    "stack",
-                    "deploy",
-                    "--detach=false",
-                    "--resolve-image",
-                    "never",
-                    "-c",
-                    str(env.stacks_dir / f"{stack}.yaml"),
-                    stack,
-                ],
-                capture_output=True,
-                check=True,
-                cwd=env.stacks_dir,
-                timeout=600,
-                env={**os.environ, **REAL_VARIABLES},
-            )
+            cli_deploy(cli, env.stacks_dir / f"{stack}.yaml", stack, REAL_VARIABLES)
         plain = time.perf_counter() - start
         print(f"docker CLI, seven stacks one after another: {plain:.1f} s", file=sys.stderr)
         services = sum(

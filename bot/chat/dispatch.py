@@ -124,14 +124,14 @@ class Dispatcher:
         job = queued.job
         health.COMMANDS.labels(op, decision.split(" ")[0]).inc()
         log.info("job %s queued: %s by %s", job.id, job.text, job.requester, extra={"job": job.id})
-        text = await self._queued_text(queued)
-        waits = text != f"queued as job {job.id}: {job.text}"
+        text, waits = await self._queued_text(queued)
         return Reply(text, status="queued", job=job.id, waits=waits)
 
-    async def _queued_text(self, queued: Queued) -> str:
+    async def _queued_text(self, queued: Queued) -> tuple[str, bool]:
         """ "queued as job 42", and what the user should know about when it will run: behind
         another job's lock on the same stack (only a job that takes that lock waits for
-        it), or behind busy workers (every slot taken), or no worker at all."""
+        it), or behind busy workers (every slot taken), or no worker at all; and whether
+        it waits for any of these."""
         job = queued.job
         text = f"queued as job {job.id}: {job.text}"
         online, free, total = queued.workers
@@ -142,7 +142,8 @@ class Dispatcher:
         if holder:
             what = f"{holder.get('text')} by {holder.get('requester')}"
             text += f"; queued behind job {holder.get('id')} ({what})"
-        elif online and total and not free:
+        busy = bool(online and total and not free)
+        if not holder and busy:
             text += f"; waiting for a free worker (all {total} job slots are busy)"
         if not online:
             minutes = max(1, self.config.job_ttl_seconds // 60)
@@ -150,7 +151,7 @@ class Dispatcher:
                 f"; no worker is online right now: it runs when one comes back "
                 f"(or expires unrun in {minutes} min)"
             )
-        return text
+        return text, bool(holder) or busy or not online
 
     # -- rate limits ----------------------------------------------------------------------
 

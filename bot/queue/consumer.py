@@ -195,22 +195,22 @@ class WorkerQueue:
     def finish(
         self,
         entry_id: str,
-        result: Result | None,
+        result: Result,
         state: str,
         summary: str,
-        audit: dict[str, str] | None = None,
+        audit: dict[str, str],
     ) -> None:
         """Answer, acknowledge, record and audit in one atomic script (one command, one
         round trip): never answered twice, never answered without its audit entry."""
-        fields = self._signed(result) if result is not None else {"result": "", "sig": ""}
-        pairs = [str(x) for kv in (audit or {}).items() for x in kv]
+        fields = self._signed(result)
+        pairs = [str(x) for kv in audit.items() for x in kv]
         keys = [
             self.keys.audit,
-            self.keys.inbox(result.reply_to["inbox"]) if result is not None else self.keys.jobs,
-            self.keys.record(result.job) if result is not None else self.keys.jobs,
+            self.keys.inbox(result.reply_to["inbox"]),
+            self.keys.record(result.job),
             self.keys.jobs,
         ]
-        args = [
+        args: list[str | int] = [
             entry_id,
             WORKER_GROUP,
             INBOX_MAXLEN,
@@ -219,7 +219,6 @@ class WorkerQueue:
             state,
             f"{time.time():.3f}",
             summary[:300],
-            "1" if result is not None else "0",
             fields["result"],
             fields["sig"],
             len(pairs) // 2,

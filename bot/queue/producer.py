@@ -13,7 +13,6 @@ from bot.core.config import Config
 from bot.core.wire import Job, encode_job
 from bot.queue import records, scripts
 from bot.queue.keys import RECENT_JOBS_KEPT, RECORD_TTL, Keys
-from bot.queue.records import AUDIT_MAXLEN
 from bot.queue.text import fields as as_fields
 from bot.queue.text import s as _s
 from bot.queue.text import wire
@@ -66,8 +65,7 @@ class JobQueue:
             pipe.zremrangebyrank(self.keys.recent, 0, -RECENT_JOBS_KEPT - 1)
             pipe.xadd(self.keys.jobs, wire(encode_job(job, self._secret)))
             if audit is not None:
-                item = entry({**audit, "job": job_id})
-                pipe.xadd(self.keys.audit, wire(item), maxlen=AUDIT_MAXLEN, approximate=True)
+                records.add(pipe, self.keys, entry({**audit, "job": job_id}))
             if stack:
                 pipe.get(self.keys.lock(stack))
             pipe.zrangebyscore(self.keys.workers, since, "+inf")
@@ -75,16 +73,6 @@ class JobQueue:
             replies = await pipe.execute()
         holder = _s(replies[-3] or "") if stack else ""
         return Queued(job, holder, _capacity(replies[-2], replies[-1]))
-
-    async def workers(self) -> tuple[int, int, int]:
-        """(online, free, total): the workers whose heartbeat is fresh, and their free and
-        total job slots, in one round trip."""
-        since = time.time() - self._dead_after
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zrangebyscore(self.keys.workers, since, "+inf")
-            pipe.hgetall(self.keys.load)
-            live, loads = await pipe.execute()
-        return _capacity(live, loads)
 
     async def record(self, job_id: str) -> dict[str, str]:
         return as_fields(await self._redis.hgetall(self.keys.record(job_id)))
@@ -94,13 +82,6 @@ class JobQueue:
         key = self.keys.record(job_id)
         state = await self._redis.eval(scripts.CANCEL, 1, key, by, f"{time.time():.3f}")
         return _s(state)
-
-    async def holder(self, stack: str) -> dict[str, str] | None:
-        """The job holding ``stack``'s lock, if any: what a new job will queue behind."""
-        job_id = await self._redis.get(self.keys.lock(stack))
-        if not job_id:
-            return None
-        return await self.record(_s(job_id)) or None
 
     async def audit(self, **fields: Any) -> None:
         await records.record(self._redis, self.keys, **fields)

@@ -34,9 +34,9 @@ def record_sync(client: redis.Redis, keys: Keys, **fields: Any) -> None:
         log.warning("audit entry kept in the log only: %s", exc)
 
 
-def add(pipe: redis.client.Pipeline, keys: Keys, item: dict[str, str]) -> None:
-    """Worker side: an entry made by ``bot.core.audit.entry``, written in the caller's
-    transaction (the job's answer), so both happen or neither."""
+def add(pipe: Any, keys: Keys, item: dict[str, str]) -> None:
+    """An entry made by ``bot.core.audit.entry``, written in the caller's transaction (a
+    pipeline, sync or async), so both happen or neither."""
     pipe.xadd(keys.audit, text.wire(item), maxlen=AUDIT_MAXLEN, approximate=True)
 
 

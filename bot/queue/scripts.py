@@ -64,15 +64,13 @@ return {1, ''}
 # a MULTI would be, but one command to send and one reply to read instead of seven: for a
 # no-op job the client's own work per command was most of the cost.
 FINISH = """
-if ARGV[9] == '1' then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'result', ARGV[10], 'sig', ARGV[11])
-  redis.call('EXPIRE', KEYS[2], ARGV[4])
-  redis.call('HSET', KEYS[3], 'state', ARGV[6], 'finished', ARGV[7], 'summary', ARGV[8])
-end
-local pairs = tonumber(ARGV[12])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'result', ARGV[9], 'sig', ARGV[10])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+redis.call('HSET', KEYS[3], 'state', ARGV[6], 'finished', ARGV[7], 'summary', ARGV[8])
+local pairs = tonumber(ARGV[11])
 if pairs > 0 then
   local args = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[5], '*'}
-  for i = 13, 12 + 2 * pairs do args[#args + 1] = ARGV[i] end
+  for i = 12, 11 + 2 * pairs do args[#args + 1] = ARGV[i] end
   redis.call(unpack(args))
 end
 redis.call('XACK', KEYS[4], ARGV[2], ARGV[1])

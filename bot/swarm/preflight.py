@@ -485,7 +485,11 @@ def _closure(name: str, deps: dict[str, set[str]]) -> set[str]:
 def deploy_order(files: dict[str, Path], first: tuple[str, ...]) -> list[str]:
     """Every stack after the stacks it needs; among those free to go, the configured
     ``first`` ones in their order, then alphabetical. The order replies list stacks in."""
-    deps = deploy_needs(files, first)
+    return order_of(deploy_needs(files, first), first)
+
+
+def order_of(deps: dict[str, set[str]], first: tuple[str, ...]) -> list[str]:
+    """``deploy_order`` from needs already worked out (``deploy_needs``)."""
     names = set(deps)
     rank = {name: (first.index(name) if name in first else len(first), name) for name in names}
     order: list[str] = []

@@ -236,12 +236,11 @@ class SwarmTools:
         return preflight.diff(stack, rendered, self.engine.services(stack))
 
     def deploy_plan(self) -> tuple[list[str], dict[str, set[str]]]:
-        files = self.stack_files()
+        needs = preflight.deploy_needs(self.stack_files(), self.config.deploy_first)
         try:
-            order = preflight.deploy_order(files, self.config.deploy_first)
+            return preflight.order_of(needs, self.config.deploy_first), needs
         except preflight.OrderError as exc:
             raise JobFailed(str(exc)) from None
-        return order, preflight.deploy_needs(files, self.config.deploy_first)
 
     def deploy_stacks(
         self, needs: dict[str, set[str]], job: Job, progress: Progress
