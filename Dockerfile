@@ -33,6 +33,12 @@ RUN python3 -m venv /opt/swarmbot \
  && /opt/swarmbot/bin/python -m compileall -q /opt/swarmbot/lib
 
 FROM ${BASE}
+# git and ssh: the worker's clone of a [git] stacks repository (the git CLI, see
+# bot/swarm/gitsource.py for why not a library).
+RUN apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      git openssh-client ca-certificates >/dev/null \
+ && rm -rf /var/lib/apt/lists/*
 COPY --from=docker-cli /usr/local/bin/docker /usr/local/bin/docker
 COPY --from=build /opt/swarmbot /opt/swarmbot
 # The bot runs as an unprivileged user. The worker is started as root by its stack file:

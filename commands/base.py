@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bot.core.config import Config
-from bot.core.ids import SERVICE_NAME, STACK_NAME
+from bot.core.ids import GIT_REF, SERVICE_NAME, STACK_NAME
 from bot.core.operations import Handler, NoticeFor
 from bot.core.policy import Policy
 from bot.core.replies import Message, Reply
@@ -34,15 +34,22 @@ class Arg:
     what: str  # "a stack name", for errors
     optional: bool = False
     shown: str = ""  # how usage spells it, if not by name
+    # May be followed by `@<git ref>` (`dev@v1.2`): the parser splits it off into "ref".
+    at_ref: bool = False
 
     def usage(self) -> str:
-        label = self.shown or self.name
+        label = (self.shown or self.name) + ("[@ref]" if self.at_ref else "")
         return f"[{label}]" if self.optional else f"<{label}>"
 
 
-def stack_arg(name: str = "stack", optional: bool = False, allow_all: bool = False) -> Arg:
+REF_ARG = "ref"  # where the parser puts the `@<ref>` of an ``at_ref`` argument
+
+
+def stack_arg(
+    name: str = "stack", optional: bool = False, allow_all: bool = False, at_ref: bool = False
+) -> Arg:
     pattern = re.compile(rf"^(?:all|{STACK_NAME.pattern[1:-1]})$") if allow_all else STACK_NAME
-    return Arg(name, pattern, "a stack name", optional, f"{name}|all" if allow_all else "")
+    return Arg(name, pattern, "a stack name", optional, f"{name}|all" if allow_all else "", at_ref)
 
 
 def service_arg() -> Arg:
@@ -111,7 +118,12 @@ class Command:
 
     def schema(self) -> Schema:
         """The job's arguments as the worker validates them: the declared grammar."""
-        return {a.name: (a.pattern, not a.optional) for a in self.args}
+        schema: dict[str, tuple[re.Pattern[str], bool]] = {
+            a.name: (a.pattern, not a.optional) for a in self.args
+        }
+        if any(a.at_ref for a in self.args):
+            schema[REF_ARG] = (GIT_REF, False)
+        return schema
 
     def consequence(self, args: dict[str, str]) -> str:
         return self.confirm_text(args) if self.confirm_text else f"this runs {self.name}"

@@ -8,7 +8,7 @@ from typing import Any
 from bot.core.operations import Answer, Progress, WorkerTools
 from bot.core.replies import Reply, Table, plural
 from bot.core.wire import Job, Result
-from commands.base import Command, error_reply, stack_arg
+from commands.base import REF_ARG, Command, error_reply, stack_arg
 
 
 def problem_table(problems: list[dict[str, Any]]) -> Table:
@@ -33,13 +33,15 @@ def render(result: Result) -> Reply:
         return error_reply(result)
     problems = data["problems"]
     notes = tuple(n for n in [data.get("note", "")] if n)
+    at = f" at {data['at']}" if data.get("at") else ""
     if not problems:
         return Reply(
-            f"{data['stack']}: no problems found", detail=notes, status="ok", job=result.job
+            f"{data['stack']}{at}: no problems found", detail=notes, status="ok", job=result.job
         )
     errors = sum(1 for p in problems if p["error"])
     head = (
-        f"{data['stack']}: {plural(errors, 'error')}, {plural(len(problems) - errors, 'warning')}"
+        f"{data['stack']}{at}: {plural(errors, 'error')}, "
+        f"{plural(len(problems) - errors, 'warning')}"
     )
     return Reply(
         head, problem_table(problems), notes, status="failed" if errors else "ok", job=result.job
@@ -49,9 +51,10 @@ def render(result: Result) -> Reply:
 def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
     stack = job.args["stack"]
     tools.allow(job, stack)
-    _rendered, problems, note = tools.preflight(stack)
+    source = tools.source(job.args.get(REF_ARG))
+    _rendered, problems, note = tools.preflight(stack, source)
     errors = sum(bool(p["error"]) for p in problems)
-    data = {"stack": stack, "problems": problems, "note": note}
+    data = {"stack": stack, "problems": problems, "note": note, "at": source.names()}
     return Answer(
         errors == 0,
         data,
@@ -63,7 +66,7 @@ COMMAND = Command(
     name="check",
     summary="check a stack file: unset variables, missing external networks, secrets, configs "
     "and volumes, missing bind paths, impossible constraints, untagged images, ignored keys",
-    args=(stack_arg(),),
+    args=(stack_arg(at_ref=True),),
     examples=("!check dev",),
     stack_param="stack",
     handler=handle,

@@ -10,7 +10,7 @@ from typing import Any
 from bot.core.operations import Answer, Notice, Progress, WorkerTools, who
 from bot.core.replies import Reply, plural, render_table_plain
 from bot.core.wire import DeployReport, Job, Result
-from commands.base import Arg, Command, error_reply, stack_arg
+from commands.base import REF_ARG, Arg, Command, error_reply, stack_arg
 from commands.check import problem_table
 from commands.outcomes import log_lines, outcome_table, progress_line
 
@@ -35,7 +35,7 @@ def _stack_reply(stack: dict[str, Any], job: str) -> Reply:
     notes += _removals(stack)
     bad = [o for o in outcomes if o["state"] != "converged"]
     if not outcomes:
-        head = f"deployed {stack['stack']}: the stack has no services"
+        head = f"deployed {stack['stack']}{at_commit(stack)}: the stack has no services"
     elif bad:
         head = (
             f"deploy of {name} FAILED: {len(bad)} of {plural(len(outcomes), 'service')} "
@@ -43,7 +43,7 @@ def _stack_reply(stack: dict[str, Any], job: str) -> Reply:
         )
     else:
         count = plural(len(outcomes), "service")
-        head = f"deployed {name}: {count} converged in {stack['seconds']:.1f}s"
+        head = f"deployed {name}{at_commit(stack)}: {count} converged in {stack['seconds']:.1f}s"
     return Reply(
         head,
         outcome_table(outcomes) if outcomes else None,
@@ -103,19 +103,25 @@ def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
     tools.allow(job, stack)
     option = job.args.get("option")
     result = tools.deploy_stack(
-        stack, job, progress, force=option == "--force", prune=option == "--prune"
+        stack,
+        job,
+        progress,
+        force=option == "--force",
+        prune=option == "--prune",
+        source=tools.source(job.args.get(REF_ARG)),
     )
-    return Answer(result["ok"], result, _summary(result))
+    return Answer(result["ok"], result, summary(result))
 
 
 def _deploy_all(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
     """Every stack once the stacks it needs are deployed, those that need nothing of each
     other at the same time; a failure stops only the stacks that need the failed one."""
     started = time.monotonic()
-    order, needs = tools.deploy_plan()
+    source = tools.source(job.args.get(REF_ARG))  # one commit for every stack
+    order, needs = tools.deploy_plan(source)
     for stack in order:
         tools.allow(job, stack)  # all or nothing: refuse before deploying any
-    reports, skipped = tools.deploy_stacks(needs, job, progress)
+    reports, skipped = tools.deploy_stacks(needs, job, progress, source)
     done = [reports[s] for s in order if s in reports]
     ok = all(r["ok"] for r in done) and not skipped
     data = {
@@ -131,7 +137,7 @@ def _deploy_all(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
     return Answer(ok, data, summary)
 
 
-def _summary(result: DeployReport) -> str:
+def summary(result: DeployReport) -> str:
     if result.get("unchanged"):
         return f"{result['stack']}: unchanged, not deployed"
     if result["error"]:
@@ -161,19 +167,30 @@ def _stack_notice(job: Job, data: Mapping[str, Any]) -> Notice:
     lines += [f"{name}: removed (no longer in the file)" for name in data.get("removed") or []]
     if data.get("error"):
         return Notice(
-            stack, f"deploy of {stack} {who(job)} FAILED: {data['error']}", tuple(lines), "failed"
+            stack,
+            f"deploy of {stack}{at_commit(data)} {who(job)} FAILED: {data['error']}",
+            tuple(lines),
+            "failed",
         )
     outcomes = data.get("outcomes") or []
     bad = [o for o in outcomes if o["state"] != "converged"]
     if bad:
         lines += [f"{o['service']}: {o['state']}: {o['reason']}" for o in bad]
         text = (
-            f"deploy of {stack} {who(job)} FAILED "
+            f"deploy of {stack}{at_commit(data)} {who(job)} FAILED "
             f"({len(bad)} of {plural(len(outcomes), 'service')})"
         )
         return Notice(stack, text, tuple(lines), "failed")
-    text = f"{stack} deployed {who(job)}: converged in {data.get('seconds', 0):.1f}s"
+    text = (
+        f"{stack} deployed{at_commit(data)} {who(job)}: converged in {data.get('seconds', 0):.1f}s"
+    )
     return Notice(stack, text, tuple(lines))
+
+
+def at_commit(data: Mapping[str, Any]) -> str:
+    """`` at abc1234 "Bump gerrit" (Bob)`` for a deploy from git, else ""."""
+    commit = data.get("commit")
+    return f' at {commit["short"]} "{commit["subject"]}" ({commit["author"]})' if commit else ""
 
 
 def _confirm_text(args: dict[str, str]) -> str:
@@ -188,7 +205,8 @@ def _confirm_text(args: dict[str, str]) -> str:
             f"this deploys stack {args['stack']} and removes its services that are no longer "
             f"in {args['stack']}.yaml (their volumes are kept; !diff {args['stack']} lists them)"
         )
-    return f"this deploys stack {args['stack']}"
+    at = f" at {args[REF_ARG]}" if args.get(REF_ARG) else ""
+    return f"this deploys stack {args['stack']}{at}"
 
 
 COMMAND = Command(
@@ -198,7 +216,7 @@ COMMAND = Command(
     "they need nothing of each other; --prune "
     "also removes the stack's services that are no longer in the file (volumes stay)",
     args=(
-        stack_arg(allow_all=True),
+        stack_arg(allow_all=True, at_ref=True),
         Arg(
             "option",
             re.compile(r"^--(force|prune)$"),
@@ -207,7 +225,13 @@ COMMAND = Command(
             shown="--force|--prune",
         ),
     ),
-    examples=("!deploy dev", "!deploy all", "!deploy dev --force", "!deploy dev --prune"),
+    examples=(
+        "!deploy dev",
+        "!deploy dev@v1.4",
+        "!deploy all",
+        "!deploy dev --force",
+        "!deploy dev --prune",
+    ),
     stack_param="stack",
     locks_stack=True,
     handler=handle,

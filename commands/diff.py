@@ -6,7 +6,7 @@ from __future__ import annotations
 from bot.core.operations import Answer, JobFailed, Progress, WorkerTools
 from bot.core.replies import Reply, Table, plural
 from bot.core.wire import Job, Result
-from commands.base import Command, error_reply, stack_arg
+from commands.base import REF_ARG, Command, error_reply, stack_arg
 
 
 def render(result: Result) -> Reply:
@@ -14,9 +14,10 @@ def render(result: Result) -> Reply:
     if "changes" not in data:
         return error_reply(result)
     changes = data["changes"]
+    at = f" at {data['at']}" if data.get("at") else ""
     if not changes:
         return Reply(
-            f"{data['stack']}: the file matches what runs; a deploy would change nothing",
+            f"{data['stack']}{at}: the file matches what runs; a deploy would change nothing",
             status="ok",
             job=result.job,
         )
@@ -34,7 +35,7 @@ def render(result: Result) -> Reply:
         frozenset(i for i, c in enumerate(changes) if c["restarts"]),
     )
     return Reply(
-        f"{data['stack']}: a deploy would change {plural(len(changes), 'service')}",
+        f"{data['stack']}{at}: a deploy would change {plural(len(changes), 'service')}",
         table,
         status="ok",
         job=result.job,
@@ -44,13 +45,14 @@ def render(result: Result) -> Reply:
 def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
     stack = job.args["stack"]
     tools.allow(job, stack)
-    rendered, problems, note = tools.preflight(stack)
+    source = tools.source(job.args.get(REF_ARG))
+    rendered, problems, note = tools.preflight(stack, source)
     if rendered is None:
         raise JobFailed(note or "; ".join(p["message"] for p in problems))
     changes = tools.diff(stack, rendered)
     return Answer(
         True,
-        {"stack": stack, "changes": changes},
+        {"stack": stack, "changes": changes, "at": source.names()},
         f"{stack}: {plural(len(changes), 'service')} would change",
     )
 
@@ -58,7 +60,7 @@ def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
 COMMAND = Command(
     name="diff",
     summary="show what a deploy of a stack would change, per service (changes nothing)",
-    args=(stack_arg(),),
+    args=(stack_arg(at_ref=True),),
     examples=("!diff dev",),
     stack_param="stack",
     handler=handle,

@@ -1,16 +1,31 @@
-"""``!rollback <service>``: back to the service's previous spec, with the same outcome
+"""``!rollback <service|stack>``: a service back to its previous spec, or (stacks from git)
+a stack back to the commit deployed before the one it runs, with the same outcome
 reporting as a deploy (asks for confirmation by default: it undoes someone's change)."""
 
 from __future__ import annotations
 
-from bot.core.operations import Answer, JobFailed, Progress, WorkerTools
-from bot.core.wire import Job
-from commands.base import Command, service_arg
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from bot.core.ids import PREVIOUS_COMMIT_LABEL, SERVICE_NAME, STACK_NAME
+from bot.core.operations import Answer, JobFailed, Notice, Progress, WorkerTools
+from bot.core.replies import Reply
+from bot.core.wire import Job, Result
+from commands import deploy
+from commands.base import Arg, Command
 from commands.outcomes import progress_line
 from commands.restart import change_notice, change_renderer
 
+_service_render = change_renderer("rolled back", "rollback")
+_service_notice = change_notice("rolled back")
+
 
 def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
+    typed = job.args["service"]
+    services = tools.engine.services(typed) if STACK_NAME.match(typed) else []
+    if services and not any(s["Spec"]["Name"] == typed for s in services):
+        return _rollback_stack(tools, job, typed, services, progress)
     service = tools.resolve(job)
     if not service.get("PreviousSpec"):
         raise JobFailed(f"{service['Spec']['Name']} has no previous spec to roll back to")
@@ -19,18 +34,52 @@ def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
     )
 
 
+def _rollback_stack(
+    tools: WorkerTools, job: Job, stack: str, services: list[dict[str, Any]], progress: Progress
+) -> Answer:
+    """Deploy the commit the stack's services name as the one before theirs."""
+    tools.allow(job, stack)
+    previous = {
+        (s["Spec"].get("Labels") or {}).get(PREVIOUS_COMMIT_LABEL, "") for s in services
+    } - {""}
+    if not previous:
+        raise JobFailed(
+            f"{stack} has no previous commit to go back to (it was deployed once from git, or "
+            f"not from git); !rollback <service> returns one service to its previous spec"
+        )
+    report = tools.deploy_stack(stack, job, progress, source=tools.source(sorted(previous)[0]))
+    data = {**report, "rollback": True}
+    return Answer(report["ok"], data, f"{stack}: rolled back: " + deploy.summary(report))
+
+
+def render(result: Result) -> Reply:
+    if not result.data.get("rollback"):
+        return _service_render(result)
+    reply = deploy.render(result)
+    return replace(reply, text=reply.text.replace("deployed ", "rolled back ", 1))
+
+
+def notice(job: Job, data: Mapping[str, Any]) -> list[Notice]:
+    if not data.get("rollback"):
+        return _service_notice(job, data)
+    return [
+        replace(n, text=n.text.replace(" deployed at ", " rolled back to ", 1))
+        for n in deploy.notice(job, data)
+    ]
+
+
 COMMAND = Command(
     name="rollback",
-    summary="return a service to its previous spec (docker service rollback) and wait until it "
-    "has converged",
-    args=(service_arg(),),
-    examples=("!rollback gerrit",),
+    summary="return a service to its previous spec (docker service rollback), or a stack "
+    "deployed from git to the commit it ran before, and wait until it has converged",
+    args=(Arg("service", SERVICE_NAME, "a service or stack name", shown="service|stack"),),
+    examples=("!rollback gerrit", "!rollback dev"),
     handler=handle,
-    render=change_renderer("rolled back", "rollback"),
+    render=render,
     render_progress=progress_line,
     confirm_text=lambda args: (
-        f"this returns {args['service']} to its previous spec (docker service rollback) and "
-        "restarts its tasks"
+        f"this returns {args['service']} to its previous spec (docker service rollback), or "
+        f"stack {args['service']} to the commit it ran before, and restarts its tasks"
     ),
-    notice=change_notice("rolled back"),
+    notice=notice,
 )

@@ -1,6 +1,9 @@
-"""``!stacks``: the stack files known, and which stacks are deployed."""
+"""``!stacks``: the stack files known, which stacks are deployed, and (stacks from git)
+the commit each runs and how many of the branch's commits to its files it lacks."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from bot.core.operations import Answer, Progress, WorkerTools
 from bot.core.replies import Reply, Table, plural
@@ -18,8 +21,10 @@ def render(result: Result) -> Reply:
     flagged = frozenset(
         i for i, r in enumerate(rows) if r["healthy"] < r["services"] or not r["file"]
     )
+    git = any("git" in r for r in rows)
+    header = ("STACK", "FILE", "DEPLOYED", "SERVICES") + (("COMMIT", "BRANCH") if git else ())
     table = Table(
-        ("STACK", "FILE", "DEPLOYED", "SERVICES"),
+        header,
         tuple(
             (
                 r["name"],
@@ -27,32 +32,65 @@ def render(result: Result) -> Reply:
                 "yes" if r["services"] else "no",
                 f"{r['healthy']}/{r['services']} healthy" if r["services"] else "-",
             )
+            + ((_commit(r.get("git")), _behind(r.get("git"))) if git else ())
             for r in rows
         ),
         flagged,
     )
-    return Reply(plural(len(rows), "stack"), table, status="ok", job=result.job)
+    detail = tuple(
+        f"{r['name']}: {c['short']} {c['subject']} ({c['author']})"
+        for r in rows
+        for c in (r.get("git") or {}).get("behind", [])
+    )
+    return Reply(plural(len(rows), "stack"), table, detail, status="ok", job=result.job)
+
+
+def _commit(info: dict[str, Any] | None) -> str:
+    """The commit a stack runs: ``abc1234 Bump gerrit (Bob)``."""
+    if not info:
+        return "-"
+    if "commit" not in info:
+        return info.get("error", "-")[:80]
+    c = info["commit"]
+    mixed = " (services differ)" if info.get("mixed") else ""
+    return f"{c['short']} {c['subject'][:50]} ({c['author']}){mixed}"
+
+
+def _behind(info: dict[str, Any] | None) -> str:
+    """How far the branch is ahead in the stack's own files: ``3 commits behind main``."""
+    if not info or "behind_count" not in info:
+        return "-"
+    count = info["behind_count"]
+    if not count:
+        return f"up to date with {info['branch']}"
+    return f"{plural(count, 'commit')} behind {info['branch']}"
 
 
 def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
-    files = tools.stack_files()
+    source = tools.source()
+    files = tools.stack_files(source)
     deployed: dict[str, list[dict]] = {}
-    for row in tools.engine.service_rows():
-        if row["stack"]:
-            deployed.setdefault(row["stack"], []).append(row)
+    for service in tools.engine.service_rows():
+        if service["stack"]:
+            deployed.setdefault(service["stack"], []).append(service)
+    names = [
+        name
+        for name in sorted(set(files) | set(deployed))
+        if tools.policy.may_touch(job.requester, job.command, name).allowed
+    ]
+    commits = tools.stack_commits([n for n in names if n in deployed], source)
     rows = []
-    for name in sorted(set(files) | set(deployed)):
-        if not tools.policy.may_touch(job.requester, job.command, name).allowed:
-            continue
+    for name in names:
         services = deployed.get(name, [])
-        rows.append(
-            {
-                "name": name,
-                "file": name in files,
-                "services": len(services),
-                "healthy": sum(1 for s in services if state_of(s) not in TROUBLE),
-            }
-        )
+        row: dict[str, Any] = {
+            "name": name,
+            "file": name in files,
+            "services": len(services),
+            "healthy": sum(1 for s in services if state_of(s) not in TROUBLE),
+        }
+        if name in commits:
+            row["git"] = commits[name]
+        rows.append(row)
     return Answer(True, {"rows": rows}, plural(len(rows), "stack"))
 
 

@@ -8,16 +8,12 @@ and survives a bot restart; nothing is queued until it is confirmed.
 from __future__ import annotations
 
 import json
-import secrets
 from typing import Any
 
 import redis.asyncio as aioredis
 
+from bot.core.ids import confirmation_code
 from bot.queue.keys import Keys
-
-# No 0/O, 1/I/L: codes are read off a screen and typed by hand.
-ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
-CODE_LENGTH = 4
 
 
 class Confirmations:
@@ -31,7 +27,7 @@ class Confirmations:
 
     async def ask(self, pending: dict[str, Any]) -> str:
         for _ in range(20):
-            code = "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
+            code = confirmation_code()
             if await self._redis.set(self._key(code), json.dumps(pending), nx=True, ex=self.ttl):
                 return code
         raise RuntimeError("no free confirmation code")

@@ -241,12 +241,30 @@ class Dispatcher:
         )
         if pending is None:
             return unknown
-        if user == pending["user"]:
+        command = self.registry.get(pending.get("command", ""))
+        if command is None:
+            return unknown
+        if pending.get("anyone"):
+            # A change the watcher proposed (git.policy "confirm"): anyone allowed to run
+            # the deploy confirms it, and a second, different one approves where needed.
+            decision = self.authorize(user, command, {command.stack_param or "": pending["stack"]})
+            if not decision.allowed:
+                return unknown
+            if not pending["confirmed"]:
+                pending.update(user=user, confirmed=True, ref=message.ref)
+            elif pending["second"] and user != pending["user"]:
+                pending["approver"] = user
+            else:
+                return Reply(
+                    f"you confirmed {pending['text']} already; it waits for someone else "
+                    f"to approve it ({self.config.prefix}confirm {code.upper()})",
+                    status="error",
+                )
+        elif user == pending["user"]:
             pending["confirmed"] = True
         elif not pending["second"]:
             return unknown
         else:
-            command = self.registry[pending["command"]]
             decision = self.authorize(user, command, {command.stack_param or "": pending["stack"]})
             if not decision.allowed:
                 return unknown

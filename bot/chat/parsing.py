@@ -10,8 +10,9 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 
+from bot.core.ids import GIT_REF
 from bot.core.replies import INVALID, code
-from commands.base import Command
+from commands.base import REF_ARG, Command
 
 MAX_INPUT = 1000
 
@@ -60,7 +61,14 @@ def parse(text: str, prefix: str, registry: dict[str, Command]) -> Invocation | 
             if not arg.optional:
                 return ParseError(f"missing {arg.usage()}; {usage}")
             continue
-        if not arg.pattern.match(values[i]):
-            return ParseError(f"{code(values[i])} is not {arg.what}; {usage}")
-        args[arg.name] = values[i]
+        value, at, ref = values[i].partition("@") if arg.at_ref else (values[i], "", "")
+        if not arg.pattern.match(value):
+            return ParseError(f"{code(value)} is not {arg.what}; {usage}")
+        if at and not GIT_REF.match(ref):
+            return ParseError(
+                f"{code(ref)} is not a git ref (a commit, a tag or a branch); {usage}"
+            )
+        args[arg.name] = value
+        if at:
+            args[REF_ARG] = ref
     return Invocation(command, args)

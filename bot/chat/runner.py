@@ -66,6 +66,10 @@ async def run_bot(config: Config) -> None:
             role="bot",
             degraded=deliveries.problems,
         )
+    if config.webhook is not None:
+        from bot.chat import webhook
+
+        webhook.serve(config, sync_client(config.redis_url))
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:

@@ -7,6 +7,7 @@ such as ``user = [...]`` for ``users`` must not silently leave a role empty.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import tomllib
@@ -15,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.core.ids import STACK_NAME
+from bot.core.ids import GIT_REF, STACK_NAME
+
+GIT_BRANCH = GIT_REF
 
 DEFAULT_CONFIG_ENV = "SWARMBOT_CONFIG"
 REDIS_URL_ENV = "SWARMBOT_REDIS_URL"
@@ -23,8 +26,10 @@ SIGNING_SECRET_ENV = "SWARMBOT_SIGNING_SECRET"  # noqa: S105 (a variable name)
 SIGNING_SECRET_FILE_ENV = "SWARMBOT_SIGNING_SECRET_FILE"  # noqa: S105
 MIN_SECRET_LENGTH = 32
 
+# Who deploys a change by policy (git.policy "auto"): no chat platform makes this ID.
+AUTOMATION_USER = "swarmbot:auto"
 USER_ID = re.compile(
-    r"^(console:[A-Za-z0-9._-]{1,64}|@[a-z0-9._=/+-]{1,255}:[A-Za-z0-9.:-]{1,255}|slack:[A-Z0-9]{2,32})$"
+    r"^(swarmbot:auto|console:[A-Za-z0-9._-]{1,64}|@[a-z0-9._=/+-]{1,255}:[A-Za-z0-9.:-]{1,255}|slack:[A-Z0-9]{2,32})$"
 )
 # Room IDs are opaque (room version 12 dropped the ":server" part); aliases keep it.
 ROOM = re.compile(
@@ -104,6 +109,58 @@ class NoticeRoute:
     slack: tuple[str, ...]  # channel IDs
 
 
+POLICIES = ("notify", "confirm", "auto")
+SEMVER_LEVELS = ("patch", "minor", "major")
+
+
+@dataclass(frozen=True)
+class GitConfig:
+    """Stacks from a git repository: which one, and what a change to a stack's files does."""
+
+    url: str
+    branch: str
+    path: str  # the folder of stack files inside the repository ("" for its root)
+    ssh_key_file: Path | None
+    known_hosts_file: Path | None
+    token: Secret | None = field(repr=False)  # HTTPS
+    token_user: str
+    poll_seconds: float  # the fallback when no webhook arrives (0: webhooks only)
+    policies: tuple[tuple[str, str], ...]  # (stack glob, notify|confirm|auto), first match wins
+    default_policy: str
+    approval_seconds: int  # how long a change's confirmation code stays valid
+
+    def policy_for(self, stack: str) -> str:
+        return next(
+            (p for glob, p in self.policies if fnmatch.fnmatchcase(stack, glob)),
+            self.default_policy,
+        )
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """The push webhook endpoint (in the bot process; the worker is never exposed)."""
+
+    host: str
+    port: int
+    path: str
+    secret: Secret = field(repr=False)  # HMAC key (GitHub, Gitea, Forgejo) or token (GitLab)
+    max_age_seconds: int  # older pushes are refused as stale
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    """Where image digests are looked up, how often, and which newer tags are offered."""
+
+    credentials_file: Path | None  # Docker's config.json format: {"auths": {host: {auth}}}
+    cache_seconds: float
+    poll_seconds: float  # 0: only on !updates
+    semver: tuple[tuple[str, str], ...]  # (stack glob, patch|minor|major)
+    insecure: tuple[str, ...]  # registries spoken to over plain HTTP, as host:port
+
+    def semver_for(self, stack: str) -> str:
+        return next((lvl for glob, lvl in self.semver if fnmatch.fnmatchcase(stack, glob)), "")
+
+
 @dataclass(frozen=True)
 class Config:
     source: Path | None
@@ -141,6 +198,9 @@ class Config:
     notice_poll_seconds: float = 15.0
     matrix: MatrixConfig | None = None
     slack: SlackConfig | None = None
+    git: GitConfig | None = None
+    webhook: WebhookConfig | None = None
+    registry: RegistryConfig = RegistryConfig(None, 300.0, 0.0, (), ())
 
     def secret_values(self) -> list[str]:
         """Every secret value this process holds, for masking output: the [variables] not
@@ -151,6 +211,10 @@ class Config:
             secrets += [self.matrix.access_token, self.matrix.password]
         if self.slack is not None:
             secrets += [self.slack.bot_token, self.slack.app_token, self.slack.signing_secret]
+        if self.git is not None:
+            secrets.append(self.git.token)
+        if self.webhook is not None:
+            secrets.append(self.webhook.secret)
         for secret in secrets:
             if secret is not None:
                 values.append(secret.reveal().decode("utf-8", "replace").strip())
@@ -202,6 +266,35 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "route": (list, []),
         "quiet_seconds": ((int, float), 3),
         "poll_seconds": ((int, float), 15),
+    },
+    "git": {
+        "url": (str, None),
+        "branch": (str, "main"),
+        "path": (str, "stacks"),
+        "ssh_key_file": (str, None),
+        "known_hosts_file": (str, None),
+        "token": (str, None),
+        "token_file": (str, None),
+        "token_user": (str, "git"),
+        "poll_seconds": ((int, float), 300),
+        "policy": (dict, {}),
+        "default_policy": (str, "notify"),
+        "approval_seconds": (int, 86400),
+    },
+    "webhook": {
+        "host": (str, "127.0.0.1"),
+        "port": (int, 0),
+        "path": (str, "/hooks/git"),
+        "secret": (str, None),
+        "secret_file": (str, None),
+        "max_age_seconds": (int, 3600),
+    },
+    "registry": {
+        "credentials_file": (str, None),
+        "cache_seconds": ((int, float), 300),
+        "poll_seconds": ((int, float), 0),
+        "semver": (dict, {}),
+        "insecure": (list, []),
     },
     "matrix": {
         "homeserver": (str, None),
@@ -382,6 +475,11 @@ def parse(
     )
     if chat:
         _check_notice_rooms(routes, matrix, slack, problems)
+    git = _git(values["git"], environ, base, problems)
+    if git is not None:
+        roles += _automation_role(git)
+    webhook = _webhook(values["webhook"], environ, base, problems, git)
+    registry = _registry(values["registry"], base, problems)
 
     if problems:
         raise ConfigError(problems)
@@ -417,6 +515,9 @@ def parse(
         notice_poll_seconds=float(values["notices"]["poll_seconds"]),
         matrix=matrix,
         slack=slack,
+        git=git,
+        webhook=webhook,
+        registry=registry,
     )
 
 
@@ -604,6 +705,134 @@ def _slack(
         http_port=table["http_port"],
         http_path=table["http_path"],
         api_url=table["api_url"],
+    )
+
+
+def _globs(
+    key: str, table: dict[str, Any], allowed: tuple[str, ...], problems: list[tuple[str, str]]
+) -> tuple[tuple[str, str], ...]:
+    """A table of stack glob -> one of ``allowed``, in the file's order (first match wins)."""
+    out = []
+    for glob, value in table.items():
+        if not re.match(r"^[a-z0-9*?\[\]-]{1,64}$", glob):
+            problems.append((f"{key}.{glob}", "is not a stack name or glob"))
+        elif value not in allowed:
+            problems.append((f"{key}.{glob}", f"must be one of {', '.join(allowed)}"))
+        else:
+            out.append((glob, str(value)))
+    return tuple(out)
+
+
+def _git(
+    table: dict[str, Any], environ: Any, base: Path, problems: list[tuple[str, str]]
+) -> GitConfig | None:
+    """[git]: absent (no url) means stacks come from ``bot.stacks_dir`` alone."""
+    url = table["url"]
+    if not url:
+        return None
+    if not re.match(r"^(https?|ssh|git|file)://[^\s]+$|^[A-Za-z0-9._-]+@[^\s:]+:[^\s]+$", url):
+        problems.append(("git.url", "must be an https://, ssh://, git:// or user@host:path URL"))
+    elif re.match(r"^[a-z]+://[^/@]*:[^/@]*@", url):
+        problems.append(("git.url", "has a password in it: put the token in git.token_file"))
+    if not GIT_BRANCH.match(table["branch"]):
+        problems.append(("git.branch", "must be a branch name"))
+    path = table["path"].strip("/")
+    if path and (".." in path.split("/") or not re.match(r"^[A-Za-z0-9._/-]{1,200}$", path)):
+        problems.append(("git.path", "must be a folder inside the repository, such as stacks"))
+    files: dict[str, Path | None] = {}
+    for key in ("ssh_key_file", "known_hosts_file"):
+        files[key] = (base / table[key]).resolve() if table[key] else None
+        if files[key] is not None and not os.access(files[key], os.R_OK):  # type: ignore[arg-type]
+            problems.append((f"git.{key}", f"cannot read {table[key]}"))
+    if files["ssh_key_file"] is not None and files["known_hosts_file"] is None:
+        problems.append(
+            ("git.known_hosts_file", "an SSH key needs the server's host key (ssh-keyscan HOST)")
+        )
+    token = _find_secret("git", "token", table, environ, base, problems)
+    if not 0 <= table["poll_seconds"] <= 86400:
+        problems.append(("git.poll_seconds", "must be between 0 (webhooks only) and 86400"))
+    if table["default_policy"] not in POLICIES:
+        problems.append(("git.default_policy", f"must be one of {', '.join(POLICIES)}"))
+    if not 60 <= table["approval_seconds"] <= 30 * 86400:
+        problems.append(("git.approval_seconds", "must be between 60 and 2592000"))
+    return GitConfig(
+        url=url,
+        branch=table["branch"],
+        path=path,
+        ssh_key_file=files["ssh_key_file"],
+        known_hosts_file=files["known_hosts_file"],
+        token=Secret(token[0].encode()) if token else None,
+        token_user=table["token_user"],
+        poll_seconds=float(table["poll_seconds"]),
+        policies=_globs("git.policy", table["policy"], POLICIES, problems),
+        default_policy=table["default_policy"],
+        approval_seconds=table["approval_seconds"],
+    )
+
+
+def _automation_role(git: GitConfig) -> tuple[Role, ...]:
+    """The one grant config makes by itself: where git.policy says "auto", the watcher's
+    own jobs may deploy (and nothing else, nowhere else)."""
+    globs = [glob for glob, policy in git.policies if policy == "auto"]
+    if git.default_policy == "auto":
+        globs.append("*")
+    if not globs:
+        return ()
+    return (
+        Role("git.policy auto", frozenset({AUTOMATION_USER}), frozenset({"deploy"}), tuple(globs)),
+    )
+
+
+def _webhook(
+    table: dict[str, Any],
+    environ: Any,
+    base: Path,
+    problems: list[tuple[str, str]],
+    git: GitConfig | None,
+) -> WebhookConfig | None:
+    if not table["port"]:
+        return None
+    if not 1 <= table["port"] <= 65535:
+        problems.append(("webhook.port", "must be a TCP port, or 0 for no endpoint"))
+    if git is None:
+        problems.append(("webhook.port", "a push webhook needs a [git] repository"))
+    if not re.match(r"^/[A-Za-z0-9._/-]{0,100}$", table["path"]):
+        problems.append(("webhook.path", "must be a URL path such as /hooks/git"))
+    secret = _find_secret("webhook", "secret", table, environ, base, problems)
+    if secret is None or len(secret[0]) < 16:
+        problems.append(
+            ("webhook.secret_file", "the webhook needs a secret of at least 16 characters")
+        )
+        return None
+    if not 60 <= table["max_age_seconds"] <= 7 * 86400:
+        problems.append(("webhook.max_age_seconds", "must be between 60 and 604800"))
+    return WebhookConfig(
+        host=table["host"],
+        port=table["port"],
+        path=table["path"],
+        secret=Secret(secret[0].encode()),
+        max_age_seconds=table["max_age_seconds"],
+    )
+
+
+def _registry(
+    table: dict[str, Any], base: Path, problems: list[tuple[str, str]]
+) -> RegistryConfig:
+    creds = (base / table["credentials_file"]).resolve() if table["credentials_file"] else None
+    if creds is not None and not os.access(creds, os.R_OK):
+        problems.append(("registry.credentials_file", f"cannot read {table['credentials_file']}"))
+    for key, low, high in (("cache_seconds", 0, 86400), ("poll_seconds", 0, 7 * 86400)):
+        if not low <= table[key] <= high:
+            problems.append((f"registry.{key}", f"must be between {low} and {high}"))
+    for i, host in enumerate(table["insecure"]):
+        if not isinstance(host, str) or not re.match(r"^[A-Za-z0-9.-]+(:\d{1,5})?$", host):
+            problems.append((f"registry.insecure[{i}]", "must be a registry as host:port"))
+    return RegistryConfig(
+        credentials_file=creds,
+        cache_seconds=float(table["cache_seconds"]),
+        poll_seconds=float(table["poll_seconds"]),
+        semver=_globs("registry.semver", table["semver"], SEMVER_LEVELS, problems),
+        insecure=tuple(str(h) for h in table["insecure"]),
     )
 
 

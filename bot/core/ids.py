@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import re
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,15 @@ from typing import Any
 STACK_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
 # Docker's own rule for service names, a little tighter on length.
 SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+# A git ref as chat may name one after `@` (`!deploy dev@v1.2`): a commit (7-40 hex digits),
+# a tag or a branch. Never starting with '-' (it would read as a git option), no '..', '@{',
+# '//' or '.lock' ending (git's own check-ref-format rules), no spaces or shell characters.
+GIT_REF = re.compile(
+    r"^(?!.*\.\.)(?!.*//)(?!.*@\{)(?!.*\.lock$)[A-Za-z0-9_][A-Za-z0-9._/+-]{0,99}(?<![./])$"
+)
 STACK_LABEL = "com.docker.stack.namespace"
+COMMIT_LABEL = "swarmbot.commit"  # the git commit whose files were deployed
+PREVIOUS_COMMIT_LABEL = "swarmbot.commit.previous"  # the one deployed before it (!rollback)
 IMAGE_LABEL = "com.docker.stack.image"  # the image as written in the stack file
 
 
@@ -75,3 +84,12 @@ def image_tag(spec: Mapping[str, Any]) -> str:
     container = (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}
     image = labels.get(IMAGE_LABEL) or container.get("Image", "")
     return str(image).split("@", 1)[0]
+
+
+# Confirmation codes: no 0/O, 1/I/L, since they are read off a screen and typed by hand.
+CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+CODE_LENGTH = 4
+
+
+def confirmation_code() -> str:
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))

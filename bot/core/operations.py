@@ -56,6 +56,20 @@ class Notice:
     status: NoticeStatus = "info"
 
 
+@dataclass(frozen=True)
+class StackSource:
+    """Where a job's stack files come from: the stacks directory, or one commit's files."""
+
+    folder: Path
+    commit: Mapping[str, Any] | None = None  # sha, short, subject, author, time (git only)
+    branch: str = ""
+
+    def names(self) -> str:
+        """``abc1234 "Bump gerrit" (Bob)``, or "" for the stacks directory."""
+        c = self.commit
+        return f'{c["short"]} "{c["subject"]}" ({c["author"]})' if c else ""
+
+
 class Engine(Protocol):
     """The Docker Engine reads and writes a handler may use (services as Engine API dicts)."""
 
@@ -133,18 +147,36 @@ class WorkerTools(Protocol):
         """The service's last log lines, secrets masked."""
         ...
 
-    def stack_files(self) -> dict[str, Path]: ...
+    def source(self, ref: str | None = None) -> StackSource:
+        """The stack files a job reads: with a [git] repository, fetched first, at ``ref``
+        (the branch's head without one); else the stacks directory (``ref`` refused)."""
+        ...
 
-    def stack_file(self, stack: str) -> Path: ...
+    def stack_files(self, source: StackSource | None = None) -> dict[str, Path]: ...
 
-    def preflight(self, stack: str) -> tuple[dict[str, Any] | None, list[ProblemData], str]:
+    def stack_file(self, stack: str, source: StackSource | None = None) -> Path: ...
+
+    def preflight(
+        self, stack: str, source: StackSource | None = None
+    ) -> tuple[dict[str, Any] | None, list[ProblemData], str]:
         """Render and check a stack file: (rendered or None, problems, note)."""
+        ...
+
+    def stack_commits(self, stacks: list[str], source: StackSource) -> dict[str, dict[str, Any]]:
+        """Per deployed stack, from its services' labels and the repository: the commit it
+        runs, the one before it, and the commits up to ``source``'s that touch its files."""
         ...
 
     def diff(self, stack: str, rendered: dict[str, Any]) -> list[ChangeData]: ...
 
     def deploy_stack(
-        self, stack: str, job: Job, progress: Progress, force: bool = False, prune: bool = False
+        self,
+        stack: str,
+        job: Job,
+        progress: Progress,
+        force: bool = False,
+        prune: bool = False,
+        source: StackSource | None = None,
     ) -> DeployReport:
         """Deploy one stack under its lock and watch it converge: the deploy report. With
         ``prune``, the stack's services the file no longer has are removed (never a volume);
@@ -156,17 +188,23 @@ class WorkerTools(Protocol):
         the service used, which stay."""
         ...
 
-    def deploy_plan(self) -> tuple[list[str], dict[str, set[str]]]:
+    def deploy_plan(self, source: StackSource) -> tuple[list[str], dict[str, set[str]]]:
         """Every stack file in dependency order (the order replies list them in), and the
         stacks each one waits for; raises ``JobFailed`` on a cycle."""
         ...
 
     def deploy_stacks(
-        self, needs: dict[str, set[str]], job: Job, progress: Progress
+        self, needs: dict[str, set[str]], job: Job, progress: Progress, source: StackSource
     ) -> tuple[dict[str, DeployReport], dict[str, str]]:
         """Deploy every stack in ``needs`` once the stacks it needs succeeded, those free to
         go at the same time, each under its own lock: the reports by stack, and the stacks
         not deployed with why ("needs ci, which failed")."""
+        ...
+
+    def image_updates(self, job: Job, stack: str | None) -> dict[str, Any]:
+        """Per image the requester's services run (in ``stack``, or all): the digest they
+        run, the one the tag points to now, a newer tag the semver policy allows; and the
+        registry requests it took. Pulls nothing."""
         ...
 
     def undeploy(self, job: Job, stack: str, progress: Progress) -> dict[str, Any]:

@@ -92,6 +92,8 @@ class DeployReport(TypedDict):
     removed: NotRequired[list[str]]
     orphans: NotRequired[list[str]]
     volumes_kept: NotRequired[list[str]]
+    # The commit deployed (stacks from git): sha, short, subject, author, time.
+    commit: NotRequired[dict[str, Any]]
 
 
 class NoticeData(TypedDict, total=False):

@@ -17,7 +17,7 @@ import redis
 
 from bot.core.config import Secret
 from bot.core.scrub import masker
-from bot.core.wire import Result, result_json, sign_result_json
+from bot.core.wire import Job, Result, result_json, sign_result_json
 from bot.queue import records, scripts, text
 from bot.queue.keys import (
     INBOX_MAXLEN,
@@ -27,6 +27,7 @@ from bot.queue.keys import (
     WORKER_GROUP,
     Keys,
 )
+from bot.queue.submit import add_job
 from bot.queue.text import s as _s
 
 
@@ -171,15 +172,26 @@ class WorkerQueue:
     def unlock(self, stack: str, job_id: str) -> None:
         self._redis.eval(scripts.RELEASE, 1, self.keys.lock(stack), job_id)
 
-    def progress(self, result: Result) -> None:
+    def progress(self, result: Result, pipe: Any = None) -> None:
+        """Post ``result`` to its inbox; within ``pipe`` (a transaction the caller executes)
+        when given, so that it is posted together with the state that says it was."""
+        if pipe is None:
+            with self._redis.pipeline(transaction=True) as own:
+                self.progress(result, own)
+                own.execute()
+            return
         inbox = self.keys.inbox(result.reply_to["inbox"])
-        with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(
-                inbox, text.wire(self._signed(result)), maxlen=INBOX_MAXLEN, approximate=True
-            )
-            # An inbox nobody reads any more (a console that quit) must not live forever.
-            pipe.expire(inbox, INBOX_TTL)
-            pipe.execute()
+        pipe.xadd(inbox, text.wire(self._signed(result)), maxlen=INBOX_MAXLEN, approximate=True)
+        # An inbox nobody reads any more (a console that quit) must not live forever.
+        pipe.expire(inbox, INBOX_TTL)
+
+    def submit(self, job: Job, audit: dict[str, Any], pipe: Any) -> None:
+        """Queue a job the worker itself decided on (a change deployed by policy), in
+        ``pipe``: signed like the bot's, so it runs through the same checks."""
+        add_job(pipe, self.keys, job, self._secret, audit)
+
+    def next_job_id(self) -> str:
+        return str(self._redis.incr(self.keys.job_seq))
 
     def _signed(self, result: Result) -> dict[str, str]:
         """The inbox entry of ``result``: masked, written, signed.

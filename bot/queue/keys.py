@@ -80,6 +80,15 @@ class Keys:
 
     # -- the notice watcher (worker side) ---------------------------------------------
 
+    def watch(self, what: str) -> str:
+        """The source watcher's: ``leader``, ``pokes`` (webhooks wake it), ``git-head``,
+        ``drift`` (stack -> what was told), ``image:<ref>@<digest>`` (a tag move told)."""
+        return f"{self.prefix}:watch:{what}"
+
+    def webhook(self, digest: str) -> str:
+        """A push delivery already taken (its body's digest): a replay is refused."""
+        return f"{self.prefix}:webhook:{digest}"
+
     def notice(self, what: str) -> str:
         """``state``, ``pending``, ``leader``, ``refreshes``, ``claim:<name>``,
         ``expected:<service id>``."""

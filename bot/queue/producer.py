@@ -8,14 +8,13 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from bot.core.audit import entry
 from bot.core.config import Config
-from bot.core.wire import Job, encode_job
+from bot.core.wire import Job
 from bot.queue import records, scripts
-from bot.queue.keys import RECENT_JOBS_KEPT, RECORD_TTL, Keys
+from bot.queue.keys import Keys
+from bot.queue.submit import add_job
 from bot.queue.text import fields as as_fields
 from bot.queue.text import s as _s
-from bot.queue.text import wire
 
 
 class JobQueue:
@@ -49,23 +48,9 @@ class JobQueue:
         job_id = job_id or str(await self._redis.incr(self.keys.job_seq))
         now = time.time()
         job = Job(job_id, op, args, requester, text[:512], reply_to, now, now + self._ttl)
-        record = {
-            "id": job_id,
-            "op": op,
-            "text": job.text,
-            "requester": requester,
-            "state": "queued",
-            "created": f"{now:.3f}",
-        }
         since = now - self._dead_after
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self.keys.record(job_id), mapping=wire(record))
-            pipe.expire(self.keys.record(job_id), RECORD_TTL)
-            pipe.zadd(self.keys.recent, {job_id: now})
-            pipe.zremrangebyrank(self.keys.recent, 0, -RECENT_JOBS_KEPT - 1)
-            pipe.xadd(self.keys.jobs, wire(encode_job(job, self._secret)))
-            if audit is not None:
-                records.add(pipe, self.keys, entry({**audit, "job": job_id}))
+            add_job(pipe, self.keys, job, self._secret, audit)
             if stack:
                 pipe.get(self.keys.lock(stack))
             pipe.zrangebyscore(self.keys.workers, since, "+inf")

@@ -32,10 +32,10 @@ from bot.core.config import Config
 from bot.core.health import NOTICES
 from bot.core.ids import image_tag, matches_any, stack_of
 from bot.core.wire import Result
-from bot.queue import scripts
 from bot.queue.consumer import WorkerQueue
 from bot.swarm.convergence import describe_task, failing_task, parse_time
 from bot.swarm.engine import API_VERSION
+from bot.swarm.lease import Lease
 from bot.swarm.placement import hostname
 
 log = logging.getLogger("swarmbot.notices")
@@ -56,7 +56,6 @@ ON_THE_WAY = {
 FAILED_RECENTLY_SECONDS = 60.0
 FAILING = {"rollback_started", "rollback_completed", "paused", "rollback_paused"}
 EXPECTED_TTL = 3600
-LEADER_LEASE_MS = 10_000
 DOCKER_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
 
 
@@ -78,9 +77,11 @@ class Notices:
         *,
         job: str = "0",
         origin: dict[str, str] | None = None,
+        pipe: Any = None,
     ) -> int:
         """Queue the notice for every routed room. A job's notice carries the job and where
-        its command was said (``origin``), so a notice that cannot be posted is told there."""
+        its command was said (``origin``), so a notice that cannot be posted is told there.
+        With ``pipe``, the notice is posted when the caller executes that transaction."""
         sent = 0
         digest = hashlib.sha256(f"{key}|{text}|{detail}".encode()).hexdigest()[:16]
         for route in self.config.notice_routes:
@@ -101,7 +102,7 @@ class Notices:
                 }
                 if origin and origin.get("inbox") == target["inbox"]:
                     data["origin"] = origin
-                self.queue.progress(Result("notice", job, "notice", True, data, target))
+                self.queue.progress(Result("notice", job, "notice", True, data, target), pipe)
                 sent += 1
         if sent:
             NOTICES.inc(sent)
@@ -216,7 +217,7 @@ class Watcher:
         self._pending_key = queue.keys.notice("pending")
         self._nodes_key = queue.keys.notice("nodes")  # node -> host, status, availability
         self._moving_key = queue.keys.notice("moving")  # down node -> services it ran
-        self._leader_key = queue.keys.notice("leader")
+        self._lease = Lease(queue.redis, queue.keys.notice("leader"), queue.consumer)
         self.refreshes = 0
 
     def start(self) -> None:
@@ -257,7 +258,7 @@ class Watcher:
                 self.poke.clear()
                 self.stop.wait(0.05)  # let a burst of events land: one look for all of them
             try:
-                if self._lead():
+                if self._lease.held():
                     self.refresh()
             except DOCKER_ERRORS as exc:
                 log.warning("notice watcher: docker unavailable (%s)", exc)
@@ -266,16 +267,7 @@ class Watcher:
 
     def resign(self) -> None:
         """This worker is stopping: give up the lease so another worker watches at once."""
-        self.queue.redis.eval(scripts.RELEASE, 1, self._leader_key, self.queue.consumer)
-
-    def _lead(self) -> bool:
-        """One watcher across all workers; the lease moves if its holder dies."""
-        me = self.queue.consumer
-        holder = self.queue.redis.set(self._leader_key, me, nx=True, px=LEADER_LEASE_MS)
-        if holder or self.queue.redis.get(self._leader_key) == me:
-            self.queue.redis.pexpire(self._leader_key, LEADER_LEASE_MS)
-            return True
-        return False
+        self._lease.give_up()
 
     # -- comparing state ------------------------------------------------------------------------
 

@@ -406,9 +406,12 @@ def _source(ref: Any) -> Any:
     return ref.get("source") if isinstance(ref, dict) else ref
 
 
-def hash_override(stack: str, rendered: dict[str, Any]) -> str:
-    """A compose file merged in on deploy: each service's fingerprint label, and the
-    content-versioned names of the stack's file-based configs and secrets."""
+def hash_override(
+    stack: str, rendered: dict[str, Any], labels: dict[str, str] | None = None
+) -> str:
+    """A compose file merged in on deploy: each service's fingerprint label (and
+    ``labels``, such as the commit deployed), and the content-versioned names of the
+    stack's file-based configs and secrets."""
     objects = object_names(stack, rendered)
     services = {
         name: {
@@ -416,6 +419,7 @@ def hash_override(stack: str, rendered: dict[str, Any]) -> str:
                 "labels": {
                     HASH_LABEL: service_hash(service, objects),
                     TASK_HASH_LABEL: task_hash(service, objects),
+                    **(labels or {}),
                 }
             }
         }

@@ -12,12 +12,14 @@ from typing import TypeVar
 import redis
 
 from bot.core import health
-from bot.core.config import Config
+from bot.core.config import Config, RegistryConfig
 from bot.core.policy import Policy
 from bot.queue.consumer import WorkerQueue
 from bot.swarm.engine import Swarm
+from bot.swarm.gitsource import GitSource
 from bot.swarm.ledger import Ledger
 from bot.swarm.notices import Notices
+from bot.swarm.registry import Registry
 
 log = logging.getLogger("swarmbot.worker")
 T = TypeVar("T")
@@ -85,6 +87,10 @@ class WorkerState:
     ledger: Ledger
     notices: Notices
     policy: Policy
+    git: GitSource | None = None  # stacks from a git repository, if configured
+    registry: Registry = field(
+        default_factory=lambda: Registry(RegistryConfig(None, 300, 0, (), ()))
+    )
     stop: threading.Event = field(default_factory=threading.Event)  # set: hand over
     held: dict[str, str] = field(default_factory=dict)  # stack -> job holding it here
     # Per pool thread: the running job's slot and ledger key.

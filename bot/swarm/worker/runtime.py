@@ -28,10 +28,13 @@ from bot.queue.consumer import WorkerQueue
 from bot.queue.keys import HEARTBEAT_SECONDS
 from bot.queue.stats import publish_queue_metrics
 from bot.swarm.engine import Swarm
+from bot.swarm.gitsource import GitSource
 from bot.swarm.ledger import Ledger
 from bot.swarm.notices import Notices, Watcher
+from bot.swarm.registry import Registry
 from bot.swarm.worker.lifecycle import Slot, Slots, WorkerState, short
 from bot.swarm.worker.runner import JobRunner
+from bot.swarm.worker.sourcewatch import SourceWatcher
 from bot.swarm.worker.tools import SwarmTools
 from commands import REGISTRY, SCHEMAS
 
@@ -64,6 +67,8 @@ class Worker:
             ledger=Ledger(config.worker_state_dir, config.redis_prefix),
             notices=Notices(config, work_queue),
             policy=Policy(config.roles),
+            git=GitSource(config.git, config.worker_state_dir) if config.git else None,
+            registry=Registry(config.registry),
         )
         self.tools = SwarmTools(self.state)
         self.runner = JobRunner(
@@ -122,6 +127,10 @@ class Worker:
                 self.config, self.state.engine.client, self.queue, self.state.notices, stop
             )
             watcher.start()
+        sources = None
+        if SourceWatcher.wanted(self.config):
+            sources = SourceWatcher(self.state, self.tools)
+            sources.start()
         self._ready = True
         log.info(
             "worker %s ready (concurrency %d)",
@@ -158,6 +167,8 @@ class Worker:
             self.queue.retire()  # others may take over what is left at once
             if watcher is not None:
                 watcher.resign()
+            if sources is not None:
+                sources.resign()
         log.info("worker stopped")
 
     def _health(self) -> dict[str, str]:

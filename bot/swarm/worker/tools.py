@@ -21,15 +21,16 @@ import requests.exceptions
 
 from bot.core import health, waves
 from bot.core.config import Config
-from bot.core.ids import resolve_service, stack_of
-from bot.core.operations import Answer, JobCancelled, JobFailed, Progress
+from bot.core.ids import COMMIT_LABEL, PREVIOUS_COMMIT_LABEL, resolve_service, stack_of
+from bot.core.operations import Answer, JobCancelled, JobFailed, Progress, StackSource
 from bot.core.policy import Policy
 from bot.core.replies import plural
 from bot.core.scrub import env_values, masker
 from bot.core.wire import ChangeData, DeployReport, Job, OutcomeData, ProblemData
-from bot.swarm import dockercli, nodes, preflight
+from bot.swarm import dockercli, nodes, preflight, updates
 from bot.swarm.convergence import Assessment, describe_task, failing_task
 from bot.swarm.engine import Swarm
+from bot.swarm.gitsource import Commit, GitError
 from bot.swarm.placement import hostname
 from bot.swarm.preflight import Problem
 from bot.swarm.worker.lifecycle import HandedOver, Slot, WorkerState, short
@@ -218,32 +219,84 @@ class SwarmTools:
 
     # -- stacks ------------------------------------------------------------------------
 
-    def stack_files(self) -> dict[str, Path]:
-        return dockercli.stack_files(self.config.stacks_dir)
+    def source(self, ref: str | None = None) -> StackSource:
+        git = self.state.git
+        if git is None:
+            if ref:
+                raise JobFailed(
+                    f"`@{ref}` needs stacks from git, and no [git] repository is configured: "
+                    "stacks come from the stacks directory"
+                )
+            return StackSource(self.config.stacks_dir)
+        try:
+            git.fetch()
+            sha = git.resolve(ref or git.config.branch)
+            return StackSource(git.tree(sha), commit_data(git.commit(sha)), git.config.branch)
+        except GitError as exc:
+            raise JobFailed(str(exc)) from None
 
-    def stack_file(self, stack: str) -> Path:
-        files = self.stack_files()
+    def stack_files(self, source: StackSource | None = None) -> dict[str, Path]:
+        return dockercli.stack_files((source or self.source()).folder)
+
+    def stack_file(self, stack: str, source: StackSource | None = None) -> Path:
+        source = source or self.source()
+        files = self.stack_files(source)
         if stack not in files:
             known = ", ".join(files) or "none"
-            raise JobFailed(f"no stack file `{stack}` in the stacks directory (known: {known})")
+            where = f"at {source.commit['short']}" if source.commit else "in the stacks directory"
+            raise JobFailed(f"no stack file `{stack}` {where} (known: {known})")
         return files[stack]
 
-    def preflight(self, stack: str) -> tuple[dict[str, Any] | None, list[ProblemData], str]:
-        rendered, problems, note = self._check_file(stack, self.stack_file(stack))
+    def preflight(
+        self, stack: str, source: StackSource | None = None
+    ) -> tuple[dict[str, Any] | None, list[ProblemData], str]:
+        rendered, problems, note = self._check_file(stack, self.stack_file(stack, source))
         return rendered, [_problem(p) for p in problems], note
+
+    def stack_commits(self, stacks: list[str], source: StackSource) -> dict[str, dict[str, Any]]:
+        git = self.state.git
+        if git is None or not source.commit:
+            return {}
+        head = source.commit["sha"]
+        labels: dict[str, dict[str, set[str]]] = {}
+        for service in self.engine.services():
+            spec_labels = service["Spec"].get("Labels") or {}
+            stack = stack_of(spec_labels)
+            for key in (COMMIT_LABEL, PREVIOUS_COMMIT_LABEL):
+                if spec_labels.get(key):
+                    labels.setdefault(stack, {}).setdefault(key, set()).add(spec_labels[key])
+        out: dict[str, dict[str, Any]] = {}
+        for stack in stacks:
+            found = labels.get(stack, {})
+            shas = sorted(found.get(COMMIT_LABEL, set()))
+            if not shas:
+                continue
+            info: dict[str, Any] = {"branch": git.config.branch, "mixed": len(shas) > 1}
+            try:
+                info["commit"] = commit_data(git.commit(shas[0]))
+                behind = git.log(shas[0], head, stack)
+                info["behind"] = [commit_data(c) for c in behind[:3]]
+                info["behind_count"] = len(behind)
+                previous = sorted(found.get(PREVIOUS_COMMIT_LABEL, set()))
+                if previous:
+                    info["previous"] = commit_data(git.commit(previous[0]))
+            except GitError as exc:
+                info["error"] = str(exc)
+            out[stack] = info
+        return out
 
     def diff(self, stack: str, rendered: dict[str, Any]) -> list[ChangeData]:
         return preflight.diff(stack, rendered, self.engine.services(stack))
 
-    def deploy_plan(self) -> tuple[list[str], dict[str, set[str]]]:
-        needs = preflight.deploy_needs(self.stack_files(), self.config.deploy_first)
+    def deploy_plan(self, source: StackSource) -> tuple[list[str], dict[str, set[str]]]:
+        needs = preflight.deploy_needs(self.stack_files(source), self.config.deploy_first)
         try:
             return preflight.order_of(needs, self.config.deploy_first), needs
         except preflight.OrderError as exc:
             raise JobFailed(str(exc)) from None
 
     def deploy_stacks(
-        self, needs: dict[str, set[str]], job: Job, progress: Progress
+        self, needs: dict[str, set[str]], job: Job, progress: Progress, source: StackSource
     ) -> tuple[dict[str, DeployReport], dict[str, str]]:
         """Deploy every stack in ``needs`` once the stacks it needs are deployed, each under
         its own lock with its own outcome; one progress line for them all."""
@@ -265,7 +318,7 @@ class SwarmTools:
             with lock:
                 running[stack] = "starting"
             try:
-                return self.deploy_stack(stack, job, on_progress)
+                return self.deploy_stack(stack, job, on_progress, source=source)
             finally:
                 with lock:
                     running.pop(stack, None)
@@ -300,10 +353,19 @@ class SwarmTools:
         return rendered, problems, ""
 
     def deploy_stack(
-        self, stack: str, job: Job, progress: Progress, force: bool = False, prune: bool = False
+        self,
+        stack: str,
+        job: Job,
+        progress: Progress,
+        force: bool = False,
+        prune: bool = False,
+        source: StackSource | None = None,
     ) -> DeployReport:
-        file = self.stack_file(stack)
+        source = source or self.source()
+        file = self.stack_file(stack, source)
         base = DeployReport(stack=stack, ok=False, error="", outcomes=[], problems=[], note="")
+        if source.commit:
+            base["commit"] = dict(source.commit)
         with self.stack_turn(stack, job, progress), self.claim([stack], job):
             started = time.monotonic()
             rendered, problems, note = self._check_file(stack, file)
@@ -314,8 +376,11 @@ class SwarmTools:
                     **base,
                     "error": "the pre-flight check found problems; nothing was deployed",
                 }
-            override = preflight.hash_override(stack, rendered) if rendered is not None else None
             current = self.engine.services(stack)
+            labels = commit_labels(source, current)
+            override = (
+                preflight.hash_override(stack, rendered, labels) if rendered is not None else None
+            )
             gone: list[dict[str, Any]] = []
             if rendered is not None:
                 changes = preflight.diff(stack, rendered, current)
@@ -395,6 +460,34 @@ class SwarmTools:
                     raise JobFailed(f"services of {stack} still there after the deadline")
                 self.state.stop.wait(LOCK_POLL_SECONDS)
         return {"stack": stack, "services": services, "volumes": volumes}
+
+    def image_updates(self, job: Job, stack: str | None) -> dict[str, Any]:
+        services = [
+            s
+            for s in self.engine.services(stack)
+            if self.policy.may_touch(
+                job.requester, job.command, stack_of(s["Spec"].get("Labels"))
+            ).allowed
+        ]
+        registry = self.state.registry
+        before = registry.requests
+        found = updates.check(registry, services, self.config.registry.semver_for)
+        return {
+            "images": [
+                {
+                    "image": n.image,
+                    "running": n.running,
+                    "current": n.current,
+                    "newer": n.newer,
+                    "moved": n.moved,
+                    "services": n.services,
+                    "error": n.error,
+                }
+                for n in found
+            ],
+            "services": len(services),
+            "requests": registry.requests - before,
+        }
 
     # -- the guarantees every change shares --------------------------------------------
 
@@ -485,6 +578,43 @@ class SwarmTools:
         self.ledger.mark_applied(digest, step, at)
         self.queue.mark_applied(job.id, step, at)
         return at
+
+
+def commit_data(commit: Commit) -> dict[str, Any]:
+    return {
+        "sha": commit.sha,
+        "short": commit.short,
+        "subject": commit.subject[:120],
+        "author": commit.author[:80],
+        "time": commit.time,
+    }
+
+
+def _deployed_commit(services: list[dict[str, Any]]) -> str | None:
+    """The commit a stack's services carry (any one: they are deployed together)."""
+    for service in services:
+        sha = (service["Spec"].get("Labels") or {}).get(COMMIT_LABEL)
+        if sha:
+            return str(sha)
+    return None
+
+
+def commit_labels(source: StackSource, current: list[dict[str, Any]]) -> dict[str, str]:
+    """The labels a deploy from git puts on every service: the commit, and the one the
+    stack ran before it (what ``!rollback <stack>`` returns to)."""
+    if not source.commit:
+        return {}
+    sha, was = source.commit["sha"], _deployed_commit(current)
+    labels = {COMMIT_LABEL: sha}
+    if was and was != sha:
+        labels[PREVIOUS_COMMIT_LABEL] = was
+    else:
+        for service in current:
+            previous = (service["Spec"].get("Labels") or {}).get(PREVIOUS_COMMIT_LABEL)
+            if previous:
+                labels[PREVIOUS_COMMIT_LABEL] = previous
+                break
+    return labels
 
 
 def volumes_of(service: dict[str, Any]) -> list[str]:

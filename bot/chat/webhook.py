@@ -1,0 +1,181 @@
+"""The push webhook endpoint: ``POST <webhook.path>`` from Gitea/Forgejo, GitLab or GitHub.
+
+It lives in the bot process, at the edge with the chat adapters: the worker, which holds
+the Docker socket, is never exposed to the network. A genuine, fresh, new push to the
+watched branch wakes the worker's source watcher (a word on a Redis list) and gets 202;
+everything else is answered without waking anything:
+
+- 401 for a bad signature or token, a stale push, or a replayed one, each with an entry in
+  the audit trail (``!audit`` shows them), and nothing else done;
+- 200 for a verified ping or a push to another branch (told, and ignored);
+- 404 for another path, 405 for another method, 413 for a body over 5 MB.
+
+A tiny threaded WSGI server, like ``/healthz``: one endpoint needs no web framework.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import redis
+
+from bot.core.audit import entry
+from bot.core.config import Config, WebhookConfig
+from bot.core.pushes import MAX_BODY, Refused, verify
+from bot.queue import records
+from bot.queue.keys import Keys
+
+log = logging.getLogger("swarmbot.webhook")
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # every delivery is logged (and audited) by the app itself
+
+
+class PushEndpoint:
+    def __init__(self, config: Config, client: redis.Redis) -> None:
+        assert config.webhook is not None and config.git is not None
+        self.hook: WebhookConfig = config.webhook
+        self.branch = config.git.branch
+        self.client = client
+        self.keys = Keys(config.redis_prefix)
+
+    def handle(
+        self, method: str, path: str, headers: dict[str, str], body: bytes, peer: str
+    ) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, JSON answer) for one request."""
+        if path != self.hook.path:
+            return 404, {"error": "not found"}
+        if method != "POST":
+            return 405, {"error": "POST a push webhook here"}
+        try:
+            delivery = verify(
+                headers, body, self.hook.secret.reveal(), time.time(), self.hook.max_age_seconds
+            )
+        except Refused as exc:
+            self._audit(exc.forge or "unknown", peer, "-", "refused", exc.reason)
+            log.warning("webhook from %s refused: %s", peer, exc.reason)
+            return 401, {"error": exc.reason}
+        what = f"{delivery.event} {delivery.ref} {delivery.after[:12]}".strip()
+        # Remembered past max_age: any replay is either seen here or stale.
+        ttl = self.hook.max_age_seconds + 3600
+        if not self.client.set(self.keys.webhook(delivery.digest), "1", nx=True, ex=ttl):
+            self._audit(
+                delivery.forge, peer, what, "refused", "replayed: this delivery was taken before"
+            )
+            log.warning("webhook from %s refused: replayed", peer)
+            return 401, {"error": "replayed: this delivery was taken before"}
+        if delivery.event != "push":
+            self._audit(
+                delivery.forge, peer, what, "ignored", f"{delivery.event or 'unknown'} event"
+            )
+            return 200, {"ok": True, "ignored": f"{delivery.event or 'unknown'} event"}
+        if delivery.branch != self.branch:
+            self._audit(
+                delivery.forge, peer, what, "ignored", f"not the watched branch {self.branch}"
+            )
+            return 200, {"ok": True, "ignored": f"not the watched branch {self.branch}"}
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.rpush(self.keys.watch("pokes"), delivery.after or "push")
+            pipe.expire(self.keys.watch("pokes"), 3600)
+            records.add(
+                pipe, self.keys, entry(self._fields(delivery.forge, peer, what, "accepted", ""))
+            )
+            pipe.execute()
+        log.info(
+            "webhook: %s push to %s (%s) accepted",
+            delivery.forge,
+            delivery.branch,
+            delivery.after[:7],
+        )
+        return 202, {"ok": True, "accepted": delivery.after}
+
+    def _fields(
+        self, forge: str, peer: str, what: str, decision: str, reason: str
+    ) -> dict[str, Any]:
+        return {
+            "who": f"webhook:{forge}",
+            "platform": "webhook",
+            "where": peer,
+            "command": what,
+            "decision": decision,
+            "reason": reason,
+        }
+
+    def _audit(self, forge: str, peer: str, what: str, decision: str, reason: str) -> None:
+        records.record_sync(
+            self.client, self.keys, **self._fields(forge, peer, what, decision, reason)
+        )
+
+    def wsgi(self) -> Callable[..., list[bytes]]:
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+            try:
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = 0
+            if length > MAX_BODY:
+                status, answer = 413, {"error": "body too large"}
+            else:
+                body = environ["wsgi.input"].read(length) if length else b""
+                headers = {
+                    k[5:].replace("_", "-").lower(): str(v)
+                    for k, v in environ.items()
+                    if k.startswith("HTTP_")
+                }
+                try:
+                    status, answer = self.handle(
+                        environ.get("REQUEST_METHOD", ""),
+                        environ.get("PATH_INFO", ""),
+                        headers,
+                        body,
+                        environ.get("REMOTE_ADDR", "?"),
+                    )
+                except redis.RedisError as exc:
+                    log.warning("webhook: redis unavailable: %s", exc)
+                    status, answer = 503, {"error": "queue unavailable; the forge retries"}
+            reason = {
+                200: "OK",
+                202: "Accepted",
+                401: "Unauthorized",
+                404: "Not Found",
+                405: "Method Not Allowed",
+                413: "Payload Too Large",
+                503: "Service Unavailable",
+            }[status]
+            start_response(f"{status} {reason}", [("Content-Type", "application/json")])
+            return [json.dumps(answer).encode()]
+
+        return app
+
+
+def serve(config: Config, client: redis.Redis) -> WSGIServer:
+    """Serve the endpoint in daemon threads; returns the server (its port, for tests)."""
+    assert config.webhook is not None
+    endpoint = PushEndpoint(config, client)
+    server = make_server(
+        config.webhook.host,
+        config.webhook.port,
+        endpoint.wsgi(),
+        server_class=_Server,
+        handler_class=_Quiet,
+    )
+    threading.Thread(target=server.serve_forever, name="webhook", daemon=True).start()
+    log.info(
+        "push webhook on http://%s:%d%s",
+        config.webhook.host,
+        server.server_port,
+        config.webhook.path,
+    )
+    return server

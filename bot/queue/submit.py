@@ -1,0 +1,33 @@
+"""Putting one signed job on the queue: the writes both the bot (a chat command) and the
+worker (a change its watcher deploys by policy) make, in the caller's own transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.core.audit import entry
+from bot.core.config import Secret
+from bot.core.wire import Job, encode_job
+from bot.queue import records
+from bot.queue.keys import RECENT_JOBS_KEPT, RECORD_TTL, Keys
+from bot.queue.text import wire
+
+
+def add_job(pipe: Any, keys: Keys, job: Job, secret: Secret, audit: dict[str, Any] | None) -> None:
+    """Queue the writes of a new job on ``pipe`` (sync or asyncio, transaction or not): its
+    record, its place among the recent jobs, the signed entry, and its audit entry."""
+    record = {
+        "id": job.id,
+        "op": job.op,
+        "text": job.text,
+        "requester": job.requester,
+        "state": "queued",
+        "created": f"{job.created:.3f}",
+    }
+    pipe.hset(keys.record(job.id), mapping=wire(record))
+    pipe.expire(keys.record(job.id), RECORD_TTL)
+    pipe.zadd(keys.recent, {job.id: job.created})
+    pipe.zremrangebyrank(keys.recent, 0, -RECENT_JOBS_KEPT - 1)
+    pipe.xadd(keys.jobs, wire(encode_job(job, secret)))
+    if audit is not None:
+        records.add(pipe, keys, entry({**audit, "job": job.id}))

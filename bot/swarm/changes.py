@@ -1,0 +1,135 @@
+"""What a change found outside the swarm does, by the stack's policy (``git.policy``):
+``notify`` tells the rooms how to apply it, ``confirm`` also leaves a confirmation code
+that any authorised person may give (a second, different one where
+``safety.second_approver_stacks`` says so), ``auto`` queues the deploy itself.
+
+Everything a proposal writes (the notice, the pending approval or the job, and the
+watcher's own "already told" state) goes into the caller's one Redis transaction: a
+watcher that dies half way has told nothing, and one that comes back tells it once.
+
+A pending approval is the bot's ordinary confirmation entry in Redis, with a longer life
+(``git.approval_seconds``): it outlives restarts of the bot and of every worker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from bot.core.audit import entry
+from bot.core.config import AUTOMATION_USER, Config
+from bot.core.ids import confirmation_code, matches_any
+from bot.core.wire import Job
+from bot.queue import records
+from bot.queue.consumer import WorkerQueue
+from bot.swarm.notices import Notices
+
+log = logging.getLogger("swarmbot.changes")
+
+AUTOMATION_INBOX = "automation"  # where a policy job's answer goes: its notice tells it
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A change that a deploy would apply: to whom it is told, and the deploy that applies it."""
+
+    stack: str
+    headline: str  # "main changed dev.yaml (abc1234 by Bob: Bump gerrit)"
+    detail: tuple[str, ...]
+    args: dict[str, str]  # the deploy job's arguments: {"stack": "dev", "ref": sha}
+    command: str  # how chat spells that deploy: "!deploy dev@abc1234"
+    key: str  # what makes two proposals the same (a notice id)
+
+
+class ChangePolicy:
+    def __init__(self, config: Config, queue: WorkerQueue, notices: Notices) -> None:
+        self.config = config
+        self.queue = queue
+        self.notices = notices
+
+    def policy_for(self, stack: str) -> str:
+        return self.config.git.policy_for(stack) if self.config.git else "notify"
+
+    def propose(self, proposal: Proposal, pipe: Any) -> str:
+        """Tell (and by policy, ask for or queue) the deploy; returns the policy applied."""
+        policy = self.policy_for(proposal.stack)
+        stack, detail = proposal.stack, list(proposal.detail)
+        if policy == "auto":
+            job_id = self.queue.next_job_id()
+            now = time.time()
+            text = f"{proposal.command} (policy auto)"
+            job = Job(
+                job_id,
+                "deploy",
+                proposal.args,
+                AUTOMATION_USER,
+                text,
+                {"inbox": AUTOMATION_INBOX},
+                now,
+                now + self.config.job_ttl_seconds,
+            )
+            audit = {
+                "who": AUTOMATION_USER,
+                "platform": "watcher",
+                "where": "-",
+                "command": text,
+                "decision": "queued by policy auto",
+                "stack": stack,
+            }
+            self.queue.submit(job, audit, pipe)
+            headline = f"{proposal.headline}: deploying it (policy auto, job {job_id})"
+            self.notices.post(stack, headline, detail, proposal.key, pipe=pipe)
+            return policy
+        if policy == "confirm":
+            code = self._free_code()
+            second = matches_any(stack, self.config.second_approver_stacks)
+            pending = {
+                "user": "",
+                "anyone": True,  # any person allowed to deploy the stack confirms it
+                "command": "deploy",
+                "args": proposal.args,
+                "text": proposal.command,
+                "ref": {},
+                "stack": stack,
+                "confirmed": False,
+                "approver": "",
+                "second": second,
+            }
+            ttl = self.config.git.approval_seconds if self.config.git else 86400
+            pipe.set(self.queue.keys.confirmation(code), json.dumps(pending), ex=ttl)
+            audit_ask = {
+                "who": AUTOMATION_USER,
+                "platform": "watcher",
+                "where": "-",
+                "command": proposal.command,
+                "decision": "confirmation-asked",
+                "reason": code,
+                "stack": stack,
+            }
+            records.add(pipe, self.queue.keys, entry(audit_ask))
+            who = " (two different people must confirm)" if second else ""
+            hours = max(1, ttl // 3600)
+            headline = (
+                f"{proposal.headline}: {self.config.prefix}confirm {code} deploys it"
+                f"{who} (valid {hours}h; {proposal.command})"
+            )
+            self.notices.post(stack, headline, detail, proposal.key, pipe=pipe)
+            return policy
+        headline = f"{proposal.headline}: {proposal.command} to apply"
+        self.notices.post(stack, headline, detail, proposal.key, pipe=pipe)
+        return policy
+
+    def _free_code(self) -> str:
+        for _ in range(20):
+            code = confirmation_code()
+            try:
+                if not self.queue.redis.exists(self.queue.keys.confirmation(code)):
+                    return code
+            except redis.RedisError:
+                break
+        return confirmation_code()

@@ -1,0 +1,295 @@
+"""The source watcher: tells when git or a registry is ahead of the swarm, or the swarm has
+drifted from git. One worker at a time runs it (a lease in Redis, like the notice watcher).
+
+It wakes when a push webhook pokes it (the bot verifies the webhook and pushes a word onto
+a Redis list), and otherwise every ``git.poll_seconds``: polling is the fallback, so a
+lost webhook delays a change, never hides it. A webhook is only a wake-up call: what
+changed is read from git itself after a fetch, never from the webhook's body.
+
+- **git**: the branch's head against the head it last examined (kept in Redis). Every
+  stack whose files changed in between becomes one proposal, handled by the stack's policy
+  (``bot.swarm.changes``), in one transaction with the new head: told once, even across
+  restarts.
+- **drift**: every stack deployed from git is compared with its file at the commit its
+  services carry (the same diff as ``!diff``); a difference is told once (until it
+  changes or goes away), with the diff. Stacks a job is changing are left alone.
+- **images**: every ``registry.poll_seconds``, the digests the services run against the
+  ones their tags point to; a tag that moved is told once per new digest, by policy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+import docker.errors
+import redis
+import requests.exceptions
+
+from bot.core.config import Config
+from bot.core.ids import COMMIT_LABEL, stack_of
+from bot.core.operations import StackSource
+from bot.swarm import preflight, updates
+from bot.swarm.changes import ChangePolicy, Proposal
+from bot.swarm.gitsource import GitError
+from bot.swarm.lease import Lease
+from bot.swarm.worker.lifecycle import WorkerState
+from bot.swarm.worker.tools import SwarmTools, commit_data
+
+log = logging.getLogger("swarmbot.sources")
+
+DOCKER_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
+DRIFT_SECONDS_MAX = 15.0
+
+
+class SourceWatcher:
+    def __init__(self, state: WorkerState, tools: SwarmTools) -> None:
+        self.state = state
+        self.tools = tools
+        self.config: Config = state.config
+        self.queue = state.queue
+        self.keys = state.queue.keys
+        self.policy = ChangePolicy(state.config, state.queue, state.notices)
+        self.lease = Lease(state.queue.redis, self.keys.watch("leader"), state.queue.consumer)
+        self._rendered: dict[tuple[str, str], dict[str, Any] | None] = {}
+        self._next_poll = 0.0
+        self._next_images = 0.0
+        self.looks = 0
+
+    @staticmethod
+    def wanted(config: Config) -> bool:
+        return config.git is not None or config.registry.poll_seconds > 0
+
+    def start(self) -> None:
+        threading.Thread(target=self._loop, name="source-watch", daemon=True).start()
+
+    def resign(self) -> None:
+        self.lease.give_up()
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def _wait_seconds(self) -> float:
+        waits = [DRIFT_SECONDS_MAX, self.config.notice_poll_seconds]
+        if self.config.git and self.config.git.poll_seconds:
+            waits.append(self.config.git.poll_seconds)
+        if self.config.registry.poll_seconds:
+            waits.append(self.config.registry.poll_seconds)
+        return max(0.2, min(waits))
+
+    def _loop(self) -> None:
+        stop = self.state.stop
+        while not stop.is_set():
+            poked = False
+            try:
+                if self.lease.held():
+                    # A webhook's word, or the time to look anyway.
+                    got = self.queue.redis.blpop([self.keys.watch("pokes")], self._wait_seconds())
+                    poked = got is not None
+                    if poked:
+                        self.queue.redis.delete(self.keys.watch("pokes"))  # one look for all
+                    if self.lease.held():
+                        self.look(poked)
+                else:
+                    stop.wait(self._wait_seconds())
+            except redis.RedisError as exc:
+                log.warning("source watcher: redis unavailable (%s)", exc)
+                stop.wait(1.0)
+            except DOCKER_ERRORS as exc:
+                log.warning("source watcher: docker unavailable (%s)", exc)
+                stop.wait(1.0)
+            except Exception:  # the watcher must outlive any one bad look
+                log.exception("source watcher: look failed")
+                stop.wait(1.0)
+
+    def look(self, poked: bool = False) -> None:
+        now = time.monotonic()
+        git = self.config.git
+        if git is not None and (poked or now >= self._next_poll):
+            self._next_poll = now + (git.poll_seconds or 10**9)
+            self.check_git()
+        if git is not None:
+            self.check_drift()
+        if self.config.registry.poll_seconds and now >= self._next_images:
+            self._next_images = now + self.config.registry.poll_seconds
+            self.check_images()
+        self.looks += 1
+        self.queue.redis.incr(self.keys.watch("looks"))  # for operators and tests
+
+    # -- git ---------------------------------------------------------------------------------
+
+    def check_git(self) -> None:
+        git = self.state.git
+        assert git is not None
+        try:
+            head = git.fetch()
+        except GitError as exc:
+            log.warning("git fetch failed: %s", exc)
+            return
+        key = self.keys.watch("git-head")
+        seen = self.queue.redis.get(key)
+        seen = seen.decode() if isinstance(seen, bytes) else seen
+        if seen == head:
+            return
+        if not seen:
+            self.queue.redis.set(key, head)  # the first look only learns where the branch is
+            log.info("git: watching %s from %s", git.config.branch, head[:7])
+            return
+        try:
+            changed = git.changed_stacks(seen, head)
+        except GitError as exc:  # the old head is gone (a force-push and a gc): start over
+            log.warning("git: cannot compare with %s (%s); watching from %s", seen, exc, head)
+            self.queue.redis.set(key, head)
+            return
+        proposals = [self._proposal(stack, files, seen, head) for stack, files in changed.items()]
+        with self.queue.redis.pipeline(transaction=True) as pipe:
+            for proposal in proposals:
+                if proposal is not None:
+                    self.policy.propose(proposal, pipe)
+            pipe.set(key, head)
+            pipe.execute()
+        log.info(
+            "git: %s moved %s -> %s; %d stack(s) changed",
+            git.config.branch,
+            seen[:7],
+            head[:7],
+            len(changed),
+        )
+
+    def _proposal(self, stack: str, files: list[str], old: str, head: str) -> Proposal | None:
+        git = self.state.git
+        assert git is not None
+        commits = git.log(old, head, stack)
+        last = commits[0] if commits else git.commit(head)
+        branch = git.config.branch
+        names = ", ".join(f.split(" ")[0] for f in files)
+        by = f"{last.short} by {last.author}: {last.subject[:80]}"
+        more = f", {len(commits)} commits" if len(commits) > 1 else ""
+        source = StackSource(git.tree(head), commit_data(git.commit(head)), branch)
+        if stack not in self.tools.stack_files(source):
+            text = f"{branch} removed {names} ({by}): !undeploy {stack} removes the stack"
+            self.state.notices.post(stack, text, [], f"git-{stack}-{head}")
+            return None
+        detail = list(files) + self._service_diff(stack, source)
+        return Proposal(
+            stack=stack,
+            headline=f"{branch} changed {names} ({by}{more})",
+            detail=tuple(detail),
+            args={"stack": stack, "ref": head},
+            command=f"{self.config.prefix}deploy {stack}@{head[:7]}",
+            key=f"git-{stack}-{head}",
+        )
+
+    def _service_diff(self, stack: str, source: StackSource) -> list[str]:
+        """What the deploy would change, per service (as ``!diff`` says it)."""
+        try:
+            rendered, _problems, note = self.tools.preflight(stack, source)
+            if rendered is None:
+                return [note] if note else []
+            changes = self.tools.diff(stack, rendered)
+        except Exception as exc:  # the notice goes out without the diff
+            log.warning("diff of %s failed: %s", stack, exc)
+            return []
+        return [f"{c['service']}: {c['change']}: {'; '.join(c['details'])}"[:200] for c in changes]
+
+    # -- drift -------------------------------------------------------------------------------
+
+    def check_drift(self) -> None:
+        git = self.state.git
+        assert git is not None
+        if not git.ready():
+            return
+        by_stack: dict[str, list[dict[str, Any]]] = {}
+        for service in self.state.engine.services():
+            stack = stack_of(service["Spec"].get("Labels"))
+            if stack:
+                by_stack.setdefault(stack, []).append(service)
+        key = self.keys.watch("drift")
+        told = {
+            (k.decode() if isinstance(k, bytes) else k): (
+                v.decode() if isinstance(v, bytes) else v
+            )
+            for k, v in self.queue.redis.hgetall(key).items()
+        }
+        for stack, services in by_stack.items():
+            shas = {(s["Spec"].get("Labels") or {}).get(COMMIT_LABEL) for s in services}
+            if len(shas) != 1 or None in shas or self.state.notices.claimed(stack):
+                continue  # not from git, mid-deploy, or a job holds it: not drift
+            sha = str(next(iter(shas)))
+            rendered = self._rendered_at(stack, sha)
+            if rendered is None:
+                continue
+            changes = preflight.diff(stack, rendered, services)
+            lines = [
+                f"{c['service']}: {c['change']}: {'; '.join(c['details'])}"[:200] for c in changes
+            ]
+            digest = hashlib.sha256(json.dumps(lines).encode()).hexdigest()[:16] if lines else ""
+            if digest == told.get(stack, ""):
+                continue
+            with self.queue.redis.pipeline(transaction=True) as pipe:
+                if lines:
+                    text = (
+                        f"{stack} has drifted from its file at {sha[:7]}: "
+                        f"{len(changes)} service(s) differ (changed by hand?); "
+                        f"{self.config.prefix}diff {stack}@{sha[:7]} shows it, "
+                        f"{self.config.prefix}deploy {stack}@{sha[:7]} puts it back"
+                    )
+                    self.state.notices.post(
+                        stack, text, lines, f"drift-{stack}-{digest}", pipe=pipe
+                    )
+                    pipe.hset(key, stack, digest)
+                else:
+                    pipe.hdel(key, stack)
+                pipe.execute()
+
+    def _rendered_at(self, stack: str, sha: str) -> dict[str, Any] | None:
+        """The stack's file at ``sha``, rendered once per commit."""
+        if (stack, sha) not in self._rendered:
+            git = self.state.git
+            assert git is not None
+            try:
+                source = StackSource(git.tree(sha), commit_data(git.commit(sha)))
+                rendered, _problems, _note = self.tools.preflight(stack, source)
+            except Exception as exc:
+                log.warning("drift: cannot render %s at %s: %s", stack, sha[:7], exc)
+                rendered = None
+            self._rendered[(stack, sha)] = rendered
+        return self._rendered[(stack, sha)]
+
+    # -- images ------------------------------------------------------------------------------
+
+    def check_images(self) -> None:
+        services = self.state.engine.services()
+        found = updates.check(self.state.registry, services, self.config.registry.semver_for)
+        for news in found:
+            if not news.moved:
+                continue
+            told = self.keys.watch(f"image:{news.image}@{news.current}")
+            if self.queue.redis.exists(told):
+                continue
+            with self.queue.redis.pipeline(transaction=True) as pipe:
+                for stack, mine in news.by_stack.items():
+                    text = (
+                        f"{news.image} moved in its registry "
+                        f"({news.running.removeprefix('sha256:')[:12]} -> "
+                        f"{news.current.removeprefix('sha256:')[:12]}), run by {', '.join(mine)}"
+                    )
+                    if not stack:  # a service outside any stack: told, never deployed
+                        self.state.notices.post("", text, [], f"image-{news.image}", pipe=pipe)
+                        continue
+                    self.policy.propose(
+                        Proposal(
+                            stack=stack,
+                            headline=text,
+                            detail=(),
+                            args={"stack": stack, "option": "--force"},
+                            command=f"{self.config.prefix}deploy {stack} --force",
+                            key=f"image-{news.image}-{news.current}",
+                        ),
+                        pipe,
+                    )
+                pipe.set(told, "1", ex=90 * 86400)
+                pipe.execute()
