@@ -5,10 +5,13 @@ post-receive hook sends a push webhook signed as a forge signs it; and a real re
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
 import textwrap
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
@@ -187,3 +190,74 @@ class Registry:
             timeout=5,
         )
         return answer.headers["Docker-Content-Digest"]
+
+
+class HttpGitServer:
+    """The same bare repository over smart HTTP: ``git http-backend`` (git's own CGI)
+    behind a small threaded HTTP server that wants HTTP Basic auth with one token, as a
+    forge does for a token over HTTPS."""
+
+    def __init__(self, bare: Path, user: str, token: str) -> None:
+        self.bare = bare
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/{bare.name}"
+        self.wanted = "Basic " + base64.b64encode(f"{user}:{token}".encode()).decode()
+        self.seen_auth: list[str] = []  # the Authorization headers received
+        self.server: ThreadingHTTPServer | None = None
+
+    def start(self) -> None:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self._cgi()
+
+            def do_POST(self) -> None:
+                self._cgi()
+
+            def _cgi(self) -> None:
+                auth = self.headers.get("Authorization", "")
+                outer.seen_auth.append(auth)
+                if auth != outer.wanted:
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="git"')
+                    self.end_headers()
+                    return
+                path, _, query = self.path.partition("?")
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                env = {
+                    "GIT_PROJECT_ROOT": str(outer.bare.parent),
+                    "GIT_HTTP_EXPORT_ALL": "1",
+                    "PATH_INFO": path,
+                    "QUERY_STRING": query,
+                    "REQUEST_METHOD": self.command,
+                    "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+                    "CONTENT_LENGTH": str(len(body)),
+                    "REMOTE_USER": "git",
+                    "PATH": "/usr/bin:/bin",
+                }
+                done = subprocess.run(
+                    ["git", "http-backend"], input=body, capture_output=True, env=env
+                )
+                head, _, payload = done.stdout.partition(b"\r\n\r\n")
+                headers = [h.split(": ", 1) for h in head.decode().split("\r\n") if ": " in h]
+                status = next((int(v.split()[0]) for k, v in headers if k == "Status"), 200)
+                self.send_response(status)
+                for key, value in headers:
+                    if key != "Status":
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()

@@ -26,7 +26,7 @@ import pytest
 import requests
 
 from bot.chat.adapters.slack_render import unescape
-from tests.gitserver import GitServer
+from tests.gitserver import GitServer, HttpGitServer
 from tests.harness import BotEnv, free_port, stack_yaml, wait_until
 from tests.slack_fake import FakeSlack, bot_config, running_fake, wait_for_reply
 
@@ -274,3 +274,88 @@ def test_bad_stale_and_replayed_webhooks_get_401_and_an_audit_entry(
     for reason in ("replayed", "bad signature or token", "stale"):
         assert reason in audit, (reason, audit)
     assert "webhook:github" in audit and "webhook:gitlab" in audit, audit
+
+
+TOKEN = "glpat-test-token-0123456789"
+
+
+@pytest.fixture(scope="module")
+def polled(
+    workdir: Path, redis_url: str, swarm: docker.DockerClient, run_id: str
+) -> Iterator[Room]:
+    """Another repository, over smart HTTP with a token from a file (a Docker secret), no
+    webhook at all: only polling finds its pushes; its stack needs two approvers."""
+    git = GitServer(workdir / "git-polled")
+    git.start()
+    git.commit({"README": "polled\n"}, "Start", "Alice")
+    http = HttpGitServer(git.bare, "git", TOKEN)
+    http.start()
+    token_file = workdir / "git-polled" / "token"
+    token_file.write_text(TOKEN + "\n")
+    with running_fake() as fake:
+        env = BotEnv(
+            workdir,
+            redis_url,
+            "git-polled",
+            deadline=30,
+            adapters=("slack",),
+            extra_roles=bot_config(fake, (ALICE, CAROL), OPS, notices=NOTICES)
+            + f"""
+
+            [git]
+            url = "{http.url}"
+            token_file = "{token_file}"
+            poll_seconds = 1
+            default_policy = "confirm"
+
+            [safety]
+            second_approver_stacks = ["{run_id}-gp*"]
+
+            [notices]
+            quiet_seconds = 1
+            poll_seconds = 2
+
+            [[notices.route]]
+            stacks = ["{run_id}-gp*"]
+            slack = ["{NOTICES}"]
+            """,
+        )
+        r = Room(env, fake, git, "")
+        env.start_worker("polled-worker")
+        env.start_bot()
+        try:
+            r.settle()
+            r.http = http  # type: ignore[attr-defined]
+            yield r
+        finally:
+            env.stop_bot()
+            env.stop_worker()
+            http.stop()
+            git.stop()
+
+
+def test_polling_finds_a_push_and_two_people_approve_it(polled: Room, run_id: str) -> None:
+    room = polled
+    stack = f"{run_id}-gp"
+    sha = room.git.commit({f"stacks/{stack}.yaml": web("p")}, "Polled stack", "Frank")
+    notice = wait_until(lambda: room.notices(sha[:7]), 30, "the polled push's notice")[0]
+    assert "two different people must confirm" in notice, notice
+    code = re.search(r"!confirm ([A-Z0-9]{4}) deploys it", notice)
+    assert code
+    first = room.fake.say(OPS, ALICE, f"!confirm {code.group(1)}")
+    noted = room.reply(first, "waits for a second approver")
+    assert f"!deploy {stack}@{sha[:7]}" in noted, noted
+    again = room.ask(f"!confirm {code.group(1)}", "you confirmed")
+    assert "waits for someone else" in again
+    room.fake.say(OPS, CAROL, f"!confirm {code.group(1)}")
+    answer = room.reply(first, f"deployed {stack} at {sha[:7]}")  # the first confirmer's thread
+    assert '"Polled stack" (Frank)' in answer
+    assert room.labels(f"{stack}_web")["swarmbot.commit"] == sha
+
+    # The token went to the server, and nowhere else: not in chat, logs or the clone.
+    assert room.http.seen_auth[-1].startswith("Basic ")  # type: ignore[attr-defined]
+    everything = "\n".join(m["text"] for m in room.fake.messages)
+    assert TOKEN not in everything
+    assert TOKEN not in room.env.worker_log.read_text()
+    clone = room.env.root / "worker-state" / "git" / "repo.git" / "config"
+    assert TOKEN not in clone.read_text()

@@ -41,6 +41,11 @@ TIMEOUT_SECONDS = 120.0
 TREES_KEPT = 8  # commits whose files stay on disk (a deploy, its diff, a rollback target)
 HEX = re.compile(r"^[0-9a-f]{7,40}$")
 REMOTE = "refs/remotes/origin/"
+AUTH_FAILED = (
+    "could not read Username",
+    "Authentication failed",
+    "Permission denied (publickey",
+)
 
 
 class GitError(Exception):
@@ -100,9 +105,10 @@ class GitSource:
 
     def git(self, *args: str, binary: bool = False) -> str:
         """Run git on the clone; raises ``GitError`` with its last words (secrets masked)."""
-        return self._run(["--git-dir", str(self.repo), *args], binary)
+        return self._run(["--git-dir", str(self.repo), *args], binary, args[0])
 
-    def _run(self, args: list[str], binary: bool = False) -> str:
+    def _run(self, args: list[str], binary: bool = False, what: str = "") -> str:
+        what = what or args[0]
         program = shutil.which("git")
         if program is None:
             raise GitError("git is not installed where the worker runs")
@@ -115,11 +121,21 @@ class GitSource:
                 check=False,
             )
         except subprocess.TimeoutExpired:
-            raise GitError(f"git {args[0]} took over {TIMEOUT_SECONDS:.0f}s") from None
+            raise GitError(f"git {what} took over {TIMEOUT_SECONDS:.0f}s") from None
         if done.returncode != 0:
-            err = done.stderr.decode("utf-8", "replace").strip().splitlines()
-            words = "; ".join(line for line in err[-3:] if line) or f"exit {done.returncode}"
-            raise GitError(masker().text(f"git {args[0]}: {words}"))
+            err = done.stderr.decode("utf-8", "replace").strip()
+            if any(sign in err for sign in AUTH_FAILED):
+                raise GitError(
+                    f"git {what}: {self._where()} refused swarmbot's credentials "
+                    "(git.token_file, git.ssh_key_file)"
+                )
+            if "Host key verification failed" in err:
+                raise GitError(
+                    f"git {what}: {self._where()}'s host key is not in git.known_hosts_file"
+                )
+            lines = err.splitlines()
+            words = "; ".join(line for line in lines[-3:] if line) or f"exit {done.returncode}"
+            raise GitError(masker().text(f"git {what}: {words}"))
         return done.stdout if binary else done.stdout.decode("utf-8", "replace")  # type: ignore[return-value]
 
     # -- the clone -----------------------------------------------------------------------
