@@ -138,11 +138,23 @@ def _check_config(config: Config) -> int:
         f"  roles: {len(config.roles)} ({', '.join(r.name for r in config.roles) or 'none'}), "
         f"users: {len(users)}"
     )
-    print(f"  stacks in {config.stacks_dir}: {', '.join(files) or 'none'}")
+    if config.git is not None:
+        git = config.git
+        print(f"  stacks from git: {git.url} branch {git.branch}, folder {git.path or '/'}")
+        print(f"  git policy: {_policies(git.policies, git.default_policy)}")
+    else:
+        print(f"  stacks in {config.stacks_dir}: {', '.join(files) or 'none'}")
+    if config.webhook is not None:
+        hook = config.webhook
+        print(f"  push webhook: http://{hook.host}:{hook.port}{hook.path}")
     print(f"  variables: {', '.join(sorted(config.variables)) or 'none'}")
     if not config.roles:
         print("  note: no roles, so nobody can run anything but !help and !whoami")
     return 0
+
+
+def _policies(policies: tuple[tuple[str, str], ...], default: str) -> str:
+    return ", ".join([f"{glob} {policy}" for glob, policy in policies] + [f"* {default}"])
 
 
 def _console(config: Config, args: argparse.Namespace) -> int:

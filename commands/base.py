@@ -38,7 +38,8 @@ class Arg:
     at_ref: bool = False
 
     def usage(self) -> str:
-        label = (self.shown or self.name) + ("[@ref]" if self.at_ref else "")
+        first, bar, rest = (self.shown or self.name).partition("|")
+        label = first + ("[@ref]" if self.at_ref else "") + bar + rest  # <stack[@ref]|all>
         return f"[{label}]" if self.optional else f"<{label}>"
 
 

@@ -78,8 +78,8 @@ COMMAND = Command(
     render=render,
     render_progress=progress_line,
     confirm_text=lambda args: (
-        f"this returns {args['service']} to its previous spec (docker service rollback), or "
-        f"stack {args['service']} to the commit it ran before, and restarts its tasks"
+        f"this returns {args['service']} to its previous spec (docker service rollback; a "
+        "stack deployed from git: the commit it ran before) and restarts its tasks"
     ),
     notice=notice,
 )

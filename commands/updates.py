@@ -20,6 +20,15 @@ def render(result: Result) -> Reply:
         return error_reply(result)
     images = data["images"]
     news = [i for i in images if i["moved"] or i["newer"] or i["error"]]
+    unpinned = [i["image"] for i in images if not i["running"] and not i["error"]]
+    blind = (
+        (
+            f"not pinned to a digest, so a moved tag cannot be seen: {', '.join(unpinned)} "
+            "(deployed with deploy.resolve_image = never)",
+        )
+        if unpinned
+        else ()
+    )
     requests = plural(data["requests"], "registry request")
     where = f" in {data['stack']}" if data.get("stack") else ""
     moved = sum(1 for i in news if i["moved"])
@@ -29,7 +38,7 @@ def render(result: Result) -> Reply:
             f"no updates{where}: {plural(len(images), 'image')} of "
             f"{plural(data['services'], 'service')} match their registry ({requests})"
         )
-        return Reply(head, status="ok", job=result.job)
+        return Reply(head, detail=blind, status="ok", job=result.job)
     parts = [f"{moved} tag{'s' if moved != 1 else ''} moved"] if moved else []
     parts += [f"{newer} newer tag{'s' if newer != 1 else ''}"] if newer else []
     errors = sum(1 for i in news if i["error"])
@@ -50,7 +59,7 @@ def render(result: Result) -> Reply:
         frozenset(n for n, i in enumerate(news) if i["moved"]),
     )
     stacks = sorted({s.split("_", 1)[0] for i in news if i["moved"] for s in i["services"]})
-    detail = tuple(f"!deploy {s} --force applies the moved tags of {s}" for s in stacks)
+    detail = tuple(f"!deploy {s} --force applies the moved tags of {s}" for s in stacks) + blind
     return Reply(head, table, detail, status="ok", job=result.job)
 
 

@@ -89,16 +89,16 @@ def test_services_outside_the_users_stacks_are_not_even_named(
 BAD_INPUT = [
     (
         "!deploy ../etc/passwd",
-        "`../etc/passwd` is not a stack name; usage: !deploy <stack|all> [--force|--prune]",
+        "`../etc/passwd` is not a stack name; usage: !deploy <stack[@ref]|all> [--force|--prune]",
     ),
     # Found by asserting each line against its own reply: this one is refused for its
     # length before its first word is looked at (it passed on the next line's output).
-    ("!deploy dev; rm -rf /", "too many arguments (`-rf /`); usage: !deploy <stack|all>"),
+    ("!deploy dev; rm -rf /", "too many arguments (`-rf /`); usage: !deploy <stack[@ref]|all>"),
     ("!restart gerrit && reboot", "too many arguments (`&& reboot`); usage: !restart <service>"),
     ("!deploy dev;", "`dev;` is not a stack name"),
     ("!deploy $(reboot)", "`$(reboot)` is not a stack name"),
     ("!restart `id`", "`'id'` is not a service name"),
-    ("!deploy", "missing <stack|all>; usage: !deploy <stack|all> [--force|--prune]"),
+    ("!deploy", "missing <stack[@ref]|all>; usage: !deploy <stack[@ref]|all> [--force|--prune]"),
     ("!", "empty command; !help lists the commands"),
     ("!frobnicate", "unknown command `frobnicate`; !help lists the commands"),
     ("!deploy dév", "`dév` is not a stack name"),
@@ -146,7 +146,7 @@ def test_help_lists_only_what_the_user_may_run(testbot: TestBot) -> None:
     assert "!services [stack]" in viewer and "!ps <service>" in viewer
     assert "!deploy" not in viewer and "!restart" not in viewer
     detail = testbot.ask("!help deploy", user="console:dev")
-    assert "usage: !deploy <stack|all>" in detail
+    assert "usage: !deploy <stack[@ref]|all>" in detail
     assert "your stacks: sbt" in detail
 
 

@@ -58,6 +58,12 @@ class ChangePolicy:
     def propose(self, proposal: Proposal, pipe: Any) -> str:
         """Tell (and by policy, ask for or queue) the deploy; returns the policy applied."""
         policy = self.policy_for(proposal.stack)
+        if not any(matches_any(proposal.stack, r.stacks) for r in self.config.notice_routes):
+            log.warning(
+                "no [[notices.route]] for %s: its change (%s) is told to nobody",
+                proposal.stack,
+                proposal.command,
+            )
         stack, detail = proposal.stack, list(proposal.detail)
         if policy == "auto":
             job_id = self.queue.next_job_id()
