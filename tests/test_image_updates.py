@@ -4,6 +4,7 @@ while cached, 304s after)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,18 +17,22 @@ from bot.core.config import RegistryConfig
 from bot.swarm import updates
 from bot.swarm.registry import Registry
 from tests.gitserver import Registry as RegistryServer
-from tests.harness import TEST_IMAGE, BotEnv, wait_until
+from tests.harness import TEST_IMAGE, BotEnv, remove_stacks, wait_until
 from tests.slack_fake import FakeSlack, bot_config, running_fake, wait_for_reply
 
 OPS, NOTICES, ALICE = "C0OPS0001", "C0NOTICE1", "UALICE001"
 
 
 @pytest.fixture(scope="module")
-def registry(workdir: Path) -> Iterator[RegistryServer]:
+def registry(workdir: Path, swarm: docker.DockerClient) -> Iterator[RegistryServer]:
     server = RegistryServer(workdir / "registry")
     server.start()
     yield server
     server.stop()
+    for image in swarm.images.list():
+        if any(r.startswith(server.addr) for r in image.tags + image.attrs.get("RepoDigests", [])):
+            with contextlib.suppress(docker.errors.APIError):  # one a task still uses
+                swarm.images.remove(image.id, force=True)
 
 
 def push(client: docker.DockerClient, registry: RegistryServer, tag: str, label: str) -> str:
@@ -121,6 +126,7 @@ def test_updates_and_a_moved_tag_told_once(
         finally:
             env.stop_bot()
             env.stop_worker()
+            remove_stacks(swarm, stack)
 
 
 def run(
