@@ -146,10 +146,11 @@ class Registry:
     """Debian's docker-registry on a free loopback port (dockerd trusts 127.0.0.0/8 as an
     insecure registry by default, so ``docker push`` needs nothing more)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, htpasswd: Path | None = None) -> None:
         self.root = root
         self.port = free_port()
         self.addr = f"127.0.0.1:{self.port}"
+        self.htpasswd = htpasswd  # HTTP Basic auth (bcrypt entries), as a private registry
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -164,6 +165,11 @@ class Registry:
                 http: {{addr: {self.addr}}}
                 """
             )
+            + (
+                f"auth: {{htpasswd: {{realm: test, path: {self.htpasswd}}}}}\n"
+                if self.htpasswd
+                else ""
+            )
         )
         self.proc = subprocess.Popen(
             ["docker-registry", "serve", str(config)],
@@ -174,7 +180,7 @@ class Registry:
 
     def _answers(self) -> bool:
         try:
-            return requests.get(f"http://{self.addr}/v2/", timeout=1).status_code == 200
+            return requests.get(f"http://{self.addr}/v2/", timeout=1).status_code in (200, 401)
         except requests.RequestException:
             return False
 

@@ -4,8 +4,10 @@ while cached, 304s after)."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import pytest
 from bot.chat.adapters.slack_render import unescape
 from bot.core.config import RegistryConfig
 from bot.swarm import updates
-from bot.swarm.registry import Registry
+from bot.swarm.registry import ImageRef, Registry, RegistryError
 from tests.gitserver import Registry as RegistryServer
 from tests.harness import TEST_IMAGE, BotEnv, remove_stacks, wait_until
 from tests.slack_fake import FakeSlack, bot_config, running_fake, wait_for_reply
@@ -183,3 +185,43 @@ def run(
     assert spec["Image"] == f"{image}@{second}"
     answer = ask(f"!updates {stack}", "registry request")
     assert "tag moved" not in answer and "1.1.0" in answer, answer
+
+
+@pytest.mark.swarm
+def test_registry_credentials_come_from_a_docker_config_file(
+    workdir: Path, swarm: docker.DockerClient
+) -> None:
+    """A private registry (HTTP Basic auth): anonymous is told it needs credentials; with a
+    Docker config.json (as a Docker secret holds it) the digest is read."""
+    import crypt  # bcrypt for the registry's htpasswd (deprecated in 3.11, still here)
+
+    root = workdir / "private-registry"
+    root.mkdir(parents=True, exist_ok=True)
+    password = "s3cret-registry-password"
+    htpasswd = root / "htpasswd"
+    htpasswd.write_text(f"ci:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))}\n")
+    server = RegistryServer(root, htpasswd)
+    server.start()
+    try:
+        repo = f"{server.addr}/swarmbot-test/private"
+        swarm.images.get(TEST_IMAGE).tag(repo, "1")
+        swarm.images.push(repo, "1", auth_config={"username": "ci", "password": password})
+        ref = ImageRef.parse(f"{repo}:1")
+        with pytest.raises(RegistryError, match="wants credentials"):
+            Registry(RegistryConfig(None, 300, 0, (), ())).digest(ref)
+        auth = base64.b64encode(f"ci:{password}".encode()).decode()
+        file = root / "config.json"
+        file.write_text(json.dumps({"auths": {server.addr: {"auth": auth}}}))
+        client = Registry(RegistryConfig(file, 300, 0, (), ()))
+        digest = client.digest(ref)
+        assert digest.startswith("sha256:") and client.requests == 2  # 401, then with auth
+        file.write_text(
+            json.dumps({"auths": {server.addr: {"auth": base64.b64encode(b"ci:no").decode()}}})
+        )
+        with pytest.raises(RegistryError, match="refused the credentials") as refused:
+            Registry(RegistryConfig(file, 300, 0, (), ())).digest(ref)
+        assert password not in str(refused.value)
+    finally:
+        server.stop()
+        with contextlib.suppress(docker.errors.APIError):
+            swarm.images.remove(f"{repo}:1")

@@ -178,8 +178,11 @@ class Registry:
         answer = self._send(method, url, headers)
         if answer.status_code == 401:
             auth = self._authorize(ref, answer.headers.get("WWW-Authenticate", ""))
-            if auth:
-                answer = self._send(method, url, {**headers, "Authorization": auth})
+            if not auth:
+                raise RegistryError(
+                    f"{ref.name}: {ref.host} wants credentials (registry.credentials_file)"
+                )
+            answer = self._send(method, url, {**headers, "Authorization": auth})
             if answer.status_code == 401:
                 raise RegistryError(f"{ref.name}: {ref.host} refused the credentials")
         return answer
