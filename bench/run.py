@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import re
@@ -30,16 +31,19 @@ from aiohttp import ClientSession, UnixConnector, web
 from docker.types import ServiceMode
 
 from bot.chat.dispatch import Dispatcher
-from bot.core.config import load
+from bot.core.config import RegistryConfig, load
 from bot.core.replies import Message
 from bot.core.wire import Job, encode_job
 from bot.queue.clients import async_client
 from bot.queue.inbox import Inbox
 from bot.queue.producer import JobQueue
 from bot.queue.text import wire
+from bot.swarm import updates
 from bot.swarm.dockercli import stack_files
 from bot.swarm.preflight import deploy_order
+from bot.swarm.registry import Registry
 from commands import REGISTRY
+from tests.gitserver import Registry as RegistryServer
 from tests.harness import TEST_IMAGE, BotEnv, RedisServer, local_swarm, stack_yaml, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -808,6 +812,58 @@ def bench_slack(workdir: Path, redis_url: str, trials: int) -> list[list[str]]:
     return ratio_rows("Slack", times, "slack-bolt echo bot, same fake:")
 
 
+def bench_registry(work: Path, client: docker.DockerClient, smoke: bool) -> list[list[str]]:
+    """Registry requests per image check (!updates, the watcher's poll) against a real
+    registry: a first check, one within the cache, and one after it (conditional)."""
+    server = RegistryServer(work / "registry")
+    server.start()
+    rows: list[list[str]] = []
+    images: list[str] = []
+    try:
+        sizes = [(3, 2)] if smoke else [(10, 10), (100, 20)]  # services, distinct images
+        for n in range(max(k for _, k in sizes)):
+            repo = f"{server.addr}/bench/app{n}"
+            client.images.get(TEST_IMAGE).tag(repo, "1.0.0")
+            client.images.push(repo, "1.0.0")
+            images.append(f"{repo}:1.0.0@{server.digest(f'bench/app{n}', '1.0.0')}")
+        for count, kinds in sizes:
+            services = [
+                {
+                    "Spec": {
+                        "Name": f"s{i}_svc",
+                        "Labels": {"com.docker.stack.namespace": f"s{i % 7}"},
+                        "TaskTemplate": {"ContainerSpec": {"Image": images[i % kinds]}},
+                    }
+                }
+                for i in range(count)
+            ]
+            spent = []
+            for cache in (300.0, 0.0):
+                registry = Registry(RegistryConfig(None, cache, 0, (), ()))
+                for _ in range(2):
+                    before, started = registry.requests, time.perf_counter()
+                    found = updates.check(registry, services, lambda stack: "")
+                    assert not any(n.error for n in found), found
+                    spent.append((registry.requests - before, time.perf_counter() - started))
+            (first, t1), (cached, _), _, (conditional, t4) = spent
+            rows.append(
+                [
+                    f"registry requests per image check, {count} services on {kinds} images",
+                    f"{first} ({ms(t1)}); cached {cached}; after the cache {conditional} "
+                    f"(304s, {ms(t4)})",
+                    f"one per service: {count}",
+                    f"{first / count:.2f} per service",
+                    "met" if first <= kinds and cached == 0 else "missed",
+                ]
+            )
+    finally:
+        server.stop()
+        for image in images:
+            with contextlib.suppress(docker.errors.APIError):
+                client.images.remove(image.split("@")[0])
+    return rows
+
+
 def machine() -> str:
     cpu = next(
         (
@@ -836,8 +892,8 @@ def main() -> int:
         "--only",
         nargs="*",
         default=[],
-        help="measure only these (services queue deploy deploy-all calls notices memory chat); "
-        "the table is then printed, not written",
+        help="measure only these (services queue deploy deploy-all calls notices memory "
+        "registry chat); the table is then printed, not written",
     )
     args = parser.parse_args()
 
@@ -883,6 +939,8 @@ def main() -> int:
                 rows += bench_notices(work, server.url, client, 2 if smoke else 20)
             if want("memory"):
                 rows += bench_memory(work, server.url, (5, 10) if smoke else (1000, 5000))
+            if want("registry"):
+                rows += bench_registry(work, client, smoke)
             if want("chat"):
                 # A chat round trip with the few services a small swarm has, not the 500
                 # the listing benchmark made.

@@ -36,6 +36,7 @@ def test_bench_smoke_run_writes_every_row(tmp_path: Path, swarm: docker.DockerCl
         "RSS of the bot",
         "RSS of the worker",
         "`!deploy all`, the repository's 3 stacks",
+        "registry requests per image check, 3 services on 2 images",
         "Matrix `!ping`, command to answer",
         "Matrix `!services`, command to answer",
         "Slack `!ping`, command to answer",
