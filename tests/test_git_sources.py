@@ -359,3 +359,9 @@ def test_polling_finds_a_push_and_two_people_approve_it(polled: Room, run_id: st
     assert TOKEN not in room.env.worker_log.read_text()
     clone = room.env.root / "worker-state" / "git" / "repo.git" / "config"
     assert TOKEN not in clone.read_text()
+
+    # The repository goes down: what was fetched still answers (a rollback is most needed
+    # exactly then), and says it is the last fetch.
+    room.http.stop()  # type: ignore[attr-defined]
+    answer = room.ask(f"!diff {stack}@{sha[:7]}", "a deploy would change nothing")
+    assert f"{sha[:7]}" in answer and "(as last fetched: git unreachable" in answer, answer

@@ -63,11 +63,14 @@ class StackSource:
     folder: Path
     commit: Mapping[str, Any] | None = None  # sha, short, subject, author, time (git only)
     branch: str = ""
+    # Why the files are from the clone's last fetch rather than a fresh one ("" if fresh).
+    stale: str = ""
 
     def names(self) -> str:
         """``abc1234 "Bump gerrit" (Bob)``, or "" for the stacks directory."""
         c = self.commit
-        return f'{c["short"]} "{c["subject"]}" ({c["author"]})' if c else ""
+        said = f'{c["short"]} "{c["subject"]}" ({c["author"]})' if c else ""
+        return f"{said} (as last fetched: {self.stale})" if said and self.stale else said
 
 
 class Engine(Protocol):

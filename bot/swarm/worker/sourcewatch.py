@@ -44,6 +44,7 @@ log = logging.getLogger("swarmbot.sources")
 
 DOCKER_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
 DRIFT_SECONDS_MAX = 15.0
+RENDERED_KEPT = 256  # (stack, commit) renders: a few per stack
 
 
 class SourceWatcher:
@@ -246,8 +247,10 @@ class SourceWatcher:
                 pipe.execute()
 
     def _rendered_at(self, stack: str, sha: str) -> dict[str, Any] | None:
-        """The stack's file at ``sha``, rendered once per commit."""
+        """The stack's file at ``sha``, rendered once per commit (the last few kept)."""
         if (stack, sha) not in self._rendered:
+            if len(self._rendered) > RENDERED_KEPT:
+                self._rendered.pop(next(iter(self._rendered)))
             git = self.state.git
             assert git is not None
             try:

@@ -228,12 +228,22 @@ class SwarmTools:
                     "stacks come from the stacks directory"
                 )
             return StackSource(self.config.stacks_dir)
+        stale = ""
         try:
             git.fetch()
-            sha = git.resolve(ref or git.config.branch)
-            return StackSource(git.tree(sha), commit_data(git.commit(sha)), git.config.branch)
         except GitError as exc:
-            raise JobFailed(str(exc)) from None
+            # The repository is down: what was fetched before still deploys (a rollback is
+            # most needed exactly then), and every answer says so.
+            if not git.ready():
+                raise JobFailed(str(exc)) from None
+            log.warning("git unreachable, using the last fetch: %s", exc)
+            stale = f"git unreachable: {exc}"
+        try:
+            sha = git.resolve(ref or git.config.branch)
+            commit = commit_data(git.commit(sha))
+            return StackSource(git.tree(sha), commit, git.config.branch, stale)
+        except GitError as exc:
+            raise JobFailed(f"{exc}; {stale}" if stale else str(exc)) from None
 
     def stack_files(self, source: StackSource | None = None) -> dict[str, Path]:
         return dockercli.stack_files((source or self.source()).folder)
@@ -370,7 +380,8 @@ class SwarmTools:
             started = time.monotonic()
             rendered, problems, note = self._check_file(stack, file)
             base["problems"] = [_problem(p) for p in problems]
-            base["note"], base["cli"] = note, self.cli.version
+            stale = f"deployed as last fetched ({source.stale})" if source.stale else ""
+            base["note"], base["cli"] = "; ".join(n for n in (note, stale) if n), self.cli.version
             if any(p.error for p in problems):
                 return {
                     **base,
