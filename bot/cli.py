@@ -141,9 +141,10 @@ def _check_config(config: Config) -> int:
     if config.git is not None:
         git = config.git
         print(f"  stacks from git: {git.url} branch {git.branch}, folder {git.path or '/'}")
-        print(f"  git policy: {_policies(git.policies, git.default_policy)}")
     else:
         print(f"  stacks in {config.stacks_dir}: {', '.join(files) or 'none'}")
+    changes = config.changes
+    print(f"  changes found outside: {_policies(changes.policies, changes.default)}")
     if config.webhook is not None:
         hook = config.webhook
         print(f"  push webhook: http://{hook.host}:{hook.port}{hook.path}")

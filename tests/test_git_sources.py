@@ -88,7 +88,8 @@ def room(workdir: Path, redis_url: str, swarm: docker.DockerClient, run_id: str)
             branch = "main"
             path = "stacks"
             poll_seconds = 600
-            default_policy = "notify"
+
+            [changes]
             policy = {{ "{run_id}-gc" = "confirm", "{run_id}-ga" = "auto" }}
 
             [webhook]
@@ -306,7 +307,9 @@ def polled(
             url = "{http.url}"
             token_file = "{token_file}"
             poll_seconds = 1
-            default_policy = "confirm"
+
+            [changes]
+            default = "confirm"
 
             [safety]
             second_approver_stacks = ["{run_id}-gp*"]

@@ -8,6 +8,7 @@ import base64
 import contextlib
 import io
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -111,6 +112,9 @@ def test_updates_and_a_moved_tag_told_once(
             cache_seconds = 0
             semver = {{ "{run_id}-up*" = "minor" }}
 
+            [changes]
+            default = "confirm"
+
             [notices]
             quiet_seconds = 1
             poll_seconds = 2
@@ -172,15 +176,17 @@ def run(
     told = wait_until(lambda: notices("moved in its registry"), 30, "the tag-moved notice")
     short = lambda d: d.removeprefix("sha256:")[:12]  # noqa: E731
     assert f"{image} moved in its registry ({short(first)} -> {short(second)})" in told[0]
-    assert f"run by {stack}_web: !deploy {stack} --force to apply" in told[0], told
+    assert f"run by {stack}_web: !confirm " in told[0], told  # [changes] policy: confirm
+    code = re.search(r"!confirm ([A-Z0-9]{4}) deploys it .*!deploy " + stack + " --force", told[0])
+    assert code, told
     settle()
     settle()
     assert len(notices("moved in its registry")) == 1, notices("moved in its registry")
     answer = ask(f"!updates {stack}", "tag moved")
     assert short(second) in answer and short(first) in answer, answer
 
-    # Applied: the service runs the new digest, and only the newer tag is left.
-    ask(f"!deploy {stack} --force", f"deployed {stack}")
+    # Confirmed, so applied: the service runs the new digest; only the newer tag is left.
+    ask(f"!confirm {code.group(1)}", f"deployed {stack}")
     spec = swarm.services.get(f"{stack}_web").attrs["Spec"]["TaskTemplate"]["ContainerSpec"]
     assert spec["Image"] == f"{image}@{second}"
     answer = ask(f"!updates {stack}", "registry request")

@@ -245,7 +245,7 @@ class Dispatcher:
         if command is None:
             return unknown
         if pending.get("anyone"):
-            # A change the watcher proposed (git.policy "confirm"): anyone allowed to run
+            # A change the watcher proposed (changes.policy "confirm"): anyone allowed to run
             # the deploy confirms it, and a second, different one approves where needed.
             decision = self.authorize(user, command, {command.stack_param or "": pending["stack"]})
             if not decision.allowed:

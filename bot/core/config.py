@@ -26,7 +26,7 @@ SIGNING_SECRET_ENV = "SWARMBOT_SIGNING_SECRET"  # noqa: S105 (a variable name)
 SIGNING_SECRET_FILE_ENV = "SWARMBOT_SIGNING_SECRET_FILE"  # noqa: S105
 MIN_SECRET_LENGTH = 32
 
-# Who deploys a change by policy (git.policy "auto"): no chat platform makes this ID.
+# Who deploys a change by policy (changes.policy "auto"): no chat platform makes this ID.
 AUTOMATION_USER = "swarmbot:auto"
 USER_ID = re.compile(
     r"^(swarmbot:auto|console:[A-Za-z0-9._-]{1,64}|@[a-z0-9._=/+-]{1,255}:[A-Za-z0-9.:-]{1,255}|slack:[A-Z0-9]{2,32})$"
@@ -125,14 +125,19 @@ class GitConfig:
     token: Secret | None = field(repr=False)  # HTTPS
     token_user: str
     poll_seconds: float  # the fallback when no webhook arrives (0: webhooks only)
+
+
+@dataclass(frozen=True)
+class ChangesConfig:
+    """What a change found outside the swarm (a push to git, a moved image tag) does."""
+
     policies: tuple[tuple[str, str], ...]  # (stack glob, notify|confirm|auto), first match wins
-    default_policy: str
+    default: str
     approval_seconds: int  # how long a change's confirmation code stays valid
 
     def policy_for(self, stack: str) -> str:
         return next(
-            (p for glob, p in self.policies if fnmatch.fnmatchcase(stack, glob)),
-            self.default_policy,
+            (p for glob, p in self.policies if fnmatch.fnmatchcase(stack, glob)), self.default
         )
 
 
@@ -201,6 +206,7 @@ class Config:
     git: GitConfig | None = None
     webhook: WebhookConfig | None = None
     registry: RegistryConfig = RegistryConfig(None, 300.0, 0.0, (), ())
+    changes: ChangesConfig = ChangesConfig((), "notify", 86400)
 
     def secret_values(self) -> list[str]:
         """Every secret value this process holds, for masking output: the [variables] not
@@ -277,8 +283,10 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "token_file": (str, None),
         "token_user": (str, "git"),
         "poll_seconds": ((int, float), 300),
+    },
+    "changes": {
         "policy": (dict, {}),
-        "default_policy": (str, "notify"),
+        "default": (str, "notify"),
         "approval_seconds": (int, 86400),
     },
     "webhook": {
@@ -476,8 +484,8 @@ def parse(
     if chat:
         _check_notice_rooms(routes, matrix, slack, problems)
     git = _git(values["git"], environ, base, problems)
-    if git is not None:
-        roles += _automation_role(git)
+    changes = _changes(values["changes"], problems)
+    roles += _automation_role(changes)
     webhook = _webhook(values["webhook"], environ, base, problems, git)
     registry = _registry(values["registry"], base, problems)
 
@@ -518,6 +526,7 @@ def parse(
         git=git,
         webhook=webhook,
         registry=registry,
+        changes=changes,
     )
 
 
@@ -751,10 +760,6 @@ def _git(
     token = _find_secret("git", "token", table, environ, base, problems)
     if not 0 <= table["poll_seconds"] <= 86400:
         problems.append(("git.poll_seconds", "must be between 0 (webhooks only) and 86400"))
-    if table["default_policy"] not in POLICIES:
-        problems.append(("git.default_policy", f"must be one of {', '.join(POLICIES)}"))
-    if not 60 <= table["approval_seconds"] <= 30 * 86400:
-        problems.append(("git.approval_seconds", "must be between 60 and 2592000"))
     return GitConfig(
         url=url,
         branch=table["branch"],
@@ -764,23 +769,31 @@ def _git(
         token=Secret(token[0].encode()) if token else None,
         token_user=table["token_user"],
         poll_seconds=float(table["poll_seconds"]),
-        policies=_globs("git.policy", table["policy"], POLICIES, problems),
-        default_policy=table["default_policy"],
+    )
+
+
+def _changes(table: dict[str, Any], problems: list[tuple[str, str]]) -> ChangesConfig:
+    if table["default"] not in POLICIES:
+        problems.append(("changes.default", f"must be one of {', '.join(POLICIES)}"))
+    if not 60 <= table["approval_seconds"] <= 30 * 86400:
+        problems.append(("changes.approval_seconds", "must be between 60 and 2592000"))
+    return ChangesConfig(
+        policies=_globs("changes.policy", table["policy"], POLICIES, problems),
+        default=table["default"],
         approval_seconds=table["approval_seconds"],
     )
 
 
-def _automation_role(git: GitConfig) -> tuple[Role, ...]:
-    """The one grant config makes by itself: where git.policy says "auto", the watcher's
-    own jobs may deploy (and nothing else, nowhere else)."""
-    globs = [glob for glob, policy in git.policies if policy == "auto"]
-    if git.default_policy == "auto":
+def _automation_role(changes: ChangesConfig) -> tuple[Role, ...]:
+    """The one grant config makes by itself: where changes.policy says "auto", the
+    watcher's own jobs may deploy (and nothing else, nowhere else)."""
+    globs = [glob for glob, policy in changes.policies if policy == "auto"]
+    if changes.default == "auto":
         globs.append("*")
     if not globs:
         return ()
-    return (
-        Role("git.policy auto", frozenset({AUTOMATION_USER}), frozenset({"deploy"}), tuple(globs)),
-    )
+    name = "changes.policy auto"
+    return (Role(name, frozenset({AUTOMATION_USER}), frozenset({"deploy"}), tuple(globs)),)
 
 
 def _webhook(

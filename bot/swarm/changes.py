@@ -1,4 +1,4 @@
-"""What a change found outside the swarm does, by the stack's policy (``git.policy``):
+"""What a change found outside the swarm does, by the stack's policy (``changes.policy``):
 ``notify`` tells the rooms how to apply it, ``confirm`` also leaves a confirmation code
 that any authorised person may give (a second, different one where
 ``safety.second_approver_stacks`` says so), ``auto`` queues the deploy itself.
@@ -8,7 +8,7 @@ watcher's own "already told" state) goes into the caller's one Redis transaction
 watcher that dies half way has told nothing, and one that comes back tells it once.
 
 A pending approval is the bot's ordinary confirmation entry in Redis, with a longer life
-(``git.approval_seconds``): it outlives restarts of the bot and of every worker.
+(``changes.approval_seconds``): it outlives restarts of the bot and of every worker.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class ChangePolicy:
         self.notices = notices
 
     def policy_for(self, stack: str) -> str:
-        return self.config.git.policy_for(stack) if self.config.git else "notify"
+        return self.config.changes.policy_for(stack)
 
     def propose(self, proposal: Proposal, pipe: Any) -> str:
         """Tell (and by policy, ask for or queue) the deploy; returns the policy applied."""
@@ -106,7 +106,7 @@ class ChangePolicy:
                 "approver": "",
                 "second": second,
             }
-            ttl = self.config.git.approval_seconds if self.config.git else 86400
+            ttl = self.config.changes.approval_seconds
             pipe.set(self.queue.keys.confirmation(code), json.dumps(pending), ex=ttl)
             audit_ask = {
                 "who": AUTOMATION_USER,
