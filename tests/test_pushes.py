@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from pathlib import Path
 
 import pytest
 
@@ -117,3 +118,35 @@ def test_image_names_and_semver_steps() -> None:
     assert semver_newer(tags, "1.2.3", "minor") == "1.3.0"
     assert semver_newer(tags, "1.2.3", "major") == "2.0.0"
     assert semver_newer(tags, "latest", "major") == ""
+
+
+def test_git_credentials_travel_in_the_environment_only(tmp_path: Path) -> None:
+    """An HTTPS token goes as an http.extraHeader in GIT_CONFIG_* variables, an SSH key as
+    ``-i`` with the host key checked; hooks are off. Nothing of it is an argument."""
+    from bot.core.config import GitConfig, Secret
+    from bot.swarm.gitsource import GitSource
+
+    key, hosts = tmp_path / "id ed25519", tmp_path / "known hosts"
+    config = GitConfig(
+        "ssh://git@git.example.org/ops/infra.git",
+        "main",
+        "stacks",
+        key,
+        hosts,
+        Secret(b"tok-123"),
+        "oauth2",
+        60,
+    )
+    env = GitSource(config, tmp_path)._env()
+    pairs = {
+        env[f"GIT_CONFIG_KEY_{i}"]: env[f"GIT_CONFIG_VALUE_{i}"]
+        for i in range(int(env["GIT_CONFIG_COUNT"]))
+    }
+    assert (
+        pairs["http.extraHeader"] == "Authorization: Basic b2F1dGgyOnRvay0xMjM="
+    )  # oauth2:tok-123
+    assert pairs["core.hooksPath"] == "/dev/null"
+    assert env["GIT_TERMINAL_PROMPT"] == "0"
+    ssh = env["GIT_SSH_COMMAND"]
+    assert f"-i '{key}'" in ssh and f"'UserKnownHostsFile={hosts}'" in ssh, ssh
+    assert "StrictHostKeyChecking=yes" in ssh and "BatchMode=yes" in ssh
