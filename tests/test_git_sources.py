@@ -19,6 +19,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import docker
@@ -67,22 +68,58 @@ class Room:
         return spec["TaskTemplate"]["ContainerSpec"].get("Env") or []
 
 
+@contextmanager
+def git_room(
+    workdir: Path,
+    redis_url: str,
+    name: str,
+    git: GitServer,
+    stacks: str,
+    config: str,
+    hook: str = "",
+) -> Iterator[Room]:
+    """A worker and a Slack bot whose stacks come from ``git`` (``config``: the [git] and
+    policy sections), notices about ``stacks`` in the NOTICES channel; ready once the
+    source watcher has seen the branch, so that every push from then on is news."""
+    with running_fake() as fake:
+        env = BotEnv(
+            workdir,
+            redis_url,
+            name,
+            deadline=30,
+            adapters=("slack",),
+            extra_roles=bot_config(fake, (ALICE, CAROL), OPS, notices=NOTICES)
+            + config
+            + f"""
+            [notices]
+            quiet_seconds = 1
+            poll_seconds = 2
+
+            [[notices.route]]
+            stacks = ["{stacks}"]
+            slack = ["{NOTICES}"]
+            """,
+        )
+        r = Room(env, fake, git, hook)
+        env.start_worker(f"{name}-worker")
+        env.start_bot()
+        try:
+            r.settle()
+            yield r
+        finally:
+            env.stop_bot()
+            env.stop_worker()
+
+
 @pytest.fixture(scope="module")
 def room(workdir: Path, redis_url: str, swarm: docker.DockerClient, run_id: str) -> Iterator[Room]:
     git = GitServer(workdir / "git-sources")
     git.start()
     git.commit({"README": "the swarm's stacks\n"}, "Start the repository", "Alice")
     hook_port = free_port()
-    with running_fake() as fake:
-        env = BotEnv(
-            workdir,
-            redis_url,
-            "git-sources",
-            deadline=30,
-            adapters=("slack",),
-            extra_roles=bot_config(fake, (ALICE, CAROL), OPS, notices=NOTICES)
-            + f"""
-
+    url = f"http://127.0.0.1:{hook_port}/hooks/git"
+    git.hook(url, HOOK_SECRET, "gitea")
+    config = f"""
             [git]
             url = "{git.url}"
             branch = "main"
@@ -95,28 +132,12 @@ def room(workdir: Path, redis_url: str, swarm: docker.DockerClient, run_id: str)
             [webhook]
             port = {hook_port}
             secret = "{HOOK_SECRET}"
-
-            [notices]
-            quiet_seconds = 1
-            poll_seconds = 2
-
-            [[notices.route]]
-            stacks = ["{run_id}-g*"]
-            slack = ["{NOTICES}"]
-            """,
-        )
-        url = f"http://127.0.0.1:{hook_port}/hooks/git"
-        git.hook(url, HOOK_SECRET, "gitea")
-        r = Room(env, fake, git, url)
-        env.start_worker("git-worker")
-        env.start_bot()
-        try:
-            r.settle()  # the watcher has seen the branch: every push from here on is news
+            """
+    try:
+        with git_room(workdir, redis_url, "git-sources", git, f"{run_id}-g*", config, url) as r:
             yield r
-        finally:
-            env.stop_bot()
-            env.stop_worker()
-            git.stop()
+    finally:
+        git.stop()
 
 
 def web(value: str) -> str:
@@ -293,16 +314,7 @@ def polled(
     http.start()
     token_file = workdir / "git-polled" / "token"
     token_file.write_text(TOKEN + "\n")
-    with running_fake() as fake:
-        env = BotEnv(
-            workdir,
-            redis_url,
-            "git-polled",
-            deadline=30,
-            adapters=("slack",),
-            extra_roles=bot_config(fake, (ALICE, CAROL), OPS, notices=NOTICES)
-            + f"""
-
+    config = f"""
             [git]
             url = "{http.url}"
             token_file = "{token_file}"
@@ -313,28 +325,14 @@ def polled(
 
             [safety]
             second_approver_stacks = ["{run_id}-gp*"]
-
-            [notices]
-            quiet_seconds = 1
-            poll_seconds = 2
-
-            [[notices.route]]
-            stacks = ["{run_id}-gp*"]
-            slack = ["{NOTICES}"]
-            """,
-        )
-        r = Room(env, fake, git, "")
-        env.start_worker("polled-worker")
-        env.start_bot()
-        try:
-            r.settle()
+            """
+    try:
+        with git_room(workdir, redis_url, "git-polled", git, f"{run_id}-gp*", config) as r:
             r.http = http  # type: ignore[attr-defined]
             yield r
-        finally:
-            env.stop_bot()
-            env.stop_worker()
-            http.stop()
-            git.stop()
+    finally:
+        http.stop()
+        git.stop()
 
 
 def test_polling_finds_a_push_and_two_people_approve_it(polled: Room, run_id: str) -> None:
