@@ -127,6 +127,12 @@ class GitServer:
         self.git("push", "-q", "origin", "main", author=author)
         return self.git("rev-parse", "HEAD")
 
+    def remove(self, path: str, message: str, author: str) -> str:
+        self.git("rm", "-q", path)
+        self.git("commit", "-q", "-m", message, author=author)
+        self.git("push", "-q", "origin", "main", author=author)
+        return self.git("rev-parse", "HEAD")
+
     def hook(self, url: str, secret: str, forge: str) -> None:
         """Install the post-receive hook that posts ``forge``'s push webhook to ``url``."""
         hook = self.bare / "hooks" / "post-receive"

@@ -238,6 +238,13 @@ def test_policy_auto_deploys_a_push_and_tells_commit_and_author(room: Room, run_
     room.settle()
     assert len(room.notices(f"deployed at {second[:7]}")) == 1
 
+    # A stack file removed from git is told, and never undeployed by itself, even by auto.
+    gone = room.git.remove(f"stacks/{stack}.yaml", "Retire the auto stack", "Dave")
+    told = wait_until(lambda: room.notices(f"removed {stack}.yaml ({gone[:7]}"), 30, "removal")
+    assert f"!undeploy {stack} removes the stack (its volumes stay)" in told[0], told
+    room.settle()
+    assert "LEVEL=b" in room.env_of(f"{stack}_web")
+
 
 def test_bad_stale_and_replayed_webhooks_get_401_and_an_audit_entry(
     room: Room, run_id: str

@@ -41,7 +41,7 @@ class Proposal:
     stack: str
     headline: str  # "main changed dev.yaml (abc1234 by Bob: Bump gerrit)"
     detail: tuple[str, ...]
-    args: dict[str, str]  # the deploy job's arguments: {"stack": "dev", "ref": sha}
+    args: dict[str, str]  # the deploy job's arguments: {"stack": "dev", "ref": sha}; {}: none
     command: str  # how chat spells that deploy: "!deploy dev@abc1234"
     key: str  # what makes two proposals the same (a notice id)
 

@@ -33,6 +33,8 @@ import requests.exceptions
 from bot.core.config import Config
 from bot.core.ids import COMMIT_LABEL, stack_of
 from bot.core.operations import StackSource
+from bot.queue.text import fields
+from bot.queue.text import s as text
 from bot.swarm import preflight, updates
 from bot.swarm.changes import ChangePolicy, Proposal
 from bot.swarm.gitsource import GitError
@@ -131,8 +133,7 @@ class SourceWatcher:
             log.warning("git fetch failed: %s", exc)
             return
         key = self.keys.watch("git-head")
-        seen = self.queue.redis.get(key)
-        seen = seen.decode() if isinstance(seen, bytes) else seen
+        seen = text(self.queue.redis.get(key) or "")
         if seen == head:
             return
         if not seen:
@@ -148,8 +149,12 @@ class SourceWatcher:
         proposals = [self._proposal(stack, files, seen, head) for stack, files in changed.items()]
         with self.queue.redis.pipeline(transaction=True) as pipe:
             for proposal in proposals:
-                if proposal is not None:
+                if proposal.args:
                     self.policy.propose(proposal, pipe)
+                else:  # nothing to deploy: told, whatever the policy
+                    self.state.notices.post(
+                        proposal.stack, proposal.headline, [], proposal.key, pipe=pipe
+                    )
             pipe.set(key, head)
             pipe.execute()
         log.info(
@@ -160,7 +165,7 @@ class SourceWatcher:
             len(changed),
         )
 
-    def _proposal(self, stack: str, files: list[str], old: str, head: str) -> Proposal | None:
+    def _proposal(self, stack: str, files: list[str], old: str, head: str) -> Proposal:
         git = self.state.git
         assert git is not None
         commits = git.log(old, head, stack)
@@ -170,10 +175,10 @@ class SourceWatcher:
         by = f"{last.short} by {last.author}: {last.subject[:80]}"
         more = f", {len(commits)} commits" if len(commits) > 1 else ""
         source = StackSource(git.tree(head), commit_data(git.commit(head)), branch)
-        if stack not in self.tools.stack_files(source):
-            text = f"{branch} removed {names} ({by}): !undeploy {stack} removes the stack"
-            self.state.notices.post(stack, text, [], f"git-{stack}-{head}")
-            return None
+        if stack not in self.tools.stack_files(source):  # no args: told, never deployed
+            said = f"{branch} removed {names} ({by}): {self.config.prefix}undeploy {stack} "
+            said += "removes the stack (its volumes stay)"
+            return Proposal(stack, said, (), {}, "", f"git-{stack}-{head}")
         detail = list(files) + self._service_diff(stack, source)
         return Proposal(
             stack=stack,
@@ -209,12 +214,7 @@ class SourceWatcher:
             if stack:
                 by_stack.setdefault(stack, []).append(service)
         key = self.keys.watch("drift")
-        told = {
-            (k.decode() if isinstance(k, bytes) else k): (
-                v.decode() if isinstance(v, bytes) else v
-            )
-            for k, v in self.queue.redis.hgetall(key).items()
-        }
+        told = fields(self.queue.redis.hgetall(key))
         for stack, services in by_stack.items():
             shas = {(s["Spec"].get("Labels") or {}).get(COMMIT_LABEL) for s in services}
             if len(shas) != 1 or None in shas or self.state.notices.claimed(stack):
