@@ -13,6 +13,7 @@ import textwrap
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TypeVar
 
 import requests
 
@@ -57,7 +58,31 @@ for line in sys.stdin:
 '''
 
 
-class GitServer:
+S = TypeVar("S", bound="_Served")
+
+
+class _Served:
+    """``with Server(...) as s``: started, and stopped however the block ends."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: S) -> S:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class GitServer(_Served):
     """A bare repository served by ``git daemon`` on a free loopback port, and a working
     clone the tests commit in, as different authors."""
 
@@ -148,7 +173,7 @@ class GitServer:
         return [int(s) for s in path.read_text().split()] if path.exists() else []
 
 
-class Registry:
+class Registry(_Served):
     """Debian's docker-registry on a free loopback port (dockerd trusts 127.0.0.0/8 as an
     insecure registry by default, so ``docker push`` needs nothing more)."""
 
@@ -204,7 +229,7 @@ class Registry:
         return answer.headers["Docker-Content-Digest"]
 
 
-class HttpGitServer:
+class HttpGitServer(_Served):
     """The same bare repository over smart HTTP: ``git http-backend`` (git's own CGI)
     behind a small threaded HTTP server that wants HTTP Basic auth with one token, as a
     forge does for a token over HTTPS."""

@@ -113,8 +113,11 @@ def git_room(
 
 @pytest.fixture(scope="module")
 def room(workdir: Path, redis_url: str, swarm: docker.DockerClient, run_id: str) -> Iterator[Room]:
-    git = GitServer(workdir / "git-sources")
-    git.start()
+    with GitServer(workdir / "git-sources") as git:
+        yield from _room(workdir, redis_url, run_id, git)
+
+
+def _room(workdir: Path, redis_url: str, run_id: str, git: GitServer) -> Iterator[Room]:
     git.commit({"README": "the swarm's stacks\n"}, "Start the repository", "Alice")
     hook_port = free_port()
     url = f"http://127.0.0.1:{hook_port}/hooks/git"
@@ -133,11 +136,8 @@ def room(workdir: Path, redis_url: str, swarm: docker.DockerClient, run_id: str)
             port = {hook_port}
             secret = "{HOOK_SECRET}"
             """
-    try:
-        with git_room(workdir, redis_url, "git-sources", git, f"{run_id}-g*", config, url) as r:
-            yield r
-    finally:
-        git.stop()
+    with git_room(workdir, redis_url, "git-sources", git, f"{run_id}-g*", config, url) as r:
+        yield r
 
 
 def web(value: str) -> str:
@@ -314,14 +314,12 @@ def polled(
 ) -> Iterator[Room]:
     """Another repository, over smart HTTP with a token from a file (a Docker secret), no
     webhook at all: only polling finds its pushes; its stack needs two approvers."""
-    git = GitServer(workdir / "git-polled")
-    git.start()
-    git.commit({"README": "polled\n"}, "Start", "Alice")
-    http = HttpGitServer(git.bare, "git", TOKEN)
-    http.start()
-    token_file = workdir / "git-polled" / "token"
-    token_file.write_text(TOKEN + "\n")
-    config = f"""
+    with GitServer(workdir / "git-polled") as git:
+        git.commit({"README": "polled\n"}, "Start", "Alice")
+        with HttpGitServer(git.bare, "git", TOKEN) as http:
+            token_file = workdir / "git-polled" / "token"
+            token_file.write_text(TOKEN + "\n")
+            config = f"""
             [git]
             url = "{http.url}"
             token_file = "{token_file}"
@@ -333,13 +331,9 @@ def polled(
             [safety]
             second_approver_stacks = ["{run_id}-gp*"]
             """
-    try:
-        with git_room(workdir, redis_url, "git-polled", git, f"{run_id}-gp*", config) as r:
-            r.http = http  # type: ignore[attr-defined]
-            yield r
-    finally:
-        http.stop()
-        git.stop()
+            with git_room(workdir, redis_url, "git-polled", git, f"{run_id}-gp*", config) as r:
+                r.http = http  # type: ignore[attr-defined]
+                yield r
 
 
 def test_polling_finds_a_push_and_two_people_approve_it(polled: Room, run_id: str) -> None:

@@ -28,10 +28,8 @@ OPS, NOTICES, ALICE = "C0OPS0001", "C0NOTICE1", "UALICE001"
 
 @pytest.fixture(scope="module")
 def registry(workdir: Path, swarm: docker.DockerClient) -> Iterator[RegistryServer]:
-    server = RegistryServer(workdir / "registry")
-    server.start()
-    yield server
-    server.stop()
+    with RegistryServer(workdir / "registry") as server:
+        yield server
     for image in swarm.images.list():
         if any(r.startswith(server.addr) for r in image.tags + image.attrs.get("RepoDigests", [])):
             with contextlib.suppress(docker.errors.APIError):  # one a task still uses
@@ -206,28 +204,32 @@ def test_registry_credentials_come_from_a_docker_config_file(
     password = "s3cret-registry-password"
     htpasswd = root / "htpasswd"
     htpasswd.write_text(f"ci:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))}\n")
-    server = RegistryServer(root, htpasswd)
-    server.start()
-    try:
+    with RegistryServer(root, htpasswd) as server:
         repo = f"{server.addr}/swarmbot-test/private"
-        swarm.images.get(TEST_IMAGE).tag(repo, "1")
-        swarm.images.push(repo, "1", auth_config={"username": "ci", "password": password})
-        ref = ImageRef.parse(f"{repo}:1")
-        with pytest.raises(RegistryError, match="wants credentials"):
-            Registry(RegistryConfig(None, 300, 0, (), ())).digest(ref)
-        auth = base64.b64encode(f"ci:{password}".encode()).decode()
-        file = root / "config.json"
-        file.write_text(json.dumps({"auths": {server.addr: {"auth": auth}}}))
-        client = Registry(RegistryConfig(file, 300, 0, (), ()))
-        digest = client.digest(ref)
-        assert digest.startswith("sha256:") and client.requests == 2  # 401, then with auth
-        file.write_text(
-            json.dumps({"auths": {server.addr: {"auth": base64.b64encode(b"ci:no").decode()}}})
-        )
-        with pytest.raises(RegistryError, match="refused the credentials") as refused:
-            Registry(RegistryConfig(file, 300, 0, (), ())).digest(ref)
-        assert password not in str(refused.value)
-    finally:
-        server.stop()
-        with contextlib.suppress(docker.errors.APIError):
-            swarm.images.remove(f"{repo}:1")
+        try:
+            check_credentials(swarm, server, repo, password, root)
+        finally:
+            with contextlib.suppress(docker.errors.APIError):
+                swarm.images.remove(f"{repo}:1")
+
+
+def check_credentials(
+    swarm: docker.DockerClient, server: RegistryServer, repo: str, password: str, root: Path
+) -> None:
+    swarm.images.get(TEST_IMAGE).tag(repo, "1")
+    swarm.images.push(repo, "1", auth_config={"username": "ci", "password": password})
+    ref = ImageRef.parse(f"{repo}:1")
+    with pytest.raises(RegistryError, match="wants credentials"):
+        Registry(RegistryConfig(None, 300, 0, (), ())).digest(ref)
+    auth = base64.b64encode(f"ci:{password}".encode()).decode()
+    file = root / "config.json"
+    file.write_text(json.dumps({"auths": {server.addr: {"auth": auth}}}))
+    client = Registry(RegistryConfig(file, 300, 0, (), ()))
+    digest = client.digest(ref)
+    assert digest.startswith("sha256:") and client.requests == 2  # 401, then with auth
+    file.write_text(
+        json.dumps({"auths": {server.addr: {"auth": base64.b64encode(b"ci:no").decode()}}})
+    )
+    with pytest.raises(RegistryError, match="refused the credentials") as refused:
+        Registry(RegistryConfig(file, 300, 0, (), ())).digest(ref)
+    assert password not in str(refused.value)
