@@ -299,6 +299,18 @@ def test_bad_stale_and_replayed_webhooks_get_401_and_an_audit_entry(
     )
     assert ping.status_code == 200 and ping.json()["ignored"] == "ping event"
 
+    # A flood of forged deliveries: all refused, at most 20 a minute in the audit trail, so
+    # real entries are not pushed out of it.
+    flood = [
+        post(b"{}", **{"X-Gitea-Event": "push", "X-Gitea-Signature": "0" * 64}) for _ in range(30)
+    ]
+    assert {r.status_code for r in flood} == {401}
+    entries = room.env.redis().xrange(f"{room.env.prefix}:audit")
+    refused = [
+        e for _, e in entries if e.get("platform") == "webhook" and e.get("decision") == "refused"
+    ]
+    assert len(refused) == 20, len(refused)
+
     audit = room.ask("!audit 10m", "audit log")
     for reason in ("replayed", "bad signature or token", "stale"):
         assert reason in audit, (reason, audit)

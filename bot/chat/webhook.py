@@ -6,7 +6,8 @@ watched branch wakes the worker's source watcher (a word on a Redis list) and ge
 everything else is answered without waking anything:
 
 - 401 for a bad signature or token, a stale push, or a replayed one, each with an entry in
-  the audit trail (``!audit`` shows them), and nothing else done;
+  the audit trail (``!audit`` shows them; at most 20 a minute from one address, so that a
+  flood cannot push real entries out), and nothing else done;
 - 200 for a verified ping or a push to another branch (told, and ignored);
 - 404 for another path, 405 for another method, 413 for a body over 5 MB.
 
@@ -33,6 +34,7 @@ from bot.queue import records
 from bot.queue.keys import Keys
 
 log = logging.getLogger("swarmbot.webhook")
+REFUSALS_AUDITED = 20  # per peer and minute
 
 
 class _Server(ThreadingMixIn, WSGIServer):
@@ -51,6 +53,19 @@ class PushEndpoint:
         self.branch = config.git.branch
         self.client = client
         self.keys = Keys(config.redis_prefix)
+        self._refusals: dict[str, list[float]] = {}  # peer -> times of audited refusals
+        self._refusals_lock = threading.Lock()
+
+    def _may_audit_refusal(self, peer: str) -> bool:
+        """At most REFUSALS_AUDITED refusals a minute per peer reach the audit trail: a
+        flood of forged deliveries must not push real entries out of its capped stream."""
+        now = time.monotonic()
+        with self._refusals_lock:
+            recent = [t for t in self._refusals.get(peer, []) if now - t < 60]
+            if len(self._refusals) > 10_000:
+                self._refusals.clear()
+            self._refusals[peer] = [*recent, now] if len(recent) < REFUSALS_AUDITED else recent
+            return len(recent) < REFUSALS_AUDITED
 
     def handle(
         self, method: str, path: str, headers: dict[str, str], body: bytes, peer: str
@@ -115,6 +130,11 @@ class PushEndpoint:
         }
 
     def _audit(self, forge: str, peer: str, what: str, decision: str, reason: str) -> None:
+        if decision == "refused" and not self._may_audit_refusal(peer):
+            log.warning(
+                "webhook refusal from %s not audited (over %d a minute)", peer, REFUSALS_AUDITED
+            )
+            return
         records.record_sync(
             self.client, self.keys, **self._fields(forge, peer, what, decision, reason)
         )
