@@ -208,6 +208,14 @@ def test_push_confirm_deploy_restart_rollback_and_drift(room: Room, run_id: str)
     room.settle()
     room.settle()
     assert len(room.notices("drifted")) == before + 1, room.notices("drifted")
+    # One notice for one change: not also "changed outside the bot".
+    assert not room.notices(f"{service} changed outside the bot"), room.notices(service)
+
+    # Undone by hand: told once too.
+    docker.from_env().services.get(service).update(env=["LEVEL=one"])
+    wait_until(lambda: room.notices(f"{stack} matches its file at {first[:7]} again"), 60, "")
+    room.settle()
+    assert len(room.notices("again")) == 1 and len(room.notices("drifted")) == before + 1
 
     # A ref in chat: !diff and !check at a commit, !deploy at a commit; drift is mended.
     diff = room.ask(f"!diff {stack}@{second[:7]}", "would change")

@@ -30,7 +30,7 @@ import requests.exceptions
 
 from bot.core.config import Config
 from bot.core.health import NOTICES
-from bot.core.ids import image_tag, matches_any, stack_of
+from bot.core.ids import COMMIT_LABEL, image_tag, matches_any, stack_of
 from bot.core.wire import Result
 from bot.queue.consumer import WorkerQueue
 from bot.swarm.convergence import describe_task, failing_task, parse_time
@@ -56,6 +56,7 @@ ON_THE_WAY = {
 FAILED_RECENTLY_SECONDS = 60.0
 FAILING = {"rollback_started", "rollback_completed", "paused", "rollback_paused"}
 EXPECTED_TTL = 3600
+DRIFT_POKE = "drift"  # wakes the source watcher to compare with git, without a fetch
 DOCKER_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
 
 
@@ -181,6 +182,7 @@ def summarize(service: dict[str, Any]) -> dict[str, Any]:
         "update_started": parse_time(update.get("StartedAt")),
         "update_message": update.get("Message", ""),
         "healthy": int(status.get("RunningTasks", 0)) >= int(status.get("DesiredTasks", 0)),
+        "commit": (spec.get("Labels") or {}).get(COMMIT_LABEL, ""),
     }
 
 
@@ -299,7 +301,12 @@ class Watcher:
             if (old is None or old["spec"] != cur["spec"]) and not self.notices.expected(
                 sid, cur["spec"]
             ):
-                self._note_change(cur, describe_change(old, cur), now)
+                if old is not None and cur.get("commit") and self.config.git is not None:
+                    # Deployed from git: the source watcher tells it, once, as drift from
+                    # the commit (with the diff and how to undo it); one notice, not two.
+                    self.queue.redis.rpush(self.queue.keys.watch("pokes"), DRIFT_POKE)
+                else:
+                    self._note_change(cur, describe_change(old, cur), now)
             if cur["update"] != (old or {}).get("update") and cur["update"] in FAILING:
                 reason = cur["update_message"] or "no reason given"
                 outcome = f"{cur['update'].replace('_', ' ')}: {reason}"

@@ -39,6 +39,7 @@ from bot.swarm import preflight, updates
 from bot.swarm.changes import ChangePolicy, Proposal
 from bot.swarm.gitsource import GitError
 from bot.swarm.lease import Lease
+from bot.swarm.notices import DRIFT_POKE
 from bot.swarm.worker.lifecycle import WorkerState
 from bot.swarm.worker.tools import SwarmTools, commit_data
 
@@ -89,11 +90,16 @@ class SourceWatcher:
             poked = False
             try:
                 if self.lease.held():
-                    # A webhook's word, or the time to look anyway.
-                    got = self.queue.redis.blpop([self.keys.watch("pokes")], self._wait_seconds())
-                    poked = got is not None
-                    if poked:
-                        self.queue.redis.delete(self.keys.watch("pokes"))  # one look for all
+                    # A webhook's word (or the notice watcher's: a stack from git changed),
+                    # or the time to look anyway.
+                    key = self.keys.watch("pokes")
+                    got = self.queue.redis.blpop([key], self._wait_seconds())
+                    if got is not None:
+                        with self.queue.redis.pipeline(transaction=True) as pipe:
+                            pipe.lrange(key, 0, -1)
+                            pipe.delete(key)  # one look for all of them
+                            rest, _ = pipe.execute()
+                        poked = any(word != DRIFT_POKE for word in [got[1], *rest])
                     if self.lease.held():
                         self.look(poked)
                 else:
@@ -228,9 +234,15 @@ class SourceWatcher:
                 f"{c['service']}: {c['change']}: {'; '.join(c['details'])}"[:200] for c in changes
             ]
             digest = hashlib.sha256(json.dumps(lines).encode()).hexdigest()[:16] if lines else ""
-            if digest == told.get(stack, ""):
+            was_sha, _, was = told.get(stack, "").partition(":")
+            if digest == was:
                 continue
             with self.queue.redis.pipeline(transaction=True) as pipe:
+                if not lines and was_sha == sha:  # undone by hand: told, as the drift was
+                    text = f"{stack} matches its file at {sha[:7]} again"
+                    self.state.notices.post(
+                        stack, text, [], f"drift-{stack}-{sha}-gone", pipe=pipe
+                    )
                 if lines:
                     text = (
                         f"{stack} has drifted from its file at {sha[:7]}: "
@@ -241,7 +253,7 @@ class SourceWatcher:
                     self.state.notices.post(
                         stack, text, lines, f"drift-{stack}-{digest}", pipe=pipe
                     )
-                    pipe.hset(key, stack, digest)
+                    pipe.hset(key, stack, f"{sha}:{digest}")
                 else:
                     pipe.hdel(key, stack)
                 pipe.execute()
