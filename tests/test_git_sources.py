@@ -224,6 +224,12 @@ def test_push_confirm_deploy_restart_rollback_and_drift(room: Room, run_id: str)
     assert f"{stack} at {second[:7]}" in checked, checked
     room.ask(f"!deploy {stack}@{second[:7]}", f"deployed {stack} at {second[:7]}")
     assert "LEVEL=two" in room.env_of(service)
+    # A bot job that leaves the stack differing from git on purpose (`!scale`) is told by
+    # its job, not again as drift.
+    room.ask(f"!scale {service} 2", f"scaled {service}: 2/2")
+    room.settle()
+    room.settle()
+    assert len(room.notices("drifted")) == before + 1, room.notices("drifted")
     bad = room.ask(f"!deploy {stack}@no-such-branch", "no branch, tag or commit")
     assert "no-such-branch" in bad
     assert "is not a git ref" in room.ask(f"!deploy {stack}@-x", "is not a git ref")

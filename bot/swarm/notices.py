@@ -124,12 +124,16 @@ class Notices:
         """The job is over: drop its claims, and leave the specs it produced (and the
         services it removed) as expected, so the watcher takes them in silently, however
         late it looks, but still tells any later change."""
-        with self.queue.redis.pipeline(transaction=False) as pipe:
+        # One transaction, so that no watcher sees the claims gone before the specs are set.
+        with self.queue.redis.pipeline(transaction=True) as pipe:
             for name in names:
                 pipe.delete(self._claim_key(name))
             for service in services:
-                key = self._keys.notice(f"expected:{service['ID']}")
-                pipe.set(key, summarize(service)["spec"], ex=EXPECTED_TTL)
+                spec = summarize(service)["spec"]
+                pipe.set(self._keys.notice(f"expected:{service['ID']}"), spec, ex=EXPECTED_TTL)
+                # Not consumed by the watcher: the drift check reads it too (a `!scale` of a
+                # stack from git differs from git on purpose, and was told by its job).
+                pipe.set(self._keys.notice(f"made:{service['ID']}"), spec, ex=EXPECTED_TTL)
             for sid in removed:
                 pipe.set(self._keys.notice(f"expected:{sid}"), "removed", ex=EXPECTED_TTL)
             pipe.execute()
@@ -147,6 +151,11 @@ class Notices:
             self.queue.redis.delete(key)
             return True
         return False
+
+    def made_by_bot(self, service: dict[str, Any]) -> bool:
+        """Is this service's spec the one a bot job left it with (within the last hour)?"""
+        made = self.queue.redis.get(self._keys.notice(f"made:{service['ID']}"))
+        return made == summarize(service)["spec"]
 
     def claimed(self, *names: str) -> bool:
         keys = [self._claim_key(n) for n in names if n]

@@ -223,7 +223,8 @@ class SourceWatcher:
         told = fields(self.queue.redis.hgetall(key))
         for stack, services in by_stack.items():
             shas = {(s["Spec"].get("Labels") or {}).get(COMMIT_LABEL) for s in services}
-            if len(shas) != 1 or None in shas or self.state.notices.claimed(stack):
+            names = [s["Spec"]["Name"] for s in services]
+            if len(shas) != 1 or None in shas or self.state.notices.claimed(stack, *names):
                 continue  # not from git, mid-deploy, or a job holds it: not drift
             sha = str(next(iter(shas)))
             rendered = self._rendered_at(stack, sha)
@@ -237,7 +238,16 @@ class SourceWatcher:
             was_sha, _, was = told.get(stack, "").partition(":")
             if digest == was:
                 continue
+            by_name = {s["Spec"]["Name"]: s for s in services}
+            differing = [by_name.get(c["service"]) for c in changes]
+            bots = bool(differing) and all(
+                s is not None and self.state.notices.made_by_bot(s) for s in differing
+            )
             with self.queue.redis.pipeline(transaction=True) as pipe:
+                if bots:  # a bot job's change (`!scale`): its job told it; taken in silently
+                    pipe.hset(key, stack, f"{sha}:{digest}")
+                    pipe.execute()
+                    continue
                 if not lines and was_sha == sha:  # undone by hand: told, as the drift was
                     text = f"{stack} matches its file at {sha[:7]} again"
                     self.state.notices.post(
