@@ -19,10 +19,21 @@ command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)  # the image's bas
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v jq >/dev/null 2>&1 || need+=(jq)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# The tests' SSH git server (tests/gitserver.py runs its own sshd on loopback).
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2
   apt-get update -qq
+  # No package may start a service here (openssh-server would start sshd on port 22):
+  # Debian's policy-rc.d says no to every start while this install runs.
+  policy=/usr/sbin/policy-rc.d
+  ours=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && ours=1
+  fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  [ -z "$ours" ] || rm -f "$policy"
 fi
 
 # The Python environment, rebuilt when pyproject.toml changes.

@@ -6,7 +6,9 @@ post-receive hook sends a push webhook signed as a forge signs it; and a real re
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import socket
 import subprocess
 import sys
 import textwrap
@@ -298,3 +300,61 @@ class HttpGitServer(_Served):
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
+
+
+class SshGitServer(_Served):
+    """The same bare repository over SSH: an sshd of the test's own on a free loopback port,
+    with its own host key, taking one client key (as a forge takes a deploy key)."""
+
+    def __init__(self, root: Path, bare: Path) -> None:
+        self.root = root
+        self.bare = bare
+        self.port = free_port()
+        self.url = f"ssh://root@127.0.0.1:{self.port}{bare}"
+        self.client_key = root / "deploy_key"
+        self.known_hosts = root / "known_hosts"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        host_key = self.root / "host_key"
+        for key in (host_key, self.client_key):
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True
+            )
+        authorized = self.root / "authorized_keys"
+        authorized.write_text(Path(f"{self.client_key}.pub").read_text())
+        host_pub = " ".join(Path(f"{host_key}.pub").read_text().split()[:2])
+        self.known_hosts.write_text(f"[127.0.0.1]:{self.port} {host_pub}\n")
+        config = self.root / "sshd_config"
+        config.write_text(
+            textwrap.dedent(
+                f"""
+                Port {self.port}
+                ListenAddress 127.0.0.1
+                HostKey {host_key}
+                AuthorizedKeysFile {authorized}
+                PasswordAuthentication no
+                KbdInteractiveAuthentication no
+                PermitRootLogin prohibit-password
+                UsePAM no
+                StrictModes no
+                PidFile {self.root / "sshd.pid"}
+                """
+            )
+        )
+        Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory
+        self.proc = subprocess.Popen(
+            ["/usr/sbin/sshd", "-D", "-f", str(config), "-E", str(self.root / "sshd.log")]
+        )
+        wait_until(self._answers, 10, "sshd to answer")
+
+    def _answers(self) -> bool:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 1):
+            return True
+        return False
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)

@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import json
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +28,9 @@ import pytest
 import requests
 
 from bot.chat.adapters.slack_render import unescape
-from tests.gitserver import GitServer, HttpGitServer
+from bot.core.config import GitConfig
+from bot.swarm.gitsource import GitError, GitSource
+from tests.gitserver import GitServer, HttpGitServer, SshGitServer
 from tests.harness import BotEnv, free_port, stack_yaml, wait_until
 from tests.slack_fake import FakeSlack, bot_config, running_fake, wait_for_reply
 
@@ -393,3 +396,35 @@ def test_polling_finds_a_push_and_two_people_approve_it(polled: Room, run_id: st
     room.http.stop()  # type: ignore[attr-defined]
     answer = room.ask(f"!diff {stack}@{sha[:7]}", "a deploy would change nothing")
     assert f"{sha[:7]}" in answer and "(as last fetched: git unreachable" in answer, answer
+
+
+def test_ssh_with_a_deploy_key_and_the_servers_host_key(workdir: Path) -> None:
+    """git over SSH with the key and known_hosts from config (Docker secrets): it fetches
+    and writes a commit's files; an unknown host key and a key the server does not take
+    are refused with what to fix, and nothing is fetched."""
+    root = workdir / "git-ssh"
+    with GitServer(root / "repo") as git:
+        sha = git.commit({"stacks/web.yaml": web("ssh")}, "Over SSH", "Gina")
+        with SshGitServer(root / "ssh", git.bare) as ssh:
+
+            def source(key: Path, hosts: Path, name: str) -> GitSource:
+                config = GitConfig(ssh.url, "main", "stacks", key, hosts, None, "git", 60)
+                return GitSource(config, root / name)
+
+            good = source(ssh.client_key, ssh.known_hosts, "good")
+            assert good.fetch() == sha
+            assert good.commit(sha).author == "Gina"
+            assert "LEVEL" in (good.tree(sha) / "web.yaml").read_text()
+
+            other_key = root / "other_key"
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other_key)], check=True
+            )
+            stranger = root / "other_hosts"  # another server's key for the same address
+            other_pub = " ".join(Path(f"{other_key}.pub").read_text().split()[:2])
+            stranger.write_text(f"[127.0.0.1]:{ssh.port} {other_pub}\n")
+            with pytest.raises(GitError, match=r"host key is not in git\.known_hosts_file"):
+                source(ssh.client_key, stranger, "stranger").fetch()
+
+            with pytest.raises(GitError, match=re.escape("refused swarmbot's credentials")):
+                source(other_key, ssh.known_hosts, "refused").fetch()
