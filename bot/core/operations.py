@@ -62,7 +62,6 @@ class StackSource:
 
     folder: Path
     commit: Mapping[str, Any] | None = None  # sha, short, subject, author, time (git only)
-    branch: str = ""
     # Why the files are from the clone's last fetch rather than a fresh one ("" if fresh).
     stale: str = ""
 

@@ -73,7 +73,6 @@ class GitSource:
         self.repo = self.root / "repo.git"
         self.trees = self.root / "trees"
         self._lock = threading.Lock()  # one fetch or tree write at a time
-        self.fetches = 0
 
     # -- running git ---------------------------------------------------------------------
 
@@ -158,7 +157,6 @@ class GitSource:
                 f"+refs/heads/*:{REMOTE}*",
                 "+refs/tags/*:refs/tags/*",
             )
-            self.fetches += 1
         return self.head()
 
     def head(self) -> str:
@@ -228,13 +226,6 @@ class GitSource:
             if STACK_NAME.match(stack):
                 changed.setdefault(stack, []).append(f"{name} +{added} -{deleted}")
         return changed
-
-    def is_ancestor(self, old: str, new: str) -> bool:
-        try:
-            self.git("merge-base", "--is-ancestor", "--end-of-options", old, new)
-            return True
-        except GitError:
-            return False
 
     # -- a commit's files ----------------------------------------------------------------
 

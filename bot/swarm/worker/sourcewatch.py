@@ -62,7 +62,6 @@ class SourceWatcher:
         self._rendered: dict[tuple[str, str], dict[str, Any] | None] = {}
         self._next_poll = 0.0
         self._next_images = 0.0
-        self.looks = 0
 
     @staticmethod
     def wanted(config: Config) -> bool:
@@ -125,7 +124,6 @@ class SourceWatcher:
         if self.config.registry.poll_seconds and now >= self._next_images:
             self._next_images = now + self.config.registry.poll_seconds
             self.check_images()
-        self.looks += 1
         self.queue.redis.incr(self.keys.watch("looks"))  # for operators and tests
 
     # -- git ---------------------------------------------------------------------------------
@@ -180,7 +178,7 @@ class SourceWatcher:
         names = ", ".join(f.split(" ")[0] for f in files)
         by = f"{last.short} by {last.author}: {last.subject[:80]}"
         more = f", {len(commits)} commits" if len(commits) > 1 else ""
-        source = StackSource(git.tree(head), commit_data(git.commit(head)), branch)
+        source = StackSource(git.tree(head), commit_data(git.commit(head)))
         if stack not in self.tools.stack_files(source):  # no args: told, never deployed
             said = f"{branch} removed {names} ({by}): {self.config.prefix}undeploy {stack} "
             said += "removes the stack (its volumes stay)"

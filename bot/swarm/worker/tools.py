@@ -241,7 +241,7 @@ class SwarmTools:
         try:
             sha = git.resolve(ref or git.config.branch)
             commit = commit_data(git.commit(sha))
-            return StackSource(git.tree(sha), commit, git.config.branch, stale)
+            return StackSource(git.tree(sha), commit, stale)
         except GitError as exc:
             raise JobFailed(f"{exc}; {stale}" if stale else str(exc)) from None
 
