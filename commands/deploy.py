@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from bot.core.operations import Answer, Notice, Progress, WorkerTools, who
+from bot.core.operations import Answer, Notice, Progress, WorkerTools, commit_words, who
 from bot.core.replies import Reply, plural, render_table_plain
 from bot.core.wire import DeployReport, Job, Result
 from commands.base import REF_ARG, Arg, Command, error_reply, stack_arg
@@ -190,7 +190,7 @@ def _stack_notice(job: Job, data: Mapping[str, Any]) -> Notice:
 def at_commit(data: Mapping[str, Any]) -> str:
     """`` at abc1234 "Bump gerrit" (Bob)`` for a deploy from git, else ""."""
     commit = data.get("commit")
-    return f' at {commit["short"]} "{commit["subject"]}" ({commit["author"]})' if commit else ""
+    return f" at {commit_words(commit)}" if commit else ""
 
 
 def _confirm_text(args: dict[str, str]) -> str:

@@ -23,12 +23,13 @@ import time
 from collections.abc import Callable
 from socketserver import ThreadingMixIn
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.simple_server import WSGIServer, make_server
 
 import redis
 
 from bot.core.audit import entry
 from bot.core.config import Config, WebhookConfig
+from bot.core.health import QuietHandler
 from bot.core.pushes import MAX_BODY, Refused, verify
 from bot.queue import records
 from bot.queue.keys import Keys
@@ -39,11 +40,6 @@ REFUSALS_AUDITED = 20  # per peer and minute
 
 class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True
-
-
-class _Quiet(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass  # every delivery is logged (and audited) by the app itself
 
 
 class PushEndpoint:
@@ -189,7 +185,7 @@ def serve(config: Config, client: redis.Redis) -> WSGIServer:
         config.webhook.port,
         endpoint.wsgi(),
         server_class=_Server,
-        handler_class=_Quiet,
+        handler_class=QuietHandler,
     )
     threading.Thread(target=server.serve_forever, name="webhook", daemon=True).start()
     log.info(

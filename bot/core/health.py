@@ -64,9 +64,12 @@ class PortInUse(OSError):
     """The configured health port cannot be bound (another process has it)."""
 
 
-class _Quiet(WSGIRequestHandler):
+class QuietHandler(WSGIRequestHandler):
+    """No access log line per request: scrapes every few seconds would drown the log (and
+    the push webhook logs and audits each delivery itself)."""
+
     def log_message(self, format: str, *args: object) -> None:
-        pass  # scrapes every few seconds would drown the log
+        pass
 
 
 def serve(
@@ -113,7 +116,7 @@ def serve(
         return [b"/healthz or /metrics\n"]
 
     try:
-        server = make_server(host, port, app, handler_class=_Quiet)
+        server = make_server(host, port, app, handler_class=QuietHandler)
     except OSError as exc:
         raise PortInUse(f"cannot serve /healthz on {host}:{port}: {exc.strerror}") from None
     threading.Thread(target=server.serve_forever, name="health", daemon=True).start()

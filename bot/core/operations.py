@@ -67,9 +67,13 @@ class StackSource:
 
     def names(self) -> str:
         """``abc1234 "Bump gerrit" (Bob)``, or "" for the stacks directory."""
-        c = self.commit
-        said = f'{c["short"]} "{c["subject"]}" ({c["author"]})' if c else ""
+        said = commit_words(self.commit) if self.commit else ""
         return f"{said} (as last fetched: {self.stale})" if said and self.stale else said
+
+
+def commit_words(commit: Mapping[str, Any]) -> str:
+    """How answers and notices name a commit: ``abc1234 "Bump gerrit" (Bob)``."""
+    return f'{commit["short"]} "{commit["subject"]}" ({commit["author"]})'
 
 
 class Engine(Protocol):

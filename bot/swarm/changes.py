@@ -79,15 +79,7 @@ class ChangePolicy:
                 now,
                 now + self.config.job_ttl_seconds,
             )
-            audit = {
-                "who": AUTOMATION_USER,
-                "platform": "watcher",
-                "where": "-",
-                "command": text,
-                "decision": "queued by policy auto",
-                "stack": stack,
-            }
-            self.queue.submit(job, audit, pipe)
+            self.queue.submit(job, _audit(text, "queued by policy auto", stack), pipe)
             headline = f"{proposal.headline}: deploying it (policy auto, job {job_id})"
             self.notices.post(stack, headline, detail, proposal.key, pipe=pipe)
             return policy
@@ -108,16 +100,8 @@ class ChangePolicy:
             }
             ttl = self.config.changes.approval_seconds
             pipe.set(self.queue.keys.confirmation(code), json.dumps(pending), ex=ttl)
-            audit_ask = {
-                "who": AUTOMATION_USER,
-                "platform": "watcher",
-                "where": "-",
-                "command": proposal.command,
-                "decision": "confirmation-asked",
-                "reason": code,
-                "stack": stack,
-            }
-            records.add(pipe, self.queue.keys, entry(audit_ask))
+            asked = _audit(proposal.command, "confirmation-asked", stack, reason=code)
+            records.add(pipe, self.queue.keys, entry(asked))
             who = " (two different people must confirm)" if second else ""
             hours = max(1, ttl // 3600)
             headline = (
@@ -139,3 +123,16 @@ class ChangePolicy:
             except redis.RedisError:
                 break
         return confirmation_code()
+
+
+def _audit(command: str, decision: str, stack: str, **more: str) -> dict[str, str]:
+    """The audit fields of what the watcher decided on its own, by policy."""
+    return {
+        "who": AUTOMATION_USER,
+        "platform": "watcher",
+        "where": "-",
+        "command": command,
+        "decision": decision,
+        "stack": stack,
+        **more,
+    }

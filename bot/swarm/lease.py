@@ -20,13 +20,9 @@ class Lease:
         self.ms = ms
 
     def held(self) -> bool:
-        """Take or renew the lease; True while this process holds it."""
-        if self.client.set(self.key, self.holder, nx=True, px=self.ms):
-            return True
-        if self.client.get(self.key) in (self.holder, self.holder.encode()):
-            self.client.pexpire(self.key, self.ms)
-            return True
-        return False
+        """Take or renew the lease (one round trip, the stack locks' script); True while
+        this process holds it."""
+        return not self.client.eval(scripts.ACQUIRE, 1, self.key, self.holder, self.ms)
 
     def give_up(self) -> None:
         """Stopping: let another worker take over at once (only if still ours)."""

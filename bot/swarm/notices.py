@@ -158,8 +158,15 @@ class Notices:
         return made == summarize(service)["spec"]
 
     def claimed(self, *names: str) -> bool:
-        keys = [self._claim_key(n) for n in names if n]
-        return bool(keys) and any(self.queue.redis.mget(keys))
+        return bool(self.claimed_among(names))
+
+    def claimed_among(self, names: Collection[str]) -> set[str]:
+        """Which of these stacks or services a job holds now (one round trip)."""
+        names = [n for n in names if n]
+        if not names:
+            return set()
+        held = self.queue.redis.mget([self._claim_key(n) for n in names])
+        return {n for n, job in zip(names, held, strict=True) if job}
 
     def _claim_key(self, name: str) -> str:
         return self._keys.notice(f"claim:{name}")
@@ -296,6 +303,7 @@ class Watcher:
         seen = {k: json.loads(v) for k, v in state.items()}
         self.pending = {k: Pending(**v) for k, v in json.loads(held).items()} if held else {}
         first_look = not seen
+        drifted = False  # a stack from git changed: the source watcher is woken to tell it
         current = {s["ID"]: summarize(s) for s in services}
         for sid, cur in current.items():
             old = seen.get(sid)
@@ -313,7 +321,7 @@ class Watcher:
                 if old is not None and cur.get("commit") and self.config.git is not None:
                     # Deployed from git: the source watcher tells it, once, as drift from
                     # the commit (with the diff and how to undo it); one notice, not two.
-                    self.queue.redis.rpush(self.queue.keys.watch("pokes"), DRIFT_POKE)
+                    drifted = True
                 else:
                     self._note_change(cur, describe_change(old, cur), now)
             if cur["update"] != (old or {}).get("update") and cur["update"] in FAILING:
@@ -361,6 +369,8 @@ class Watcher:
             if self.pending:
                 held = {k: asdict(p) for k, p in self.pending.items()}
                 pipe.set(self._pending_key, json.dumps(held))
+            if drifted:
+                pipe.rpush(self.queue.keys.watch("pokes"), DRIFT_POKE)
             pipe.incr(self.queue.keys.notice("refreshes"))  # for operators and tests
             pipe.execute()
 

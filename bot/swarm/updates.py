@@ -46,8 +46,7 @@ def running_images(services: list[dict[str, Any]]) -> dict[str, ImageNews]:
         # The digest swarm pinned at deploy (--resolve-image always); a spec written with a
         # digest and no tag has no tag to move.
         news = found.setdefault(ref.name, ImageNews(ref.name, ref.digest, "", ""))
-        if news.running != ref.digest:
-            news.running = news.running or ref.digest
+        news.running = news.running or ref.digest
         news.services.append(spec["Name"])
         news.by_stack.setdefault(stack_of(spec.get("Labels")), []).append(spec["Name"])
         if "@" in (spec.get("Labels") or {}).get(IMAGE_LABEL, ""):

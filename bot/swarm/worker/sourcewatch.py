@@ -37,7 +37,7 @@ from bot.queue.text import fields
 from bot.queue.text import s as text
 from bot.swarm import preflight, updates
 from bot.swarm.changes import ChangePolicy, Proposal
-from bot.swarm.gitsource import GitError
+from bot.swarm.gitsource import Commit, GitError
 from bot.swarm.lease import Lease
 from bot.swarm.notices import DRIFT_POKE
 from bot.swarm.worker.lifecycle import WorkerState
@@ -150,7 +150,14 @@ class SourceWatcher:
             log.warning("git: cannot compare with %s (%s); watching from %s", seen, exc, head)
             self.queue.redis.set(key, head)
             return
-        proposals = [self._proposal(stack, files, seen, head) for stack, files in changed.items()]
+        # The head's files, once for every stack that changed.
+        last = git.commit(head)
+        source = StackSource(git.tree(head), commit_data(last))
+        present = self.tools.stack_files(source)
+        proposals = [
+            self._proposal(stack, files, seen, last, source, stack in present)
+            for stack, files in changed.items()
+        ]
         with self.queue.redis.pipeline(transaction=True) as pipe:
             for proposal in proposals:
                 if proposal.args:
@@ -169,17 +176,25 @@ class SourceWatcher:
             len(changed),
         )
 
-    def _proposal(self, stack: str, files: list[str], old: str, head: str) -> Proposal:
+    def _proposal(
+        self,
+        stack: str,
+        files: list[str],
+        old: str,
+        head_commit: Commit,
+        source: StackSource,
+        present: bool,
+    ) -> Proposal:
         git = self.state.git
         assert git is not None
+        head = head_commit.sha
         commits = git.log(old, head, stack)
-        last = commits[0] if commits else git.commit(head)
+        last = commits[0] if commits else head_commit
         branch = git.config.branch
         names = ", ".join(f.split(" ")[0] for f in files)
         by = f"{last.short} by {last.author}: {last.subject[:80]}"
         more = f", {len(commits)} commits" if len(commits) > 1 else ""
-        source = StackSource(git.tree(head), commit_data(git.commit(head)))
-        if stack not in self.tools.stack_files(source):  # no args: told, never deployed
+        if not present:  # no args: told, never deployed
             said = f"{branch} removed {names} ({by}): {self.config.prefix}undeploy {stack} "
             said += "removes the stack (its volumes stay)"
             return Proposal(stack, said, (), {}, "", f"git-{stack}-{head}")
@@ -219,10 +234,12 @@ class SourceWatcher:
                 by_stack.setdefault(stack, []).append(service)
         key = self.keys.watch("drift")
         told = fields(self.queue.redis.hgetall(key))
+        everything = [*by_stack, *(s["Spec"]["Name"] for ss in by_stack.values() for s in ss)]
+        held = self.state.notices.claimed_among(everything)
         for stack, services in by_stack.items():
             shas = {(s["Spec"].get("Labels") or {}).get(COMMIT_LABEL) for s in services}
-            names = [s["Spec"]["Name"] for s in services]
-            if len(shas) != 1 or None in shas or self.state.notices.claimed(stack, *names):
+            names = {stack, *(s["Spec"]["Name"] for s in services)}
+            if len(shas) != 1 or None in shas or names & held:
                 continue  # not from git, mid-deploy, or a job holds it: not drift
             sha = str(next(iter(shas)))
             rendered = self._rendered_at(stack, sha)
