@@ -513,6 +513,9 @@ def bench_deploy_all(
         deadline=300,
         first=("ingress", "support"),
         variables={k: v for k, v in REAL_VARIABLES.items() if k != "DOMAIN"},
+        # Traefik reads the docker socket, the node exporter `/`: allowed by name, as the
+        # config example does.
+        host_access=("ingress", "sysadmin"),
     )
     needed = local_real_stacks(env.stacks_dir, names, monitor)
     node = client.nodes.list()[0]

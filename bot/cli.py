@@ -129,7 +129,7 @@ def _healthcheck() -> int:
 
 
 def _check_config(config: Config) -> int:
-    from bot.swarm.dockercli import stack_files
+    from bot.swarm.dockercli import refused_files, stack_files
 
     files = stack_files(config.stacks_dir)
     users = {u for r in config.roles for u in r.users}
@@ -143,6 +143,13 @@ def _check_config(config: Config) -> int:
         print(f"  stacks from git: {git.url} branch {git.branch}, folder {git.path or '/'}")
     else:
         print(f"  stacks in {config.stacks_dir}: {', '.join(files) or 'none'}")
+        refused = refused_files(config.stacks_dir)
+        if refused:
+            print(f"  refused (not regular files; symlinks are never read): {', '.join(refused)}")
+    if config.host_access_stacks:
+        print(
+            f"  stacks allowed to give containers the host: {', '.join(config.host_access_stacks)}"
+        )
     changes = config.changes
     print(f"  changes found outside: {_policies(changes.policies, changes.default)}")
     if config.webhook is not None:

@@ -1,4 +1,9 @@
-"""``!audit [stack|service] [since]``: who ran what, what was decided, how it ended."""
+"""``!audit [stack|service] [since]``: who ran what, what was decided, how it ended.
+
+What a user sees follows their roles: their own entries and those about stacks one of
+their roles covers (an admin: all). A confirmation code shows only to whoever may confirm
+it (the requester, or someone allowed to run that command on that stack); to others it
+reads ``(code hidden)``."""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import re
 import time
 from datetime import UTC, datetime
 
+from bot.core.config import AUTOMATION_USER
+from bot.core.ids import matches_any
 from bot.core.replies import Reply, Table
 from commands.base import Arg, Command, Context
 
@@ -13,6 +20,38 @@ SINCE = re.compile(r"^([0-9]{1,4})([mhd])$")
 UNITS = {"m": 60, "h": 3600, "d": 86400}
 SHOWN = 25
 BAD = ("refused", "invalid", "rate-limited", "failed", "rejected", "expired", "not-queued")
+CODE_DECISIONS = ("confirmation-asked", "confirmed", "approved")
+
+
+def _visible(ctx: Context, entries: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The entries this user may read, codes hidden where they may not confirm them."""
+    user, policy = ctx.message.user_id, ctx.policy
+    if policy.is_admin(user):
+        return entries
+    out = []
+    for e in entries:
+        mine, stack = e.get("who") == user, e.get("stack", "")
+        if not mine and not policy.may_see(user, stack):
+            continue
+        if e.get("decision") in CODE_DECISIONS and not mine and not _may_confirm(ctx, e):
+            e = {**e, "reason": "(code hidden)"}
+        out.append(e)
+    return out
+
+
+def _may_confirm(ctx: Context, e: dict[str, str]) -> bool:
+    """Could this user confirm (or approve) the code in entry ``e``? Only where someone
+    other than the requester may: a change the watcher proposed (anyone allowed to run
+    it), or a stack that needs a second approver; and only with the rights to run it."""
+    stack = e.get("stack", "")
+    words = e.get("command", "").split()
+    name = words[0].removeprefix(ctx.config.prefix).split("@")[0] if words else ""
+    others_may = e.get("who") == AUTOMATION_USER or matches_any(
+        stack, ctx.config.second_approver_stacks
+    )
+    return bool(
+        others_may and name and ctx.policy.may_touch(ctx.message.user_id, name, stack).allowed
+    )
 
 
 async def answer(ctx: Context, args: dict[str, str]) -> Reply:
@@ -27,7 +66,7 @@ async def answer(ctx: Context, args: dict[str, str]) -> Reply:
         window = since
     amount, unit = SINCE.match(window).groups()  # type: ignore[union-attr]
     start = time.time() - int(amount) * UNITS[unit]
-    entries = await ctx.queue.audit_since(start)
+    entries = _visible(ctx, await ctx.queue.audit_since(start))
     if what:
         entries = [e for e in entries if what in e.get("command", "") or what == e.get("stack")]
     shown = entries[:SHOWN]

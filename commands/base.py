@@ -98,6 +98,9 @@ class Command:
     # The job takes that stack's lock (it changes the stack): only then can it wait behind
     # another job on the same stack, and only then does "queued behind" make sense.
     locks_stack: bool = False
+    # A queued command that changes nothing: it may run in the worker's read slots
+    # (``queue.read_slots``), so a house full of deploys never delays it.
+    read_only: bool = False
     # Either answered directly by the bot ...
     answer: Callable[[Context, dict[str, str]], Awaitable[Reply]] | None = None
     # ... or queued: the job carries the parsed arguments, the worker runs ``handler``

@@ -52,7 +52,7 @@ def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
     stack = job.args["stack"]
     tools.allow(job, stack)
     source = tools.source(job.args.get(REF_ARG))
-    _rendered, problems, note = tools.preflight(stack, source)
+    _rendered, problems, note = tools.preflight(stack, source, job.requester)
     errors = sum(bool(p["error"]) for p in problems)
     data = {"stack": stack, "problems": problems, "note": note, "at": source.names()}
     return Answer(
@@ -69,6 +69,7 @@ COMMAND = Command(
     args=(stack_arg(at_ref=True),),
     examples=("!check dev",),
     stack_param="stack",
+    read_only=True,
     handler=handle,
     render=render,
 )

@@ -46,7 +46,7 @@ def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
     stack = job.args["stack"]
     tools.allow(job, stack)
     source = tools.source(job.args.get(REF_ARG))
-    rendered, problems, note = tools.preflight(stack, source)
+    rendered, problems, note = tools.preflight(stack, source, job.requester)
     if rendered is None:
         raise JobFailed(note or "; ".join(p["message"] for p in problems))
     changes = tools.diff(stack, rendered)
@@ -63,6 +63,7 @@ COMMAND = Command(
     args=(stack_arg(at_ref=True),),
     examples=("!diff dev",),
     stack_param="stack",
+    read_only=True,
     handler=handle,
     render=render,
 )

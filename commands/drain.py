@@ -42,13 +42,16 @@ def render(result: Result) -> Reply:
         )
     if data.get("refused"):
         rows = [i for i in data["impact"] if not i["placeable"]]
+        hidden = int(data.get("hidden", 0))
         table = Table(
             ("SERVICE", "TASKS HERE", "IF DRAINED"),
             tuple((i["service"], str(i["tasks"]), i["message"]) for i in rows),
             frozenset(range(len(rows))),
         )
+        unseen = f", {hidden} of them in stacks your roles do not cover" if hidden else ""
         return Reply(
-            f"{node} not drained: {plural(len(rows), 'service')} would lose tasks",
+            f"{node} not drained: {plural(len(rows) + hidden, 'service')} would lose tasks"
+            f"{unseen}",
             table,
             (f"!drain {node} --force drains it anyway",),
             status="failed",

@@ -1,4 +1,7 @@
-"""``!jobs``: recent jobs and their state, from the job records in Redis."""
+"""``!jobs``: recent jobs and their state, from the job records in Redis.
+
+What a user sees follows their roles: their own jobs, and others' on stacks one of their
+roles covers (an admin: all). Who asked for what elsewhere is not theirs to read."""
 
 from __future__ import annotations
 
@@ -6,11 +9,18 @@ from bot.core.replies import Reply, Table, ago, plural
 from commands.base import Command, Context
 
 SHOWN = 15
+READ = 200  # records read to find the SHOWN a limited role may see
 BAD = {"failed", "refused", "expired"}
 
 
 async def answer(ctx: Context, args: dict[str, str]) -> Reply:
-    records = await ctx.queue.recent(SHOWN)
+    user, policy = ctx.message.user_id, ctx.policy
+    everything = policy.is_admin(user)
+    records = [
+        r
+        for r in await ctx.queue.recent(SHOWN if everything else READ)
+        if everything or r.get("requester") == user or policy.may_see(user, r.get("stack", ""))
+    ][:SHOWN]
     if not records:
         return Reply("no jobs yet")
     table = Table(

@@ -46,6 +46,7 @@ COMMAND = Command(
         ),
     ),
     examples=("!logs gerrit", "!logs gerrit 100"),
+    read_only=True,
     handler=handle,
     render=render,
 )

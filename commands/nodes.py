@@ -65,6 +65,7 @@ COMMAND = Command(
     summary="list the swarm's nodes: role, availability, status, engine, labels, tasks, "
     "reserved CPU and memory",
     examples=("!nodes",),
+    read_only=True,
     handler=handle,
     render=render,
 )

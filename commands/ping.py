@@ -21,6 +21,7 @@ COMMAND = Command(
     name="ping",
     summary="check that a worker is online and taking jobs (touches nothing)",
     examples=("!ping",),
+    read_only=True,
     handler=handle,
     render=render,
 )

@@ -56,6 +56,7 @@ COMMAND = Command(
     summary="show a service's tasks: slot, node, desired and current state, errors",
     args=(service_arg(),),
     examples=("!ps gerrit", "!ps dev_gerrit"),
+    read_only=True,
     handler=handle,
     render=render,
 )

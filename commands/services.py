@@ -94,6 +94,7 @@ COMMAND = Command(
     args=(stack_arg(optional=True),),
     examples=("!services", "!services dev"),
     stack_param="stack",
+    read_only=True,
     handler=handle,
     render=render,
 )

@@ -98,6 +98,7 @@ COMMAND = Command(
     name="stacks",
     summary="list the stack files and which stacks are deployed",
     examples=("!stacks",),
+    read_only=True,
     handler=handle,
     render=render,
 )

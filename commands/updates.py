@@ -79,6 +79,7 @@ COMMAND = Command(
     args=(stack_arg(optional=True),),
     examples=("!updates", "!updates dev"),
     stack_param="stack",
+    read_only=True,
     handler=handle,
     render=render,
 )

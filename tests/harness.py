@@ -219,6 +219,7 @@ def write_config(
     cli_timeout: float = 180,
     variables: dict[str, str] | None = None,
     resolve_image: str = "never",
+    host_access: tuple[str, ...] = (),
 ) -> Path:
     more_variables = "".join(f'{k} = "{v}"\n' for k, v in (variables or {}).items())
     path.write_text(
@@ -235,6 +236,7 @@ def write_config(
             [security]
             signing_secret = "{secret}"
             public_variables = ["DOMAIN"]
+            host_access_stacks = {list(host_access)!r}
 
             [queue]
             job_ttl_seconds = 120
@@ -263,7 +265,11 @@ def write_config(
         .replace("{more_variables}", more_variables)
         + textwrap.dedent(extra_roles)
         # Tests send many commands a minute as one user; the safety tests set their own.
-        + ("" if "[safety]" in extra_roles else "\n[safety]\nrate_limit_per_minute = 10000\n")
+        + (
+            ""
+            if "[safety]" in extra_roles
+            else "\n[safety]\nrate_limit_per_minute = 10000\nrefusals_per_minute = 10000\n"
+        )
     )
     return path
 

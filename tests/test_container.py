@@ -176,6 +176,9 @@ def container_config(synapse: Synapse, bot: MatrixUser, alice: MatrixUser, **v: 
         [redis]
         prefix = "{v["prefix"]}"
 
+        [security]
+        host_access_stacks = ["swarmbot"]  # its worker mounts the docker socket
+
         [queue]
         worker_timeout_seconds = 4
 

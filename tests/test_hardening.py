@@ -81,7 +81,10 @@ services:
     assert "value *** here" in out and "b64 ***" in out and "url=***" in out, out
     said = "\n".join(line for line in out.splitlines() if not line.startswith("> "))
     assert leaks(said) == [], said  # the bot's lines; "> ..." echoes what the user typed
-    audit = json.dumps(secret_env.redis().xrange(f"{secret_env.prefix}:audit"))
+    r = secret_env.redis()
+    audit = json.dumps(
+        r.xrange(f"{secret_env.prefix}:audit") + r.xrange(f"{secret_env.prefix}:audit:refused")
+    )
     assert TOKEN not in audit and "!ps ***" in audit
     worker_log = secret_env.worker_log.read_text()
     assert f"!ps {TOKEN}" not in worker_log and leaks(worker_log) == []

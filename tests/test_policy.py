@@ -96,7 +96,8 @@ def dispatcher_config(tmp_path_factory: pytest.TempPathFactory, redis_url: str) 
         root / "stacks",
         f"p{secrets.token_hex(4)}",
         secrets.token_urlsafe(36),
-        extra_roles=roles + "\n[safety]\nrate_limit_per_minute = 10000\n",
+        extra_roles=roles
+        + "\n[safety]\nrate_limit_per_minute = 10000\nrefusals_per_minute = 10000\n",
     )
 
 

@@ -2,24 +2,45 @@
 optionally a second, different approver.
 
 A pending confirmation lives in Redis under its code with a TTL, so it expires by itself
-and survives a bot restart; nothing is queued until it is confirmed.
+and survives a bot restart; nothing is queued until it is confirmed. It is sealed
+(``bot.core.sealed``): a confirmation written into Redis by anyone but the bot or the
+worker is refused like a missing one, and logged.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 from typing import Any
 
 import redis.asyncio as aioredis
 
+from bot.core.config import Secret
 from bot.core.ids import confirmation_code
+from bot.core.sealed import Forged, seal, unseal_dict
 from bot.queue.keys import Keys
+
+log = logging.getLogger("swarmbot.confirm")
+
+# What a pending confirmation holds, and of which type: a sealed record with other
+# shapes (an older version's) is refused rather than half-read.
+FIELDS: dict[str, type | tuple[type, ...]] = {
+    "user": str,
+    "command": str,
+    "args": dict,
+    "text": str,
+    "ref": dict,
+    "stack": str,
+    "confirmed": bool,
+    "approver": str,
+    "second": bool,
+}
 
 
 class Confirmations:
-    def __init__(self, client: aioredis.Redis, keys: Keys, ttl: int) -> None:
+    def __init__(self, client: aioredis.Redis, keys: Keys, ttl: int, secret: Secret) -> None:
         self._redis = client
         self._keys = keys
+        self._secret = secret
         self.ttl = ttl
 
     def _key(self, code: str) -> str:
@@ -28,16 +49,31 @@ class Confirmations:
     async def ask(self, pending: dict[str, Any]) -> str:
         for _ in range(20):
             code = confirmation_code()
-            if await self._redis.set(self._key(code), json.dumps(pending), nx=True, ex=self.ttl):
+            sealed = seal(self._secret, self._key(code), pending)
+            if await self._redis.set(self._key(code), sealed, nx=True, ex=self.ttl):
                 return code
         raise RuntimeError("no free confirmation code")
 
     async def get(self, code: str) -> dict[str, Any] | None:
-        raw = await self._redis.get(self._key(code))
-        return json.loads(raw) if raw else None
+        """The pending confirmation, or None: missing, expired, or not written by swarmbot
+        (then logged: someone with write access to Redis tried)."""
+        key = self._key(code)
+        raw = await self._redis.get(key)
+        if raw is None:
+            return None
+        try:
+            pending = unseal_dict(self._secret, key, raw)
+            for name, kind in FIELDS.items():
+                if not isinstance(pending.get(name), kind):
+                    raise Forged(f"field {name!r} missing or of the wrong type")
+        except Forged as exc:
+            log.warning("confirmation %s refused: %s", code.upper(), exc)
+            return None
+        return pending
 
     async def update(self, code: str, pending: dict[str, Any]) -> None:
-        await self._redis.set(self._key(code), json.dumps(pending), xx=True, keepttl=True)
+        key = self._key(code)
+        await self._redis.set(key, seal(self._secret, key, pending), xx=True, keepttl=True)
 
     async def take(self, code: str) -> bool:
         """Remove the pending entry; True for the one caller that removed it (no double run)."""

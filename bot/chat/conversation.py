@@ -173,7 +173,7 @@ class Conversation:
         await self._settle(result.job)
         progress = self._progress(result.job)
         if result.kind == "progress":
-            message = await self.redis.get(progress)
+            message = await self._text(progress)
             if message:
                 digest = hashlib.sha256(reply.text.encode()).hexdigest()[:12]
                 await self.surface.edit(ref, str(message), reply, f"edit-{result.job}-{digest}")
@@ -212,6 +212,17 @@ class Conversation:
             await write
         except redis.RedisError as exc:
             log.warning("after a post: redis unavailable (%s)", exc)
+
+    async def _text(self, key: str) -> str | None:
+        """A string this conversation stored; a key someone replaced with another type is
+        dropped and read as absent (a progress line is then posted anew, not lost)."""
+        try:
+            value = await self.redis.get(key)
+        except redis.ResponseError:
+            log.warning("%s was not a string; dropped", key)
+            await self._tidy(self.redis.delete(key))
+            return None
+        return None if value is None else str(value)
 
     def _progress(self, job: str) -> str:
         return f"{self._key}:progress:{job}"

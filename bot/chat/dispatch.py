@@ -21,7 +21,7 @@ from bot.chat.confirm import Confirmations
 from bot.chat.parsing import ParseError, parse
 from bot.core import health
 from bot.core.config import Config
-from bot.core.ids import matches_any
+from bot.core.ids import matches_any, stacks_named_by
 from bot.core.policy import Decision, Policy
 from bot.core.replies import Message, Reply, masked
 from bot.queue import scripts
@@ -32,6 +32,8 @@ from commands.base import Command, Context
 
 log = logging.getLogger("swarmbot.dispatch")
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, OSError)
+# Besides Redis being down: a key it needs replaced with another type (ResponseError).
+NOT_QUEUED = (*REDIS_DOWN, redis.ResponseError)
 QUEUE_DOWN = "queue unavailable, not queued; try again shortly"
 
 
@@ -44,7 +46,9 @@ class Dispatcher:
         self.inbox = inbox
         self.policy = Policy(config.roles)
         self.registry = registry
-        self.confirmations = Confirmations(queue.redis, queue.keys, config.confirm_seconds)
+        self.confirmations = Confirmations(
+            queue.redis, queue.keys, config.confirm_seconds, config.signing_secret
+        )
 
     async def handle(self, message: Message) -> Reply | None:
         """The immediate answer to ``message``, or ``None`` if it was not a command."""
@@ -56,11 +60,17 @@ class Dispatcher:
         if parsed is None:
             return None
         if isinstance(parsed, ParseError):
+            flooded, flood = await self._refusal_flood(message, "-")
+            if flooded:
+                return flood
             await self._audit(message, "invalid", reason=parsed.message)
             return Reply(parsed.message, status="error")
         command, args = parsed.command, parsed.args
         decision = self.authorize(message.user_id, command, args)
         if not decision.allowed:
+            flooded, flood = await self._refusal_flood(message, command.name)
+            if flooded:
+                return flood
             log.info("refused %s from %s: %s", command.name, message.user_id, decision.reason)
             await self._audit(
                 message, "refused", command.name, refusal=decision.kind, reason=decision.reason
@@ -76,7 +86,16 @@ class Dispatcher:
             return Reply(limited, status="refused")
         if command.answer is not None:
             ctx = Context(message, self.config, self.policy, self.queue, self.registry, self)
-            reply = await command.answer(ctx, args)
+            try:
+                reply = await command.answer(ctx, args)
+            except REDIS_DOWN as exc:
+                log.error("%s: queue unavailable: %s", command.name, exc)
+                return Reply("queue unavailable; try again shortly", status="error")
+            except Exception as exc:
+                # Whatever a command did not foresee (a record of another type in Redis):
+                # a short answer in chat, the traceback in the log only.
+                log.exception("%s failed", command.name)
+                return Reply(f"internal error: {type(exc).__name__} (see the log)", status="error")
             await self._audit(message, "answered", command.name)
             return reply
         if confirm:
@@ -117,7 +136,7 @@ class Dispatcher:
             queued = await self.queue.submit(
                 op, job_args, user, text, reply_to, audit, locked, job_id=job_id
             )
-        except REDIS_DOWN as exc:
+        except NOT_QUEUED as exc:
             log.error("queue unavailable: %s", exc)
             await self._audit(message, "not-queued", op, reason=str(exc))
             return Reply(QUEUE_DOWN, status="error")
@@ -166,7 +185,14 @@ class Dispatcher:
         limit = self.config.rate_limit_per_minute
         try:
             ok, value = await self.queue.redis.eval(
-                scripts.RATE, 2, *keys, f"{now:.6f}", member, limit, int(take_job_id)
+                scripts.RATE,
+                2,
+                *keys,
+                f"{now:.6f}",
+                member,
+                limit,
+                int(take_job_id),
+                int(now * 1000),
             )
         except REDIS_DOWN:
             return None, ""
@@ -174,6 +200,35 @@ class Dispatcher:
             return None, _text(value)
         wait = max(1, int(float(_text(value)) + 60 - now + 0.999))
         return f"slow down: at most {limit} commands a minute; try again in {wait}s", ""
+
+    async def _refusal_flood(self, message: Message, command: str) -> tuple[bool, Reply | None]:
+        """Refused and invalid commands, limited per user (``safety.refusals_per_minute``):
+        (False, None) within the limit (answer and audit as usual); the first one over it
+        is told to slow down and audited once; after that, until the window frees up, they
+        are dropped without an answer or an audit entry (True, None): a flood fills neither
+        the room nor the trail. Counted in metrics either way."""
+        limit = self.config.refusals_per_minute
+        now = time.time()
+        key = self.queue.keys.refusals(message.user_id)
+        try:
+            place = int(
+                await self.queue.redis.eval(
+                    scripts.REFUSALS, 1, key, f"{now:.6f}", secrets.token_hex(4), limit
+                )
+            )
+        except (*REDIS_DOWN, redis.ResponseError, ValueError):
+            return False, None
+        if place <= limit:
+            return False, None
+        health.REFUSALS.labels("flood").inc()
+        if place > limit + 1:
+            return True, None
+        await self._audit(message, "rate-limited", command, reason="refusals flood")
+        return True, Reply(
+            f"slow down: more than {limit} refused or invalid commands in a minute; "
+            "the next ones are ignored for up to a minute",
+            status="refused",
+        )
 
     # -- confirmations --------------------------------------------------------------------
 
@@ -189,8 +244,14 @@ class Dispatcher:
             name = "deploy --prune"
         return name in self.config.confirm
 
-    def _needs_second(self, stack: str | None) -> bool:
-        return bool(stack) and matches_any(str(stack), self.config.second_approver_stacks)
+    def _needs_second(self, command: Command, stack: str | None, args: dict[str, str]) -> bool:
+        """Two people for every confirmed command on a two-approver stack: one that names
+        the stack (``!undeploy dev``) or a service in it (``!rm dev_gerrit``)."""
+        second = self.config.second_approver_stacks
+        if stack:
+            return matches_any(stack, second)
+        named = args.get("service", "")
+        return bool(named) and any(matches_any(s, second) for s in stacks_named_by(named))
 
     async def _ask_confirmation(
         self,
@@ -199,7 +260,7 @@ class Dispatcher:
         job_args: dict[str, str],
         stack: str | None,
     ) -> Reply:
-        second = self._needs_second(stack)
+        second = self._needs_second(command, stack, job_args)
         pending = {
             "user": message.user_id,
             "command": command.name,
@@ -226,7 +287,11 @@ class Dispatcher:
         return Reply(text, status="info")
 
     async def confirm(self, message: Message, code: str) -> Reply:
-        """``!confirm CODE``: the requester confirms; a second approver approves."""
+        """``!confirm CODE``: the requester confirms; a second approver approves.
+
+        Rights are checked again here, for both: the requester's may have been taken away
+        since the code was given, and the confirmer's are what a confirmation lends. A
+        code that fails either check answers like one that does not exist."""
         user = message.user_id
         try:
             pending = await self.confirmations.get(code)
@@ -239,17 +304,15 @@ class Dispatcher:
             f"after {self.config.confirm_seconds}s)",
             status="error",
         )
-        if pending is None:
+        command = self.registry.get(pending.get("command", "")) if pending else None
+        if pending is None or command is None:
             return unknown
-        command = self.registry.get(pending.get("command", ""))
-        if command is None:
+        args = dict(pending["args"])
+        if not self.authorize(user, command, args).allowed:
             return unknown
         if pending.get("anyone"):
             # A change the watcher proposed (changes.policy "confirm"): anyone allowed to run
             # the deploy confirms it, and a second, different one approves where needed.
-            decision = self.authorize(user, command, {command.stack_param or "": pending["stack"]})
-            if not decision.allowed:
-                return unknown
             if not pending["confirmed"]:
                 pending.update(user=user, confirmed=True, ref=message.ref)
             elif pending["second"] and user != pending["user"]:
@@ -265,10 +328,9 @@ class Dispatcher:
         elif not pending["second"]:
             return unknown
         else:
-            decision = self.authorize(user, command, {command.stack_param or "": pending["stack"]})
-            if not decision.allowed:
-                return unknown
             pending["approver"] = user
+        if not self.authorize(pending["user"], command, args).allowed:
+            return unknown  # the requester lost the right since: nobody can lend it back
         if not pending["confirmed"] or (pending["second"] and not pending["approver"]):
             await self.confirmations.update(code, pending)
             waiting = (
@@ -293,11 +355,11 @@ class Dispatcher:
         note = f" (approved by {pending['approver']})" if pending["approver"] else ""
         reply = await self.submit(
             pending["user"],
-            self.registry[pending["command"]],
-            pending["args"],
+            command,
+            args,
             pending["text"],
             pending["ref"],
-            pending["stack"],
+            pending["stack"] or None,
             original,
             decision=f"confirmed by {user}{note}",
         )

@@ -26,7 +26,7 @@ import redis
 
 from bot.chat.conversation import Undeliverable
 from bot.core.health import DELIVERY_FAILURES
-from bot.core.logs import job_context
+from bot.core.logs import Once, job_context
 from bot.core.replies import Reply, masked
 from bot.core.wire import NoticeData, Result
 from bot.queue.inbox import Inbox
@@ -110,6 +110,7 @@ class Router:
         self.deliveries = deliveries or Deliveries()
         self.tell = tell
         self.retry_seconds = retry_seconds
+        self._trouble = Once(log)
         self._lanes: dict[str, asyncio.Queue[tuple[str, Result]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._held: set[str] = set()  # entries in a lane, not yet acknowledged
@@ -146,6 +147,16 @@ class Router:
                     log.warning("redis unavailable (%s); retrying", exc)
                     ready = False
                     pending, after = True, "0"  # entries read but lost with the connection
+                    await asyncio.sleep(1.0)
+                except Exception as exc:
+                    # The inbox key of another type, a reply of a shape nobody foresaw:
+                    # logged, and tried again, never the end of the bot (which would come
+                    # back to the same key and die again).
+                    self._trouble.warning(
+                        "inbox %s unreadable (%s); retrying", self.inbox.name, exc
+                    )
+                    ready = False
+                    pending, after = True, "0"
                     await asyncio.sleep(1.0)
         finally:
             for task in list(self._tasks):

@@ -11,7 +11,8 @@ everything else is answered without waking anything:
 - 200 for a verified ping or a push to another branch (told, and ignored);
 - 404 for another path, 405 for another method, 413 for a body over 5 MB.
 
-A tiny threaded WSGI server, like ``/healthz``: one endpoint needs no web framework.
+A WSGI server with bounded threads, a cap on open connections and a deadline per request
+(``bot.core.httpserve``): one endpoint needs no web framework, but it faces the network.
 """
 
 from __future__ import annotations
@@ -21,25 +22,20 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from socketserver import ThreadingMixIn
 from typing import Any
-from wsgiref.simple_server import WSGIServer, make_server
 
 import redis
 
 from bot.core.audit import entry
 from bot.core.config import Config, WebhookConfig
 from bot.core.health import QuietHandler
+from bot.core.httpserve import BoundedServer, make_bounded_server
 from bot.core.pushes import MAX_BODY, Refused, verify
 from bot.queue import records
 from bot.queue.keys import Keys
 
 log = logging.getLogger("swarmbot.webhook")
 REFUSALS_AUDITED = 20  # per peer and minute
-
-
-class _Server(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
 
 
 class PushEndpoint:
@@ -176,16 +172,12 @@ class PushEndpoint:
         return app
 
 
-def serve(config: Config, client: redis.Redis) -> WSGIServer:
-    """Serve the endpoint in daemon threads; returns the server (its port, for tests)."""
+def serve(config: Config, client: redis.Redis) -> BoundedServer:
+    """Serve the endpoint in a bounded pool of threads; returns the server (its port)."""
     assert config.webhook is not None
     endpoint = PushEndpoint(config, client)
-    server = make_server(
-        config.webhook.host,
-        config.webhook.port,
-        endpoint.wsgi(),
-        server_class=_Server,
-        handler_class=QuietHandler,
+    server = make_bounded_server(
+        config.webhook.host, config.webhook.port, endpoint.wsgi(), QuietHandler
     )
     threading.Thread(target=server.serve_forever, name="webhook", daemon=True).start()
     log.info(

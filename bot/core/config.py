@@ -195,6 +195,17 @@ class Config:
     confirm_seconds: int = 120
     second_approver_stacks: tuple[str, ...] = ()
     rate_limit_per_minute: int = 30
+    # Refused and invalid commands a user may send in a minute before further ones are
+    # dropped without an answer or an audit entry (a flood must not flush the trail).
+    refusals_per_minute: int = 10
+    # The largest stack file read (a 50 MB file took a minute and 730 MB per check).
+    max_stack_file_bytes: int = 1024 * 1024
+    # Stacks allowed specs that give a container the host (privileged, the docker socket,
+    # host namespaces, devices): swarmbot's own stack needs the socket. Others are refused.
+    host_access_stacks: tuple[str, ...] = ()
+    # Worker slots kept for read-only jobs (!ping, !services, !ps ...): a house full of
+    # deploys never makes them wait.
+    read_slots: int = 2
     health_host: str = "127.0.0.1"
     health_bot_port: int = 0  # 0: no /healthz and /metrics
     health_worker_port: int = 0
@@ -243,12 +254,14 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "signing_secret": (str, None),
         "signing_secret_file": (str, None),
         "public_variables": (list, []),
+        "host_access_stacks": (list, []),
     },
     "queue": {
         "job_ttl_seconds": (int, 600),
         "worker_concurrency": (int, 4),
         "worker_timeout_seconds": (int, 10),
         "state_dir": (str, "/var/lib/swarmbot"),
+        "read_slots": (int, 2),
     },
     "deploy": {
         "deadline_seconds": ((int, float), 300),
@@ -256,12 +269,14 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "resolve_image": (str, "always"),
         "docker_cli": (str, "docker"),
         "cli_timeout_seconds": ((int, float), 180),
+        "max_stack_file_bytes": (int, 1024 * 1024),
     },
     "safety": {
         "confirm": (list, ["undeploy", "deploy all", "deploy --prune", "rollback", "drain", "rm"]),
         "confirm_seconds": (int, 120),
         "second_approver_stacks": (list, []),
         "rate_limit_per_minute": (int, 30),
+        "refusals_per_minute": (int, 10),
     },
     "health": {
         "host": (str, "127.0.0.1"),
@@ -444,6 +459,15 @@ def parse(
         problems.append(("deploy.cli_timeout_seconds", "must be between 1 and 3600"))
     if not 1 <= deploy["deadline_seconds"] <= 3600:
         problems.append(("deploy.deadline_seconds", "must be between 1 and 3600"))
+    if not 1024 <= deploy["max_stack_file_bytes"] <= 64 * 1024 * 1024:
+        problems.append(("deploy.max_stack_file_bytes", "must be between 1024 and 67108864"))
+    if not 0 <= queue["read_slots"] <= 16:
+        problems.append(("queue.read_slots", "must be between 0 and 16"))
+    if not 1 <= safety["refusals_per_minute"] <= 10_000:
+        problems.append(("safety.refusals_per_minute", "must be between 1 and 10000"))
+    for i, glob in enumerate(security["host_access_stacks"]):
+        if not isinstance(glob, str) or not glob:
+            problems.append((f"security.host_access_stacks[{i}]", "must be a stack name or glob"))
     first = deploy["first"]
     for i, name in enumerate(first):
         if not isinstance(name, str) or not STACK_NAME.match(name):
@@ -515,6 +539,10 @@ def parse(
         confirm_seconds=safety["confirm_seconds"],
         second_approver_stacks=tuple(safety["second_approver_stacks"]),
         rate_limit_per_minute=safety["rate_limit_per_minute"],
+        refusals_per_minute=safety["refusals_per_minute"],
+        max_stack_file_bytes=deploy["max_stack_file_bytes"],
+        host_access_stacks=tuple(str(g) for g in security["host_access_stacks"]),
+        read_slots=queue["read_slots"],
         health_host=values["health"]["host"],
         health_bot_port=values["health"]["bot_port"],
         health_worker_port=values["health"]["worker_port"],

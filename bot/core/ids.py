@@ -43,6 +43,16 @@ def matches_any(name: str, globs: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, glob) for glob in globs)
 
 
+def stacks_named_by(name: str) -> tuple[str, ...]:
+    """The stacks a typed name can be seen to belong to without asking the swarm: itself
+    (a stack, as ``!rollback dev`` names one) and the prefix of a ``<stack>_<service>``
+    name. The bot decides from this who must approve a command; the worker refuses a job
+    whose service turned out to be in a two-approver stack the bot could not see (a short
+    name such as ``gerrit``), so the rule holds either way."""
+    stack, sep, _ = name.partition("_")
+    return (name, stack) if sep else (name,)
+
+
 @dataclass(frozen=True)
 class Resolution:
     """The outcome of resolving a typed service name: one match, or why there is none."""

@@ -83,6 +83,24 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(masker().data(out), ensure_ascii=False, default=str)
 
 
+class Once:
+    """Logs a recurring problem once, and again only when it changes or after it cleared:
+    a loop that retries every second must not write the same warning every second."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._log = logger
+        self._last = ""
+
+    def warning(self, message: str, *args: object) -> None:
+        text = message % args if args else message
+        if text != self._last:
+            self._last = text
+            self._log.warning("%s (told once until it changes)", text)
+
+    def clear(self) -> None:
+        self._last = ""
+
+
 def setup(level: str, fmt: str = "text") -> None:
     """Configure the root logger for one of ``FORMATS``, writing to stderr."""
     handler = logging.StreamHandler(sys.stderr)

@@ -160,10 +160,12 @@ class WorkerTools(Protocol):
 
     def stack_files(self, source: StackSource | None = None) -> dict[str, Path]: ...
 
-    def stack_file(self, stack: str, source: StackSource | None = None) -> Path: ...
+    def stack_file(
+        self, stack: str, source: StackSource | None = None, requester: str = ""
+    ) -> Path: ...
 
     def preflight(
-        self, stack: str, source: StackSource | None = None
+        self, stack: str, source: StackSource | None = None, requester: str = ""
     ) -> tuple[dict[str, Any] | None, list[ProblemData], str]:
         """Render and check a stack file: (rendered or None, problems, note)."""
         ...

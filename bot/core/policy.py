@@ -15,7 +15,7 @@ from bot.core.ids import matches_any
 # Commands anyone may run: they grant nothing by themselves. help and whoami reveal nothing
 # about the swarm (and are how an unknown user learns the ID to give an admin); confirm
 # checks the requester or the approver's rights on the original command; cancel touches
-# only the user's own jobs (an admin's: anyone's).
+# only the user's own jobs (an admin's, all commands on all stacks: anyone's).
 OPEN_COMMANDS = frozenset({"whoami", "help", "confirm", "cancel"})
 
 
@@ -52,6 +52,21 @@ class Policy:
             if "*" in role.commands or command in role.commands:
                 globs.extend(role.stacks)
         return tuple(globs)
+
+    def is_admin(self, user_id: str) -> bool:
+        """All commands on all stacks (``commands = ["*"]`` and ``stacks = ["*"]`` in one
+        role). A role with every command but only some stacks is not an admin: it may not
+        cancel, or read about, what happens on the other stacks."""
+        return any("*" in r.commands and "*" in r.stacks for r in self.roles_of(user_id))
+
+    def may_see(self, user_id: str, stack: str) -> bool:
+        """May ``user_id`` see others' work on ``stack`` (jobs, audit entries, names in a
+        refusal)? When one of their roles covers the stack, for any command. Work on no
+        known stack is seen by admins only (and by whoever asked for it: the callers
+        check that)."""
+        if self.is_admin(user_id):
+            return True
+        return bool(stack) and any(matches_any(stack, r.stacks) for r in self.roles_of(user_id))
 
     def may_run(self, user_id: str, command: str) -> Decision:
         if command in OPEN_COMMANDS:

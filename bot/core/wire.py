@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal, NotRequired, TypedDict, get_args
 
 from bot.core.config import USER_ID, Secret
+from bot.core.ids import stacks_named_by
 
 MAX_JOB_BYTES = 16 * 1024  # a job is a command and a few names
 MAX_RESULT_BYTES = 8 * 1024 * 1024  # a result can list every service of a large swarm
@@ -127,6 +128,17 @@ class Job:
         """The permission the job needs: its command's name, which is its operation."""
         return self.op
 
+    @property
+    def stack(self) -> str:
+        """The stack the job is seen to be about, for who may see it in ``!jobs`` and
+        ``!audit``: the stack it names, or the stack part of a full service name; "" when
+        that cannot be told without the swarm (a short name, ``all``, no name)."""
+        stack = self.args.get("stack", "")
+        if stack:
+            return "" if stack == "all" else stack
+        named = stacks_named_by(self.args.get("service", ""))
+        return named[1] if len(named) == 2 else ""
+
 
 def _sign(tag: bytes, payload: bytes, secret: Secret) -> str:
     return hmac.new(secret.reveal(), tag + payload, hashlib.sha256).hexdigest()
@@ -147,7 +159,9 @@ def _verified_json(
     data = payload.encode()
     if len(data) > limit:
         raise Rejected(f"payload of {len(data)} bytes is too large")
-    if not hmac.compare_digest(_sign(tag, data, secret), sig):
+    # Bytes, not text: a signature field with non-ASCII characters (bad bytes read back
+    # as U+FFFD) made compare_digest raise TypeError instead of saying "no".
+    if not hmac.compare_digest(_sign(tag, data, secret).encode(), sig.encode()):
         raise Rejected("bad signature")
     try:
         obj = json.loads(data)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 from typing import Any, cast
 
@@ -29,6 +30,8 @@ from bot.queue.keys import (
 )
 from bot.queue.submit import add_job
 from bot.queue.text import s as _s
+
+log = logging.getLogger("swarmbot.queue")
 
 
 class WorkerQueue:
@@ -54,11 +57,23 @@ class WorkerQueue:
         self._finish = client.register_script(scripts.FINISH)
 
     def ensure_group(self) -> None:
+        """The queue's consumer group. A jobs key that is not a stream (someone wrote
+        another type there) is renamed aside, kept for a look, and a new stream made:
+        otherwise no worker could ever start, nor the bot queue anything."""
         try:
             self._redis.xgroup_create(self.keys.jobs, WORKER_GROUP, id="0", mkstream=True)
         except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
+            if "BUSYGROUP" in str(exc):
+                return
+            if "WRONGTYPE" not in str(exc):
                 raise
+            aside = f"{self.keys.jobs}:set-aside:{int(time.time())}"
+            self._redis.rename(self.keys.jobs, aside)
+            log.warning("%s was not a stream; renamed to %s", self.keys.jobs, aside)
+            records.record_sync(
+                self._redis, self.keys, decision="rejected", reason=f"jobs key set aside: {aside}"
+            )
+            self.ensure_group()
 
     def read(
         self, count: int, block_ms: int, pending: bool = False
@@ -106,9 +121,8 @@ class WorkerQueue:
         renew the leases on the stacks its jobs hold."""
         now = time.time()
         with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(self.keys.workers, {self.consumer: now})
-            pipe.hset(self.keys.load, self.consumer, f"{load[0]} {load[1]}")
-            pipe.zremrangebyscore(self.keys.workers, "-inf", now - 3600)
+            keys = [self.keys.workers, self.keys.load]
+            pipe.eval(scripts.BEAT, 2, *keys, f"{now:.3f}", self.consumer, f"{load[0]} {load[1]}")
             for stack, job_id in locks.items():
                 pipe.eval(scripts.ACQUIRE, 1, self.keys.lock(stack), job_id, LOCK_LEASE_MS)
             pipe.execute()
@@ -191,7 +205,8 @@ class WorkerQueue:
         add_job(pipe, self.keys, job, self._secret, audit)
 
     def next_job_id(self) -> str:
-        return str(self._redis.incr(self.keys.job_seq))
+        floor = int(time.time() * 1000)
+        return _s(self._redis.eval(scripts.NEXT_ID, 1, self.keys.job_seq, floor))
 
     def _signed(self, result: Result) -> dict[str, str]:
         """The inbox entry of ``result``: masked, written, signed.
@@ -241,19 +256,6 @@ class WorkerQueue:
     def reject(self, entry_id: str, reason: str, fields: dict[Any, Any]) -> None:
         """Drop a job that must not run; keep a capped trail of what was refused and why."""
         sample = json.dumps({_s(k): _s(v)[:200] for k, v in list(fields.items())[:4]})
-        with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(
-                self.keys.rejected,
-                text.wire(
-                    {
-                        "entry": entry_id,
-                        "reason": reason,
-                        "sample": sample,
-                        "at": f"{time.time():.3f}",
-                    }
-                ),
-                maxlen=1000,
-                approximate=True,
-            )
-            pipe.xack(self.keys.jobs, WORKER_GROUP, entry_id)
-            pipe.execute()
+        keys = [self.keys.rejected, self.keys.jobs]
+        args = [entry_id, reason, sample, f"{time.time():.3f}", WORKER_GROUP]
+        self._redis.eval(scripts.REJECT, 2, *keys, *args)

@@ -7,6 +7,7 @@ delivers it when it comes back instead of losing it.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Collection
 
 import redis
@@ -34,11 +35,19 @@ class Inbox:
         self._secret = config.signing_secret
 
     async def ensure(self) -> None:
+        """The inbox's consumer group; an inbox key of another type is renamed aside (as
+        the worker does with its queue) and a new stream made."""
         try:
             await self._redis.xgroup_create(self._key, BOT_GROUP, id="0", mkstream=True)
         except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
+            if "BUSYGROUP" in str(exc):
+                return
+            if "WRONGTYPE" not in str(exc):
                 raise
+            aside = f"{self._key}:set-aside:{int(time.time())}"
+            await self._redis.rename(self._key, aside)
+            log.warning("%s was not a stream; renamed to %s", self._key, aside)
+            await self.ensure()
 
     async def read(
         self, consumer: str, block_ms: int, pending: bool = False, after: str = "0"

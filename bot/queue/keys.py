@@ -64,6 +64,16 @@ class Keys:
     def audit(self) -> str:
         return f"{self.prefix}:audit"
 
+    @property
+    def audit_refused(self) -> str:
+        """Refusals, invalid commands and rejected entries: a stream of their own, capped
+        on its own, so a flood of them never pushes real decisions out of ``audit``."""
+        return f"{self.prefix}:audit:refused"
+
+    def refusals(self, user: str) -> str:
+        """A user's sliding one-minute window of refused and invalid commands."""
+        return f"{self.prefix}:refusals:{user}"
+
     # -- the chat side ---------------------------------------------------------------
 
     def rate(self, user: str) -> str:

@@ -6,13 +6,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 import redis.asyncio as aioredis
 
 from bot.core.config import Config
 from bot.core.wire import Job
 from bot.queue import records, scripts
 from bot.queue.keys import Keys
-from bot.queue.submit import add_job
+from bot.queue.submit import ENTRY_REPLY, add_job
 from bot.queue.text import fields as as_fields
 from bot.queue.text import s as _s
 
@@ -45,7 +46,9 @@ class JobQueue:
         that writes its record, the entry, and its audit entry (``audit``'s fields plus the
         job's ID), and reads what the requester is told about when it will run: the job
         holding ``stack``'s lock, and the workers online."""
-        job_id = job_id or str(await self._redis.incr(self.keys.job_seq))
+        if not job_id:
+            floor = int(time.time() * 1000)
+            job_id = _s(await self._redis.eval(scripts.NEXT_ID, 1, self.keys.job_seq, floor))
         now = time.time()
         job = Job(job_id, op, args, requester, text[:512], reply_to, now, now + self._ttl)
         since = now - self._dead_after
@@ -55,12 +58,20 @@ class JobQueue:
                 pipe.get(self.keys.lock(stack))
             pipe.zrangebyscore(self.keys.workers, since, "+inf")
             pipe.hgetall(self.keys.load)
-            replies = await pipe.execute()
+            replies = await pipe.execute(raise_on_error=False)
+        if isinstance(replies[ENTRY_REPLY], Exception):
+            raise replies[ENTRY_REPLY]  # not queued (the worker sets a broken queue aside)
+        # A reply that failed (a key of another type) reads as nothing known.
+        replies = [None if isinstance(r, Exception) else r for r in replies]
         holder = _s(replies[-3] or "") if stack else ""
-        return Queued(job, holder, _capacity(replies[-2], replies[-1]))
+        return Queued(job, holder, _capacity(replies[-2] or [], replies[-1] or {}))
 
     async def record(self, job_id: str) -> dict[str, str]:
-        return as_fields(await self._redis.hgetall(self.keys.record(job_id)))
+        """A job's record; empty when there is none, or it is not a hash."""
+        try:
+            return as_fields(await self._redis.hgetall(self.keys.record(job_id)))
+        except redis.ResponseError:
+            return {}
 
     async def cancel(self, job_id: str, by: str) -> str:
         """Mark a job cancelled if it has not started: "now-cancelled", or the state it is in."""
@@ -75,12 +86,17 @@ class JobQueue:
         return await records.read(self._redis, self.keys, since)
 
     async def recent(self, limit: int) -> list[dict[str, str]]:
-        ids = await self._redis.zrevrange(self.keys.recent, 0, limit - 1)
+        try:
+            ids = await self._redis.zrevrange(self.keys.recent, 0, limit - 1)
+        except redis.ResponseError:  # another type: someone wrote there; the next job mends it
+            await self._redis.delete(self.keys.recent)
+            return []
         async with self._redis.pipeline(transaction=False) as pipe:
             for job_id in ids:
                 pipe.hgetall(self.keys.record(_s(job_id)))
-            rows = await pipe.execute()
-        return [{_s(k): _s(v) for k, v in row.items()} for row in rows if row]
+            rows = await pipe.execute(raise_on_error=False)
+        # A record that is not a hash (someone wrote another type there) is left out.
+        return [as_fields(row) for row in rows if isinstance(row, dict) and row]
 
 
 @dataclass(frozen=True)

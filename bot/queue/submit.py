@@ -12,6 +12,10 @@ from bot.queue import records
 from bot.queue.keys import RECENT_JOBS_KEPT, RECORD_TTL, Keys
 from bot.queue.text import wire
 
+# Where the queue entry's XADD is among add_job's commands: the one reply that says whether
+# the job was queued (the others may fail on a key someone overwrote, and matter less).
+ENTRY_REPLY = 4
+
 
 def add_job(pipe: Any, keys: Keys, job: Job, secret: Secret, audit: dict[str, Any] | None) -> None:
     """Queue the writes of a new job on ``pipe`` (sync or asyncio, transaction or not): its
@@ -22,12 +26,13 @@ def add_job(pipe: Any, keys: Keys, job: Job, secret: Secret, audit: dict[str, An
         "text": job.text,
         "requester": job.requester,
         "state": "queued",
+        "stack": job.stack,
         "created": f"{job.created:.3f}",
     }
     pipe.hset(keys.record(job.id), mapping=wire(record))
     pipe.expire(keys.record(job.id), RECORD_TTL)
     pipe.zadd(keys.recent, {job.id: job.created})
     pipe.zremrangebyrank(keys.recent, 0, -RECENT_JOBS_KEPT - 1)
-    pipe.xadd(keys.jobs, wire(encode_job(job, secret)))
+    pipe.xadd(keys.jobs, wire(encode_job(job, secret)))  # ENTRY_REPLY
     if audit is not None:
-        records.add(pipe, keys, entry({**audit, "job": job.id}))
+        records.add(pipe, keys, entry({"stack": job.stack, **audit, "job": job.id}))

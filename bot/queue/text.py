@@ -13,7 +13,7 @@ Fields = dict[Any, Any]  # what redis-py accepts for a hash or a stream entry
 
 
 def s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def fields(value: Any) -> dict[str, str]:

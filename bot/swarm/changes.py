@@ -13,7 +13,6 @@ A pending approval is the bot's ordinary confirmation entry in Redis, with a lon
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import redis
 from bot.core.audit import entry
 from bot.core.config import AUTOMATION_USER, Config
 from bot.core.ids import confirmation_code, matches_any
+from bot.core.sealed import seal
 from bot.core.wire import Job
 from bot.queue import records
 from bot.queue.consumer import WorkerQueue
@@ -99,7 +99,9 @@ class ChangePolicy:
                 "second": second,
             }
             ttl = self.config.changes.approval_seconds
-            pipe.set(self.queue.keys.confirmation(code), json.dumps(pending), ex=ttl)
+            key = self.queue.keys.confirmation(code)
+            # Sealed like the bot's own: the bot refuses a confirmation it cannot verify.
+            pipe.set(key, seal(self.config.signing_secret, key, pending), ex=ttl)
             asked = _audit(proposal.command, "confirmation-asked", stack, reason=code)
             records.add(pipe, self.queue.keys, entry(asked))
             who = " (two different people must confirm)" if second else ""

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -64,9 +65,55 @@ def stack_files(stacks_dir: Path) -> dict[str, Path]:
     """
     out: dict[str, Path] = {}
     for path in sorted(stacks_dir.glob("*.yaml")):
-        if STACK_NAME.match(path.stem) and path.is_file():
+        if STACK_NAME.match(path.stem) and regular_file(path):
             out[path.stem] = path
     return out
+
+
+def regular_file(path: Path) -> bool:
+    """A regular file itself, not a symlink to one: a link ``x.yaml -> /etc/shadow`` in the
+    stacks folder (or in git) must not make the worker read, and quote, what it points to."""
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False
+
+
+def refused_files(stacks_dir: Path) -> list[str]:
+    """``*.yaml`` names in the folder that are not stacks because they are not regular files
+    (symlinks, folders, devices): ``check-config`` names them, so nobody wonders why."""
+    return [
+        p.name
+        for p in sorted(stacks_dir.glob("*.yaml"))
+        if STACK_NAME.match(p.stem) and not regular_file(p)
+    ]
+
+
+def check_size(file: Path, limit: int) -> None:
+    """Refuse a stack file (or its override) over ``limit`` bytes before anything reads it."""
+    for path in compose_files(file):
+        size = path.lstat().st_size
+        if size > limit:
+            raise DeployError(
+                f"{path.name} is {size:,} bytes, over deploy.max_stack_file_bytes ({limit:,})"
+            )
+
+
+# A quoted snippet in the CLI's or YAML's error is kept only when it is a name (a key, a
+# service, a network); anything else may be a line of the file, which is never repeated
+# into chat, logs or the audit trail.
+_QUOTED = re.compile(r"`[^`\n]*`|'[^'\n]*'|\"[^\"\n]*\"")
+_NAME_LIKE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def without_content(message: str) -> str:
+    """``message`` with every quoted snippet that is not a plain name replaced by ``…``."""
+
+    def keep_names(match: re.Match[str]) -> str:
+        quoted = match.group(0)
+        return quoted if _NAME_LIKE.match(quoted[1:-1]) else quoted[0] + "…" + quoted[-1]
+
+    return _QUOTED.sub(keep_names, message)
 
 
 OVERRIDE_SUFFIX = ".override.yaml"
@@ -80,7 +127,7 @@ def compose_files(file: Path) -> list[Path]:
     upgrade. Both go to the CLI as ``--compose-file``, later over earlier, as compose does.
     """
     override = file.with_name(file.stem + OVERRIDE_SUFFIX)
-    return [file, override] if override.is_file() else [file]
+    return [file, override] if regular_file(override) else [file]
 
 
 class NoRender(DeployError):
@@ -130,7 +177,9 @@ def render(cli: DockerCli, file: Path, variables: dict[str, str]) -> dict:
     if code != 0:
         if "unknown command" in err or "is not a docker command" in err or "Usage:" in err:
             raise NoRender(f"docker CLI {cli.version} has no `stack config` (needs 23 or newer)")
-        raise DeployError(_last_lines(err.strip()) or "docker stack config failed")
+        raise DeployError(
+            without_content(_last_lines(err.strip())) or "docker stack config failed"
+        )
     try:
         return yaml.safe_load(out) or {}
     except yaml.YAMLError as exc:
@@ -166,7 +215,9 @@ def deploy(
         code, out, err = _run(cli, args, env, file.parent)
     output = (out + err).strip()
     if code != 0:
-        raise DeployError(_last_lines(output) or f"docker stack deploy exited {code}")
+        raise DeployError(
+            without_content(_last_lines(output)) or f"docker stack deploy exited {code}"
+        )
     return output
 
 

@@ -31,8 +31,10 @@ import requests.exceptions
 from bot.core.config import Config
 from bot.core.health import NOTICES
 from bot.core.ids import COMMIT_LABEL, image_tag, matches_any, stack_of
+from bot.core.sealed import Forged, seal, unseal
 from bot.core.wire import Result
 from bot.queue.consumer import WorkerQueue
+from bot.queue.scripts import NEXT_ID
 from bot.swarm.convergence import describe_task, failing_task, parse_time
 from bot.swarm.engine import API_VERSION
 from bot.swarm.lease import Lease
@@ -130,24 +132,40 @@ class Notices:
                 pipe.delete(self._claim_key(name))
             for service in services:
                 spec = summarize(service)["spec"]
-                pipe.set(self._keys.notice(f"expected:{service['ID']}"), spec, ex=EXPECTED_TTL)
+                self._mark(pipe, f"expected:{service['ID']}", spec)
                 # Not consumed by the watcher: the drift check reads it too (a `!scale` of a
                 # stack from git differs from git on purpose, and was told by its job).
-                pipe.set(self._keys.notice(f"made:{service['ID']}"), spec, ex=EXPECTED_TTL)
+                self._mark(pipe, f"made:{service['ID']}", spec)
             for sid in removed:
-                pipe.set(self._keys.notice(f"expected:{sid}"), "removed", ex=EXPECTED_TTL)
+                self._mark(pipe, f"expected:{sid}", "removed")
             pipe.execute()
+
+    def _mark(self, pipe: Any, what: str, state: str) -> None:
+        """A marker that silences a notice, sealed: one written into Redis by anyone else
+        (to hide a hand change) matches nothing, and the change is told."""
+        key = self._keys.notice(what)
+        pipe.set(key, seal(self.config.signing_secret, key, state), ex=EXPECTED_TTL)
+
+    def _marked(self, what: str, state: str, raw: Any) -> bool:
+        key = self._keys.notice(what)
+        try:
+            return raw is not None and unseal(self.config.signing_secret, key, raw) == state
+        except Forged as exc:
+            log.warning("notice marker %s refused: %s", what, exc)
+            return False
 
     def expect(self, object_id: str, state: str) -> None:
         """A bot job is about to put this object (a node's availability) in ``state`` and
         tells it itself: the watcher, however late it looks, takes the change in silently."""
-        self.queue.redis.set(self._keys.notice(f"expected:{object_id}"), state, ex=EXPECTED_TTL)
+        with self.queue.redis.pipeline(transaction=False) as pipe:
+            self._mark(pipe, f"expected:{object_id}", state)
+            pipe.execute()
 
     def expected(self, object_id: str, state: str) -> bool:
         """Was this state (a service's spec, "removed", a node's availability) made by a
         bot job, which told it? Consumed once seen."""
         key = self._keys.notice(f"expected:{object_id}")
-        if self.queue.redis.get(key) == state:
+        if self._marked(f"expected:{object_id}", state, self.queue.redis.get(key)):
             self.queue.redis.delete(key)
             return True
         return False
@@ -155,7 +173,7 @@ class Notices:
     def made_by_bot(self, service: dict[str, Any]) -> bool:
         """Is this service's spec the one a bot job left it with (within the last hour)?"""
         made = self.queue.redis.get(self._keys.notice(f"made:{service['ID']}"))
-        return made == summarize(service)["spec"]
+        return self._marked(f"made:{service['ID']}", summarize(service)["spec"], made)
 
     def claimed(self, *names: str) -> bool:
         return bool(self.claimed_among(names))
@@ -238,9 +256,15 @@ class Watcher:
         self._lease = Lease(queue.redis, queue.keys.notice("leader"), queue.consumer)
         self.refreshes = 0
 
-    def start(self) -> None:
-        threading.Thread(target=self._follow_events, name="notice-events", daemon=True).start()
-        threading.Thread(target=self._loop, name="notice-watch", daemon=True).start()
+    def start(self) -> list[threading.Thread]:
+        """Start the watcher's threads; returns them, for the worker's health check."""
+        threads = [
+            threading.Thread(target=self._follow_events, name="notice-events", daemon=True),
+            threading.Thread(target=self._loop, name="notice-watch", daemon=True),
+        ]
+        for thread in threads:
+            thread.start()
+        return threads
 
     # -- threads ----------------------------------------------------------------------------
 
@@ -261,6 +285,8 @@ class Watcher:
                         self.poke.set()
             except DOCKER_ERRORS as exc:
                 log.warning("docker event stream lost (%s); reconnecting in %.0fs", exc, backoff)
+            except Exception:  # a malformed event: reconnect rather than stop watching
+                log.exception("docker event stream failed; reconnecting in %.0fs", backoff)
             self.stop.wait(backoff)
             backoff = min(backoff * 2, 30.0)
 
@@ -282,6 +308,46 @@ class Watcher:
                 log.warning("notice watcher: docker unavailable (%s)", exc)
             except redis.RedisError as exc:
                 log.warning("notice watcher: redis unavailable (%s)", exc)
+            except Exception:  # malformed state in Redis, a bug: the next look tries again
+                log.exception("notice watcher: look failed")
+                self.stop.wait(1.0)
+
+    def _read_state(self) -> tuple[dict[str, str], str | None, str | None, dict[str, str]]:
+        """The watcher's own keys. One that someone replaced with another type is deleted
+        and read as empty (logged): the watcher's state is its own to re-derive, and a
+        look that failed on it every time would never tell anything again."""
+        keys = (self._state_key, self._pending_key, self._nodes_key, self._moving_key)
+        with self.queue.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self._state_key)
+            pipe.get(self._pending_key)
+            pipe.get(self._nodes_key)
+            pipe.hgetall(self._moving_key)
+            replies = pipe.execute(raise_on_error=False)
+        broken = [k for k, r in zip(keys, replies, strict=True) if isinstance(r, Exception)]
+        if broken:
+            log.warning("notice watcher: %s of another type; starting over", ", ".join(broken))
+            self.queue.redis.delete(*broken)
+            return {}, None, None, {}
+        state, pending_text, nodes_seen, moving = replies
+        return state, pending_text, nodes_seen, moving
+
+    def _remembered(
+        self, state: dict[str, str], held: str | None
+    ) -> tuple[dict[str, Any], dict[str, Pending]]:
+        """What the last look saw, as stored in Redis. Malformed (bad JSON, other shapes:
+        someone wrote there) it is dropped, logged, and this look only learns, as a
+        first look does: no notice is made up from it, and the watcher goes on."""
+        try:
+            seen = {k: json.loads(v) for k, v in state.items()}
+            pending = {k: Pending(**v) for k, v in json.loads(held).items()} if held else {}
+            if not all(
+                isinstance(v, dict) and "spec" in v and "healthy" in v for v in seen.values()
+            ):
+                raise ValueError("a service's state is not an object with spec and health")
+        except (ValueError, TypeError, AttributeError) as exc:
+            log.warning("notice watcher: its state in Redis is malformed (%s); starting over", exc)
+            return {}, {}
+        return seen, pending
 
     def resign(self) -> None:
         """This worker is stopping: give up the lease so another worker watches at once."""
@@ -294,14 +360,8 @@ class Watcher:
         services = client.api.services(status=True)
         self.refreshes += 1
         now = time.time()
-        with self.queue.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(self._state_key)
-            pipe.get(self._pending_key)
-            pipe.get(self._nodes_key)
-            pipe.hgetall(self._moving_key)
-            state, held, nodes_seen, moving = pipe.execute()
-        seen = {k: json.loads(v) for k, v in state.items()}
-        self.pending = {k: Pending(**v) for k, v in json.loads(held).items()} if held else {}
+        state, pending_text, nodes_seen, moving = self._read_state()
+        seen, self.pending = self._remembered(state, pending_text)
         first_look = not seen
         drifted = False  # a stack from git changed: the source watcher is woken to tell it
         current = {s["ID"]: summarize(s) for s in services}
@@ -357,13 +417,13 @@ class Watcher:
                     old["stack"], f"{old['name']} was removed outside the bot", [], f"rm-{sid}"
                 )
         self._finish_pending(current, now)
-        nodes = self._look_at_nodes(client, json.loads(nodes_seen) if nodes_seen else None, moving)
+        nodes = self._look_at_nodes(client, _json_object(nodes_seen), moving)
         self._tell_moves(client, current, nodes, moving)
         with self.queue.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self._state_key, self._pending_key, self._moving_key)
             pipe.set(self._nodes_key, json.dumps(nodes))
             if moving:
-                pipe.hset(self._moving_key, mapping=moving)
+                pipe.hset(self._moving_key, mapping=dict[Any, Any](moving))
             if current:
                 pipe.hset(self._state_key, mapping={k: json.dumps(v) for k, v in current.items()})
             if self.pending:
@@ -371,7 +431,8 @@ class Watcher:
                 pipe.set(self._pending_key, json.dumps(held))
             if drifted:
                 pipe.rpush(self.queue.keys.watch("pokes"), DRIFT_POKE)
-            pipe.incr(self.queue.keys.notice("refreshes"))  # for operators and tests
+            # For operators and tests; a counter overwritten by someone is set aside.
+            pipe.eval(NEXT_ID, 1, self.queue.keys.notice("refreshes"), 0)
             pipe.execute()
 
     def _look_at_nodes(
@@ -443,7 +504,13 @@ class Watcher:
         """Once every service a down node ran is whole again (or the node is back), one
         notice says where their tasks run now; the node leaves ``moving``."""
         for node_id, raw in list(moving.items()):
-            record = json.loads(raw)
+            record = _json_object(raw)
+            if record is None or not isinstance(record.get("services"), list):
+                log.warning(
+                    "notice watcher: a malformed move record for node %s; dropped", node_id
+                )
+                self.queue.redis.hdel(self._moving_key, node_id)
+                continue
             mine = [services[sid] for sid in record["services"] if sid in services]
             back = nodes.get(node_id, {}).get("status") == "ready"
             if not back and not all(s["healthy"] for s in mine):
@@ -510,3 +577,15 @@ class Watcher:
         self, stack: str, text: str, detail: list[str], key: str, status: str = "info"
     ) -> None:
         self.notices.post(stack, text, detail, key, status)
+
+
+def _json_object(raw: str | None) -> dict[str, Any] | None:
+    """A JSON object the watcher stored, or None if there is none or it is malformed."""
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        log.warning("notice watcher: a malformed record in Redis; treated as absent")
+        return None
+    return value if isinstance(value, dict) else None

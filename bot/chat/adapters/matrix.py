@@ -25,6 +25,7 @@ import time
 from typing import Any
 
 import aiohttp
+import redis
 import redis.asyncio as aioredis
 from nio import (
     AsyncClient,
@@ -143,10 +144,9 @@ class MatrixAdapter:
         if who.user_id != self.mc.user_id:
             raise RuntimeError(f"the access token belongs to {who.user_id}, not {self.mc.user_id}")
         now_ms = int(time.time() * 1000)
-        await self.redis.set(f"{self._key}:first-start", now_ms, nx=True)
-        self.first_start_ms = int(str(await self.redis.get(f"{self._key}:first-start")))
-        await self.redis.set(f"{self._key}:txn-nonce", secrets.token_hex(6), nx=True)
-        self._nonce = str(await self.redis.get(f"{self._key}:txn-nonce"))
+        self.first_start_ms = int(await self._remembered(f"{self._key}:first-start", str(now_ms)))
+        nonce = await self._remembered(f"{self._key}:txn-nonce", secrets.token_hex(6))
+        self._nonce = str(nonce)
         for room in self.mc.rooms:
             room_id = room
             if room.startswith("#"):
@@ -166,6 +166,24 @@ class MatrixAdapter:
             )
 
     # -- the sync loop ------------------------------------------------------------------
+
+    async def _remembered(self, key: str, value: str) -> int | str:
+        """A value kept across restarts (set once). One that someone overwrote with
+        another type or a malformed value is replaced, not trusted: a crash here would
+        crash-loop the bot. A first-start time is an integer; a nonce hex."""
+        try:
+            await self.redis.set(key, value, nx=True)
+            stored = str(await self.redis.get(key))
+        except redis.ResponseError:
+            stored = ""
+        if value.isdigit():
+            if stored.isdigit() and len(stored) <= 16:
+                return int(stored)
+        elif stored.isalnum() and len(stored) <= 32:
+            return stored
+        log.warning("%s in Redis was malformed; replaced", key)
+        await self.redis.set(key, value)
+        return int(value) if value.isdigit() else value
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff = 1.0

@@ -44,8 +44,11 @@ class Slots:
         self._lock = threading.Lock()
         self.busy = 0
 
+    def try_acquire(self) -> bool:
+        return self.acquire(timeout=0)
+
     def acquire(self, timeout: float) -> bool:
-        if not self._sem.acquire(timeout=timeout):
+        if not self._sem.acquire(timeout=timeout) if timeout > 0 else not self._sem.acquire(False):
             return False
         with self._lock:
             self.busy += 1

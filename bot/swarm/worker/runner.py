@@ -30,6 +30,10 @@ from bot.swarm.worker.tools import SwarmTools
 log = logging.getLogger("swarmbot.worker")
 
 PROGRESS_INTERVAL = 1.0
+# The ledger's step that says a job's answer was posted: a job answered once is never
+# answered again, even when its entry comes back under the very same entry ID (a stream
+# deleted and the captured entry added back), which the entry check alone lets through.
+ANSWERED = "answered"
 
 
 class JobRunner:
@@ -86,6 +90,9 @@ class JobRunner:
                 entry_id, f"replay of job {job.id} (already taken in another entry)", fields
             )
             return
+        if self.ledger.applied(digest, ANSWERED) is not None:
+            self._reject(entry_id, f"replay of job {job.id} (answered already)", fields)
+            return
         self.state.current.digest = digest
         taken = self.queue.take(job.id, entry_id, ttl=2 * self.config.job_ttl_seconds + 60)
         if taken == "replay":
@@ -98,7 +105,7 @@ class JobRunner:
             answer = Answer(
                 False, {"error": f"cancelled by {by} before it started"}, "cancelled", "cancelled"
             )
-            self._finish(entry_id, job, answer)
+            self._finish(entry_id, job, answer, digest=digest)
             return
         waited = time.time() - job.created
         # It sat in the queue (no worker, or a busy one): say it has started, with its first
@@ -111,11 +118,15 @@ class JobRunner:
         except HandedOver:
             log.info("left unanswered for the next worker to take over (this one is stopping)")
             return
-        self._finish(entry_id, job, answer, time.monotonic() - started)
+        self._finish(entry_id, job, answer, time.monotonic() - started, digest)
         self._tell(job, answer)
 
-    def _finish(self, entry_id: str, job: Job, answer: Answer, seconds: float = 0.0) -> None:
-        """Publish the answer; if Redis is down, keep trying: the job ran, it must be told."""
+    def _finish(
+        self, entry_id: str, job: Job, answer: Answer, seconds: float = 0.0, digest: str = ""
+    ) -> None:
+        """Publish the answer; if Redis is down, keep trying: the job ran, it must be told.
+        Then the ledger remembers it was answered (after, not before: a worker that dies in
+        between answers it once more on its restart rather than never)."""
         log.info("%s in %.1fs: %s", answer.state, seconds, answer.summary)
         health.JOBS.labels(job.op, answer.state).inc()
         health.JOB_SECONDS.labels(job.op).observe(seconds)
@@ -126,6 +137,7 @@ class JobRunner:
                 "command": job.text,
                 "decision": answer.state,
                 "job": job.id,
+                "stack": job.stack,
                 "outcome": answer.summary,
                 "seconds": f"{seconds:.1f}",
                 "worker": self.queue.consumer,
@@ -134,6 +146,8 @@ class JobRunner:
         self.state.wait_for_redis(
             lambda: self.queue.finish(entry_id, result, answer.state, answer.summary, audit)
         )
+        if digest:
+            self.ledger.mark_applied(digest, ANSWERED, time.time())
 
     def _reject(self, entry_id: str, reason: str, fields: dict) -> None:
         """A queue entry that must not run: dropped, kept in the rejected stream, audited."""

@@ -5,8 +5,8 @@ handing its own over on SIGTERM. What a job does is the runner's and the command
 
 from __future__ import annotations
 
-import collections
 import contextlib
+import json
 import logging
 import queue
 import signal
@@ -43,8 +43,22 @@ log = logging.getLogger("swarmbot.worker")
 # Jobs waiting for another job's stack lock wait in threads of their own, outside the
 # worker_concurrency slots; this many may wait at once before waiting costs a slot again.
 MAX_LOCK_WAITERS = 256
-FINISHED_REMEMBERED = 10_000
 GIL_SWITCH_SECONDS = 0.0005
+# Entries read ahead of the slots: enough that a read behind a row of waiting deploys is
+# seen and run in a read slot; few enough that other workers still get a share.
+READ_AHEAD = 64
+READ_OPS = frozenset(name for name, c in REGISTRY.items() if c.read_only)
+
+
+def peek_op(fields: dict[Any, Any]) -> str:
+    """The operation an entry says it carries, for choosing its slot only: unverified
+    (the runner checks the signature before anything runs), so a forged entry can at most
+    take a read slot for the moment it takes to refuse it."""
+    try:
+        op = json.loads(str(fields.get("job", "")))["op"]
+    except (ValueError, TypeError, KeyError):
+        return ""
+    return op if isinstance(op, str) else ""
 
 
 class Worker:
@@ -79,14 +93,16 @@ class Worker:
             {name: c.notice for name, c in REGISTRY.items() if c.notice is not None},
         )
         self.slots = Slots(config.worker_concurrency)
-        # Entries running here, and recently finished: an entry that reaches this worker
-        # twice (its own pending list and a takeover both hold it) runs once.
+        self.reads = Slots(config.read_slots)  # for read-only jobs only
+        # Entries running here: an entry that reaches this worker twice at once (its own
+        # pending list and a takeover both hold it) runs once; after it finished, the
+        # ledger refuses it.
         self._entries_lock = threading.Lock()
         self._inflight: set[str] = set()
-        self._finished: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._reclaimed: queue.SimpleQueue[tuple[str, dict[Any, Any]]] = queue.SimpleQueue()
         self._drained = threading.Event()  # set: no job runs here any more
         self._ready = False  # taking jobs
+        self._threads: list[threading.Thread] = []  # long-lived: all must stay alive
 
     @property
     def queue(self) -> WorkerQueue:
@@ -121,46 +137,51 @@ class Worker:
             log.info("resuming %d unfinished job(s)", len(backlog))
         maintainer = threading.Thread(target=self._maintain, name="heartbeat", daemon=True)
         maintainer.start()
+        self._threads = [maintainer]
         watcher = None
         if self.config.notice_routes:
             watcher = Watcher(
                 self.config, self.state.engine.client, self.queue, self.state.notices, stop
             )
-            watcher.start()
+            self._threads += watcher.start()
         sources = None
         if SourceWatcher.wanted(self.config):
             sources = SourceWatcher(self.state, self.tools)
-            sources.start()
+            self._threads += sources.start()
         self._ready = True
         log.info(
             "worker %s ready (concurrency %d)",
             self.queue.consumer,
             self.config.worker_concurrency,
         )
-        threads = self.config.worker_concurrency + MAX_LOCK_WAITERS
+        threads = self.config.worker_concurrency + self.config.read_slots + MAX_LOCK_WAITERS
         with ThreadPoolExecutor(threads, thread_name_prefix="job") as pool:
             while not stop.is_set():
                 while not self._reclaimed.empty():
                     backlog.append(self._reclaimed.get())
-                if not backlog:
-                    try:
-                        backlog = self.queue.read(
-                            count=self.config.worker_concurrency, block_ms=1000
-                        )
-                    except redis.RedisError as exc:
-                        log.warning("redis unavailable (%s); retrying", exc)
-                        stop.wait(1.0)
-                        continue
-                while backlog and not stop.is_set():
-                    if not self.slots.acquire(timeout=0.5):
-                        continue
-                    entry_id, fields = backlog.pop(0)
-                    slot = Slot(self.slots)
-                    if not self._begin(entry_id):
-                        log.info("entry %s is already being handled here; not run twice", entry_id)
-                        slot.give_back()
-                        continue
-                    pool.submit(self._handle_guarded, entry_id, fields, slot)
+                backlog = self._start(backlog, pool)
+                if len(backlog) >= READ_AHEAD:
+                    stop.wait(0.05)  # every slot busy and enough read ahead
+                    continue
+                try:
+                    # Waiting entries are tried again after a short read; none: a long one.
+                    backlog += self.queue.read(
+                        count=self.config.worker_concurrency + self.config.read_slots,
+                        block_ms=100 if backlog else 1000,
+                    )
+                except redis.ResponseError as exc:
+                    # The queue deleted (no group) or replaced by another type: made again,
+                    # the other type set aside, and reading goes on.
+                    log.warning("the job queue is unreadable (%s); making it again", exc)
+                    with contextlib.suppress(redis.RedisError):
+                        self.queue.ensure_group()
+                    stop.wait(1.0)
+                except redis.RedisError as exc:
+                    log.warning("redis unavailable (%s); retrying", exc)
+                    stop.wait(1.0)
+                except Exception:  # what no one foresaw must not end the loop
+                    log.exception("reading the queue failed; retrying")
+                    stop.wait(1.0)
         self._drained.set()
         maintainer.join(5)
         with contextlib.suppress(redis.RedisError):
@@ -171,11 +192,41 @@ class Worker:
                 sources.resign()
         log.info("worker stopped")
 
+    def _start(
+        self, backlog: list[tuple[str, dict[Any, Any]]], pool: ThreadPoolExecutor
+    ) -> list[tuple[str, dict[Any, Any]]]:
+        """Start every entry that gets a slot, in order; returns those left waiting. A
+        read-only job takes a read slot, or a free ordinary one; any other job an ordinary
+        one only, so reads pass the deploys that wait for a slot."""
+        waiting = []
+        for entry_id, fields in backlog:
+            if self.state.stop.is_set():
+                waiting.append((entry_id, fields))
+                continue
+            if peek_op(fields) in READ_OPS and self.reads.try_acquire():
+                slot = Slot(self.reads)
+            elif self.slots.try_acquire():
+                slot = Slot(self.slots)
+            else:
+                waiting.append((entry_id, fields))
+                continue
+            if not self._begin(entry_id):
+                log.info("entry %s is already being handled here; not run twice", entry_id)
+                slot.give_back()
+                continue
+            pool.submit(self._handle_guarded, entry_id, fields, slot)
+        return waiting
+
     def _health(self) -> dict[str, str]:
-        """The worker is healthy when it reaches both Redis and Docker and takes jobs."""
+        """The worker is healthy when it reaches both Redis and Docker, takes jobs, and
+        every thread it runs is alive (one that died anyway leaves a worker that answers
+        /healthz but no longer beats, or watches: unhealthy, so it is restarted)."""
         problems = {"redis": "", "docker": ""}
         if not self._ready:
             problems["worker"] = "starting: not taking jobs yet (waiting for Redis)"
+        for thread in self._threads:
+            if not thread.is_alive() and not self.state.stop.is_set():
+                problems[f"thread {thread.name}"] = "died (see the log)"
         try:
             self.queue.redis.ping()
         except redis.RedisError as exc:
@@ -202,12 +253,17 @@ class Worker:
                         self._reclaimed.put(entry)
             except redis.RedisError as exc:
                 log.warning("heartbeat failed: redis unavailable (%s)", exc)
+            except Exception:  # a malformed reply must not end the heartbeat
+                log.exception("heartbeat failed")
             self._drained.wait(HEARTBEAT_SECONDS)
 
     def _begin(self, entry_id: str) -> bool:
-        """Mark an entry as handled here; False if it already runs or has finished here."""
+        """Mark an entry as handled here; False if it runs here now. One that finished
+        here and comes back (its stream deleted and the entry added again under its own
+        ID) goes to the runner, whose ledger refuses it as a replay and acknowledges it:
+        dropped here, it would stay pending for ever."""
         with self._entries_lock:
-            if entry_id in self._inflight or entry_id in self._finished:
+            if entry_id in self._inflight:
                 return False
             self._inflight.add(entry_id)
             return True
@@ -215,9 +271,6 @@ class Worker:
     def _end(self, entry_id: str) -> None:
         with self._entries_lock:
             self._inflight.discard(entry_id)
-            self._finished[entry_id] = None
-            while len(self._finished) > FINISHED_REMEMBERED:
-                self._finished.popitem(last=False)
 
     def _handle_guarded(self, entry_id: str, fields: dict, slot: Slot) -> None:
         self.state.current.slot = slot

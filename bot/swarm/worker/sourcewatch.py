@@ -33,6 +33,7 @@ import requests.exceptions
 from bot.core.config import Config
 from bot.core.ids import COMMIT_LABEL, stack_of
 from bot.core.operations import StackSource
+from bot.queue.scripts import NEXT_ID
 from bot.queue.text import fields
 from bot.queue.text import s as text
 from bot.swarm import preflight, updates
@@ -47,6 +48,7 @@ log = logging.getLogger("swarmbot.sources")
 
 DOCKER_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
 DRIFT_SECONDS_MAX = 15.0
+WAKE_SECONDS = 2.0  # one blocking wait for a poke: inside clients.SOCKET_TIMEOUT
 RENDERED_KEPT = 256  # (stack, commit) renders: a few per stack
 
 
@@ -67,13 +69,36 @@ class SourceWatcher:
     def wanted(config: Config) -> bool:
         return config.git is not None or config.registry.poll_seconds > 0
 
-    def start(self) -> None:
-        threading.Thread(target=self._loop, name="source-watch", daemon=True).start()
+    def start(self) -> list[threading.Thread]:
+        """Start the watcher's thread; returns it, for the worker's health check."""
+        thread = threading.Thread(target=self._loop, name="source-watch", daemon=True)
+        thread.start()
+        return [thread]
 
     def resign(self) -> None:
         self.lease.give_up()
 
     # -- the loop ----------------------------------------------------------------------------
+
+    def _wake(self, seconds: float) -> bool | None:
+        """Wait up to ``seconds`` for a word on the pokes list: None if none came, else
+        whether one was a push (not only the drift check's). Each wait is at most
+        ``WAKE_SECONDS``, well inside the client's socket timeout (redis-py 8 defaults to
+        5 s, and a longer BLPOP failed with a timeout every time, so no push was seen)."""
+        key = self.keys.watch("pokes")
+        try:
+            got = self.queue.redis.blpop([key], min(WAKE_SECONDS, max(0.05, seconds)))
+        except redis.ResponseError as exc:  # another type: someone wrote there
+            log.warning("source watcher: %s unreadable (%s); made anew", key, exc)
+            self.queue.redis.delete(key)
+            return None
+        if got is None:
+            return None
+        with self.queue.redis.pipeline(transaction=True) as pipe:
+            pipe.lrange(key, 0, -1)
+            pipe.delete(key)  # one look for all of them
+            rest, _ = pipe.execute()
+        return any(text(word) != DRIFT_POKE for word in [got[1], *rest])
 
     def _wait_seconds(self) -> float:
         waits = [DRIFT_SECONDS_MAX, self.config.notice_poll_seconds]
@@ -85,24 +110,22 @@ class SourceWatcher:
 
     def _loop(self) -> None:
         stop = self.state.stop
+        next_look = 0.0  # a look at once, then every _wait_seconds or when woken
         while not stop.is_set():
-            poked = False
             try:
                 if self.lease.held():
                     # A webhook's word (or the notice watcher's: a stack from git changed),
                     # or the time to look anyway.
-                    key = self.keys.watch("pokes")
-                    got = self.queue.redis.blpop([key], self._wait_seconds())
-                    if got is not None:
-                        with self.queue.redis.pipeline(transaction=True) as pipe:
-                            pipe.lrange(key, 0, -1)
-                            pipe.delete(key)  # one look for all of them
-                            rest, _ = pipe.execute()
-                        poked = any(word != DRIFT_POKE for word in [got[1], *rest])
+                    woken = self._wake(max(0.0, next_look - time.monotonic()))
+                    if woken is None and time.monotonic() < next_look:
+                        continue
                     if self.lease.held():
-                        self.look(poked)
+                        self.look(bool(woken))
+                    next_look = time.monotonic() + self._wait_seconds()
                 else:
                     stop.wait(self._wait_seconds())
+            except redis.TimeoutError:
+                continue  # a wake-up that timed out is no error: look when it is time
             except redis.RedisError as exc:
                 log.warning("source watcher: redis unavailable (%s)", exc)
                 stop.wait(1.0)
@@ -124,7 +147,8 @@ class SourceWatcher:
         if self.config.registry.poll_seconds and now >= self._next_images:
             self._next_images = now + self.config.registry.poll_seconds
             self.check_images()
-        self.queue.redis.incr(self.keys.watch("looks"))  # for operators and tests
+        # For operators and tests; a counter overwritten by someone is set aside.
+        self.queue.redis.eval(NEXT_ID, 1, self.keys.watch("looks"), 0)
 
     # -- git ---------------------------------------------------------------------------------
 

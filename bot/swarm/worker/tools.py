@@ -21,13 +21,20 @@ import requests.exceptions
 
 from bot.core import health, waves
 from bot.core.config import Config
-from bot.core.ids import COMMIT_LABEL, PREVIOUS_COMMIT_LABEL, resolve_service, stack_of
+from bot.core.ids import (
+    COMMIT_LABEL,
+    PREVIOUS_COMMIT_LABEL,
+    matches_any,
+    resolve_service,
+    stack_of,
+    stacks_named_by,
+)
 from bot.core.operations import Answer, JobCancelled, JobFailed, Progress, StackSource
 from bot.core.policy import Policy
 from bot.core.replies import plural
 from bot.core.scrub import env_values, masker
 from bot.core.wire import ChangeData, DeployReport, Job, OutcomeData, ProblemData
-from bot.swarm import dockercli, nodes, preflight, updates
+from bot.swarm import dockercli, hostaccess, nodes, preflight, updates
 from bot.swarm.convergence import Assessment, describe_task, failing_task
 from bot.swarm.engine import Swarm
 from bot.swarm.gitsource import Commit, GitError
@@ -93,8 +100,24 @@ class SwarmTools:
             hint = f"; did you mean: {', '.join(found.candidates)}" if found.candidates else ""
             raise JobFailed(f"no service `{typed}`{hint}")
         service = by_name[found.match]
-        self.allow(job, stack_of(service["Spec"].get("Labels")))
+        stack = stack_of(service["Spec"].get("Labels"))
+        self.allow(job, stack)
+        self._second_approver_seen(job, stack, found.match)
         return service
+
+    def _second_approver_seen(self, job: Job, stack: str, name: str) -> None:
+        """A confirmed command on a service of a two-approver stack must have been seen as
+        one by the bot, which asks for the second approval: a short name (``gerrit``) does
+        not show its stack, so such a job is refused with the name that would."""
+        second = self.config.second_approver_stacks
+        if not (stack and job.op in self.config.confirm and matches_any(stack, second)):
+            return
+        if any(matches_any(s, second) for s in stacks_named_by(job.args["service"])):
+            return
+        raise JobFailed(
+            f"{name} is in {stack}, where two people must approve {job.op}: "
+            f"ask again with its full name ({self.config.prefix}{job.op} {name})"
+        )
 
     # -- one service -------------------------------------------------------------------
 
@@ -144,9 +167,17 @@ class SwarmTools:
         impact: list[nodes.Impact] = []
         if availability == "drain":
             running = self.engine.tasks(**{"desired-state": "running"})
-            impact = nodes.drain_impact(node, every, self.engine.services(), running)
-            data["impact"] = [asdict(i) for i in impact]
+            services = self.engine.services()
+            impact = nodes.drain_impact(node, every, services, running)
+            # Names only for those who may see them: services of stacks the requester's
+            # roles do not cover are counted, not named.
+            stacks = {s["Spec"]["Name"]: stack_of(s["Spec"].get("Labels")) for s in services}
+            shown = [
+                i for i in impact if self.policy.may_see(job.requester, stacks.get(i.service, ""))
+            ]
+            data["impact"] = [asdict(i) for i in shown]
             blocked = [i for i in impact if not i.placeable]
+            data["hidden"] = len([i for i in blocked if i not in shown])
             if blocked and not force:
                 data["refused"] = True
                 return Answer(False, data, f"{host} not drained: {len(blocked)} would lose tasks")
@@ -248,19 +279,34 @@ class SwarmTools:
     def stack_files(self, source: StackSource | None = None) -> dict[str, Path]:
         return dockercli.stack_files((source or self.source()).folder)
 
-    def stack_file(self, stack: str, source: StackSource | None = None) -> Path:
+    def stack_file(
+        self, stack: str, source: StackSource | None = None, requester: str = ""
+    ) -> Path:
+        """The stack's file: a regular file in the folder (never a symlink) within
+        ``deploy.max_stack_file_bytes``. The names offered when there is none are those the
+        ``requester`` may see (all, for the worker's own watchers)."""
         source = source or self.source()
         files = self.stack_files(source)
         if stack not in files:
-            known = ", ".join(files) or "none"
+            shown = [f for f in files if not requester or self.policy.may_see(requester, f)]
+            known = ", ".join(shown) or "none"
             where = f"at {source.commit['short']}" if source.commit else "in the stacks directory"
+            if f"{stack}.yaml" in dockercli.refused_files(source.folder):
+                raise JobFailed(
+                    f"{stack}.yaml {where} is not a regular file (symlinks are refused)"
+                )
             raise JobFailed(f"no stack file `{stack}` {where} (known: {known})")
+        try:
+            dockercli.check_size(files[stack], self.config.max_stack_file_bytes)
+        except dockercli.DeployError as exc:
+            raise JobFailed(str(exc)) from None
         return files[stack]
 
     def preflight(
-        self, stack: str, source: StackSource | None = None
+        self, stack: str, source: StackSource | None = None, requester: str = ""
     ) -> tuple[dict[str, Any] | None, list[ProblemData], str]:
-        rendered, problems, note = self._check_file(stack, self.stack_file(stack, source))
+        file = self.stack_file(stack, source, requester)
+        rendered, problems, note = self._check_file(stack, file)
         return rendered, [_problem(p) for p in problems], note
 
     def stack_commits(self, stacks: list[str], source: StackSource) -> dict[str, dict[str, Any]]:
@@ -360,6 +406,17 @@ class SwarmTools:
             self.config.variables,
             self.engine.snapshot(),
         )
+        if not matches_any(stack, self.config.host_access_stacks):
+            problems += [
+                Problem(
+                    name,
+                    key,
+                    f"{why}; refused unless {stack} is in security.host_access_stacks",
+                    True,
+                )
+                for name, spec in sorted((rendered.get("services") or {}).items())
+                for key, why in hostaccess.findings(spec or {})
+            ]
         return rendered, problems, ""
 
     def deploy_stack(
@@ -372,7 +429,7 @@ class SwarmTools:
         source: StackSource | None = None,
     ) -> DeployReport:
         source = source or self.source()
-        file = self.stack_file(stack, source)
+        file = self.stack_file(stack, source, job.requester)
         base = DeployReport(stack=stack, ok=False, error="", outcomes=[], problems=[], note="")
         if source.commit:
             base["commit"] = dict(source.commit)
