@@ -11,8 +11,9 @@
 #                     /usr/local/bin/docker. Default: the official docker CLI image, pinned.
 #                     The worker needs the CLI itself because `docker stack deploy` exists
 #                     only there (the Engine API has no stacks); the bot never calls it.
-# Wheels: if build/wheels/ holds wheels (scripts/build-image.sh puts them there), they are
-# installed with --no-index and nothing is fetched; otherwise pip installs from PyPI.
+# Wheels: if build/wheels/ holds wheels (scripts/build-image.sh puts them there, of the
+# versions in requirements.lock), they are installed with --no-index and nothing is
+# fetched; otherwise pip installs from PyPI, held to requirements.lock.
 ARG BASE=python:3.11-slim-bookworm
 ARG DOCKER_CLI_IMAGE=docker:28.2.2-cli
 
@@ -26,7 +27,8 @@ RUN python3 -m venv /opt/swarmbot \
       /opt/swarmbot/bin/pip install --no-cache-dir --disable-pip-version-check \
         --no-index --find-links build/wheels 'swarmbot[matrix,slack]'; \
     else \
-      /opt/swarmbot/bin/pip install --no-cache-dir --disable-pip-version-check '.[matrix,slack]'; \
+      /opt/swarmbot/bin/pip install --no-cache-dir --disable-pip-version-check \
+        -c requirements.lock '.[matrix,slack]'; \
     fi \
  && /opt/swarmbot/bin/pip uninstall --yes --quiet pip setuptools \
  && find /opt/swarmbot -name __pycache__ -prune -exec rm -rf {} + \

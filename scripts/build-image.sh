@@ -131,7 +131,7 @@ wheel() {
     >build/pip.log 2>&1 || { cat build/pip.log >&2; exit 1; }
 }
 mkdir -p build
-wheel '.[matrix,slack]'
+wheel -c requirements.lock '.[matrix,slack]'
 # Dependencies behind markers can differ between the host's Python and the image's (redis
 # needs async-timeout below 3.11.3, say): ask pip in the base image, offline, what it lacks.
 for _ in 1 2 3 4 5; do
@@ -141,7 +141,7 @@ for _ in 1 2 3 4 5; do
     | sed -n 's/.*No matching distribution found for \([^;]*\).*/\1/p' | head -1 || true)
   [ -z "$missing" ] && break
   say "the image's Python also needs $missing"
-  wheel "$missing"
+  wheel -c requirements.lock "$missing"
 done
 
 say "building $tag from $local_base (offline)"

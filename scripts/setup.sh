@@ -36,11 +36,14 @@ if [ ${#need[@]} -gt 0 ]; then
   [ -z "$ours" ] || rm -f "$policy"
 fi
 
-# The Python environment, rebuilt when pyproject.toml changes.
-if [ ! -x .venv/bin/swarmbot ] || [ pyproject.toml -nt .venv/.installed ]; then
+# The Python environment, rebuilt when pyproject.toml or the lock changes: the exact
+# versions in requirements.lock (`make lock` renews it), so two installs never differ.
+if [ ! -x .venv/bin/swarmbot ] || [ pyproject.toml -nt .venv/.installed ] \
+  || [ requirements.lock -nt .venv/.installed ]; then
   echo "setup: creating .venv" >&2
   python3 -m venv .venv
-  if ! .venv/bin/pip install -q --disable-pip-version-check -e '.[matrix,slack,test]' >.venv/pip.log 2>&1; then
+  if ! .venv/bin/pip install -q --disable-pip-version-check -c requirements.lock \
+    -e '.[matrix,slack,test]' >.venv/pip.log 2>&1; then
     cat .venv/pip.log >&2
     exit 1
   fi

@@ -223,28 +223,41 @@ def test_an_unexpected_error_is_answered_not_left_pending(fake_cli_env: BotEnv) 
     assert pending["pending"] == 0, "a job was left pending"
 
 
-def test_queued_text_says_why_a_job_waits(
+def test_queued_text_says_why_a_job_waits_and_reads_never_do(
     busy_env: BotEnv, run_id: str, swarm: docker.DockerClient
 ) -> None:
-    """With every slot busy (four slow deploys of four stacks) a new job is said to wait for
-    a free worker, never to be "queued behind" a job it has nothing to do with."""
+    """With every ordinary slot busy (four slow deploys of four stacks) a fifth deploy is
+    said to wait for a free worker, never to be "queued behind" a job it has nothing to do
+    with; and a read (`!ping`, `!services`) takes a read slot: it is neither said to wait
+    nor kept waiting, and is answered while all four deploys still run (the probe's
+    `!ping` waited 18.9 s behind five deploys)."""
     stacks = [
-        busy_env.add_stack(f"{run_id}-busy{i}", {"slow": {"update_config": {"monitor": "6s"}}})
-        for i in range(4)
+        busy_env.add_stack(f"{run_id}-busy{i}", {"slow": {"update_config": {"monitor": "8s"}}})
+        for i in range(5)
     ]
-    deploys = [busy_env.chat_in_background(f"!deploy {stack}") for stack in stacks]
+    deploys = [busy_env.chat_in_background(f"!deploy {stack}") for stack in stacks[:4]]
     r = busy_env.redis()
+    load = f"{busy_env.prefix}:worker-load"
     wait_until(
-        lambda: r.hget(f"{busy_env.prefix}:worker-load", "test-worker") == "4 4",
+        lambda: (r.hget(load, "test-worker") or "").startswith("4 4 "),
         60,
-        "all four slots busy",
+        "all four ordinary slots busy",
     )
     tb = TestBot(busy_env.config)
     try:
-        reply = tb.ask("!services")
+        fifth = tb.ask(f"!deploy {stacks[4]}")
+        read = tb.ask("!ping")
     finally:
         tb.close()
+    out = busy_env.chat("!services", timeout=30)
+    still_busy = (r.hget(load, "test-worker") or "").startswith("4 4 ")
     for proc in deploys:
         proc.communicate(timeout=120)
-    assert "waiting for a free worker (all 4 job slots are busy)" in reply, reply
-    assert "queued behind" not in reply
+    assert "waiting for a free worker (all 4 job slots are busy)" in fifth, fifth
+    assert "queued behind" not in fifth
+    assert "waiting" not in read, read
+    assert f"{stacks[0]}_slow" in out, out
+    assert still_busy, "the deploys had finished before !services was answered"
+    wait_until(
+        lambda: swarm.services.list(filters={"name": f"{stacks[4]}_slow"}), 120, "the fifth"
+    )

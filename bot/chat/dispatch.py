@@ -134,7 +134,15 @@ class Dispatcher:
         audit = self._audit_fields(message, decision, stack=stack)
         try:
             queued = await self.queue.submit(
-                op, job_args, user, text, reply_to, audit, locked, job_id=job_id
+                op,
+                job_args,
+                user,
+                text,
+                reply_to,
+                audit,
+                locked,
+                job_id=job_id,
+                read_only=command.read_only,
             )
         except NOT_QUEUED as exc:
             log.error("queue unavailable: %s", exc)

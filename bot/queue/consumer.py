@@ -116,13 +116,14 @@ class WorkerQueue:
 
     # -- heartbeats, dead workers and stack leases --------------------------------------
 
-    def beat(self, locks: dict[str, str], load: tuple[int, int] = (0, 0)) -> None:
-        """Say this worker is alive and how busy it is (``load``: busy and total slots), and
-        renew the leases on the stacks its jobs hold."""
+    def beat(self, locks: dict[str, str], load: tuple[int, ...] = (0, 0, 0, 0)) -> None:
+        """Say this worker is alive and how busy it is (``load``: busy and total ordinary
+        slots, busy and total read slots), and renew the leases on its jobs' stacks."""
         now = time.time()
         with self._redis.pipeline(transaction=False) as pipe:
             keys = [self.keys.workers, self.keys.load]
-            pipe.eval(scripts.BEAT, 2, *keys, f"{now:.3f}", self.consumer, f"{load[0]} {load[1]}")
+            words = " ".join(str(n) for n in load)
+            pipe.eval(scripts.BEAT, 2, *keys, f"{now:.3f}", self.consumer, words)
             for stack, job_id in locks.items():
                 pipe.eval(scripts.ACQUIRE, 1, self.keys.lock(stack), job_id, LOCK_LEASE_MS)
             pipe.execute()

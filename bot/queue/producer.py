@@ -40,6 +40,7 @@ class JobQueue:
         audit: dict[str, Any] | None = None,
         stack: str | None = None,
         job_id: str = "",
+        read_only: bool = False,
     ) -> Queued:
         """Put a signed job on the queue, in two round trips: its ID (unless the caller took
         one already, with the rate limit), then one transaction
@@ -64,7 +65,8 @@ class JobQueue:
         # A reply that failed (a key of another type) reads as nothing known.
         replies = [None if isinstance(r, Exception) else r for r in replies]
         holder = _s(replies[-3] or "") if stack else ""
-        return Queued(job, holder, _capacity(replies[-2] or [], replies[-1] or {}))
+        capacity = _capacity(replies[-2] or [], replies[-1] or {}, read_only)
+        return Queued(job, holder, capacity)
 
     async def record(self, job_id: str) -> dict[str, str]:
         """A job's record; empty when there is none, or it is not a hash."""
@@ -108,11 +110,16 @@ class Queued:
     workers: tuple[int, int, int]  # online, free slots, total slots
 
 
-def _capacity(live: list[Any], loads: dict[Any, Any]) -> tuple[int, int, int]:
-    """(online, free, total) from the fresh heartbeats and each worker's "busy capacity"."""
+def _capacity(live: list[Any], loads: dict[Any, Any], read_only: bool) -> tuple[int, int, int]:
+    """(online, free, total) from the fresh heartbeats and each worker's load: "busy
+    capacity read-busy read-capacity". A read-only job may also take a read slot. A load
+    that is not numbers (written by someone else) counts as nothing free."""
     free = total = 0
     for load in (as_fields(loads).get(_s(w), "0 0") for w in live):
-        busy, _, capacity = load.partition(" ")
-        total += int(capacity or 0)
-        free += max(0, int(capacity or 0) - int(busy or 0))
+        words = [int(w) if w.isdigit() else 0 for w in load.split()[:4]]
+        busy, capacity, read_busy, reads = [*words, 0, 0, 0, 0][:4]
+        if read_only:
+            busy, capacity = busy + read_busy, capacity + reads
+        total += capacity
+        free += max(0, capacity - busy)
     return len(live), free, total

@@ -126,7 +126,7 @@ class Worker:
         self.state.wait_for_redis(self.queue.ensure_group)
         # Beat before reading anything: a worker with pending entries and no heartbeat at
         # all is taken for one that retired, and others may take its entries over.
-        self.state.wait_for_redis(lambda: self.queue.beat({}, (0, self.slots.capacity)))
+        self.state.wait_for_redis(lambda: self.queue.beat({}, self._load()))
         # First whatever this consumer had taken but not finished before a crash. Read before
         # the heartbeat thread starts taking over stopped workers' entries: those land in
         # this same pending list, and must not come back from both places.
@@ -246,7 +246,7 @@ class Worker:
         """Heartbeat, lease renewal for held stacks, and taking over dead workers' jobs."""
         while not self._drained.is_set():
             try:
-                self.queue.beat(dict(self.state.held), (self.slots.busy, self.slots.capacity))
+                self.queue.beat(dict(self.state.held), self._load())
                 if not self.state.stop.is_set():  # a stopping worker takes nothing more on
                     for entry in self.queue.reclaim():
                         log.warning("taking over entry %s from a worker that stopped", entry[0])
@@ -256,6 +256,10 @@ class Worker:
             except Exception:  # a malformed reply must not end the heartbeat
                 log.exception("heartbeat failed")
             self._drained.wait(HEARTBEAT_SECONDS)
+
+    def _load(self) -> tuple[int, int, int, int]:
+        """Busy and total ordinary slots, busy and total read slots (for the heartbeat)."""
+        return (self.slots.busy, self.slots.capacity, self.reads.busy, self.reads.capacity)
 
     def _begin(self, entry_id: str) -> bool:
         """Mark an entry as handled here; False if it runs here now. One that finished
