@@ -229,6 +229,16 @@ def test_confirmation_codes_show_only_to_who_may_confirm_them(trust: Trust) -> N
         trust.env.redis().delete(trust.key(f"confirm:{code}"))
 
 
+def test_a_missing_stack_file_offers_only_stacks_one_may_see(trust: Trust) -> None:
+    reply = trust.ask(f"!check {trust.mine}-nosuch", "console:lim")
+    job = re.search(r"job (\d+)", reply).group(1)  # type: ignore[union-attr]
+    trust.finished(job)
+    answer = trust.answer(job)
+    assert f"known: {trust.mine}" in answer, answer
+    assert trust.other not in answer
+    assert trust.two not in answer
+
+
 def test_all_commands_on_one_stack_is_no_admin_for_cancel(trust: Trust) -> None:
     """``commands = ["*"]`` limited to one stack used to count as an admin: it could cancel
     jobs on other stacks. Now the same answer as for a job that does not exist."""

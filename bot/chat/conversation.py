@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import hashlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, Protocol
@@ -103,12 +104,13 @@ class Conversation:
             if reply is None:
                 return None
             if reply.status == "queued" and reply.job:
-                if reply.job in self._answered:
+                if instance(reply.job, ref) in self._answered:
                     return reply  # answered while it was being queued: nothing to say
                 if reply.waits or self._queued_delay <= 0:
                     await self._say_queued(ref, reply)
                 else:
-                    self._held[reply.job] = asyncio.create_task(self._say_queued_later(ref, reply))
+                    task = asyncio.create_task(self._say_queued_later(ref, reply))
+                    self._held[instance(reply.job, ref)] = task
                 return reply
             sends: list[Awaitable[object]] = [self.surface.post(ref, reply, f"answer-{event}")]
             if reply.status in ("refused", "error"):
@@ -120,25 +122,27 @@ class Conversation:
 
     async def _say_queued(self, ref: dict[str, str], reply: Reply) -> None:
         assert reply.job is not None
-        sent = await self.surface.post(ref, reply, f"queued-{reply.job}")
+        job = instance(reply.job, ref)
+        sent = await self.surface.post(ref, reply, f"queued-{job}")
         if sent:  # a message to edit with the job's progress
-            await self._tidy(self.redis.set(self._progress(reply.job), sent, ex=PROGRESS_TTL))
+            await self._tidy(self.redis.set(self._progress(job), sent, ex=PROGRESS_TTL))
 
     async def _say_queued_later(self, ref: dict[str, str], reply: Reply) -> None:
         """Post "queued" if nothing of the job has arrived after the delay. Cancelled by
         the job's first progress line or its result (``_settle``) while it still sleeps."""
         await asyncio.sleep(self._queued_delay)
         assert reply.job is not None
-        self._held.pop(reply.job, None)  # from here on it posts: settling waits for it
+        job = instance(reply.job, ref)
+        self._held.pop(job, None)  # from here on it posts: settling waits for it
         task = asyncio.current_task()
         if task is not None:
-            self._posting[reply.job] = task
+            self._posting[job] = task
         try:
             await self._say_queued(ref, reply)
         except Exception as exc:  # a "queued" lost is no answer lost; the result follows
             log.warning("job %s: could not say it was queued: %s", reply.job, exc)
         finally:
-            self._posting.pop(reply.job, None)
+            self._posting.pop(job, None)
 
     async def _settle(self, job: str) -> None:
         """Before the job's progress or result is posted: a "queued" still held back is
@@ -170,25 +174,26 @@ class Conversation:
         if not self.surface.serves(ref):
             log.warning("job %s: result for a room I do not serve; dropped", result.job)
             return
-        await self._settle(result.job)
-        progress = self._progress(result.job)
+        job = instance(result.job, ref)
+        await self._settle(job)
+        progress = self._progress(job)
         if result.kind == "progress":
             message = await self._text(progress)
             if message:
                 digest = hashlib.sha256(reply.text.encode()).hexdigest()[:12]
-                await self.surface.edit(ref, str(message), reply, f"edit-{result.job}-{digest}")
+                await self.surface.edit(ref, str(message), reply, f"edit-{job}-{digest}")
             else:
-                sent = await self.surface.post(ref, reply, f"progress-{result.job}")
+                sent = await self.surface.post(ref, reply, f"progress-{job}")
                 if sent:
                     await self.redis.set(progress, sent, ex=PROGRESS_TTL)
             return
-        self._answered[result.job] = None
+        self._answered[job] = None
         while len(self._answered) > ANSWERED_REMEMBERED:
             self._answered.popitem(last=False)
-        key = f"result-{result.job}"
+        key = f"result-{job}"
         await asyncio.gather(
             self._once(key, lambda: self.surface.post(ref, reply, key)),
-            self.surface.react(ref, "done" if result.ok else "failed", f"end-{result.job}"),
+            self.surface.react(ref, "done" if result.ok else "failed", f"end-{job}"),
         )
         # Housekeeping after the post: failing here must not make the result look
         # undelivered (a retry would post it again); the key expires by itself anyway.
@@ -226,3 +231,12 @@ class Conversation:
 
     def _progress(self, job: str) -> str:
         return f"{self._key}:progress:{job}"
+
+
+def instance(job: str, ref: dict[str, str]) -> str:
+    """One job as this conversation knows it: its ID and where it was asked. The ID alone
+    is not enough: a job counter lost with Redis's data (or deleted) starts again, and a
+    new job 2 must not be taken for the old one, whose answer was posted already (it
+    would then never be posted, nor its "queued" said)."""
+    where = json.dumps({k: v for k, v in ref.items() if k != "inbox"}, sort_keys=True)
+    return f"{job}-{hashlib.sha256(where.encode()).hexdigest()[:10]}"

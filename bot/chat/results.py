@@ -173,10 +173,17 @@ class Router:
         return lane
 
     async def _drain(self, where: str, lane: asyncio.Queue[tuple[str, Result]]) -> None:
+        """Post a room's results in order. Nothing but a cancel ends it while results
+        wait: a lane that died would leave every later answer for its room queued to
+        nobody."""
         while True:
             entry_id, result = await lane.get()
-            await self._post(where, result)
-            await self._ack(entry_id)
+            try:
+                await self._post(where, result)
+                await self._ack(entry_id)
+            except Exception:
+                log.exception("%s: delivering to %s failed; the next goes on", entry_id, where)
+                self._held.discard(entry_id)
             if lane.empty():  # no await since the check: the reader opens a new lane
                 del self._lanes[where]
                 return
@@ -190,6 +197,12 @@ class Router:
                 break
             except (redis.ConnectionError, redis.TimeoutError):
                 await asyncio.sleep(1.0)
+            except redis.ResponseError as exc:
+                # The inbox was deleted or replaced meanwhile (its group went with it):
+                # nothing is left to acknowledge. Raising here used to end the room's
+                # lane, and every later answer for that room was queued to nobody.
+                log.warning("entry %s could not be acknowledged (%s); left", entry_id, exc)
+                break
         self._held.discard(entry_id)
         self._done[entry_id] = None
         while len(self._done) > DONE_REMEMBERED:

@@ -60,20 +60,13 @@ class WorkerQueue:
         """The queue's consumer group. A jobs key that is not a stream (someone wrote
         another type there) is renamed aside, kept for a look, and a new stream made:
         otherwise no worker could ever start, nor the bot queue anything."""
-        try:
-            self._redis.xgroup_create(self.keys.jobs, WORKER_GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" in str(exc):
-                return
-            if "WRONGTYPE" not in str(exc):
-                raise
-            aside = f"{self.keys.jobs}:set-aside:{int(time.time())}"
-            self._redis.rename(self.keys.jobs, aside)
+        args = [WORKER_GROUP, str(int(time.time()))]
+        aside = _s(self._redis.eval(scripts.ENSURE_STREAM, 1, self.keys.jobs, *args))
+        if aside:
             log.warning("%s was not a stream; renamed to %s", self.keys.jobs, aside)
             records.record_sync(
                 self._redis, self.keys, decision="rejected", reason=f"jobs key set aside: {aside}"
             )
-            self.ensure_group()
 
     def read(
         self, count: int, block_ms: int, pending: bool = False

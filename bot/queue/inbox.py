@@ -10,12 +10,11 @@ import logging
 import time
 from collections.abc import Collection
 
-import redis
 import redis.asyncio as aioredis
 
 from bot.core.config import Config
 from bot.core.wire import Rejected, Result, decode_result
-from bot.queue import text
+from bot.queue import scripts, text
 from bot.queue.keys import BOT_GROUP, Keys
 
 log = logging.getLogger("swarmbot.queue")
@@ -37,17 +36,10 @@ class Inbox:
     async def ensure(self) -> None:
         """The inbox's consumer group; an inbox key of another type is renamed aside (as
         the worker does with its queue) and a new stream made."""
-        try:
-            await self._redis.xgroup_create(self._key, BOT_GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" in str(exc):
-                return
-            if "WRONGTYPE" not in str(exc):
-                raise
-            aside = f"{self._key}:set-aside:{int(time.time())}"
-            await self._redis.rename(self._key, aside)
+        args = [BOT_GROUP, str(int(time.time()))]
+        aside = await self._redis.eval(scripts.ENSURE_STREAM, 1, self._key, *args)
+        if aside:
             log.warning("%s was not a stream; renamed to %s", self._key, aside)
-            await self.ensure()
 
     async def read(
         self, consumer: str, block_ms: int, pending: bool = False, after: str = "0"

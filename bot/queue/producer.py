@@ -10,12 +10,13 @@ import redis
 import redis.asyncio as aioredis
 
 from bot.core.config import Config
-from bot.core.wire import Job
+from bot.core.wire import Job, encode_job
 from bot.queue import records, scripts
-from bot.queue.keys import Keys
+from bot.queue.keys import WORKER_GROUP, Keys
 from bot.queue.submit import ENTRY_REPLY, add_job
 from bot.queue.text import fields as as_fields
 from bot.queue.text import s as _s
+from bot.queue.text import wire
 
 
 class JobQueue:
@@ -61,12 +62,23 @@ class JobQueue:
             pipe.hgetall(self.keys.load)
             replies = await pipe.execute(raise_on_error=False)
         if isinstance(replies[ENTRY_REPLY], Exception):
-            raise replies[ENTRY_REPLY]  # not queued (the worker sets a broken queue aside)
+            await self._requeue(job, replies[ENTRY_REPLY])
         # A reply that failed (a key of another type) reads as nothing known.
         replies = [None if isinstance(r, Exception) else r for r in replies]
         holder = _s(replies[-3] or "") if stack else ""
         capacity = _capacity(replies[-2] or [], replies[-1] or {}, read_only)
         return Queued(job, holder, capacity)
+
+    async def _requeue(self, job: Job, error: Exception) -> None:
+        """The entry alone, again, after its XADD failed in the transaction (its record and
+        audit entry were written): the queue key held something that is not a stream.
+        It is renamed aside, as the worker does, and the entry added once more; any other
+        failure is raised, and the user is told the job was not queued."""
+        if "WRONGTYPE" not in str(error):
+            raise error
+        args = [WORKER_GROUP, str(int(time.time()))]
+        await self._redis.eval(scripts.ENSURE_STREAM, 1, self.keys.jobs, *args)
+        await self._redis.xadd(self.keys.jobs, wire(encode_job(job, self._secret)))
 
     async def record(self, job_id: str) -> dict[str, str]:
         """A job's record; empty when there is none, or it is not a hash."""

@@ -34,8 +34,12 @@ async def record(client: aioredis.Redis, keys: Keys, **fields: Any) -> None:
     item = entry(fields)
     stream, maxlen = _stream(keys, item)
     try:
-        await client.xadd(stream, text.wire(item), maxlen=maxlen, approximate=True)
-    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        try:
+            await client.xadd(stream, text.wire(item), maxlen=maxlen, approximate=True)
+        except redis.ResponseError:  # not a stream (someone wrote there): made anew
+            await client.delete(stream)
+            await client.xadd(stream, text.wire(item), maxlen=maxlen, approximate=True)
+    except (redis.RedisError, OSError) as exc:
         log.warning("audit entry kept in the log only: %s", exc)
 
 
@@ -44,7 +48,11 @@ def record_sync(client: redis.Redis, keys: Keys, **fields: Any) -> None:
     item = entry(fields)
     stream, maxlen = _stream(keys, item)
     try:
-        client.xadd(stream, text.wire(item), maxlen=maxlen, approximate=True)
+        try:
+            client.xadd(stream, text.wire(item), maxlen=maxlen, approximate=True)
+        except redis.ResponseError:  # not a stream (someone wrote there): made anew
+            client.delete(stream)
+            client.xadd(stream, text.wire(item), maxlen=maxlen, approximate=True)
     except redis.RedisError as exc:
         log.warning("audit entry kept in the log only: %s", exc)
 

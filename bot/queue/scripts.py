@@ -24,6 +24,20 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - 3600)
 return 1
 """
 )
+# A stream with its consumer group, made if missing; a key of another type there (someone
+# wrote it) is renamed aside first and its new name returned. In one step: checked and
+# renamed apart, a stream the other process had just made in its place (holding a job's
+# answer) was renamed aside instead, and the answer lost.
+ENSURE_STREAM = """
+local kind = redis.call('TYPE', KEYS[1])['ok']
+local aside = ''
+if kind ~= 'stream' and kind ~= 'none' then
+  aside = KEYS[1] .. ':set-aside:' .. ARGV[2]
+  redis.call('RENAME', KEYS[1], aside)
+end
+redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
+return aside
+"""
 # A queue entry refused: kept (capped) in the rejected stream with why, and acknowledged.
 REJECT = (
     _FRESH
