@@ -80,6 +80,7 @@ def git_room(
     stacks: str,
     config: str,
     hook: str = "",
+    notice_poll: int = 2,
 ) -> Iterator[Room]:
     """A worker and a Slack bot whose stacks come from ``git`` (``config``: the [git] and
     policy sections), notices about ``stacks`` in the NOTICES channel; ready once the
@@ -96,7 +97,7 @@ def git_room(
             + f"""
             [notices]
             quiet_seconds = 1
-            poll_seconds = 2
+            poll_seconds = {notice_poll}
 
             [[notices.route]]
             stacks = ["{stacks}"]
@@ -353,9 +354,7 @@ def polled(
             [git]
             url = "{http.url}"
             token_file = "{token_file}"
-            # Over redis-py 8's 5 s socket timeout: a watcher that blocked on Redis for
-            # its whole poll interval failed every wait and never saw a push.
-            poll_seconds = 6
+            poll_seconds = 7
 
             [changes]
             default = "confirm"
@@ -363,7 +362,10 @@ def polled(
             [safety]
             second_approver_stacks = ["{run_id}-gp*"]
             """
-            with git_room(workdir, redis_url, "git-polled", git, f"{run_id}-gp*", config) as r:
+            # Both intervals over redis-py 8's 5 s socket timeout: a watcher that blocked on
+            # Redis for its whole interval failed every wait and never saw a push.
+            rooms = (workdir, redis_url, "git-polled", git, f"{run_id}-gp*", config)
+            with git_room(*rooms, notice_poll=7) as r:
                 r.http = http  # type: ignore[attr-defined]
                 yield r
 

@@ -109,6 +109,13 @@ def test_an_error_keeps_names_and_drops_content() -> None:
     assert "services.web.environment" in cleaned
 
 
+def test_an_unknown_key_that_is_really_a_line_of_another_file_is_not_repeated() -> None:
+    message = "(root) Additional property root:$y$hunter2:19000:0:99999:7:: is not allowed"
+    assert dockercli.without_content(message) == "(root) Additional property … is not allowed"
+    typo = "services.web Additional property imagee is not allowed"
+    assert dockercli.without_content(typo) == typo
+
+
 def test_stack_files_are_regular_files_only(tmp_path: Path) -> None:
     (tmp_path / "dev.yaml").write_text("services: {}\n")
     (tmp_path / "x.yaml").symlink_to(tmp_path / "dev.yaml")

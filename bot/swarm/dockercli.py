@@ -106,14 +106,24 @@ _QUOTED = re.compile(r"`[^`\n]*`|'[^'\n]*'|\"[^\"\n]*\"")
 _NAME_LIKE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
+# compose's schema names an unknown key unquoted: a line of a file that is not a stack
+# file at all ("root:$y$…:19000:…" of a shadow file) comes back whole as that "key".
+_UNKNOWN_KEYS = re.compile(r"(Additional propert(?:y|ies) )(.+?)( (?:is|are) not allowed)")
+
+
 def without_content(message: str) -> str:
-    """``message`` with every quoted snippet that is not a plain name replaced by ``…``."""
+    """``message`` with every quoted snippet, and every unknown "key", that is not a plain
+    name replaced by ``…``."""
 
     def keep_names(match: re.Match[str]) -> str:
         quoted = match.group(0)
         return quoted if _NAME_LIKE.match(quoted[1:-1]) else quoted[0] + "…" + quoted[-1]
 
-    return _QUOTED.sub(keep_names, message)
+    def keep_keys(match: re.Match[str]) -> str:
+        keys = [k if _NAME_LIKE.match(k) else "…" for k in match.group(2).split(", ")]
+        return match.group(1) + ", ".join(keys) + match.group(3)
+
+    return _QUOTED.sub(keep_names, _UNKNOWN_KEYS.sub(keep_keys, message))
 
 
 OVERRIDE_SUFFIX = ".override.yaml"
