@@ -16,7 +16,7 @@ faults:  ## nightly: FAULT_TRIALS trials of each fault (20), FUZZ_EXAMPLES fuzz 
 bench:  ## benchmarks against the real swarm, Redis and Synapse; writes docs/BENCHMARKS.md
 	@scripts/setup.sh && .venv/bin/python -m bench.run
 
-image:  ## the container image, online or offline (TAG=swarmbot:0.1.0 by default)
+image:  ## the container image, online or offline (TAG=swarmbot:<pyproject.toml's version> by default)
 	@scripts/setup.sh && scripts/build-image.sh $(TAG)
 
 stop:  ## stop the Redis and dockerd that `make run` started

@@ -14,4 +14,9 @@ imports to it (import-linter contracts in pyproject.toml):
 - ``bot.cli``: the composition root that builds either process.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:  # pyproject.toml is the one place the version is written
+    __version__ = version("swarmbot")
+except PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"

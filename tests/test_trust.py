@@ -141,6 +141,10 @@ def test_a_forged_confirmation_queues_nothing(trust: Trust) -> None:
     r.set(trust.key("confirm:ZZ8Q"), seal(Secret(b"x" * 40), trust.key("confirm:ZZ8Q"), forged))
     assert "no pending command with code ZZ8Q" in trust.ask("!confirm ZZ8Q", "console:lim")
     assert r.xlen(trust.key("jobs")) == before
+    audit = trust.ask("!audit 10m")  # the admin reads who tried
+    assert "rejected" in audit
+    assert "forged code: unsealed" in audit
+    assert "forged code: bad seal" in audit
 
 
 def test_a_genuine_code_copied_under_another_code_is_refused(trust: Trust) -> None:

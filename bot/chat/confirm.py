@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 import redis.asyncio as aioredis
 
 from bot.core.config import Secret
@@ -55,20 +56,20 @@ class Confirmations:
         raise RuntimeError("no free confirmation code")
 
     async def get(self, code: str) -> dict[str, Any] | None:
-        """The pending confirmation, or None: missing, expired, or not written by swarmbot
-        (then logged: someone with write access to Redis tried)."""
+        """The pending confirmation, or None when there is none (missing, expired).
+        Raises ``Forged`` for one swarmbot did not write (someone with write access to
+        Redis tried): the caller answers as for a missing one, and audits it."""
         key = self._key(code)
-        raw = await self._redis.get(key)
+        try:
+            raw = await self._redis.get(key)
+        except redis.ResponseError as exc:  # another type: not ours either
+            raise Forged(str(exc)) from None
         if raw is None:
             return None
-        try:
-            pending = unseal_dict(self._secret, key, raw)
-            for name, kind in FIELDS.items():
-                if not isinstance(pending.get(name), kind):
-                    raise Forged(f"field {name!r} missing or of the wrong type")
-        except Forged as exc:
-            log.warning("confirmation %s refused: %s", code.upper(), exc)
-            return None
+        pending = unseal_dict(self._secret, key, raw)
+        for name, kind in FIELDS.items():
+            if not isinstance(pending.get(name), kind):
+                raise Forged(f"field {name!r} missing or of the wrong type")
         return pending
 
     async def update(self, code: str, pending: dict[str, Any]) -> None:

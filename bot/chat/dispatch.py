@@ -24,6 +24,7 @@ from bot.core.config import Config
 from bot.core.ids import matches_any, stacks_named_by
 from bot.core.policy import Decision, Policy
 from bot.core.replies import Message, Reply, masked
+from bot.core.sealed import Forged
 from bot.queue import scripts
 from bot.queue.producer import JobQueue, Queued
 from bot.queue.text import s as _text
@@ -305,6 +306,11 @@ class Dispatcher:
             pending = await self.confirmations.get(code)
         except REDIS_DOWN:
             return Reply(QUEUE_DOWN, status="error")
+        except Forged as exc:
+            # Written into Redis by someone else: answered like a missing code, and kept.
+            log.warning("confirmation %s refused: %s", code.upper(), exc)
+            await self._audit(message, "rejected", "confirm", reason=f"forged code: {exc}")
+            pending = None
         # One answer for "no such code" and "not yours to confirm": a code says nothing about
         # a command to someone who has no say over it.
         unknown = Reply(
