@@ -22,7 +22,7 @@ image:  ## the container image, online or offline (TAG=swarmbot:<pyproject.toml'
 stop:  ## stop the Redis and dockerd that `make run` started
 	@scripts/stop.sh
 
-lint:  ## ruff, mypy (strict on bot/core and bot/queue), and the import contracts
+lint:  ## ruff, mypy (strict, the whole package), and the import contracts
 	@scripts/setup.sh && scripts/lint.sh
 
 lock:  ## renew requirements.lock: the newest versions pyproject.toml allows, pinned

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from bot.core.operations import Answer, Progress, WorkerTools
 from bot.core.replies import Reply, Table, ago, plural
 from bot.core.wire import Job, Result
@@ -36,7 +38,7 @@ def render(result: Result) -> Reply:
     return Reply(f"{name}: {plural(len(rows), 'task')}", table, status="ok", job=result.job)
 
 
-def _error(row: dict) -> str:
+def _error(row: dict[str, Any]) -> str:
     text = row["error"] or ""
     if row["state"] in BAD_STATES and row.get("exit_code") not in (None, 0) and "exit" not in text:
         text += f" (exit code {row['exit_code']})"

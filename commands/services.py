@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from bot.core.operations import Answer, Progress, WorkerTools
 from bot.core.replies import Reply, Table, ago, plural
 from bot.core.wire import Job, Result
@@ -13,7 +15,7 @@ from commands.base import Command, error_reply, stack_arg
 TROUBLE = frozenset({"unhealthy", "update paused", "rollback paused"})
 
 
-def state_of(row: dict) -> str:
+def state_of(row: dict[str, Any]) -> str:
     """A row's state; rows from a worker before the STATE column judge by the counts."""
     return str(row.get("state") or ("unhealthy" if row["running"] < row["desired"] else "ok"))
 
@@ -23,7 +25,7 @@ def state_of(row: dict) -> str:
 FIELDS = ("name", "mode", "running", "desired", "state", "image", "updated")
 
 
-def rows_of(data: dict) -> list[dict]:
+def rows_of(data: dict[str, Any]) -> list[dict[str, Any]]:
     """The rows of a result: compact lists (``FIELDS``), or dicts from an older worker."""
     if "fields" not in data:
         return list(data["rows"])

@@ -50,7 +50,7 @@ def _commit(info: dict[str, Any] | None) -> str:
     if not info:
         return "-"
     if "commit" not in info:
-        return info.get("error", "-")[:80]
+        return str(info.get("error", "-"))[:80]
     c = info["commit"]
     mixed = " (services differ)" if info.get("mixed") else ""
     return f"{c['short']} {c['subject'][:50]} ({c['author']}){mixed}"
@@ -69,7 +69,7 @@ def _behind(info: dict[str, Any] | None) -> str:
 def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
     source = tools.source()
     files = tools.stack_files(source)
-    deployed: dict[str, list[dict]] = {}
+    deployed: dict[str, list[dict[str, Any]]] = {}
     for service in tools.engine.service_rows():
         if service["stack"]:
             deployed.setdefault(service["stack"], []).append(service)

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import signal
 import socket
+from typing import Any
 
 from bot.chat.dispatch import Dispatcher
 from bot.chat.results import Deliveries, Router
@@ -80,7 +81,7 @@ async def run_bot(config: Config) -> None:
         await client.aclose()
 
 
-def _health_checks(config: Config, adapters: list) -> tuple:
+def _health_checks(config: Config, adapters: list[Any]) -> tuple[Any, ...]:
     """The bot is healthy when it reaches Redis and every chat platform it serves. The
     checks run in the health thread, with a synchronous Redis client of their own."""
     client = sync_client(config.redis_url)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 FAILED_TASK_STATES = frozenset({"failed", "rejected"})
 WAITING_EXPLAINED = {
@@ -59,7 +59,7 @@ class Assessment:
     reason: str = ""
 
 
-def desired_replicas(service: dict) -> int | None:
+def desired_replicas(service: dict[str, Any]) -> int | None:
     mode = service["Spec"].get("Mode", {})
     if "Replicated" in mode:
         return int(mode["Replicated"].get("Replicas", 1))
@@ -69,13 +69,17 @@ def desired_replicas(service: dict) -> int | None:
     return None  # job modes: not a long-running service
 
 
-def mode_name(service: dict) -> str:
+def mode_name(service: dict[str, Any]) -> str:
     mode = service["Spec"].get("Mode", {})
     return next(iter(mode), "replicated").lower()
 
 
 def assess(
-    service: dict, tasks: list[dict], down_nodes: set[str], since: float, rollback: bool = False
+    service: dict[str, Any],
+    tasks: list[dict[str, Any]],
+    down_nodes: set[str],
+    since: float,
+    rollback: bool = False,
 ) -> Assessment:
     """Judge ``service`` from its up-to-date ``tasks``; ``since`` is when our change began.
     With ``rollback`` (an asked-for rollback) a completed rollback is the goal, not a failure.
@@ -98,7 +102,7 @@ def assess(
     if desired is None:
         return Assessment(name, "converged", 0, 0, "job-mode service: not watched")
 
-    slots: dict[str, list[dict]] = {}
+    slots: dict[str, list[dict[str, Any]]] = {}
     for task in tasks:
         if task.get("NodeID") in down_nodes:
             continue
@@ -113,9 +117,9 @@ def assess(
     )
     final_after = 1 if condition == "none" else 2
     running = 0
-    failure: dict | None = None
-    retrying: dict | None = None
-    waiting: dict | None = None
+    failure: dict[str, Any] | None = None
+    retrying: dict[str, Any] | None = None
+    waiting: dict[str, Any] | None = None
     for slot_tasks in slots.values():
         slot_tasks.sort(key=lambda t: t.get("Version", {}).get("Index", 0))
         if any(_is_running(t) for t in slot_tasks):
@@ -163,7 +167,7 @@ def assess(
     return Assessment(name, "converging", running, desired, reason)
 
 
-def _is_running(task: dict) -> bool:
+def _is_running(task: dict[str, Any]) -> bool:
     return task.get("DesiredState") == "running" and task["Status"]["State"] == "running"
 
 
@@ -175,7 +179,7 @@ ON_THE_WAY = frozenset(
 FAILED_RECENTLY_SECONDS = 60.0
 
 
-def failing_task(tasks: list[dict], now: float) -> dict | None:
+def failing_task(tasks: list[dict[str, Any]], now: float) -> dict[str, Any] | None:
     """Of a service short of its replicas: the task that shows why it is failing, or None
     when the missing tasks are merely on their way and none failed in the last minute."""
     for task in sorted(tasks, key=lambda t: t.get("Version", {}).get("Index", 0), reverse=True):
@@ -192,7 +196,7 @@ def failing_task(tasks: list[dict], now: float) -> dict | None:
     return None
 
 
-def describe_task(task: dict) -> str:
+def describe_task(task: dict[str, Any]) -> str:
     """Why a task is not running, in the words an operator needs: error, exit code, state."""
     status = task.get("Status", {})
     state = status.get("State", "unknown")

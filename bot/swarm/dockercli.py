@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -177,7 +178,7 @@ def _file_args(files: list[Path]) -> list[str]:
     return [arg for f in files for arg in ("--compose-file", str(f))]
 
 
-def render(cli: DockerCli, file: Path, variables: dict[str, str]) -> dict:
+def render(cli: DockerCli, file: Path, variables: dict[str, str]) -> dict[str, Any]:
     """The stack file (and its override) as the CLI will deploy it: interpolated with
     ``variables``, merged, paths made absolute. Raises ``DeployError`` with the CLI's
     message if it refuses."""

@@ -59,9 +59,10 @@ class Swarm:
     def ping(self) -> bool:
         return bool(self._api.ping())
 
-    def services(self, stack: str | None = None, status: bool = False) -> list[dict]:
+    def services(self, stack: str | None = None, status: bool = False) -> list[dict[str, Any]]:
         filters = {"label": f"{STACK_LABEL}={stack}"} if stack else None
-        return self._api.services(filters=filters, status=status)
+        services: list[dict[str, Any]] = self._api.services(filters=filters, status=status)
+        return services
 
     def snapshot(self) -> SwarmSnapshot:
         """What a pre-flight check compares a stack file with: five list calls."""
@@ -80,7 +81,7 @@ class Swarm:
         )
         return sorted(v["Name"] for v in volumes)
 
-    def service_rows(self, stack: str | None = None) -> list[dict]:
+    def service_rows(self, stack: str | None = None) -> list[dict[str, Any]]:
         """``!services``: one API call for the whole list, and one more per service short
         of its replicas with no update running (failing, or only being scheduled?)."""
         rows = []
@@ -110,14 +111,15 @@ class Swarm:
             )
         return sorted(rows, key=lambda r: r["name"])
 
-    def nodes(self) -> list[dict]:
+    def nodes(self) -> list[dict[str, Any]]:
         return self._api.nodes()
 
-    def tasks(self, **filters: str) -> list[dict]:
+    def tasks(self, **filters: str) -> list[dict[str, Any]]:
         """Tasks by Engine API filters (``service``, ``node``, ``desired-state``)."""
-        return self._api.tasks(filters=filters)
+        tasks: list[dict[str, Any]] = self._api.tasks(filters=filters)
+        return tasks
 
-    def node_rows(self) -> list[dict]:
+    def node_rows(self) -> list[dict[str, Any]]:
         """``!nodes``: two API calls, whatever the size of the swarm."""
         return node_rows(self._api.nodes(), self._api.tasks(filters={"desired-state": "running"}))
 
@@ -128,7 +130,7 @@ class Swarm:
         spec["Availability"] = availability
         self._api.update_node(node_id, node["Version"]["Index"], spec)  # type: ignore[arg-type]
 
-    def task_rows(self, service_id: str) -> list[dict]:
+    def task_rows(self, service_id: str) -> list[dict[str, Any]]:
         """``!ps``: one call for the tasks, one for node names."""
         nodes = {n["ID"]: n["Description"]["Hostname"] for n in self._api.nodes()}
         rows = []
@@ -202,7 +204,7 @@ class Swarm:
             down = {
                 n["ID"] for n in self._api.nodes() if n.get("Status", {}).get("State") == "down"
             }
-            by_service: dict[str, list[dict]] = {}
+            by_service: dict[str, list[dict[str, Any]]] = {}
             for task in tasks:
                 by_service.setdefault(task["ServiceID"], []).append(task)
             now = clock()

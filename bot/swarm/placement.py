@@ -14,7 +14,7 @@ def hostname(node: dict[str, Any]) -> str:
 def can_take(node: dict[str, Any]) -> bool:
     """A node swarm may place new tasks on: ready, and active (not paused or drained)."""
     ready = (node.get("Status") or {}).get("State", "ready") == "ready"
-    return ready and (node.get("Spec") or {}).get("Availability", "active") == "active"
+    return bool(ready and (node.get("Spec") or {}).get("Availability", "active") == "active")
 
 
 def why_not(node: dict[str, Any]) -> str:

@@ -362,4 +362,4 @@ class MatrixAdapter:
         if isinstance(resp, RoomSendError):
             what = f"{resp.status_code}: {resp.message}"
             raise (Undeliverable if resp.status_code in FOR_GOOD else DeliveryError)(what)
-        return resp.event_id
+        return str(resp.event_id)

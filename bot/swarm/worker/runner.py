@@ -81,7 +81,7 @@ class JobRunner:
         with job_context(job.id):
             self._handle_job(entry_id, fields, job)
 
-    def _handle_job(self, entry_id: str, fields: dict, job: Job) -> None:
+    def _handle_job(self, entry_id: str, fields: dict[str, Any], job: Job) -> None:
         digest = job_digest(fields)
         # The worker's own ledger first: Redis keys can be deleted by anyone who can write
         # to Redis; the ledger cannot. Then Redis, which other workers share.
@@ -149,7 +149,7 @@ class JobRunner:
         if digest:
             self.ledger.mark_applied(digest, ANSWERED, time.time())
 
-    def _reject(self, entry_id: str, reason: str, fields: dict) -> None:
+    def _reject(self, entry_id: str, reason: str, fields: dict[str, Any]) -> None:
         """A queue entry that must not run: dropped, kept in the rejected stream, audited."""
         log.warning("refused queue entry %s: %s", entry_id, reason)
         self.state.wait_for_redis(lambda: self.queue.reject(entry_id, reason, fields))
@@ -162,7 +162,7 @@ class JobRunner:
             worker=self.queue.consumer,
         )
 
-    def _progress_now(self, job: Job, data: dict) -> None:
+    def _progress_now(self, job: Job, data: dict[str, Any]) -> None:
         try:
             self.queue.progress(Result("progress", job.id, job.op, True, data, job.reply_to))
         except redis.RedisError as exc:
@@ -175,7 +175,7 @@ class JobRunner:
         last_sent: list[Any] = [0.0, ""]
         untold = [note] if note else []
 
-        def progress(data: dict) -> None:
+        def progress(data: dict[str, Any]) -> None:
             if self.state.stop.is_set():
                 raise HandedOver
             if untold:

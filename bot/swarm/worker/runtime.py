@@ -276,7 +276,7 @@ class Worker:
         with self._entries_lock:
             self._inflight.discard(entry_id)
 
-    def _handle_guarded(self, entry_id: str, fields: dict, slot: Slot) -> None:
+    def _handle_guarded(self, entry_id: str, fields: dict[str, Any], slot: Slot) -> None:
         self.state.current.slot = slot
         try:
             self.runner.handle(entry_id, fields)

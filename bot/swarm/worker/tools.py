@@ -382,7 +382,9 @@ class SwarmTools:
 
         return waves.run(needs, step, lambda report: report["ok"])
 
-    def _check_file(self, stack: str, file: Path) -> tuple[dict | None, list[Problem], str]:
+    def _check_file(
+        self, stack: str, file: Path
+    ) -> tuple[dict[str, Any] | None, list[Problem], str]:
         """Render and check a stack file: (rendered or None, problems, note)."""
         try:
             rendered = dockercli.render(self.cli, file, self.config.variables)
@@ -703,7 +705,7 @@ def _stack_progress(data: dict[str, Any]) -> str:
     return f"{whole}/{plural(total, 'service')} converged"
 
 
-def _progress_rows(assessments: list[Assessment]) -> list[dict]:
+def _progress_rows(assessments: list[Assessment]) -> list[dict[str, Any]]:
     return [
         {"name": a.name, "running": a.running, "desired": a.desired, "state": a.state}
         for a in assessments
