@@ -2,8 +2,9 @@
 
 What a user sees follows their roles: their own entries and those about stacks one of
 their roles covers (an admin: all). A confirmation code shows only to whoever may confirm
-it (the requester, or someone allowed to run that command on that stack); to others it
-reads ``(code hidden)``."""
+it: the requester, and where someone else may (a change the watcher proposed, a stack
+that needs a second approver) those allowed to run that command on that stack; to others
+it reads ``(code hidden)``."""
 
 from __future__ import annotations
 

@@ -104,13 +104,13 @@ class Conversation:
             if reply is None:
                 return None
             if reply.status == "queued" and reply.job:
-                if instance(reply.job, ref) in self._answered:
+                job = instance(reply.job, ref)
+                if job in self._answered:
                     return reply  # answered while it was being queued: nothing to say
                 if reply.waits or self._queued_delay <= 0:
-                    await self._say_queued(ref, reply)
+                    await self._say_queued(ref, reply, job)
                 else:
-                    task = asyncio.create_task(self._say_queued_later(ref, reply))
-                    self._held[instance(reply.job, ref)] = task
+                    self._held[job] = asyncio.create_task(self._say_queued_later(ref, reply, job))
                 return reply
             sends: list[Awaitable[object]] = [self.surface.post(ref, reply, f"answer-{event}")]
             if reply.status in ("refused", "error"):
@@ -120,25 +120,22 @@ class Conversation:
         finally:
             await seen
 
-    async def _say_queued(self, ref: dict[str, str], reply: Reply) -> None:
-        assert reply.job is not None
-        job = instance(reply.job, ref)
+    async def _say_queued(self, ref: dict[str, str], reply: Reply, job: str) -> None:
+        """``job``: the job as this conversation keys it (``instance``)."""
         sent = await self.surface.post(ref, reply, f"queued-{job}")
         if sent:  # a message to edit with the job's progress
             await self._tidy(self.redis.set(self._progress(job), sent, ex=PROGRESS_TTL))
 
-    async def _say_queued_later(self, ref: dict[str, str], reply: Reply) -> None:
+    async def _say_queued_later(self, ref: dict[str, str], reply: Reply, job: str) -> None:
         """Post "queued" if nothing of the job has arrived after the delay. Cancelled by
         the job's first progress line or its result (``_settle``) while it still sleeps."""
         await asyncio.sleep(self._queued_delay)
-        assert reply.job is not None
-        job = instance(reply.job, ref)
         self._held.pop(job, None)  # from here on it posts: settling waits for it
         task = asyncio.current_task()
         if task is not None:
             self._posting[job] = task
         try:
-            await self._say_queued(ref, reply)
+            await self._say_queued(ref, reply, job)
         except Exception as exc:  # a "queued" lost is no answer lost; the result follows
             log.warning("job %s: could not say it was queued: %s", reply.job, exc)
         finally:

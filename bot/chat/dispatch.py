@@ -201,7 +201,6 @@ class Dispatcher:
                 member,
                 limit,
                 int(take_job_id),
-                int(now * 1000),
             )
         except REDIS_DOWN:
             return None, ""
@@ -253,7 +252,7 @@ class Dispatcher:
             name = "deploy --prune"
         return name in self.config.confirm
 
-    def _needs_second(self, command: Command, stack: str | None, args: dict[str, str]) -> bool:
+    def _needs_second(self, stack: str | None, args: dict[str, str]) -> bool:
         """Two people for every confirmed command on a two-approver stack: one that names
         the stack (``!undeploy dev``) or a service in it (``!rm dev_gerrit``)."""
         second = self.config.second_approver_stacks
@@ -269,7 +268,7 @@ class Dispatcher:
         job_args: dict[str, str],
         stack: str | None,
     ) -> Reply:
-        second = self._needs_second(command, stack, job_args)
+        second = self._needs_second(stack, job_args)
         pending = {
             "user": message.user_id,
             "command": command.name,

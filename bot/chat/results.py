@@ -134,6 +134,7 @@ class Router:
                     batch = await self.inbox.read(
                         self.consumer, block_ms=500, pending=pending, after=after
                     )
+                    self._trouble.clear()  # readable again: a later problem is told anew
                     if pending:
                         if not batch:
                             pending = False

@@ -29,7 +29,7 @@ import redis
 from bot.core.audit import entry
 from bot.core.config import Config, WebhookConfig
 from bot.core.health import QuietHandler
-from bot.core.httpserve import BoundedServer, make_bounded_server
+from bot.core.httpserve import BoundedServer
 from bot.core.pushes import MAX_BODY, Refused, verify
 from bot.queue import records
 from bot.queue.keys import Keys
@@ -176,9 +176,8 @@ def serve(config: Config, client: redis.Redis) -> BoundedServer:
     """Serve the endpoint in a bounded pool of threads; returns the server (its port)."""
     assert config.webhook is not None
     endpoint = PushEndpoint(config, client)
-    server = make_bounded_server(
-        config.webhook.host, config.webhook.port, endpoint.wsgi(), QuietHandler
-    )
+    address = (config.webhook.host, config.webhook.port)
+    server = BoundedServer(address, QuietHandler, endpoint.wsgi())
     threading.Thread(target=server.serve_forever, name="webhook", daemon=True).start()
     log.info(
         "push webhook on http://%s:%d%s",

@@ -48,13 +48,11 @@ class BoundedServer(WSGIServer):
     request_queue_size = 128
 
     def __init__(
-        self,
-        address: tuple[str, int],
-        handler: type[WSGIRequestHandler],
-        handlers: int = MAX_HANDLERS,
+        self, address: tuple[str, int], handler: type[WSGIRequestHandler], app: Callable[..., Any]
     ) -> None:
         super().__init__(address, handler)
-        self._pool = ThreadPoolExecutor(handlers, thread_name_prefix="http")
+        self.set_app(app)
+        self._pool = ThreadPoolExecutor(MAX_HANDLERS, thread_name_prefix="http")
         self._open: dict[socket.socket, float] = {}  # connection -> its deadline
         self._lock = threading.Lock()
         self._closing = threading.Event()
@@ -102,14 +100,3 @@ class BoundedServer(WSGIServer):
         self._closing.set()
         super().server_close()
         self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-def make_bounded_server(
-    host: str,
-    port: int,
-    app: Callable[..., Any],
-    handler: type[WSGIRequestHandler],
-) -> BoundedServer:
-    server = BoundedServer((host, port), handler)
-    server.set_app(app)
-    return server

@@ -13,12 +13,12 @@ keeps the TTLs and ``NX``/``XX`` semantics the callers rely on.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 from typing import Any
 
 from bot.core.config import Secret
+from bot.core.wire import sign
 
 _TAG = b"swarmbot-record-v1\0"
 MAX_RECORD_BYTES = 64 * 1024
@@ -30,9 +30,7 @@ class Forged(Exception):
 
 
 def _mac(secret: Secret, key: str, body: bytes) -> str:
-    return hmac.new(
-        secret.reveal(), _TAG + key.encode() + b"\0" + body, hashlib.sha256
-    ).hexdigest()
+    return sign(_TAG, key.encode() + b"\0" + body, secret)
 
 
 def seal(secret: Secret, key: str, value: Any) -> str:

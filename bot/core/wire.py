@@ -140,13 +140,15 @@ class Job:
         return named[1] if len(named) == 2 else ""
 
 
-def _sign(tag: bytes, payload: bytes, secret: Secret) -> str:
+def sign(tag: bytes, payload: bytes, secret: Secret) -> str:
+    """HMAC-SHA256 of ``payload`` under a domain ``tag``: jobs, results and sealed
+    records (``bot.core.sealed``) each have their own tag, so none passes for another."""
     return hmac.new(secret.reveal(), tag + payload, hashlib.sha256).hexdigest()
 
 
 def encode_job(job: Job, secret: Secret) -> dict[str, str]:
     payload = json.dumps(asdict(job), separators=(",", ":"), sort_keys=True).encode()
-    return {"job": payload.decode(), "sig": _sign(_JOB_TAG, payload, secret)}
+    return {"job": payload.decode(), "sig": sign(_JOB_TAG, payload, secret)}
 
 
 def _verified_json(
@@ -161,7 +163,7 @@ def _verified_json(
         raise Rejected(f"payload of {len(data)} bytes is too large")
     # Bytes, not text: a signature field with non-ASCII characters (bad bytes read back
     # as U+FFFD) made compare_digest raise TypeError instead of saying "no".
-    if not hmac.compare_digest(_sign(tag, data, secret).encode(), sig.encode()):
+    if not hmac.compare_digest(sign(tag, data, secret).encode(), sig.encode()):
         raise Rejected("bad signature")
     try:
         obj = json.loads(data)
@@ -284,7 +286,7 @@ def result_json(result: Result) -> str:
 
 def sign_result_json(text: str, secret: Secret) -> dict[str, str]:
     """The queue fields of a result already written by ``result_json``."""
-    return {"result": text, "sig": _sign(_RESULT_TAG, text.encode(), secret)}
+    return {"result": text, "sig": sign(_RESULT_TAG, text.encode(), secret)}
 
 
 def decode_result(fields: dict[Any, Any], secret: Secret, ops: Collection[str]) -> Result:

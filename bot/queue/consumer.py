@@ -199,8 +199,7 @@ class WorkerQueue:
         add_job(pipe, self.keys, job, self._secret, audit)
 
     def next_job_id(self) -> str:
-        floor = int(time.time() * 1000)
-        return _s(self._redis.eval(scripts.NEXT_ID, 1, self.keys.job_seq, floor))
+        return _s(self._redis.eval(scripts.NEXT_ID, 1, self.keys.job_seq))
 
     def _signed(self, result: Result) -> dict[str, str]:
         """The inbox entry of ``result``: masked, written, signed.

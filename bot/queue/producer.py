@@ -49,8 +49,7 @@ class JobQueue:
         job's ID), and reads what the requester is told about when it will run: the job
         holding ``stack``'s lock, and the workers online."""
         if not job_id:
-            floor = int(time.time() * 1000)
-            job_id = _s(await self._redis.eval(scripts.NEXT_ID, 1, self.keys.job_seq, floor))
+            job_id = _s(await self._redis.eval(scripts.NEXT_ID, 1, self.keys.job_seq))
         now = time.time()
         job = Job(job_id, op, args, requester, text[:512], reply_to, now, now + self._ttl)
         since = now - self._dead_after

@@ -114,45 +114,54 @@ return 'started'
 )
 # The job counter, taken in a script: a counter someone overwrote with something that is
 # not an integer is renamed aside and starts again above the current time in milliseconds
-# (never below an ID already used, whose replay guard would refuse the new job), instead
-# of failing every command that queues a job.
+# (Redis's clock; never below an ID already used, whose replay guard would refuse the new
+# job), instead of failing every command that queues a job.
 _NEXT_ID = """
-local function next_id(key, floor)
+local function next_id(key)
   local n = redis.pcall('INCR', key)
   if type(n) == 'table' and n.err then
+    local now = redis.call('TIME')
     redis.call('RENAME', key, key .. ':set-aside')
-    redis.call('SET', key, floor)
+    redis.call('SET', key, now[1] .. string.format('%03d', math.floor(now[2] / 1000)))
     n = redis.call('INCR', key)
   end
   return n
 end
 """
-NEXT_ID = _NEXT_ID + "return tostring(next_id(KEYS[1], ARGV[1]))\n"
+NEXT_ID = _NEXT_ID + "return tostring(next_id(KEYS[1]))\n"
+# A sliding one-minute window (a sorted set of times) trimmed to the last minute; one of
+# the wrong type (written by someone else) is dropped and started anew.
+_WINDOW = """
+local function trim_window(key, now)
+  local trimmed = redis.pcall('ZREMRANGEBYSCORE', key, '-inf', tonumber(now) - 60)
+  if type(trimmed) == 'table' and trimmed.err then redis.call('DEL', key) end
+end
+"""
 # A user's sliding one-minute window of commands, checked and counted in one step, and for
 # a command that is going to be queued its job ID taken in the same round trip. Refused
 # commands do not count; the reply carries the oldest entry's time (when to try again).
-# A window of the wrong type (written by someone else) is dropped and started anew.
 RATE = (
     _NEXT_ID
+    + _WINDOW
     + """
-local trimmed = redis.pcall('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - 60)
-if type(trimmed) == 'table' and trimmed.err then redis.call('DEL', KEYS[1]) end
+trim_window(KEYS[1], ARGV[1])
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
   local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
   return {0, oldest[2]}
 end
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
 redis.call('EXPIRE', KEYS[1], 61)
-if ARGV[4] == '1' then return {1, tostring(next_id(KEYS[2], ARGV[5]))} end
+if ARGV[4] == '1' then return {1, tostring(next_id(KEYS[2]))} end
 return {1, ''}
 """
 )
 # A user's sliding one-minute window of refused and invalid commands: counted up to one past
 # the limit (the one told "slow down"); returns this command's place in the window, so
 # the caller knows whether it is within the limit, the first over it, or one more after.
-REFUSALS = """
-local trimmed = redis.pcall('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - 60)
-if type(trimmed) == 'table' and trimmed.err then redis.call('DEL', KEYS[1]) end
+REFUSALS = (
+    _WINDOW
+    + """
+trim_window(KEYS[1], ARGV[1])
 local n = redis.call('ZCARD', KEYS[1])
 if n <= tonumber(ARGV[3]) then
   redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
@@ -160,6 +169,7 @@ if n <= tonumber(ARGV[3]) then
 end
 return n + 1
 """
+)
 # A job's end in one command: its answer posted to the inbox (which expires if nobody reads
 # it), its record updated, its audit entry added, its queue entry acknowledged. Atomic as
 # a MULTI would be, but one command to send and one reply to read instead of seven: for a

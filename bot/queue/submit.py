@@ -35,4 +35,5 @@ def add_job(pipe: Any, keys: Keys, job: Job, secret: Secret, audit: dict[str, An
     pipe.zremrangebyrank(keys.recent, 0, -RECENT_JOBS_KEPT - 1)
     pipe.xadd(keys.jobs, wire(encode_job(job, secret)))  # ENTRY_REPLY
     if audit is not None:
-        records.add(pipe, keys, entry({"stack": job.stack, **audit, "job": job.id}))
+        stack = audit.get("stack") or job.stack  # the command's stack, or its service's
+        records.add(pipe, keys, entry({**audit, "stack": stack, "job": job.id}))

@@ -15,8 +15,9 @@ variables are already resolved to what the engine would mount.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterator
 from typing import Any
+
+from bot.swarm.preflight import volume_sources
 
 # Capabilities that amount to root on the host, or reach past the container's namespaces.
 DANGEROUS_CAPS = frozenset(
@@ -73,16 +74,6 @@ def _host_path(source: str) -> str:
     return ""
 
 
-def _binds(service: dict[str, Any]) -> Iterator[str]:
-    for volume in service.get("volumes") or []:
-        if isinstance(volume, dict) and volume.get("type") == "bind":
-            yield str(volume.get("source") or "")
-        elif isinstance(volume, str):
-            source = volume.split(":", 1)[0]
-            if source.startswith("/"):
-                yield source
-
-
 def findings(service: dict[str, Any]) -> list[tuple[str, str]]:
     """(key, why) for each part of one rendered service that gives it the host."""
     out: list[tuple[str, str]] = []
@@ -91,8 +82,8 @@ def findings(service: dict[str, Any]) -> list[tuple[str, str]]:
     caps = {str(c).upper().removeprefix("CAP_") for c in service.get("cap_add") or []}
     for cap in sorted(caps & DANGEROUS_CAPS):
         out.append(("cap_add", f"capability {cap} reaches past the container"))
-    for source in _binds(service):
-        why = _host_path(source)
+    for kind, source in volume_sources(service):
+        why = _host_path(source) if kind == "bind" else ""
         if why:
             out.append(("volumes", f"bind mount of {source}: {why}"))
     for key in HOST_NAMESPACES:

@@ -432,7 +432,7 @@ class Watcher:
             if drifted:
                 pipe.rpush(self.queue.keys.watch("pokes"), DRIFT_POKE)
             # For operators and tests; a counter overwritten by someone is set aside.
-            pipe.eval(NEXT_ID, 1, self.queue.keys.notice("refreshes"), 0)
+            pipe.eval(NEXT_ID, 1, self.queue.keys.notice("refreshes"))
             pipe.execute()
 
     def _look_at_nodes(

@@ -89,8 +89,9 @@ def unset_variables(raw: str, variables: dict[str, str]) -> list[Problem]:
     return list(problems.values())
 
 
-def _short_volumes(service: dict[str, Any]) -> list[tuple[str, str]]:
-    """(type, source) of each volume as written in the raw file, before the CLI rewrote it."""
+def volume_sources(service: dict[str, Any]) -> list[tuple[str, str]]:
+    """(type, source) of each of a service's volumes, short form or long: as written in the
+    raw file (before the CLI rewrote it), or as rendered."""
     out = []
     for volume in service.get("volumes") or []:
         if isinstance(volume, str):
@@ -149,7 +150,7 @@ def check(
             problems.append(Problem(name, "image", f"{image} has no tag: pin one", False))
         elif image.endswith(":latest"):
             problems.append(Problem(name, "image", f"{image} is on :latest: pin a version", False))
-        for kind, source in _short_volumes(raw_services.get(name) or {}):
+        for kind, source in volume_sources(raw_services.get(name) or {}):
             if kind == "bind" and source.startswith(".") and not (file_dir / source).exists():
                 problems.append(
                     Problem(name, "volumes", f"bind mount source {source} does not exist", True)

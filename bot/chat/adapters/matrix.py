@@ -22,6 +22,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -144,9 +145,11 @@ class MatrixAdapter:
         if who.user_id != self.mc.user_id:
             raise RuntimeError(f"the access token belongs to {who.user_id}, not {self.mc.user_id}")
         now_ms = int(time.time() * 1000)
-        self.first_start_ms = int(await self._remembered(f"{self._key}:first-start", str(now_ms)))
-        nonce = await self._remembered(f"{self._key}:txn-nonce", secrets.token_hex(6))
-        self._nonce = str(nonce)
+        first = await self._remembered(f"{self._key}:first-start", str(now_ms), _is_time_ms)
+        self.first_start_ms = int(first)
+        self._nonce = await self._remembered(
+            f"{self._key}:txn-nonce", secrets.token_hex(6), _is_nonce
+        )
         for room in self.mc.rooms:
             room_id = room
             if room.startswith("#"):
@@ -167,23 +170,20 @@ class MatrixAdapter:
 
     # -- the sync loop ------------------------------------------------------------------
 
-    async def _remembered(self, key: str, value: str) -> int | str:
-        """A value kept across restarts (set once). One that someone overwrote with
-        another type or a malformed value is replaced, not trusted: a crash here would
-        crash-loop the bot. A first-start time is an integer; a nonce hex."""
+    async def _remembered(self, key: str, value: str, well_formed: Callable[[str], bool]) -> str:
+        """A value kept across restarts (set once to ``value``). One that someone overwrote
+        with another type, or with something ``well_formed`` refuses, is replaced, not
+        trusted: a crash here would crash-loop the bot."""
         try:
             await self.redis.set(key, value, nx=True)
             stored = str(await self.redis.get(key))
         except redis.ResponseError:
             stored = ""
-        if value.isdigit():
-            if stored.isdigit() and len(stored) <= 16:
-                return int(stored)
-        elif stored.isalnum() and len(stored) <= 32:
+        if well_formed(stored):
             return stored
         log.warning("%s in Redis was malformed; replaced", key)
         await self.redis.set(key, value)
-        return int(value) if value.isdigit() else value
+        return value
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff = 1.0
@@ -363,3 +363,11 @@ class MatrixAdapter:
             what = f"{resp.status_code}: {resp.message}"
             raise (Undeliverable if resp.status_code in FOR_GOOD else DeliveryError)(what)
         return str(resp.event_id)
+
+
+def _is_time_ms(text: str) -> bool:
+    return text.isdigit() and len(text) <= 16
+
+
+def _is_nonce(text: str) -> bool:
+    return text.isalnum() and len(text) <= 32

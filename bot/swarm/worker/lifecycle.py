@@ -48,7 +48,7 @@ class Slots:
         return self.acquire(timeout=0)
 
     def acquire(self, timeout: float) -> bool:
-        if not self._sem.acquire(timeout=timeout) if timeout > 0 else not self._sem.acquire(False):
+        if not self._sem.acquire(timeout=timeout):
             return False
         with self._lock:
             self.busy += 1

@@ -195,18 +195,19 @@ class Worker:
     def _start(
         self, backlog: list[tuple[str, dict[Any, Any]]], pool: ThreadPoolExecutor
     ) -> list[tuple[str, dict[Any, Any]]]:
-        """Start every entry that gets a slot, in order; returns those left waiting. A
-        read-only job takes a read slot, or a free ordinary one; any other job an ordinary
-        one only, so reads pass the deploys that wait for a slot."""
+        """Start every entry that gets a slot, in order; returns those left waiting. Any job
+        takes a free ordinary slot; when none is free, a read-only job takes a read slot,
+        so reads pass the deploys that wait. Only then is an entry's operation looked at:
+        the common case parses nothing before the runner does."""
         waiting = []
         for entry_id, fields in backlog:
             if self.state.stop.is_set():
                 waiting.append((entry_id, fields))
                 continue
-            if peek_op(fields) in READ_OPS and self.reads.try_acquire():
-                slot = Slot(self.reads)
-            elif self.slots.try_acquire():
+            if self.slots.try_acquire():
                 slot = Slot(self.slots)
+            elif peek_op(fields) in READ_OPS and self.reads.try_acquire():
+                slot = Slot(self.reads)
             else:
                 waiting.append((entry_id, fields))
                 continue

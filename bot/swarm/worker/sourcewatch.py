@@ -148,7 +148,7 @@ class SourceWatcher:
             self._next_images = now + self.config.registry.poll_seconds
             self.check_images()
         # For operators and tests; a counter overwritten by someone is set aside.
-        self.queue.redis.eval(NEXT_ID, 1, self.keys.watch("looks"), 0)
+        self.queue.redis.eval(NEXT_ID, 1, self.keys.watch("looks"))
 
     # -- git ---------------------------------------------------------------------------------
 

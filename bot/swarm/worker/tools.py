@@ -177,7 +177,7 @@ class SwarmTools:
             ]
             data["impact"] = [asdict(i) for i in shown]
             blocked = [i for i in impact if not i.placeable]
-            data["hidden"] = len([i for i in blocked if i not in shown])
+            data["hidden"] = len(blocked) - sum(not i.placeable for i in shown)
             if blocked and not force:
                 data["refused"] = True
                 return Answer(False, data, f"{host} not drained: {len(blocked)} would lose tasks")
