@@ -126,7 +126,7 @@ def test_redis_url_from_environment_overrides(tmp_path: Path) -> None:
 
 
 def test_example_config_is_valid_and_documents_every_key(tmp_path: Path) -> None:
-    from bot.core.config import _SCHEMA
+    from bot.core.config import SCHEMA
 
     text = (ROOT / "config.example.toml").read_text()
     env = {"SWARMBOT_SIGNING_SECRET": GOOD_SECRET}
@@ -135,7 +135,7 @@ def test_example_config_is_valid_and_documents_every_key(tmp_path: Path) -> None
     )
     assert proc.returncode == 0, proc.stderr
     assert "cdn, ci, community, dev, ingress, support, swarmbot, sysadmin" in proc.stdout
-    for section, keys in _SCHEMA.items():
+    for section, keys in SCHEMA.items():
         assert f"[{section}]" in text
         for key in keys:
             documented = re.search(rf"^#? ?{key} = ", text, re.M) or f"[[{section}.{key}]]" in text

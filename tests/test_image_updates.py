@@ -10,13 +10,14 @@ import io
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import docker
 import pytest
 
 from bot.chat.adapters.slack_render import unescape
-from bot.core.config import RegistryConfig
+from bot.core.config.defaults import registry_defaults
 from bot.swarm import updates
 from bot.swarm.registry import ImageRef, Registry, RegistryError
 from tests.gitserver import Registry as RegistryServer
@@ -70,14 +71,14 @@ def test_one_request_per_image_none_while_cached(
     for n in range(5):
         digest = push(swarm, registry, f"b{n}", f"budget{n}")
         images.append(f"{registry.addr}/swarmbot-test/app:b{n}@{digest}")
-    client = Registry(RegistryConfig(None, 300, 0, (), ()))
+    client = Registry(registry_defaults())
     for count in (10, 100):
         services = fake_services(count, images)
         before = client.requests
         found = updates.check(client, services, lambda stack: "")
         assert not any(n.moved or n.error for n in found), found
         assert client.requests - before == (5 if count == 10 else 0)  # 100: all cached
-    expired = Registry(RegistryConfig(None, 0, 0, (), ()))
+    expired = Registry(replace(registry_defaults(), cache_seconds=0))
     updates.check(expired, fake_services(100, images), lambda stack: "")
     updates.check(expired, fake_services(100, images), lambda stack: "")
     assert expired.requests == 10  # 5 + 5 conditional (304): never one per service
@@ -220,16 +221,16 @@ def check_credentials(
     swarm.images.push(repo, "1", auth_config={"username": "ci", "password": password})
     ref = ImageRef.parse(f"{repo}:1")
     with pytest.raises(RegistryError, match="wants credentials"):
-        Registry(RegistryConfig(None, 300, 0, (), ())).digest(ref)
+        Registry(registry_defaults()).digest(ref)
     auth = base64.b64encode(f"ci:{password}".encode()).decode()
     file = root / "config.json"
     file.write_text(json.dumps({"auths": {server.addr: {"auth": auth}}}))
-    client = Registry(RegistryConfig(file, 300, 0, (), ()))
+    client = Registry(replace(registry_defaults(), credentials_file=file))
     digest = client.digest(ref)
     assert digest.startswith("sha256:") and client.requests == 2  # 401, then with auth
     file.write_text(
         json.dumps({"auths": {server.addr: {"auth": base64.b64encode(b"ci:no").decode()}}})
     )
     with pytest.raises(RegistryError, match="refused the credentials") as refused:
-        Registry(RegistryConfig(file, 300, 0, (), ())).digest(ref)
+        Registry(replace(registry_defaults(), credentials_file=file)).digest(ref)
     assert password not in str(refused.value)

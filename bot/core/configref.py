@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bot.core.config import _SCHEMA
+from bot.core.config import SCHEMA
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config.example.toml"
@@ -95,7 +95,7 @@ def generate(example: str) -> str:
         "`$SWARMBOT_REDIS_URL` overrides `redis.url`; `$SWARMBOT_CONFIG` names the file.",
         "",
     ]
-    for section, schema in _SCHEMA.items():
+    for section, schema in SCHEMA.items():
         out += [f"## `[{section}]`", ""]
         # Keys explained by one comment (a secret and its _file form) are listed together.
         groups: list[tuple[list[str], str]] = []
@@ -129,7 +129,7 @@ def missing(example: str) -> list[str]:
     keys, _, _ = _parse(example)
     return [
         f"{section}.{key}"
-        for section, schema in _SCHEMA.items()
+        for section, schema in SCHEMA.items()
         for key in schema
         if not (keys.get(section, {}).get(key) or (section, key) == ("notices", "route"))
     ]

@@ -12,7 +12,8 @@ from typing import TypeVar
 import redis
 
 from bot.core import health
-from bot.core.config import Config, RegistryConfig
+from bot.core.config import Config
+from bot.core.config.defaults import registry_defaults
 from bot.core.policy import Policy
 from bot.queue.consumer import WorkerQueue
 from bot.swarm.engine import Swarm
@@ -92,7 +93,7 @@ class WorkerState:
     policy: Policy
     git: GitSource | None = None  # stacks from a git repository, if configured
     registry: Registry = field(
-        default_factory=lambda: Registry(RegistryConfig(None, 300, 0, (), ()))
+        default_factory=lambda: Registry(registry_defaults())
     )
     stop: threading.Event = field(default_factory=threading.Event)  # set: hand over
     held: dict[str, str] = field(default_factory=dict)  # stack -> job holding it here
