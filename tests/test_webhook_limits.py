@@ -24,7 +24,7 @@ import requests
 from bot.chat import webhook
 from bot.core.config import load
 from bot.core.httpserve import MAX_HANDLERS, MAX_OPEN, REQUEST_SECONDS, BoundedServer
-from bot.queue.clients import sync_client
+from bot.queue.pushstore import PushStore
 from commands import REGISTRY
 from tests.harness import free_port, wait_until
 
@@ -57,7 +57,8 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterat
             """
         )
     )
-    server = webhook.serve(load(config, commands=REGISTRY), sync_client(redis_url))
+    loaded = load(config, commands=REGISTRY)
+    server = webhook.serve(loaded, PushStore.connect(redis_url, loaded.redis_prefix))
     try:
         yield server
     finally:

@@ -24,12 +24,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, Protocol
 
-import redis
-import redis.asyncio as aioredis
-
 from bot.chat.dispatch import Dispatcher
 from bot.core.replies import Message, Reply
 from bot.core.wire import Result
+from bot.queue.chatstate import ChatState
+from bot.queue.errors import StoreError
 
 log = logging.getLogger("swarmbot.chat")
 
@@ -78,14 +77,12 @@ class Conversation:
         self,
         surface: Surface,
         dispatcher: Dispatcher,
-        redis: aioredis.Redis,
-        key: str,
+        state: ChatState,
         queued_delay: float = QUEUED_DELAY,
     ) -> None:
         self.surface = surface
         self.dispatcher = dispatcher
-        self.redis = redis
-        self._key = key  # this adapter's Redis key root (keys.Keys.adapter)
+        self.state = state  # this adapter's keys in Redis
         self._queued_delay = queued_delay
         # Jobs whose "queued as job N" is held back: the task that posts it if the job has
         # not answered in time. Only this process posts it, so memory is the right place.
@@ -124,7 +121,7 @@ class Conversation:
         """``job``: the job as this conversation keys it (``instance``)."""
         sent = await self.surface.post(ref, reply, f"queued-{job}")
         if sent:  # a message to edit with the job's progress
-            await self._tidy(self.redis.set(self._progress(job), sent, ex=PROGRESS_TTL))
+            await self._tidy(self.state.put(self._progress(job), sent, PROGRESS_TTL))
 
     async def _say_queued_later(self, ref: dict[str, str], reply: Reply, job: str) -> None:
         """Post "queued" if nothing of the job has arrived after the delay. Cancelled by
@@ -175,14 +172,14 @@ class Conversation:
         await self._settle(job)
         progress = self._progress(job)
         if result.kind == "progress":
-            message = await self._text(progress)
+            message = await self.state.get(progress)
             if message:
                 digest = hashlib.sha256(reply.text.encode()).hexdigest()[:12]
                 await self.surface.edit(ref, str(message), reply, f"edit-{job}-{digest}")
             else:
                 sent = await self.surface.post(ref, reply, f"progress-{job}")
                 if sent:
-                    await self.redis.set(progress, sent, ex=PROGRESS_TTL)
+                    await self.state.put(progress, sent, PROGRESS_TTL)
             return
         self._answered[job] = None
         while len(self._answered) > ANSWERED_REMEMBERED:
@@ -194,40 +191,29 @@ class Conversation:
         )
         # Housekeeping after the post: failing here must not make the result look
         # undelivered (a retry would post it again); the key expires by itself anyway.
-        await self._tidy(self.redis.delete(progress))
+        await self._tidy(self.state.drop(progress))
 
     async def _once(self, key: str, send: Callable[[], Awaitable[object]]) -> None:
         """Send unless it was sent before (some platforms have no idempotency key)."""
         if self.surface.deduplicates:
             await send()
             return
-        posted = f"{self._key}:posted:{key}"
-        if await self.redis.exists(posted):
+        posted = f"posted:{key}"
+        if await self.state.has(posted):
             return
         await send()
-        await self._tidy(self.redis.set(posted, 1, ex=POSTED_TTL))
+        await self._tidy(self.state.put(posted, "1", POSTED_TTL))
 
     async def _tidy(self, write: Awaitable[object]) -> None:
         """A Redis write after a send: left (logged) when Redis fails, never raised,
         since raising would have the send retried, and posted twice."""
         try:
             await write
-        except redis.RedisError as exc:
+        except StoreError as exc:
             log.warning("after a post: redis unavailable (%s)", exc)
 
-    async def _text(self, key: str) -> str | None:
-        """A string this conversation stored; a key someone replaced with another type is
-        dropped and read as absent (a progress line is then posted anew, not lost)."""
-        try:
-            value = await self.redis.get(key)
-        except redis.ResponseError:
-            log.warning("%s was not a string; dropped", key)
-            await self._tidy(self.redis.delete(key))
-            return None
-        return None if value is None else str(value)
-
     def _progress(self, job: str) -> str:
-        return f"{self._key}:progress:{job}"
+        return f"progress:{job}"
 
 
 def instance(job: str, ref: dict[str, str]) -> str:

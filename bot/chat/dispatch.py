@@ -15,9 +15,6 @@ import time
 from dataclasses import replace
 from typing import Any
 
-import redis
-
-from bot.chat.confirm import Confirmations
 from bot.chat.parsing import ParseError, parse
 from bot.core import health
 from bot.core.config import Config
@@ -25,16 +22,17 @@ from bot.core.ids import matches_any, stacks_named_by
 from bot.core.policy import Decision, Policy
 from bot.core.replies import Message, Reply, masked
 from bot.core.sealed import Forged
-from bot.queue import scripts
+from bot.queue.errors import StoreDown, WrongType
 from bot.queue.producer import JobQueue, Queued
-from bot.queue.text import s as _text
 from commands import REGISTRY
 from commands.base import Command, Context
 
 log = logging.getLogger("swarmbot.dispatch")
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, OSError)
+REDIS_DOWN = StoreDown
 # Besides Redis being down: a key it needs replaced with another type (ResponseError).
-NOT_QUEUED = (*REDIS_DOWN, redis.ResponseError)
+NOT_QUEUED: tuple[type[Exception], ...] = (*StoreDown, WrongType)
+# Counting a refusal failed: the refusal is answered as usual (fail open).
+UNCOUNTED: tuple[type[Exception], ...] = (*NOT_QUEUED, ValueError)
 QUEUE_DOWN = "queue unavailable, not queued; try again shortly"
 
 
@@ -47,9 +45,7 @@ class Dispatcher:
         self.inbox = inbox
         self.policy = Policy(config.roles)
         self.registry = registry
-        self.confirmations = Confirmations(
-            queue.redis, queue.keys, config.confirm_seconds, config.signing_secret
-        )
+        self.confirmations = queue.confirmations(config.confirm_seconds)
 
     async def handle(self, message: Message) -> Reply | None:
         """The immediate answer to ``message``, or ``None`` if it was not a command."""
@@ -189,24 +185,15 @@ class Dispatcher:
         same round trip. Refused commands do not count. Fails open when Redis is down:
         nothing can be queued then anyway, and help must keep working."""
         now = time.time()
-        keys = [self.queue.keys.rate(user), self.queue.keys.job_seq]
         member = f"{now:.6f}-{secrets.token_hex(3)}"
         limit = self.config.rate_limit_per_minute
         try:
-            ok, value = await self.queue.redis.eval(
-                scripts.RATE,
-                2,
-                *keys,
-                f"{now:.6f}",
-                member,
-                limit,
-                int(take_job_id),
-            )
-        except REDIS_DOWN:
+            ok, value = await self.queue.rate_window(user, now, member, limit, take_job_id)
+        except StoreDown:
             return None, ""
         if ok:
-            return None, _text(value)
-        wait = max(1, int(float(_text(value)) + 60 - now + 0.999))
+            return None, value
+        wait = max(1, int(float(value) + 60 - now + 0.999))
         return f"slow down: at most {limit} commands a minute; try again in {wait}s", ""
 
     async def _refusal_flood(self, message: Message, command: str) -> tuple[bool, Reply | None]:
@@ -217,14 +204,11 @@ class Dispatcher:
         the room nor the trail. Counted in metrics either way."""
         limit = self.config.refusals_per_minute
         now = time.time()
-        key = self.queue.keys.refusals(message.user_id)
         try:
-            place = int(
-                await self.queue.redis.eval(
-                    scripts.REFUSALS, 1, key, f"{now:.6f}", secrets.token_hex(4), limit
-                )
+            place = await self.queue.refusal_place(
+                message.user_id, now, secrets.token_hex(4), limit
             )
-        except (*REDIS_DOWN, redis.ResponseError, ValueError):
+        except UNCOUNTED:
             return False, None
         if place <= limit:
             return False, None

@@ -22,13 +22,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import cast
 
-import redis
-
 from bot.chat.conversation import Undeliverable
 from bot.core.health import DELIVERY_FAILURES
 from bot.core.logs import Once, job_context
 from bot.core.replies import Reply, masked
 from bot.core.wire import NoticeData, Result
+from bot.queue.errors import StoreDown, WrongType
 from bot.queue.inbox import Inbox
 from commands import REGISTRY
 from commands.base import Command
@@ -144,7 +143,7 @@ class Router:
                         if entry_id not in self._held and entry_id not in self._done:
                             self._held.add(entry_id)
                             self._lane(destination(result.reply_to)).put_nowait((entry_id, result))
-                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                except StoreDown as exc:
                     log.warning("redis unavailable (%s); retrying", exc)
                     ready = False
                     pending, after = True, "0"  # entries read but lost with the connection
@@ -196,9 +195,9 @@ class Router:
             try:
                 await self.inbox.ack(entry_id)
                 break
-            except (redis.ConnectionError, redis.TimeoutError):
+            except StoreDown:
                 await asyncio.sleep(1.0)
-            except redis.ResponseError as exc:
+            except WrongType as exc:
                 # The inbox was deleted or replaced meanwhile (its group went with it):
                 # nothing is left to acknowledge. Raising here used to end the room's
                 # lane, and every later answer for that room was queued to nobody.

@@ -17,9 +17,10 @@ from bot.chat.dispatch import Dispatcher
 from bot.chat.results import Deliveries, Router
 from bot.core import health
 from bot.core.config import Config
-from bot.queue.clients import async_client, sync_client
+from bot.queue.clients import async_client, close, reachable, sync_client
 from bot.queue.inbox import Inbox
 from bot.queue.producer import JobQueue
+from bot.queue.pushstore import PushStore
 from bot.queue.stats import publish_queue_metrics
 from commands import REGISTRY
 
@@ -41,12 +42,12 @@ async def run_bot(config: Config) -> None:
             from bot.chat.adapters.matrix import MatrixAdapter
 
             dispatcher = Dispatcher(config, JobQueue(client, config), MatrixAdapter.inbox)
-            adapter: MatrixAdapter | SlackAdapter = MatrixAdapter(config, client, dispatcher)
+            adapter: MatrixAdapter | SlackAdapter = MatrixAdapter(config, dispatcher)
         elif name == "slack":
             from bot.chat.adapters.slack import SlackAdapter
 
             dispatcher = Dispatcher(config, JobQueue(client, config), SlackAdapter.inbox)
-            adapter = SlackAdapter(config, client, dispatcher)
+            adapter = SlackAdapter(config, dispatcher)
         else:  # config validation lists the known adapters
             raise AssertionError(name)
         adapters.append(adapter)
@@ -70,7 +71,7 @@ async def run_bot(config: Config) -> None:
     if config.webhook is not None:
         from bot.chat import webhook
 
-        webhook.serve(config, sync_client(config.redis_url))
+        webhook.serve(config, PushStore.connect(config.redis_url, config.redis_prefix))
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:
@@ -78,7 +79,7 @@ async def run_bot(config: Config) -> None:
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await client.aclose()
+        await close(client)
 
 
 def _health_checks(config: Config, adapters: list[Any]) -> tuple[Any, ...]:
@@ -88,11 +89,7 @@ def _health_checks(config: Config, adapters: list[Any]) -> tuple[Any, ...]:
 
     def check() -> dict[str, str]:
         problems = {a.platform: "" if a.connected else "not connected" for a in adapters}
-        try:
-            client.ping()
-            problems["redis"] = ""
-        except Exception as exc:
-            problems["redis"] = str(exc)
+        problems["redis"] = reachable(client)
         return problems
 
     def refresh() -> None:

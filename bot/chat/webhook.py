@@ -24,27 +24,23 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import redis
-
-from bot.core.audit import entry
 from bot.core.config import Config, WebhookConfig
 from bot.core.health import QuietHandler
 from bot.core.httpserve import BoundedServer
 from bot.core.pushes import MAX_BODY, Refused, verify
-from bot.queue import records
-from bot.queue.keys import Keys
+from bot.queue.errors import StoreError
+from bot.queue.pushstore import PushStore
 
 log = logging.getLogger("swarmbot.webhook")
 REFUSALS_AUDITED = 20  # per peer and minute
 
 
 class PushEndpoint:
-    def __init__(self, config: Config, client: redis.Redis) -> None:
+    def __init__(self, config: Config, store: PushStore) -> None:
         assert config.webhook is not None and config.git is not None
         self.hook: WebhookConfig = config.webhook
         self.branch = config.git.branch
-        self.client = client
-        self.keys = Keys(config.redis_prefix)
+        self.store = store
         self._refusals: dict[str, list[float]] = {}  # peer -> times of audited refusals
         self._refusals_lock = threading.Lock()
 
@@ -78,7 +74,7 @@ class PushEndpoint:
         what = f"{delivery.event} {delivery.ref} {delivery.after[:12]}".strip()
         # Remembered past max_age: any replay is either seen here or stale.
         ttl = self.hook.max_age_seconds + 3600
-        if not self.client.set(self.keys.webhook(delivery.digest), "1", nx=True, ex=ttl):
+        if not self.store.first_delivery(delivery.digest, ttl):
             self._audit(
                 delivery.forge, peer, what, "refused", "replayed: this delivery was taken before"
             )
@@ -94,13 +90,9 @@ class PushEndpoint:
                 delivery.forge, peer, what, "ignored", f"not the watched branch {self.branch}"
             )
             return 200, {"ok": True, "ignored": f"not the watched branch {self.branch}"}
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.rpush(self.keys.watch("pokes"), delivery.after or "push")
-            pipe.expire(self.keys.watch("pokes"), 3600)
-            records.add(
-                pipe, self.keys, entry(self._fields(delivery.forge, peer, what, "accepted", ""))
-            )
-            pipe.execute()
+        self.store.wake(
+            delivery.after or "push", self._fields(delivery.forge, peer, what, "accepted", "")
+        )
         log.info(
             "webhook: %s push to %s (%s) accepted",
             delivery.forge,
@@ -127,9 +119,7 @@ class PushEndpoint:
                 "webhook refusal from %s not audited (over %d a minute)", peer, REFUSALS_AUDITED
             )
             return
-        records.record_sync(
-            self.client, self.keys, **self._fields(forge, peer, what, decision, reason)
-        )
+        self.store.audit(self._fields(forge, peer, what, decision, reason))
 
     def wsgi(self) -> Callable[..., list[bytes]]:
         def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
@@ -154,7 +144,7 @@ class PushEndpoint:
                         body,
                         environ.get("REMOTE_ADDR", "?"),
                     )
-                except redis.RedisError as exc:
+                except StoreError as exc:
                     log.warning("webhook: redis unavailable: %s", exc)
                     status, answer = 503, {"error": "queue unavailable; the forge retries"}
             reason = {
@@ -172,10 +162,10 @@ class PushEndpoint:
         return app
 
 
-def serve(config: Config, client: redis.Redis) -> BoundedServer:
+def serve(config: Config, store: PushStore) -> BoundedServer:
     """Serve the endpoint in a bounded pool of threads; returns the server (its port)."""
     assert config.webhook is not None
-    endpoint = PushEndpoint(config, client)
+    endpoint = PushEndpoint(config, store)
     address = (config.webhook.host, config.webhook.port)
     server = BoundedServer(address, QuietHandler, endpoint.wsgi())
     threading.Thread(target=server.serve_forever, name="webhook", daemon=True).start()

@@ -19,6 +19,10 @@ ENCODING_ERRORS = "replace"
 SOCKET_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0
 
+# The clients as the other packages name them: they hold one and hand it to a store here.
+SyncClient = redis.Redis
+AsyncClient = aioredis.Redis
+
 
 def async_client(url: str) -> aioredis.Redis:
     pool = aioredis.BlockingConnectionPool.from_url(
@@ -46,3 +50,17 @@ def sync_client(url: str) -> redis.Redis:
         health_check_interval=30,
     )
     return redis.Redis(connection_pool=pool)
+
+
+async def close(client: aioredis.Redis) -> None:
+    """Close an async client's connections (the process is stopping)."""
+    await client.aclose()
+
+
+def reachable(client: redis.Redis) -> str:
+    """ "" when Redis answers a PING, else why not (for /healthz)."""
+    try:
+        client.ping()
+    except Exception as exc:  # any failure is the answer, never raised into a health check
+        return str(exc) or type(exc).__name__
+    return ""

@@ -12,6 +12,8 @@ import redis.asyncio as aioredis
 from bot.core.config import Config
 from bot.core.wire import Job, encode_job
 from bot.queue import records, scripts
+from bot.queue.chatstate import ChatState
+from bot.queue.confirmations import Confirmations
 from bot.queue.keys import WORKER_GROUP, Keys
 from bot.queue.submit import ENTRY_REPLY, add_job
 from bot.queue.text import fields as as_fields
@@ -24,7 +26,6 @@ class JobQueue:
 
     def __init__(self, client: aioredis.Redis, config: Config) -> None:
         self._redis = client
-        self.redis = client  # for the policy layer in front of the queue (audit, limits)
         self.keys = Keys(config.redis_prefix)
         self.prefix = config.redis_prefix
         self._secret = config.signing_secret
@@ -91,6 +92,31 @@ class JobQueue:
         key = self.keys.record(job_id)
         state = await self._redis.eval(scripts.CANCEL, 1, key, by, f"{time.time():.3f}")
         return _s(state)
+
+    async def rate_window(
+        self, user: str, now: float, member: str, limit: int, take_job_id: bool
+    ) -> tuple[bool, str]:
+        """One step of ``user``'s sliding one-minute window (``scripts.RATE``): (True, the
+        next job ID if ``take_job_id``) within ``limit``; else (False, the time the oldest
+        command in the window was counted)."""
+        keys = [self.keys.rate(user), self.keys.job_seq]
+        ok, value = await self._redis.eval(
+            scripts.RATE, 2, *keys, f"{now:.6f}", member, limit, int(take_job_id)
+        )
+        return bool(ok), _s(value)
+
+    async def refusal_place(self, user: str, now: float, member: str, limit: int) -> int:
+        """Where this refusal falls in ``user``'s last minute of refusals (1 for the first)."""
+        key = self.keys.refusals(user)
+        return int(await self._redis.eval(scripts.REFUSALS, 1, key, f"{now:.6f}", member, limit))
+
+    def chat_state(self, adapter: str) -> ChatState:
+        """What the chat adapter ``adapter`` keeps in Redis (``bot.queue.chatstate``)."""
+        return ChatState(self._redis, self.keys.adapter(adapter))
+
+    def confirmations(self, ttl: int) -> Confirmations:
+        """The pending confirmations, in the same Redis (``bot.queue.confirmations``)."""
+        return Confirmations(self._redis, self.keys, ttl, self._secret)
 
     async def audit(self, **fields: Any) -> None:
         await records.record(self._redis, self.keys, **fields)

@@ -17,17 +17,15 @@ import sys
 import time
 from typing import TextIO
 
-import redis
-
 from bot.chat.conversation import Conversation, Mark
 from bot.chat.dispatch import Dispatcher
 from bot.chat.results import Router
 from bot.core.config import Config
 from bot.core.replies import Message, Reply, render_plain
 from bot.core.wire import Result
-from bot.queue.clients import async_client
+from bot.queue.clients import async_client, close
+from bot.queue.errors import StoreDown, StoreError
 from bot.queue.inbox import Inbox
-from bot.queue.keys import Keys
 from bot.queue.producer import JobQueue
 from commands import REGISTRY
 
@@ -90,16 +88,16 @@ class Console:
         client = async_client(self.config.redis_url)
         inbox = Inbox(client, self.config, f"console-{secrets.token_hex(6)}", REGISTRY)
         dispatcher = Dispatcher(self.config, JobQueue(client, self.config), inbox.name)
-        key = Keys(self.config.redis_prefix).adapter(inbox.name)
         # A transcript says "queued" at once: scripts and readers of it expect every line.
-        self.conversation = Conversation(self, dispatcher, client, key, queued_delay=0)
+        state = dispatcher.queue.chat_state(inbox.name)
+        self.conversation = Conversation(self, dispatcher, state, queued_delay=0)
         lines = 0
         stop = asyncio.Event()
         router = asyncio.create_task(Router(inbox, "console", self.deliver).run(stop))
         try:
             try:
                 await inbox.ensure()
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+            except StoreDown as exc:
                 log.warning("redis unavailable (%s); commands will say so", exc)
             if interactive:
                 print(
@@ -138,9 +136,9 @@ class Console:
         finally:
             stop.set()
             await router
-            with contextlib.suppress(redis.RedisError):
+            with contextlib.suppress(StoreError):
                 await inbox.delete()
-            await client.aclose()
+            await close(client)
 
     async def _drain(self, wait_seconds: float) -> int:
         """Wait for every queued job to answer, up to ``wait_seconds``."""

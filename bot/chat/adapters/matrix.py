@@ -22,12 +22,9 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable
 from typing import Any
 
 import aiohttp
-import redis
-import redis.asyncio as aioredis
 from nio import (
     AsyncClient,
     AsyncClientConfig,
@@ -44,7 +41,6 @@ from bot.chat.dispatch import Dispatcher
 from bot.core.config import Config, MatrixConfig, notice_rooms_unserved
 from bot.core.replies import Message, Reply
 from bot.core.wire import Result
-from bot.queue.keys import Keys
 
 log = logging.getLogger("swarmbot.matrix")
 
@@ -103,11 +99,11 @@ class MatrixAdapter:
     inbox = "matrix"
     deduplicates = True  # every send carries a transaction ID the homeserver deduplicates
 
-    def __init__(self, config: Config, redis: aioredis.Redis, dispatcher: Dispatcher) -> None:
+    def __init__(self, config: Config, dispatcher: Dispatcher) -> None:
         assert config.matrix is not None
         self.config = config
         self.mc: MatrixConfig = config.matrix
-        self.redis = redis
+        self.state = dispatcher.queue.chat_state(self.inbox)
         self.dispatcher = dispatcher
         self.client = AsyncClient(
             self.mc.homeserver,
@@ -120,8 +116,7 @@ class MatrixAdapter:
         self.rooms: set[str] = set()
         self.connected = False  # for /healthz: the last sync worked
         self.first_start_ms = 0
-        self._key = Keys(config.redis_prefix).adapter("matrix")
-        self.conversation = Conversation(self, dispatcher, redis, self._key)
+        self.conversation = Conversation(self, dispatcher, self.state)
         self._nonce = ""
 
     # -- start-up ---------------------------------------------------------------------
@@ -145,11 +140,9 @@ class MatrixAdapter:
         if who.user_id != self.mc.user_id:
             raise RuntimeError(f"the access token belongs to {who.user_id}, not {self.mc.user_id}")
         now_ms = int(time.time() * 1000)
-        first = await self._remembered(f"{self._key}:first-start", str(now_ms), _is_time_ms)
+        first = await self.state.remembered("first-start", str(now_ms), _is_time_ms)
         self.first_start_ms = int(first)
-        self._nonce = await self._remembered(
-            f"{self._key}:txn-nonce", secrets.token_hex(6), _is_nonce
-        )
+        self._nonce = await self.state.remembered("txn-nonce", secrets.token_hex(6), _is_nonce)
         for room in self.mc.rooms:
             room_id = room
             if room.startswith("#"):
@@ -170,21 +163,6 @@ class MatrixAdapter:
 
     # -- the sync loop ------------------------------------------------------------------
 
-    async def _remembered(self, key: str, value: str, well_formed: Callable[[str], bool]) -> str:
-        """A value kept across restarts (set once to ``value``). One that someone overwrote
-        with another type, or with something ``well_formed`` refuses, is replaced, not
-        trusted: a crash here would crash-loop the bot."""
-        try:
-            await self.redis.set(key, value, nx=True)
-            stored = str(await self.redis.get(key))
-        except redis.ResponseError:
-            stored = ""
-        if well_formed(stored):
-            return stored
-        log.warning("%s in Redis was malformed; replaced", key)
-        await self.redis.set(key, value)
-        return value
-
     async def run(self, stop: asyncio.Event) -> None:
         backoff = 1.0
         started = False
@@ -194,7 +172,7 @@ class MatrixAdapter:
                 if not started:
                     await self.start()
                     started = True
-                token = await self.redis.get(f"{self._key}:sync-token")
+                token = await self.state.get("sync-token")
                 resp = await _unless_stopped(
                     self.client.sync(
                         timeout=SYNC_TIMEOUT_MS if token else 0,
@@ -208,7 +186,7 @@ class MatrixAdapter:
                 if isinstance(resp, SyncError):
                     raise ConnectionError(f"sync refused: {resp.status_code} {resp.message}")
                 await self._handle_sync(resp, first=token is None)
-                await self.redis.set(f"{self._key}:sync-token", resp.next_batch)
+                await self.state.put("sync-token", resp.next_batch)
                 if outage:
                     log.info("the homeserver is back; syncing again")
                 backoff, outage, self.connected = 1.0, False, True
@@ -272,7 +250,7 @@ class MatrixAdapter:
         sent_ms = int(event.get("origin_server_ts") or 0)
         if sent_ms < self.first_start_ms:
             return  # from before this bot ever ran
-        if not await self.redis.set(f"{self._key}:handled:{event_id}", 1, nx=True, ex=HANDLED_TTL):
+        if not await self.state.first_time(f"handled:{event_id}", HANDLED_TTL):
             return  # handled before a restart
         thread = relation.get("event_id") if relation.get("rel_type") == "m.thread" else event_id
         ref = {"room": room_id, "event": event_id, "thread": thread or event_id}
@@ -290,7 +268,7 @@ class MatrixAdapter:
         )
 
     async def _warn_encrypted(self, room_id: str) -> None:
-        if await self.redis.set(f"{self._key}:e2e-warned:{room_id}", 1, nx=True):
+        if await self.state.first_time(f"e2e-warned:{room_id}"):
             log.warning("room %s is encrypted; I cannot read it", room_id)
             await self._send(room_id, content(Reply(ENCRYPTED_WARNING)), f"e2e-{room_id}")
 

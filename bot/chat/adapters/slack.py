@@ -17,7 +17,6 @@ import logging
 import re
 from typing import Any
 
-import redis.asyncio as aioredis
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
@@ -35,7 +34,6 @@ from bot.chat.dispatch import Dispatcher
 from bot.core.config import Config, SlackConfig
 from bot.core.replies import Message, Reply
 from bot.core.wire import Result
-from bot.queue.keys import Keys
 
 log = logging.getLogger("swarmbot.slack")
 
@@ -68,14 +66,13 @@ class SlackAdapter:
     inbox = "slack"
     deduplicates = False  # Slack has no idempotency key for posts
 
-    def __init__(self, config: Config, redis: aioredis.Redis, dispatcher: Dispatcher) -> None:
+    def __init__(self, config: Config, dispatcher: Dispatcher) -> None:
         assert config.slack is not None
         self.config = config
         self.sc: SlackConfig = config.slack
-        self.redis = redis
+        self.state = dispatcher.queue.chat_state(self.inbox)
         self.dispatcher = dispatcher
-        self._key = Keys(config.redis_prefix).adapter("slack")
-        self.conversation = Conversation(self, dispatcher, redis, self._key)
+        self.conversation = Conversation(self, dispatcher, self.state)
         self.client = AsyncWebClient(
             token=self.sc.bot_token.reveal().decode(), base_url=self.sc.api_url
         )
@@ -191,7 +188,7 @@ class SlackAdapter:
         await self.conversation.command(message, event_id or ts)
 
     async def _first_time(self, key: str) -> bool:
-        return bool(await self.redis.set(f"{self._key}:handled:{key}", 1, nx=True, ex=HANDLED_TTL))
+        return await self.state.first_time(f"handled:{key}", HANDLED_TTL)
 
     # -- the conversation's surface (bot/chat/conversation.py) ----------------------------
 
