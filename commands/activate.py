@@ -12,5 +12,5 @@ COMMAND = Command(
     examples=("!activate worker2",),
     handler=handler("active"),
     render=render,
-    notice=notice("activated"),
+    notice=notice("active"),
 )

@@ -8,12 +8,12 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
+from bot.core.availability import change_word, state_word
 from bot.core.operations import Answer, Handler, Notice, Progress, WorkerTools, who
 from bot.core.replies import Reply, Table, plural
 from bot.core.wire import Job, Result
 from commands.base import Arg, Command, error_reply
 
-STATES = {"drain": "drained", "pause": "paused", "active": "active"}  # as a person says it
 NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")  # a hostname or a node ID
 
 
@@ -36,7 +36,7 @@ def render(result: Result) -> Reply:
     node, availability = data["node"], data["availability"]
     if data.get("unchanged"):
         return Reply(
-            f"{node} was already {STATES.get(availability, availability)}; nothing changed",
+            f"{node} was already {state_word(availability)}; nothing changed",
             status="ok",
             job=result.job,
         )
@@ -95,7 +95,7 @@ def render_progress(data: Mapping[str, Any]) -> str:
     )
 
 
-def notice(verb: str) -> Callable[[Job, Mapping[str, Any]], list[Notice]]:
+def notice(availability: str) -> Callable[[Job, Mapping[str, Any]], list[Notice]]:
     def tell(job: Job, data: Mapping[str, Any]) -> list[Notice]:
         if "node" not in data or data.get("unchanged") or data.get("refused"):
             return []
@@ -104,7 +104,8 @@ def notice(verb: str) -> Callable[[Job, Mapping[str, Any]], list[Notice]]:
         status: Literal["info", "failed"] = (
             "failed" if data.get("stuck") or data.get("left") else "info"
         )
-        return [Notice("", f"node {data['node']} {verb} {who(job)}", tuple(lines), status)]
+        said = change_word(availability)
+        return [Notice("", f"node {data['node']} {said} {who(job)}", tuple(lines), status)]
 
     return tell
 
@@ -129,5 +130,5 @@ COMMAND = Command(
     render=render,
     render_progress=render_progress,
     confirm_text=confirm_text,
-    notice=notice("drained"),
+    notice=notice("drain"),
 )

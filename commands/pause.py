@@ -12,5 +12,5 @@ COMMAND = Command(
     examples=("!pause worker2",),
     handler=handler("pause"),
     render=render,
-    notice=notice("paused"),
+    notice=notice("pause"),
 )

@@ -8,18 +8,24 @@ is never both answered and left pending (which would answer it twice).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any, cast
 
 import redis
 
+from bot.core.audit import entry
 from bot.core.config import Secret
+from bot.core.ids import confirmation_code
 from bot.core.scrub import masker
+from bot.core.sealed import seal
 from bot.core.wire import Job, Result, result_json, sign_result_json
 from bot.queue import records, scripts, text
+from bot.queue.clients import reachable
 from bot.queue.keys import (
     INBOX_MAXLEN,
     INBOX_TTL,
@@ -28,10 +34,17 @@ from bot.queue.keys import (
     WORKER_GROUP,
     Keys,
 )
+from bot.queue.lease import Lease
+from bot.queue.noticestore import NoticeStore
+from bot.queue.stats import publish_queue_metrics
 from bot.queue.submit import add_job
 from bot.queue.text import s as _s
+from bot.queue.watchstore import WatchStore
 
 log = logging.getLogger("swarmbot.queue")
+
+# A transaction the caller fills and ``batch`` executes (a redis-py pipeline).
+Batch = redis.client.Pipeline
 
 
 class WorkerQueue:
@@ -46,7 +59,6 @@ class WorkerQueue:
         dead_after: float = 10,
     ) -> None:
         self._redis = client
-        self.redis = client
         # A worker silent for this long is dead: its unfinished jobs go to the others.
         self.dead_after = dead_after
         self.keys = Keys(prefix)
@@ -197,6 +209,56 @@ class WorkerQueue:
         """Queue a job the worker itself decided on (a change deployed by policy), in
         ``pipe``: signed like the bot's, so it runs through the same checks."""
         add_job(pipe, self.keys, job, self._secret, audit)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[Batch]:
+        """One transaction: the writes the caller puts in it (notices, proposals, watcher
+        state, ...) happen together at the end of the block, or not at all."""
+        with self._redis.pipeline(transaction=True) as pipe:
+            yield pipe
+            pipe.execute()
+
+    def audit(self, fields: dict[str, Any], pipe: Batch | None = None) -> None:
+        """An entry in the audit trail; within ``pipe`` when given."""
+        if pipe is None:
+            records.record_sync(self._redis, self.keys, **fields)
+        else:
+            records.add(pipe, self.keys, entry(fields))
+
+    def ask_approval(self, pending: dict[str, Any], ttl: int, pipe: Batch) -> str:
+        """Leave a confirmation code for a change the worker proposes (in ``pipe``), sealed
+        like the bot's own (``bot.queue.confirmations``); returns the code."""
+        code = self._free_code()
+        key = self.keys.confirmation(code)
+        pipe.set(key, seal(self._secret, key, pending), ex=ttl)
+        return code
+
+    def _free_code(self) -> str:
+        for _ in range(20):
+            code = confirmation_code()
+            try:
+                if not self._redis.exists(self.keys.confirmation(code)):
+                    return code
+            except redis.RedisError:
+                break
+        return confirmation_code()
+
+    def lease(self, key: str) -> Lease:
+        """A lease named ``key`` held by this worker (``bot.queue.lease``)."""
+        return Lease(self._redis, key, self.consumer)
+
+    def notice_store(self, secret: Secret) -> NoticeStore:
+        return NoticeStore(self._redis, self.keys, secret)
+
+    def watch_store(self) -> WatchStore:
+        return WatchStore(self._redis, self.keys)
+
+    def reachable(self) -> str:
+        """ "" when Redis answers, else why not (for /healthz)."""
+        return reachable(self._redis)
+
+    def publish_metrics(self) -> None:
+        publish_queue_metrics(self._redis, self.keys.prefix, self.dead_after)
 
     def next_job_id(self) -> str:
         return _s(self._redis.eval(scripts.NEXT_ID, 1, self.keys.job_seq))

@@ -16,17 +16,11 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
 
-import redis
-
-from bot.core.audit import entry
 from bot.core.config import AUTOMATION_USER, Config
-from bot.core.ids import confirmation_code, matches_any
-from bot.core.sealed import seal
+from bot.core.ids import matches_any
 from bot.core.wire import Job
-from bot.queue import records
-from bot.queue.consumer import WorkerQueue
+from bot.queue.consumer import Batch, WorkerQueue
 from bot.swarm.notices import Notices
 
 log = logging.getLogger("swarmbot.changes")
@@ -55,7 +49,7 @@ class ChangePolicy:
     def policy_for(self, stack: str) -> str:
         return self.config.changes.policy_for(stack)
 
-    def propose(self, proposal: Proposal, pipe: Any) -> str:
+    def propose(self, proposal: Proposal, pipe: Batch) -> str:
         """Tell (and by policy, ask for or queue) the deploy; returns the policy applied."""
         policy = self.policy_for(proposal.stack)
         if not any(matches_any(proposal.stack, r.stacks) for r in self.config.notice_routes):
@@ -84,7 +78,6 @@ class ChangePolicy:
             self.notices.post(stack, headline, detail, proposal.key, pipe=pipe)
             return policy
         if policy == "confirm":
-            code = self._free_code()
             second = matches_any(stack, self.config.second_approver_stacks)
             pending = {
                 "user": "",
@@ -99,11 +92,10 @@ class ChangePolicy:
                 "second": second,
             }
             ttl = self.config.changes.approval_seconds
-            key = self.queue.keys.confirmation(code)
             # Sealed like the bot's own: the bot refuses a confirmation it cannot verify.
-            pipe.set(key, seal(self.config.signing_secret, key, pending), ex=ttl)
+            code = self.queue.ask_approval(pending, ttl, pipe)
             asked = _audit(proposal.command, "confirmation-asked", stack, reason=code)
-            records.add(pipe, self.queue.keys, entry(asked))
+            self.queue.audit(asked, pipe)
             who = " (two different people must confirm)" if second else ""
             hours = max(1, ttl // 3600)
             headline = (
@@ -115,16 +107,6 @@ class ChangePolicy:
         headline = f"{proposal.headline}: {proposal.command} to apply"
         self.notices.post(stack, headline, detail, proposal.key, pipe=pipe)
         return policy
-
-    def _free_code(self) -> str:
-        for _ in range(20):
-            code = confirmation_code()
-            try:
-                if not self.queue.redis.exists(self.queue.keys.confirmation(code)):
-                    return code
-            except redis.RedisError:
-                break
-        return confirmation_code()
 
 
 def _audit(command: str, decision: str, stack: str, **more: str) -> dict[str, str]:

@@ -13,8 +13,6 @@ from typing import Any
 
 from bot.swarm.placement import can_take, hostname, satisfies
 
-AVAILABILITIES = ("active", "pause", "drain")
-
 
 def role(node: dict[str, Any]) -> str:
     """``worker``, ``manager``, ``manager (leader)``, ``manager (unreachable)``."""

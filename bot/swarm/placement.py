@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from bot.core.availability import state_word
+
 
 def hostname(node: dict[str, Any]) -> str:
     return str((node.get("Description") or {}).get("Hostname") or node.get("ID", "")[:12])
@@ -21,7 +23,7 @@ def why_not(node: dict[str, Any]) -> str:
     """Why a node takes no new tasks: ``drained``, ``paused``, ``down``."""
     availability = (node.get("Spec") or {}).get("Availability", "active")
     if availability != "active":
-        return "drained" if availability == "drain" else "paused"
+        return state_word(availability)
     return str((node.get("Status") or {}).get("State", "down"))
 
 

@@ -9,13 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-import redis
-
 from bot.core import health
 from bot.core.config import Config
 from bot.core.config.defaults import registry_defaults
 from bot.core.policy import Policy
 from bot.queue.consumer import WorkerQueue
+from bot.queue.errors import StoreError
 from bot.swarm.engine import Swarm
 from bot.swarm.gitsource import GitSource
 from bot.swarm.ledger import Ledger
@@ -92,9 +91,7 @@ class WorkerState:
     notices: Notices
     policy: Policy
     git: GitSource | None = None  # stacks from a git repository, if configured
-    registry: Registry = field(
-        default_factory=lambda: Registry(registry_defaults())
-    )
+    registry: Registry = field(default_factory=lambda: Registry(registry_defaults()))
     stop: threading.Event = field(default_factory=threading.Event)  # set: hand over
     held: dict[str, str] = field(default_factory=dict)  # stack -> job holding it here
     # Per pool thread: the running job's slot and ledger key.
@@ -105,7 +102,7 @@ class WorkerState:
         while True:
             try:
                 return call()
-            except redis.RedisError as exc:
+            except StoreError as exc:
                 health.ERRORS.labels("redis").inc()
                 if self.stop.is_set():
                     raise

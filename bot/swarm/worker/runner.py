@@ -14,7 +14,6 @@ import time
 from typing import Any
 
 import docker.errors
-import redis
 import requests.exceptions
 
 from bot.core import health
@@ -22,7 +21,7 @@ from bot.core.audit import entry
 from bot.core.logs import job_context
 from bot.core.operations import Answer, Handler, JobCancelled, JobFailed, NoticeFor
 from bot.core.wire import Expired, Job, Rejected, Result, Schemas, decode_job, job_digest
-from bot.queue import records
+from bot.queue.errors import StoreError
 from bot.swarm import dockercli
 from bot.swarm.worker.lifecycle import HandedOver, WorkerState, short
 from bot.swarm.worker.tools import SwarmTools
@@ -153,19 +152,19 @@ class JobRunner:
         """A queue entry that must not run: dropped, kept in the rejected stream, audited."""
         log.warning("refused queue entry %s: %s", entry_id, reason)
         self.state.wait_for_redis(lambda: self.queue.reject(entry_id, reason, fields))
-        records.record_sync(
-            self.queue.redis,
-            self.queue.keys,
-            decision="rejected",
-            reason=reason,
-            entry=entry_id,
-            worker=self.queue.consumer,
+        self.queue.audit(
+            {
+                "decision": "rejected",
+                "reason": reason,
+                "entry": entry_id,
+                "worker": self.queue.consumer,
+            }
         )
 
     def _progress_now(self, job: Job, data: dict[str, Any]) -> None:
         try:
             self.queue.progress(Result("progress", job.id, job.op, True, data, job.reply_to))
-        except redis.RedisError as exc:
+        except StoreError as exc:
             log.warning("progress not sent: %s", exc)
 
     def _run(self, job: Job, note: str = "") -> Answer:
@@ -235,5 +234,5 @@ class JobRunner:
                     job=job.id,
                     origin=job.reply_to,
                 )
-            except redis.RedisError as exc:
+            except StoreError as exc:
                 log.warning("notice not sent: %s", exc)

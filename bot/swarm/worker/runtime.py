@@ -17,16 +17,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import docker.errors
-import redis
 import requests.exceptions
 
 from bot.core import health
 from bot.core.config import Config
 from bot.core.policy import Policy
-from bot.queue.clients import sync_client
+from bot.queue.clients import SyncClient, sync_client
 from bot.queue.consumer import WorkerQueue
+from bot.queue.errors import StoreError, WrongType
 from bot.queue.keys import HEARTBEAT_SECONDS
-from bot.queue.stats import publish_queue_metrics
 from bot.swarm.engine import Swarm
 from bot.swarm.gitsource import GitSource
 from bot.swarm.ledger import Ledger
@@ -63,7 +62,7 @@ def peek_op(fields: dict[Any, Any]) -> str:
 
 class Worker:
     def __init__(
-        self, config: Config, client: redis.Redis, swarm: Swarm, consumer: str | None = None
+        self, config: Config, client: SyncClient, swarm: Swarm, consumer: str | None = None
     ) -> None:
         self.config = config
         work_queue = WorkerQueue(
@@ -169,14 +168,14 @@ class Worker:
                         count=self.config.worker_concurrency + self.config.read_slots,
                         block_ms=100 if backlog else 1000,
                     )
-                except redis.ResponseError as exc:
+                except WrongType as exc:
                     # The queue deleted (no group) or replaced by another type: made again,
                     # the other type set aside, and reading goes on.
                     log.warning("the job queue is unreadable (%s); making it again", exc)
-                    with contextlib.suppress(redis.RedisError):
+                    with contextlib.suppress(StoreError):
                         self.queue.ensure_group()
                     stop.wait(1.0)
-                except redis.RedisError as exc:
+                except StoreError as exc:
                     log.warning("redis unavailable (%s); retrying", exc)
                     stop.wait(1.0)
                 except Exception:  # what no one foresaw must not end the loop
@@ -184,7 +183,7 @@ class Worker:
                     stop.wait(1.0)
         self._drained.set()
         maintainer.join(5)
-        with contextlib.suppress(redis.RedisError):
+        with contextlib.suppress(StoreError):
             self.queue.retire()  # others may take over what is left at once
             if watcher is not None:
                 watcher.resign()
@@ -228,10 +227,7 @@ class Worker:
         for thread in self._threads:
             if not thread.is_alive() and not self.state.stop.is_set():
                 problems[f"thread {thread.name}"] = "died (see the log)"
-        try:
-            self.queue.redis.ping()
-        except redis.RedisError as exc:
-            problems["redis"] = str(exc)
+        problems["redis"] = self.queue.reachable()
         try:
             self.state.engine.ping()
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
@@ -239,9 +235,7 @@ class Worker:
         return problems
 
     def _refresh_metrics(self) -> None:
-        publish_queue_metrics(
-            self.queue.redis, self.config.redis_prefix, self.config.worker_timeout_seconds
-        )
+        self.queue.publish_metrics()
 
     def _maintain(self) -> None:
         """Heartbeat, lease renewal for held stacks, and taking over dead workers' jobs."""
@@ -252,7 +246,7 @@ class Worker:
                     for entry in self.queue.reclaim():
                         log.warning("taking over entry %s from a worker that stopped", entry[0])
                         self._reclaimed.put(entry)
-            except redis.RedisError as exc:
+            except StoreError as exc:
                 log.warning("heartbeat failed: redis unavailable (%s)", exc)
             except Exception:  # a malformed reply must not end the heartbeat
                 log.exception("heartbeat failed")

@@ -27,19 +27,15 @@ import time
 from typing import Any
 
 import docker.errors
-import redis
 import requests.exceptions
 
 from bot.core.config import Config
 from bot.core.ids import COMMIT_LABEL, stack_of
 from bot.core.operations import StackSource
-from bot.queue.scripts import NEXT_ID
-from bot.queue.text import fields
-from bot.queue.text import s as text
+from bot.queue.errors import StoreError, StoreTimeout
 from bot.swarm import preflight, updates
 from bot.swarm.changes import ChangePolicy, Proposal
 from bot.swarm.gitsource import Commit, GitError
-from bot.swarm.lease import Lease
 from bot.swarm.notices import DRIFT_POKE
 from bot.swarm.worker.lifecycle import WorkerState
 from bot.swarm.worker.tools import SwarmTools, commit_data
@@ -60,7 +56,8 @@ class SourceWatcher:
         self.queue = state.queue
         self.keys = state.queue.keys
         self.policy = ChangePolicy(state.config, state.queue, state.notices)
-        self.lease = Lease(state.queue.redis, self.keys.watch("leader"), state.queue.consumer)
+        self.store = state.queue.watch_store()
+        self.lease = state.queue.lease(self.keys.watch("leader"))
         self._rendered: dict[tuple[str, str], dict[str, Any] | None] = {}
         self._next_poll = 0.0
         self._next_images = 0.0
@@ -85,20 +82,10 @@ class SourceWatcher:
         whether one was a push (not only the drift check's). Each wait is at most
         ``WAKE_SECONDS``, well inside the client's socket timeout (redis-py 8 defaults to
         5 s, and a longer BLPOP failed with a timeout every time, so no push was seen)."""
-        key = self.keys.watch("pokes")
-        try:
-            got = self.queue.redis.blpop([key], min(WAKE_SECONDS, max(0.05, seconds)))
-        except redis.ResponseError as exc:  # another type: someone wrote there
-            log.warning("source watcher: %s unreadable (%s); made anew", key, exc)
-            self.queue.redis.delete(key)
+        words = self.store.wait_for_poke(min(WAKE_SECONDS, max(0.05, seconds)))
+        if words is None:
             return None
-        if got is None:
-            return None
-        with self.queue.redis.pipeline(transaction=True) as pipe:
-            pipe.lrange(key, 0, -1)
-            pipe.delete(key)  # one look for all of them
-            rest, _ = pipe.execute()
-        return any(text(word) != DRIFT_POKE for word in [got[1], *rest])
+        return any(word != DRIFT_POKE for word in words)
 
     def _wait_seconds(self) -> float:
         waits = [DRIFT_SECONDS_MAX, self.config.notice_poll_seconds]
@@ -124,9 +111,9 @@ class SourceWatcher:
                     next_look = time.monotonic() + self._wait_seconds()
                 else:
                     stop.wait(self._wait_seconds())
-            except redis.TimeoutError:
+            except StoreTimeout:
                 continue  # a wake-up that timed out is no error: look when it is time
-            except redis.RedisError as exc:
+            except StoreError as exc:
                 log.warning("source watcher: redis unavailable (%s)", exc)
                 stop.wait(1.0)
             except DOCKER_ERRORS as exc:
@@ -148,7 +135,7 @@ class SourceWatcher:
             self._next_images = now + self.config.registry.poll_seconds
             self.check_images()
         # For operators and tests; a counter overwritten by someone is set aside.
-        self.queue.redis.eval(NEXT_ID, 1, self.keys.watch("looks"))
+        self.store.count_look()
 
     # -- git ---------------------------------------------------------------------------------
 
@@ -160,19 +147,18 @@ class SourceWatcher:
         except GitError as exc:
             log.warning("git fetch failed: %s", exc)
             return
-        key = self.keys.watch("git-head")
-        seen = text(self.queue.redis.get(key) or "")
+        seen = self.store.git_head()
         if seen == head:
             return
         if not seen:
-            self.queue.redis.set(key, head)  # the first look only learns where the branch is
+            self.store.set_git_head(head)  # the first look only learns where the branch is
             log.info("git: watching %s from %s", git.config.branch, head[:7])
             return
         try:
             changed = git.changed_stacks(seen, head)
         except GitError as exc:  # the old head is gone (a force-push and a gc): start over
             log.warning("git: cannot compare with %s (%s); watching from %s", seen, exc, head)
-            self.queue.redis.set(key, head)
+            self.store.set_git_head(head)
             return
         # The head's files, once for every stack that changed.
         last = git.commit(head)
@@ -182,7 +168,7 @@ class SourceWatcher:
             self._proposal(stack, files, seen, last, source, stack in present)
             for stack, files in changed.items()
         ]
-        with self.queue.redis.pipeline(transaction=True) as pipe:
+        with self.queue.batch() as pipe:
             for proposal in proposals:
                 if proposal.args:
                     self.policy.propose(proposal, pipe)
@@ -190,8 +176,7 @@ class SourceWatcher:
                     self.state.notices.post(
                         proposal.stack, proposal.headline, [], proposal.key, pipe=pipe
                     )
-            pipe.set(key, head)
-            pipe.execute()
+            self.store.set_git_head(head, pipe)
         log.info(
             "git: %s moved %s -> %s; %d stack(s) changed",
             git.config.branch,
@@ -256,8 +241,7 @@ class SourceWatcher:
             stack = stack_of(service["Spec"].get("Labels"))
             if stack:
                 by_stack.setdefault(stack, []).append(service)
-        key = self.keys.watch("drift")
-        told = fields(self.queue.redis.hgetall(key))
+        told = self.store.drift_told()
         everything = [*by_stack, *(s["Spec"]["Name"] for ss in by_stack.values() for s in ss)]
         held = self.state.notices.claimed_among(everything)
         for stack, services in by_stack.items():
@@ -282,10 +266,9 @@ class SourceWatcher:
             bots = bool(differing) and all(
                 s is not None and self.state.notices.made_by_bot(s) for s in differing
             )
-            with self.queue.redis.pipeline(transaction=True) as pipe:
+            with self.queue.batch() as pipe:
                 if bots:  # a bot job's change (`!scale`): its job told it; taken in silently
-                    pipe.hset(key, stack, f"{sha}:{digest}")
-                    pipe.execute()
+                    self.store.set_drift_told(stack, f"{sha}:{digest}", pipe)
                     continue
                 if not lines and was_sha == sha:  # undone by hand: told, as the drift was
                     text = f"{stack} matches its file at {sha[:7]} again"
@@ -302,10 +285,9 @@ class SourceWatcher:
                     self.state.notices.post(
                         stack, text, lines, f"drift-{stack}-{digest}", pipe=pipe
                     )
-                    pipe.hset(key, stack, f"{sha}:{digest}")
+                    self.store.set_drift_told(stack, f"{sha}:{digest}", pipe)
                 else:
-                    pipe.hdel(key, stack)
-                pipe.execute()
+                    self.store.set_drift_told(stack, None, pipe)
 
     def _rendered_at(self, stack: str, sha: str) -> dict[str, Any] | None:
         """The stack's file at ``sha``, rendered once per commit (the last few kept)."""
@@ -331,10 +313,9 @@ class SourceWatcher:
         for news in found:
             if not news.moved:
                 continue
-            told = self.keys.watch(f"image:{news.image}@{news.current}")
-            if self.queue.redis.exists(told):
+            if self.store.image_told(news.image, news.current):
                 continue
-            with self.queue.redis.pipeline(transaction=True) as pipe:
+            with self.queue.batch() as pipe:
                 for stack, mine in news.by_stack.items():
                     text = (
                         f"{news.image} moved in its registry "
@@ -355,5 +336,4 @@ class SourceWatcher:
                         ),
                         pipe,
                     )
-                pipe.set(told, "1", ex=90 * 86400)
-                pipe.execute()
+                self.store.set_image_told(news.image, news.current, pipe)
