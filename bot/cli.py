@@ -55,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     worker = add("worker", "run jobs from the queue against the local Docker engine")
     worker.add_argument("--name", default=None, help="consumer name (default: the host name)")
+    worker.add_argument(
+        "--burst",
+        action="store_true",
+        help="run the jobs queued now, one at a time, then exit (no watchers, no heartbeat)",
+    )
     add("bot", "run the chat adapters named in bot.adapters (Matrix, Slack)")
     add("check-config", "validate the config file and report every problem")
     sub.add_parser(
@@ -112,8 +117,11 @@ def _run(config: Config, args: argparse.Namespace) -> int:
         asyncio.run(run_bot(config))
         return 0
     if args.command == "worker":
-        from bot.swarm.worker import run_forever  # only the worker imports Docker
+        from bot.swarm.worker import run_burst, run_forever  # only the worker imports Docker
 
+        if args.burst:
+            print(f"swarmbot: {run_burst(config, args.name)} job(s) run", file=sys.stderr)
+            return 0
         run_forever(config, args.name)
         return 0
     return _console(config, args)

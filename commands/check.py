@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.core.operations import Answer, Progress, WorkerTools
+from bot.core.operations import Answer, JobRun, WorkerTools
 from bot.core.replies import Reply, Table, plural
-from bot.core.wire import Job, Result
+from bot.core.wire import Result
 from commands.base import REF_ARG, Command, error_reply, stack_arg
 
 
@@ -48,11 +48,12 @@ def render(result: Result) -> Reply:
     )
 
 
-def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
+def handle(tools: WorkerTools, run: JobRun) -> Answer:
+    job = run.job
     stack = job.args["stack"]
     tools.allow(job, stack)
-    source = tools.source(job.args.get(REF_ARG))
-    _rendered, problems, note = tools.preflight(stack, source, job.requester)
+    source = tools.files.source(job.args.get(REF_ARG))
+    _rendered, problems, note = tools.files.preflight(stack, source, job.requester)
     errors = sum(bool(p["error"]) for p in problems)
     data = {"stack": stack, "problems": problems, "note": note, "at": source.names()}
     return Answer(

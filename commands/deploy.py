@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from bot.core.operations import Answer, Notice, Progress, WorkerTools, commit_words, who
+from bot.core import waves
+from bot.core.operations import (
+    Answer,
+    JobRun,
+    Notice,
+    StackSource,
+    WorkerTools,
+    commit_words,
+    who,
+)
 from bot.core.replies import Reply, plural, render_table_plain
 from bot.core.wire import DeployReport, Job, Result
 from commands.base import REF_ARG, Arg, Command, error_reply, stack_arg
@@ -96,32 +106,31 @@ def render(result: Result) -> Reply:
     return Reply(head, detail=tuple(lines), status="ok" if result.ok else "failed", job=result.job)
 
 
-def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
-    if job.args["stack"] == "all":
-        return _deploy_all(tools, job, progress)
-    stack = job.args["stack"]
-    tools.allow(job, stack)
-    option = job.args.get("option")
+def handle(tools: WorkerTools, run: JobRun) -> Answer:
+    if run.args["stack"] == "all":
+        return _deploy_all(tools, run)
+    stack = run.args["stack"]
+    tools.allow(run.job, stack)
+    option = run.args.get("option")
     result = tools.deploy_stack(
         stack,
-        job,
-        progress,
+        run,
         force=option == "--force",
         prune=option == "--prune",
-        source=tools.source(job.args.get(REF_ARG)),
+        source=tools.files.source(run.args.get(REF_ARG)),
     )
     return Answer(result["ok"], result, summary(result))
 
 
-def _deploy_all(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
+def _deploy_all(tools: WorkerTools, run: JobRun) -> Answer:
     """Every stack once the stacks it needs are deployed, those that need nothing of each
     other at the same time; a failure stops only the stacks that need the failed one."""
     started = time.monotonic()
-    source = tools.source(job.args.get(REF_ARG))  # one commit for every stack
-    order, needs = tools.deploy_plan(source)
+    source = tools.files.source(run.args.get(REF_ARG))  # one commit for every stack
+    order, needs = tools.files.deploy_plan(source)
     for stack in order:
-        tools.allow(job, stack)  # all or nothing: refuse before deploying any
-    reports, skipped = tools.deploy_stacks(needs, job, progress, source)
+        tools.allow(run.job, stack)  # all or nothing: refuse before deploying any
+    reports, skipped = _in_waves(tools, run, needs, source)
     done = [reports[s] for s in order if s in reports]
     ok = all(r["ok"] for r in done) and not skipped
     data = {
@@ -135,6 +144,44 @@ def _deploy_all(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
         "" if ok else f", {failed} failed, {len(skipped)} not deployed"
     )
     return Answer(ok, data, summary)
+
+
+def _in_waves(
+    tools: WorkerTools, run: JobRun, needs: dict[str, set[str]], source: StackSource
+) -> tuple[dict[str, DeployReport], dict[str, str]]:
+    """Each stack under its own lock with its own outcome, once the stacks it needs are
+    deployed (``bot.core.waves``); one progress line for them all."""
+    lock = threading.Lock()
+    running: dict[str, str] = {}  # stack -> what it is at ("2/3 services", "waiting ...")
+    done: list[str] = []
+
+    def step(stack: str) -> DeployReport:
+        def on_progress(data: dict[str, Any]) -> None:
+            with lock:
+                running[stack] = _stack_progress(data)
+                merged = {"deploying": dict(running), "done": list(done)}
+            run.progress(merged)
+
+        with lock:
+            running[stack] = "starting"
+        try:
+            return tools.deploy_stack(stack, run.with_progress(on_progress), source=source)
+        finally:
+            with lock:
+                running.pop(stack, None)
+                done.append(stack)
+
+    return waves.run(needs, step, lambda report: report["ok"])
+
+
+def _stack_progress(data: dict[str, Any]) -> str:
+    """One stack's part of the ``!deploy all`` progress line."""
+    if "waiting" in data:
+        return str(data["waiting"])
+    rows = data.get("services") or []  # the services still watched: done ones drop out
+    total = int(data.get("total", len(rows)))
+    whole = total - len(rows) + sum(1 for r in rows if r["state"] == "converged")
+    return f"{whole}/{plural(total, 'service')} converged"
 
 
 def summary(result: DeployReport) -> str:

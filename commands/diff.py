@@ -3,9 +3,9 @@ environment values, only which keys change."""
 
 from __future__ import annotations
 
-from bot.core.operations import Answer, JobFailed, Progress, WorkerTools
+from bot.core.operations import Answer, JobFailed, JobRun, WorkerTools
 from bot.core.replies import Reply, Table, plural
-from bot.core.wire import Job, Result
+from bot.core.wire import Result
 from commands.base import REF_ARG, Command, error_reply, stack_arg
 
 
@@ -42,14 +42,15 @@ def render(result: Result) -> Reply:
     )
 
 
-def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
+def handle(tools: WorkerTools, run: JobRun) -> Answer:
+    job = run.job
     stack = job.args["stack"]
     tools.allow(job, stack)
-    source = tools.source(job.args.get(REF_ARG))
-    rendered, problems, note = tools.preflight(stack, source, job.requester)
+    source = tools.files.source(job.args.get(REF_ARG))
+    rendered, problems, note = tools.files.preflight(stack, source, job.requester)
     if rendered is None:
         raise JobFailed(note or "; ".join(p["message"] for p in problems))
-    changes = tools.diff(stack, rendered)
+    changes = tools.files.diff(stack, rendered)
     return Answer(
         True,
         {"stack": stack, "changes": changes, "at": source.names()},

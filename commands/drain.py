@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from bot.core.availability import change_word, state_word
-from bot.core.operations import Answer, Handler, Notice, Progress, WorkerTools, who
+from bot.core.operations import Answer, Handler, JobRun, Notice, WorkerTools, who
 from bot.core.replies import Reply, Table, plural
 from bot.core.wire import Job, Result
 from commands.base import Arg, Command, error_reply
@@ -22,9 +22,9 @@ def node_arg() -> Arg:
 
 
 def handler(availability: str) -> Handler:
-    def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
-        force = bool(job.args.get("force"))
-        return tools.change_node(job, job.args["node"], availability, progress, force)
+    def handle(tools: WorkerTools, run: JobRun) -> Answer:
+        force = bool(run.args.get("force"))
+        return tools.change_node(run, run.args["node"], availability, force)
 
     return handle
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from bot.core.operations import Answer, Progress, WorkerTools
+from bot.core.operations import Answer, JobRun, WorkerTools
 from bot.core.replies import Reply, plural
-from bot.core.wire import Job, Result
+from bot.core.wire import Result
 from commands.base import Arg, Command, error_reply, service_arg
 
 
@@ -24,11 +24,12 @@ def render(result: Result) -> Reply:
 DEFAULT_LINES = 30
 
 
-def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
+def handle(tools: WorkerTools, run: JobRun) -> Answer:
+    job = run.job
     service = tools.resolve(job)
     lines = int(job.args.get("lines") or DEFAULT_LINES)
-    text = tools.log_tail(service["ID"], lines)
-    name = service["Spec"]["Name"]
+    text = tools.log_tail(service.id, lines)
+    name = service.name
     data = {"service": name, "lines": text, "asked": lines}
     return Answer(True, data, f"{name}: {plural(len(text), 'line')}")
 

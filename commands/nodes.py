@@ -3,9 +3,9 @@ Answers "where can things run?" before a drain, and after a node went down."""
 
 from __future__ import annotations
 
-from bot.core.operations import Answer, Progress, WorkerTools
+from bot.core.operations import Answer, JobRun, WorkerTools
 from bot.core.replies import Reply, Table, plural
-from bot.core.wire import Job, Result
+from bot.core.wire import Result
 from commands.base import Command, error_reply
 
 
@@ -55,7 +55,7 @@ def render(result: Result) -> Reply:
     )
 
 
-def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
+def handle(tools: WorkerTools, run: JobRun) -> Answer:
     rows = tools.engine.node_rows()
     return Answer(True, {"rows": rows}, plural(len(rows), "node"))
 

@@ -3,9 +3,9 @@ Answers "is a worker alive and taking jobs?" (and is the benchmark's no-op job).
 
 from __future__ import annotations
 
-from bot.core.operations import Answer, Progress, WorkerTools
+from bot.core.operations import Answer, JobRun, WorkerTools
 from bot.core.replies import Reply
-from bot.core.wire import Job, Result
+from bot.core.wire import Result
 from commands.base import Command
 
 
@@ -13,7 +13,7 @@ def render(result: Result) -> Reply:
     return Reply(f"pong from worker {result.data.get('worker', '?')}", status="ok", job=result.job)
 
 
-def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
+def handle(tools: WorkerTools, run: JobRun) -> Answer:
     return Answer(True, {"worker": tools.consumer}, "pong")
 
 

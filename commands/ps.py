@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.core.operations import Answer, Progress, WorkerTools
+from bot.core.operations import Answer, JobRun, WorkerTools
 from bot.core.replies import Reply, Table, ago, plural
-from bot.core.wire import Job, Result
+from bot.core.wire import Result
 from commands.base import Command, error_reply, service_arg
 
 BAD_STATES = {"failed", "rejected", "orphaned"}
@@ -45,12 +45,10 @@ def _error(row: dict[str, Any]) -> str:
     return text[:120]
 
 
-def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
-    service = tools.resolve(job)
-    rows = tools.engine.task_rows(service["ID"])
-    return Answer(
-        True, {"service": service["Spec"]["Name"], "rows": rows}, plural(len(rows), "task")
-    )
+def handle(tools: WorkerTools, run: JobRun) -> Answer:
+    service = tools.resolve(run.job)
+    rows = tools.engine.task_rows(service.id)
+    return Answer(True, {"service": service.name, "rows": rows}, plural(len(rows), "task"))
 
 
 COMMAND = Command(

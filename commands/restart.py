@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bot.core.operations import Answer, Notice, NoticeFor, Progress, WorkerTools, who
+from bot.core.operations import (
+    Answer,
+    JobRun,
+    Notice,
+    NoticeFor,
+    ServiceChange,
+    WorkerTools,
+    who,
+)
 from bot.core.replies import Reply
 from bot.core.wire import Job, Result
 from commands.base import Command, error_reply, service_arg
@@ -51,11 +59,8 @@ def change_notice(verb: str) -> NoticeFor:
     return notice
 
 
-def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
-    service = tools.resolve(job)
-    return tools.change_service(
-        job, service, progress, lambda: tools.engine.force_update(service["ID"])
-    )
+def handle(tools: WorkerTools, run: JobRun) -> Answer:
+    return tools.change_service(run, tools.resolve(run.job), ServiceChange.restart())
 
 
 COMMAND = Command(

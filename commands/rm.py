@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from bot.core.operations import Answer, Notice, Progress, WorkerTools, who
-from bot.core.replies import Reply
+from bot.core.operations import Answer, JobRun, Notice, WorkerTools, who
+from bot.core.replies import Reply, plural
 from bot.core.wire import Job, Result
 from commands.base import Command, error_reply, service_arg
 
@@ -26,8 +26,19 @@ def render(result: Result) -> Reply:
     )
 
 
-def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
-    return tools.remove_service(job, tools.resolve(job), progress)
+def handle(tools: WorkerTools, run: JobRun) -> Answer:
+    """``docker service rm`` under the stack's lock, once, then until swarm has let it go;
+    the answer names the volumes it used, which stay."""
+    service = tools.resolve(run.job)
+    name, stack = service.name, service.stack
+    with tools.turns.stack_turn(stack or name, run), tools.turns.claim([name], run):
+        tools.turns.apply_once(run, f"rm:{name}", lambda: tools.cli.remove_service(service.id))
+        tools.turns.wait_until(
+            lambda: all(s["Spec"]["Name"] != name for s in tools.engine.services(stack or None)),
+            f"{name} still there",
+        )
+    data = {"service": name, "stack": stack, "volumes": service.volumes}
+    return Answer(True, data, f"{name} removed, {plural(len(service.volumes), 'volume')} kept")
 
 
 def notice(job: Job, data: Mapping[str, Any]) -> list[Notice]:

@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from bot.core.ids import PREVIOUS_COMMIT_LABEL, SERVICE_NAME, STACK_NAME
-from bot.core.operations import Answer, JobFailed, Notice, Progress, WorkerTools
+from bot.core.operations import Answer, JobFailed, JobRun, Notice, ServiceChange, WorkerTools
 from bot.core.replies import Reply
 from bot.core.wire import Job, Result
 from commands import deploy
@@ -21,24 +21,22 @@ _service_render = change_renderer("rolled back", "rollback")
 _service_notice = change_notice("rolled back")
 
 
-def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
-    typed = job.args["service"]
+def handle(tools: WorkerTools, run: JobRun) -> Answer:
+    typed = run.args["service"]
     services = tools.engine.services(typed) if STACK_NAME.match(typed) else []
     if services and not any(s["Spec"]["Name"] == typed for s in services):
-        return _rollback_stack(tools, job, typed, services, progress)
-    service = tools.resolve(job)
-    if not service.get("PreviousSpec"):
-        raise JobFailed(f"{service['Spec']['Name']} has no previous spec to roll back to")
-    return tools.change_service(
-        job, service, progress, lambda: tools.rollback_service(service["ID"]), rollback=True
-    )
+        return _rollback_stack(tools, run, typed, services)
+    service = tools.resolve(run.job)
+    if not service.has_previous:
+        raise JobFailed(f"{service.name} has no previous spec to roll back to")
+    return tools.change_service(run, service, ServiceChange.rollback())
 
 
 def _rollback_stack(
-    tools: WorkerTools, job: Job, stack: str, services: list[dict[str, Any]], progress: Progress
+    tools: WorkerTools, run: JobRun, stack: str, services: list[dict[str, Any]]
 ) -> Answer:
     """Deploy the commit the stack's services name as the one before theirs."""
-    tools.allow(job, stack)
+    tools.allow(run.job, stack)
     previous = {
         (s["Spec"].get("Labels") or {}).get(PREVIOUS_COMMIT_LABEL, "") for s in services
     } - {""}
@@ -47,7 +45,8 @@ def _rollback_stack(
             f"{stack} has no previous commit to go back to (it was deployed once from git, or "
             f"not from git); !rollback <service> returns one service to its previous spec"
         )
-    report = tools.deploy_stack(stack, job, progress, source=tools.source(sorted(previous)[0]))
+    source = tools.files.source(sorted(previous)[0])
+    report = tools.deploy_stack(stack, run, source=source)
     data = {**report, "rollback": True}
     return Answer(report["ok"], data, f"{stack}: rolled back: " + deploy.summary(report))
 

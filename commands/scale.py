@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from bot.core.operations import Answer, JobFailed, Notice, Progress, WorkerTools
+from bot.core.operations import Answer, JobFailed, JobRun, Notice, ServiceChange, WorkerTools
 from bot.core.wire import Job
 from commands.base import Arg, Command, service_arg
 from commands.outcomes import progress_line
@@ -15,20 +15,15 @@ from commands.restart import change_notice, change_renderer
 MAX_REPLICAS = 100
 
 
-def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
-    service = tools.resolve(job)
-    name = service["Spec"]["Name"]
-    if "Replicated" not in service["Spec"].get("Mode", {}):
-        raise JobFailed(f"{name} is a global service (one task per node); it cannot be scaled")
-    replicas = int(job.args["replicas"])
-    return tools.change_service(
-        job,
-        service,
-        progress,
-        lambda: tools.engine.update_service(
-            service["ID"], mode={"Replicated": {"Replicas": replicas}}
-        ),
-    )
+def handle(tools: WorkerTools, run: JobRun) -> Answer:
+    service = tools.resolve(run.job)
+    if service.is_global:
+        raise JobFailed(
+            f"{service.name} is a global service (one task per node); it cannot be scaled"
+        )
+    replicas = int(run.args["replicas"])
+    change = ServiceChange.update(mode={"Replicated": {"Replicas": replicas}})
+    return tools.change_service(run, service, change)
 
 
 def notice(job: Job, data: Mapping[str, Any]) -> list[Notice]:

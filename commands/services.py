@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.core.operations import Answer, Progress, WorkerTools
+from bot.core.operations import Answer, JobRun, WorkerTools
 from bot.core.replies import Reply, Table, ago, plural
-from bot.core.wire import Job, Result
+from bot.core.wire import Result
 from commands.base import Command, error_reply, stack_arg
 
 # Row states (the worker's words) that need a person: flagged and counted as unhealthy.
@@ -70,7 +70,8 @@ def render(result: Result) -> Reply:
     return Reply(head, table, detail, status="failed" if flagged else "ok", job=result.job)
 
 
-def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
+def handle(tools: WorkerTools, run: JobRun) -> Answer:
+    job = run.job
     """Only the services of stacks the requester may list; how many were hidden."""
     stack = job.args.get("stack")
     if stack:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.core.operations import Answer, Progress, WorkerTools
+from bot.core.operations import Answer, JobRun, WorkerTools
 from bot.core.replies import Reply, Table, plural
-from bot.core.wire import Job, Result
+from bot.core.wire import Result
 from commands.base import Command, error_reply
 from commands.services import TROUBLE, state_of
 
@@ -66,9 +66,10 @@ def _behind(info: dict[str, Any] | None) -> str:
     return f"{plural(count, 'commit')} behind {info['branch']}"
 
 
-def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
-    source = tools.source()
-    files = tools.stack_files(source)
+def handle(tools: WorkerTools, run: JobRun) -> Answer:
+    job = run.job
+    source = tools.files.source()
+    files = tools.files.stack_files(source)
     deployed: dict[str, list[dict[str, Any]]] = {}
     for service in tools.engine.service_rows():
         if service["stack"]:
@@ -78,7 +79,7 @@ def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
         for name in sorted(set(files) | set(deployed))
         if tools.policy.may_touch(job.requester, job.command, name).allowed
     ]
-    commits = tools.stack_commits([n for n in names if n in deployed], source)
+    commits = tools.files.stack_commits([n for n in names if n in deployed], source)
     rows = []
     for name in names:
         services = deployed.get(name, [])

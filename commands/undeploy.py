@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from bot.core.operations import Answer, Notice, Progress, WorkerTools, who
+from bot.core.operations import Answer, JobFailed, JobRun, Notice, WorkerTools, who
 from bot.core.replies import Reply, plural
 from bot.core.wire import Job, Result
 from commands.base import Command, error_reply, stack_arg
@@ -27,13 +27,25 @@ def render(result: Result) -> Reply:
     )
 
 
-def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
-    stack = job.args["stack"]
-    tools.allow(job, stack)
-    data = tools.undeploy(job, stack, progress)
+def handle(tools: WorkerTools, run: JobRun) -> Answer:
+    """``docker stack rm`` under the stack's lock, once, then until its services are gone;
+    the volumes it created are named, and stay."""
+    stack = run.args["stack"]
+    tools.allow(run.job, stack)
+    step = f"undeploy:{stack}"
+    with tools.turns.stack_turn(stack, run), tools.turns.claim([stack], run):
+        services = sorted(s["Spec"]["Name"] for s in tools.engine.services(stack))
+        if not services and tools.turns.first_try(run, step):
+            raise JobFailed(f"stack `{stack}` is not deployed")
+        volumes = tools.engine.stack_volumes(stack)
+        tools.turns.apply_once(run, step, lambda: tools.cli.remove_stack(stack))
+        tools.turns.wait_until(
+            lambda: not tools.engine.services(stack), f"services of {stack} still there"
+        )
+    data = {"stack": stack, "services": services, "volumes": volumes}
     summary = (
-        f"{stack}: removed {plural(len(data['services']), 'service')}, "
-        f"kept {plural(len(data['volumes']), 'volume')}"
+        f"{stack}: removed {plural(len(services), 'service')}, "
+        f"kept {plural(len(volumes), 'volume')}"
     )
     return Answer(True, data, summary)
 

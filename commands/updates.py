@@ -4,9 +4,9 @@ requests the answer took (one per image, not per service, and none while cached)
 
 from __future__ import annotations
 
-from bot.core.operations import Answer, Progress, WorkerTools
+from bot.core.operations import Answer, JobRun, WorkerTools
 from bot.core.replies import Reply, Table, plural
-from bot.core.wire import Job, Result
+from bot.core.wire import Result
 from commands.base import Command, error_reply, stack_arg
 
 
@@ -63,11 +63,13 @@ def render(result: Result) -> Reply:
     return Reply(head, table, detail, status="ok", job=result.job)
 
 
-def handle(tools: WorkerTools, job: Job, progress: Progress) -> Answer:
+def handle(tools: WorkerTools, run: JobRun) -> Answer:
+    job = run.job
     stack = job.args.get("stack")
     if stack:
         tools.allow(job, stack)
-    data = {**tools.image_updates(job, stack), "stack": stack or ""}
+    services = tools.visible(job, tools.engine.services(stack))
+    data = {**tools.image_updates(services), "stack": stack or ""}
     moved = sum(1 for i in data["images"] if i["moved"])
     return Answer(True, data, f"{moved} moved of {plural(len(data['images']), 'image')}")
 

@@ -1,23 +1,30 @@
 """What a command's worker-side handler is given, and what it gives back.
 
 A handler is a plain function in the command's own file (``commands/<name>.py``):
-``handle(tools, job, progress) -> Answer``. It runs in the worker, but its module is
-imported by the chat process too, so it may not import docker: everything it does to the
-swarm goes through ``WorkerTools``, which the worker implements (``bot.swarm.worker``).
-The tools are the swarm operations every command shares (resolve a service the requester
-may act on, change one service and watch it converge, deploy a stack under its lock, ...);
-a new command composes them and needs no change anywhere else.
+``handle(tools, run) -> Answer``. It runs in the worker, but its module is imported by the
+chat process too, so it may not import docker: everything it does to the swarm goes
+through ``WorkerTools``, which the worker implements (``bot.swarm.worker``), and ``run``
+(``JobRun``) is the job itself, passed explicitly to the blocks that need it.
+
+The tools are small shared blocks, each used by several commands: the Engine reads and
+writes, the docker CLI's stack operations, the guarantees every change shares (``turns``:
+one job per stack, claims, apply-once, waiting), the stack files (``files``: source,
+pre-flight, diff, order), and the composed operations (resolve a service the requester may
+act on, change one service and watch it converge, deploy a stack). A command's own logic
+stays in its file; a new command composes blocks and needs no change anywhere else.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from bot.core.config import Config
 from bot.core.policy import Policy
+from bot.core.services import ServiceView
 from bot.core.wire import ChangeData, DeployReport, Job, ProblemData
 
 AnswerState = Literal["succeeded", "failed", "refused", "cancelled", "expired"]
@@ -76,8 +83,58 @@ def commit_words(commit: Mapping[str, Any]) -> str:
     return f'{commit["short"]} "{commit["subject"]}" ({commit["author"]})'
 
 
+class SlotHandle(Protocol):
+    """The worker slot a job runs in: given back while the job only waits for its stack."""
+
+    def give_back(self) -> None: ...
+
+    def take(self, stop: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class JobRun:
+    """One job as its handler runs it, passed explicitly to every shared block that needs
+    more than the job: where its progress goes, the key under which the worker's ledger
+    remembers what it applied (the signed entry's digest), and its slot."""
+
+    job: Job
+    progress: Progress
+    digest: str = ""
+    slot: SlotHandle | None = None
+
+    @property
+    def args(self) -> dict[str, str]:
+        return self.job.args
+
+    def with_progress(self, progress: Progress) -> JobRun:
+        """The same job reporting elsewhere (one stack's part of ``!deploy all``)."""
+        return replace(self, progress=progress)
+
+
+@dataclass(frozen=True)
+class ServiceChange:
+    """What a one-service command changes, said rather than done: the tools apply it once
+    and watch it converge (no callback into the engine from a command)."""
+
+    kind: Literal["restart", "update", "rollback"]
+    spec: Mapping[str, Any] = field(default_factory=dict)  # for "update": Engine API names
+
+    @classmethod
+    def restart(cls) -> ServiceChange:
+        return cls("restart")
+
+    @classmethod
+    def update(cls, **spec: Any) -> ServiceChange:
+        return cls("update", spec)
+
+    @classmethod
+    def rollback(cls) -> ServiceChange:
+        return cls("rollback")
+
+
 class Engine(Protocol):
-    """The Docker Engine reads and writes a handler may use (services as Engine API dicts)."""
+    """The Docker Engine reads and writes a handler may use (services as Engine API dicts;
+    ``ServiceView.of`` reads one)."""
 
     def services(self, stack: str | None = None, status: bool = False) -> list[dict[str, Any]]: ...
 
@@ -91,18 +148,84 @@ class Engine(Protocol):
 
     def node_rows(self) -> list[dict[str, Any]]: ...
 
+    def stack_volumes(self, stack: str) -> list[str]:
+        """Volumes a stack created (they outlive it)."""
+        ...
+
     def set_availability(self, node_id: str, availability: str) -> None: ...
 
-    def force_update(self, service_id: str) -> None: ...
 
-    def update_service(self, service_id: str, **changes: Any) -> None:
-        """Change the named parts of a service's spec (``mode=...``, ``labels=...``),
-        keeping the rest as it is."""
+class StackCli(Protocol):
+    """What only the docker CLI does as operators know it (``docker stack rm``, ...)."""
+
+    @property
+    def version(self) -> str: ...
+
+    def remove_stack(self, stack: str) -> None: ...
+
+    def remove_service(self, service_id: str) -> None: ...
+
+
+class Turns(Protocol):
+    """The guarantees every change shares."""
+
+    def stack_turn(self, stack: str, run: JobRun) -> contextlib.AbstractContextManager[None]:
+        """One job per stack at a time, across all workers: a waiting job says what it
+        waits behind, gives its slot back meanwhile, and can be cancelled."""
+        ...
+
+    def claim(self, names: list[str], run: JobRun) -> contextlib.AbstractContextManager[None]:
+        """While a job changes these stacks or services, the notice watcher leaves them to
+        it; what the job made or removed is left to it afterwards too."""
+        ...
+
+    def apply_once(self, run: JobRun, step: str, apply: Callable[[], object]) -> float:
+        """Run a side effect unless an earlier attempt at this job (a worker that died after
+        it) did; returns when it was applied, from when convergence is judged."""
+        ...
+
+    def first_try(self, run: JobRun, step: str) -> bool:
+        """No earlier attempt at this job applied ``step`` (a job taken over after its
+        worker died is not the first)."""
+        ...
+
+    def wait_until(self, done: Callable[[], bool], what: str) -> None:
+        """Until ``done()``, within the deploy deadline (``JobFailed`` naming ``what`` after
+        it); a stopping worker hands the job over."""
+        ...
+
+
+class StackFiles(Protocol):
+    """The stack files a job reads, checked."""
+
+    def source(self, ref: str | None = None) -> StackSource:
+        """With a [git] repository, fetched first, at ``ref`` (the branch's head without
+        one); else the stacks directory (``ref`` refused)."""
+        ...
+
+    def stack_files(self, source: StackSource | None = None) -> dict[str, Path]: ...
+
+    def preflight(
+        self, stack: str, source: StackSource | None = None, requester: str = ""
+    ) -> tuple[dict[str, Any] | None, list[ProblemData], str]:
+        """Render and check a stack file: (rendered or None, problems, note)."""
+        ...
+
+    def diff(self, stack: str, rendered: dict[str, Any]) -> list[ChangeData]: ...
+
+    def deploy_plan(self, source: StackSource) -> tuple[list[str], dict[str, set[str]]]:
+        """Every stack file in dependency order, and the stacks each one waits for; raises
+        ``JobFailed`` on a cycle."""
+        ...
+
+    def stack_commits(self, stacks: list[str], source: StackSource) -> dict[str, dict[str, Any]]:
+        """Per deployed stack, from its services' labels and the repository: the commit it
+        runs, the one before it, and the commits up to ``source``'s that touch its files."""
         ...
 
 
 class WorkerTools(Protocol):
-    """The swarm operations shared by command handlers."""
+    """The shared blocks command handlers compose."""
 
     @property
     def config(self) -> Config: ...
@@ -114,6 +237,15 @@ class WorkerTools(Protocol):
     def engine(self) -> Engine: ...
 
     @property
+    def cli(self) -> StackCli: ...
+
+    @property
+    def turns(self) -> Turns: ...
+
+    @property
+    def files(self) -> StackFiles: ...
+
+    @property
     def consumer(self) -> str:
         """This worker's name."""
         ...
@@ -122,27 +254,22 @@ class WorkerTools(Protocol):
         """Raise ``JobFailed`` unless the requester may run the job's command on ``stack``."""
         ...
 
-    def resolve(self, job: Job) -> dict[str, Any]:
+    def visible(self, job: Job, services: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The services of stacks the requester may run the job's command on."""
+        ...
+
+    def resolve(self, job: Job) -> ServiceView:
         """The service ``job.args["service"]`` names, among those the requester may act on;
         raises ``JobFailed`` (no such service, ambiguous) naming only those."""
         ...
 
-    def change_service(
-        self,
-        job: Job,
-        service: dict[str, Any],
-        progress: Progress,
-        apply: Callable[[], object],
-        rollback: bool = False,
-    ) -> Answer:
+    def change_service(self, run: JobRun, service: ServiceView, change: ServiceChange) -> Answer:
         """Apply one change to one service (once, even across a worker crash), under its
         stack's lock, then watch it converge: the usual outcome."""
         ...
 
-    def rollback_service(self, service_id: str) -> None: ...
-
     def change_node(
-        self, job: Job, name: str, availability: str, progress: Progress, force: bool = False
+        self, run: JobRun, name: str, availability: str, force: bool = False
     ) -> Answer:
         """Set node ``name``'s availability (active, pause, drain), once; a drain is checked
         first (refused if a service would lose placement, unless ``force``) and watched
@@ -153,35 +280,10 @@ class WorkerTools(Protocol):
         """The service's last log lines, secrets masked."""
         ...
 
-    def source(self, ref: str | None = None) -> StackSource:
-        """The stack files a job reads: with a [git] repository, fetched first, at ``ref``
-        (the branch's head without one); else the stacks directory (``ref`` refused)."""
-        ...
-
-    def stack_files(self, source: StackSource | None = None) -> dict[str, Path]: ...
-
-    def stack_file(
-        self, stack: str, source: StackSource | None = None, requester: str = ""
-    ) -> Path: ...
-
-    def preflight(
-        self, stack: str, source: StackSource | None = None, requester: str = ""
-    ) -> tuple[dict[str, Any] | None, list[ProblemData], str]:
-        """Render and check a stack file: (rendered or None, problems, note)."""
-        ...
-
-    def stack_commits(self, stacks: list[str], source: StackSource) -> dict[str, dict[str, Any]]:
-        """Per deployed stack, from its services' labels and the repository: the commit it
-        runs, the one before it, and the commits up to ``source``'s that touch its files."""
-        ...
-
-    def diff(self, stack: str, rendered: dict[str, Any]) -> list[ChangeData]: ...
-
     def deploy_stack(
         self,
         stack: str,
-        job: Job,
-        progress: Progress,
+        run: JobRun,
         force: bool = False,
         prune: bool = False,
         source: StackSource | None = None,
@@ -191,36 +293,14 @@ class WorkerTools(Protocol):
         without, they are left running and named in the report."""
         ...
 
-    def remove_service(self, job: Job, service: dict[str, Any], progress: Progress) -> Answer:
-        """``docker service rm`` under the stack's lock, once; the answer names the volumes
-        the service used, which stay."""
-        ...
-
-    def deploy_plan(self, source: StackSource) -> tuple[list[str], dict[str, set[str]]]:
-        """Every stack file in dependency order (the order replies list them in), and the
-        stacks each one waits for; raises ``JobFailed`` on a cycle."""
-        ...
-
-    def deploy_stacks(
-        self, needs: dict[str, set[str]], job: Job, progress: Progress, source: StackSource
-    ) -> tuple[dict[str, DeployReport], dict[str, str]]:
-        """Deploy every stack in ``needs`` once the stacks it needs succeeded, those free to
-        go at the same time, each under its own lock: the reports by stack, and the stacks
-        not deployed with why ("needs ci, which failed")."""
-        ...
-
-    def image_updates(self, job: Job, stack: str | None) -> dict[str, Any]:
-        """Per image the requester's services run (in ``stack``, or all): the digest they
-        run, the one the tag points to now, a newer tag the semver policy allows; and the
-        registry requests it took. Pulls nothing."""
-        ...
-
-    def undeploy(self, job: Job, stack: str, progress: Progress) -> dict[str, Any]:
-        """``docker stack rm`` under the stack's lock; never removes volumes."""
+    def image_updates(self, services: list[dict[str, Any]]) -> dict[str, Any]:
+        """Per image these services run: the digest they run, the one the tag points to
+        now, a newer tag the semver policy allows; and the registry requests it took.
+        Pulls nothing (the source watcher reads the registry the same way)."""
         ...
 
 
-Handler = Callable[[WorkerTools, Job, Progress], Answer]
+Handler = Callable[[WorkerTools, JobRun], Answer]
 NoticeFor = Callable[[Job, Mapping[str, Any]], list[Notice]]
 
 

@@ -94,8 +94,6 @@ class WorkerState:
     registry: Registry = field(default_factory=lambda: Registry(registry_defaults()))
     stop: threading.Event = field(default_factory=threading.Event)  # set: hand over
     held: dict[str, str] = field(default_factory=dict)  # stack -> job holding it here
-    # Per pool thread: the running job's slot and ledger key.
-    current: threading.local = field(default_factory=threading.local)
 
     def wait_for_redis(self, call: Callable[[], T]) -> T:
         """``call()``, retried while Redis is unreachable (unless stopping)."""

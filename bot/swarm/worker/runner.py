@@ -19,7 +19,15 @@ import requests.exceptions
 from bot.core import health
 from bot.core.audit import entry
 from bot.core.logs import job_context
-from bot.core.operations import Answer, Handler, JobCancelled, JobFailed, NoticeFor
+from bot.core.operations import (
+    Answer,
+    Handler,
+    JobCancelled,
+    JobFailed,
+    JobRun,
+    NoticeFor,
+    SlotHandle,
+)
 from bot.core.wire import Expired, Job, Rejected, Result, Schemas, decode_job, job_digest
 from bot.queue.errors import StoreError
 from bot.swarm import dockercli
@@ -54,8 +62,10 @@ class JobRunner:
         self.schemas = schemas
         self.notice_for = notices
 
-    def handle(self, entry_id: str, fields: dict[Any, Any]) -> None:
-        """Handle one queue entry; every job it can decode is answered."""
+    def handle(
+        self, entry_id: str, fields: dict[Any, Any], slot: SlotHandle | None = None
+    ) -> None:
+        """Handle one queue entry (in ``slot``); every job it can decode is answered."""
         now = time.time()
         try:
             job = decode_job(
@@ -78,9 +88,11 @@ class JobRunner:
             self._reject(entry_id, str(exc), fields)
             return
         with job_context(job.id):
-            self._handle_job(entry_id, fields, job)
+            self._handle_job(entry_id, fields, job, slot)
 
-    def _handle_job(self, entry_id: str, fields: dict[str, Any], job: Job) -> None:
+    def _handle_job(
+        self, entry_id: str, fields: dict[str, Any], job: Job, slot: SlotHandle | None
+    ) -> None:
         digest = job_digest(fields)
         # The worker's own ledger first: Redis keys can be deleted by anyone who can write
         # to Redis; the ledger cannot. Then Redis, which other workers share.
@@ -92,7 +104,6 @@ class JobRunner:
         if self.ledger.applied(digest, ANSWERED) is not None:
             self._reject(entry_id, f"replay of job {job.id} (answered already)", fields)
             return
-        self.state.current.digest = digest
         taken = self.queue.take(job.id, entry_id, ttl=2 * self.config.job_ttl_seconds + 60)
         if taken == "replay":
             self._reject(entry_id, f"replay of job {job.id}", fields)
@@ -113,7 +124,7 @@ class JobRunner:
         note = f"a worker took job {job.id} after {waited:.0f}s in the queue" if waited > 1 else ""
         started = time.monotonic()
         try:
-            answer = self._run(job, note)
+            answer = self._run(job, note, digest, slot)
         except HandedOver:
             log.info("left unanswered for the next worker to take over (this one is stopping)")
             return
@@ -167,7 +178,9 @@ class JobRunner:
         except StoreError as exc:
             log.warning("progress not sent: %s", exc)
 
-    def _run(self, job: Job, note: str = "") -> Answer:
+    def _run(
+        self, job: Job, note: str = "", digest: str = "", slot: SlotHandle | None = None
+    ) -> Answer:
         decision = self.policy.may_run(job.requester, job.command)
         if not decision.allowed:
             return Answer(False, {"error": decision.reason}, "refused by the worker", "refused")
@@ -186,7 +199,7 @@ class JobRunner:
                 self._progress_now(job, data)
 
         try:
-            return self.handlers[job.op](self.tools, job, progress)
+            return self.handlers[job.op](self.tools, JobRun(job, progress, digest, slot))
         except HandedOver:
             raise
         except JobFailed as exc:

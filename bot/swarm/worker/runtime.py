@@ -107,9 +107,6 @@ class Worker:
     def queue(self) -> WorkerQueue:
         return self.state.queue
 
-    def handle(self, entry_id: str, fields: dict[Any, Any]) -> None:
-        self.runner.handle(entry_id, fields)
-
     def run(self, stop: threading.Event) -> None:
         self.state.stop = stop
         # /healthz from the first second: a worker waiting for Redis answers 503 with why,
@@ -190,6 +187,28 @@ class Worker:
             if sources is not None:
                 sources.resign()
         log.info("worker stopped")
+
+    def burst(self) -> int:
+        """Run every job on the queue now, one at a time, each to its answer; return how many
+        once the queue is empty (arq's burst mode). No heartbeat thread and no watchers: for
+        ``swarmbot worker --burst`` (a one-shot from cron or CI) and for the test bot, which
+        runs the chat side and this in one process."""
+        self.state.wait_for_redis(self.queue.ensure_group)
+        handled = 0
+        while True:
+            self.queue.beat({}, self._load())  # online while it works: "queued" says so
+            batch = self.queue.read(count=1, block_ms=20)
+            if not batch:
+                return handled
+            for entry_id, fields in batch:
+                if not self.slots.try_acquire():
+                    raise AssertionError("a burst runs one job at a time")
+                slot = Slot(self.slots)
+                try:
+                    self.runner.handle(entry_id, fields, slot)
+                finally:
+                    slot.give_back()
+                handled += 1
 
     def _start(
         self, backlog: list[tuple[str, dict[Any, Any]]], pool: ThreadPoolExecutor
@@ -272,17 +291,25 @@ class Worker:
             self._inflight.discard(entry_id)
 
     def _handle_guarded(self, entry_id: str, fields: dict[str, Any], slot: Slot) -> None:
-        self.state.current.slot = slot
         try:
-            self.runner.handle(entry_id, fields)
+            self.runner.handle(entry_id, fields, slot)
         except Exception:
             # handle() answers every job it could decode, whatever went wrong inside it; what
             # reaches here failed outside any job (Redis gone while stopping).
             log.exception("entry %s: unexpected error outside a job", entry_id)
         finally:
-            self.state.current.slot = None
             slot.give_back()
             self._end(entry_id)
+
+
+def run_burst(config: Config, consumer: str | None = None) -> int:
+    """``swarmbot worker --burst``: run what is queued now, then stop; how many jobs ran."""
+    worker = Worker(config, sync_client(config.redis_url), Swarm.from_env(), consumer)
+    try:
+        return worker.burst()
+    finally:
+        with contextlib.suppress(StoreError):
+            worker.queue.retire()
 
 
 def run_forever(config: Config, consumer: str | None = None) -> None:

@@ -38,7 +38,8 @@ from bot.swarm.changes import ChangePolicy, Proposal
 from bot.swarm.gitsource import Commit, GitError
 from bot.swarm.notices import DRIFT_POKE
 from bot.swarm.worker.lifecycle import WorkerState
-from bot.swarm.worker.tools import SwarmTools, commit_data
+from bot.swarm.worker.stackfiles import commit_data
+from bot.swarm.worker.tools import SwarmTools
 
 log = logging.getLogger("swarmbot.sources")
 
@@ -163,7 +164,7 @@ class SourceWatcher:
         # The head's files, once for every stack that changed.
         last = git.commit(head)
         source = StackSource(git.tree(head), commit_data(last))
-        present = self.tools.stack_files(source)
+        present = self.tools.files.stack_files(source)
         proposals = [
             self._proposal(stack, files, seen, last, source, stack in present)
             for stack, files in changed.items()
@@ -220,10 +221,10 @@ class SourceWatcher:
     def _service_diff(self, stack: str, source: StackSource) -> list[str]:
         """What the deploy would change, per service (as ``!diff`` says it)."""
         try:
-            rendered, _problems, note = self.tools.preflight(stack, source)
+            rendered, _problems, note = self.tools.files.preflight(stack, source)
             if rendered is None:
                 return [note] if note else []
-            changes = self.tools.diff(stack, rendered)
+            changes = self.tools.files.diff(stack, rendered)
         except Exception as exc:  # the notice goes out without the diff
             log.warning("diff of %s failed: %s", stack, exc)
             return []
@@ -298,7 +299,7 @@ class SourceWatcher:
             assert git is not None
             try:
                 source = StackSource(git.tree(sha), commit_data(git.commit(sha)))
-                rendered, _problems, _note = self.tools.preflight(stack, source)
+                rendered, _problems, _note = self.tools.files.preflight(stack, source)
             except Exception as exc:
                 log.warning("drift: cannot render %s at %s: %s", stack, sha[:7], exc)
                 rendered = None
