@@ -307,25 +307,9 @@ class Dispatcher:
         args = dict(pending["args"])
         if not self.authorize(user, command, args).allowed:
             return unknown
-        if pending.get("anyone"):
-            # A change the watcher proposed (changes.policy "confirm"): anyone allowed to run
-            # the deploy confirms it, and a second, different one approves where needed.
-            if not pending["confirmed"]:
-                pending.update(user=user, confirmed=True, ref=message.ref)
-            elif pending["second"] and user != pending["user"]:
-                pending["approver"] = user
-            else:
-                return Reply(
-                    f"you confirmed {pending['text']} already; it waits for someone else "
-                    f"to approve it ({self.config.prefix}confirm {code.upper()})",
-                    status="error",
-                )
-        elif user == pending["user"]:
-            pending["confirmed"] = True
-        elif not pending["second"]:
-            return unknown
-        else:
-            pending["approver"] = user
+        refusal = self._take_part(pending, user, message.ref, code)
+        if refusal is not None:
+            return refusal if refusal.text else unknown
         if not self.authorize(pending["user"], command, args).allowed:
             return unknown  # the requester lost the right since: nobody can lend it back
         if not pending["confirmed"] or (pending["second"] and not pending["approver"]):
@@ -363,6 +347,32 @@ class Dispatcher:
         if reply.status == "queued":
             return replace(reply, text=f"confirmed: {reply.text}{note}")
         return reply
+
+    def _take_part(
+        self, pending: dict[str, Any], user: str, ref: dict[str, str], code: str
+    ) -> Reply | None:
+        """Record ``user``'s part in a pending confirmation (in ``pending``): None when it
+        counts; else the refusal, or an empty one for "answer as for an unknown code"."""
+        if pending.get("anyone"):
+            # A change the watcher proposed (changes.policy "confirm"): anyone allowed to run
+            # the deploy confirms it, and a second, different one approves where needed.
+            if not pending["confirmed"]:
+                pending.update(user=user, confirmed=True, ref=ref)
+            elif pending["second"] and user != pending["user"]:
+                pending["approver"] = user
+            else:
+                return Reply(
+                    f"you confirmed {pending['text']} already; it waits for someone else "
+                    f"to approve it ({self.config.prefix}confirm {code.upper()})",
+                    status="error",
+                )
+        elif user == pending["user"]:
+            pending["confirmed"] = True
+        elif not pending["second"]:
+            return Reply("")
+        else:
+            pending["approver"] = user
+        return None
 
     async def _audit(
         self,

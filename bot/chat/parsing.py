@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from bot.core.ids import GIT_REF
 from bot.core.replies import INVALID, code
-from commands.base import REF_ARG, Command
+from commands.base import REF_ARG, Arg, Command
 
 MAX_INPUT = 1000
 
@@ -33,16 +33,9 @@ def parse(text: str, prefix: str, registry: dict[str, Command]) -> Invocation | 
     stripped = text.strip()
     if not stripped.startswith(prefix):
         return None
-    if len(text) > MAX_INPUT:
-        return ParseError(
-            f"that message is too long ({len(text)} characters; the limit is {MAX_INPUT})"
-        )
-    if INVALID in stripped:
-        return ParseError(
-            "that message has bytes that are not valid UTF-8 text in it; type the command plainly"
-        )
-    if any(unicodedata.category(ch) in ("Cc", "Cf") and ch not in "\t\n\r " for ch in stripped):
-        return ParseError("that message has control characters in it; type the command plainly")
+    unreadable = _unreadable(text, stripped)
+    if unreadable is not None:
+        return unreadable
     words = stripped[len(prefix) :].split()
     if not words:
         return ParseError(f"empty command; {prefix}help lists the commands")
@@ -61,14 +54,35 @@ def parse(text: str, prefix: str, registry: dict[str, Command]) -> Invocation | 
             if not arg.optional:
                 return ParseError(f"missing {arg.usage()}; {usage}")
             continue
-        value, at, ref = values[i].partition("@") if arg.at_ref else (values[i], "", "")
-        if not arg.pattern.match(value):
-            return ParseError(f"{code(value)} is not {arg.what}; {usage}")
-        if at and not GIT_REF.match(ref):
-            return ParseError(
-                f"{code(ref)} is not a git ref (a commit, a tag or a branch); {usage}"
-            )
-        args[arg.name] = value
-        if at:
-            args[REF_ARG] = ref
+        wrong = _read_arg(arg, values[i], args)
+        if wrong:
+            return ParseError(f"{wrong}; {usage}")
     return Invocation(command, args)
+
+
+def _unreadable(text: str, stripped: str) -> ParseError | None:
+    """Input no command could be made of: too long, not text, control characters."""
+    if len(text) > MAX_INPUT:
+        return ParseError(
+            f"that message is too long ({len(text)} characters; the limit is {MAX_INPUT})"
+        )
+    if INVALID in stripped:
+        return ParseError(
+            "that message has bytes that are not valid UTF-8 text in it; type the command plainly"
+        )
+    if any(unicodedata.category(ch) in ("Cc", "Cf") and ch not in "\t\n\r " for ch in stripped):
+        return ParseError("that message has control characters in it; type the command plainly")
+    return None
+
+
+def _read_arg(arg: Arg, word: str, args: dict[str, str]) -> str:
+    """Put ``word`` in ``args`` as ``arg`` (and its ``@ref``); "" when it fits, else why not."""
+    value, at, ref = word.partition("@") if arg.at_ref else (word, "", "")
+    if not arg.pattern.match(value):
+        return f"{code(value)} is not {arg.what}"
+    if at and not GIT_REF.match(ref):
+        return f"{code(ref)} is not a git ref (a commit, a tag or a branch)"
+    args[arg.name] = value
+    if at:
+        args[REF_ARG] = ref
+    return ""

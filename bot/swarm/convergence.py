@@ -90,40 +90,86 @@ def assess(
     name = service["Spec"]["Name"]
     desired = desired_replicas(service)
     update = service.get("UpdateStatus") or {}
-    update_state = update.get("State", "")
-    if update_state and parse_time(update.get("StartedAt")) >= since - 1.0:
-        message = update.get("Message", "")
-        if update_state == "rollback_completed" and not rollback:
-            return Assessment(
-                name, "rolled_back", 0, desired or 0, message or "swarm rolled the update back"
-            )
-        if update_state in ("paused", "rollback_paused"):
-            return Assessment(name, "paused", 0, desired or 0, message or "update paused")
+    ours = parse_time(update.get("StartedAt")) >= since - 1.0
+    update_state = update.get("State", "") if ours else ""
+    stopped = _stopped_update(name, update_state, update.get("Message", ""), desired, rollback)
+    if stopped is not None:
+        return stopped
     if desired is None:
         return Assessment(name, "converged", 0, 0, "job-mode service: not watched")
-
-    slots: dict[str, list[dict[str, Any]]] = {}
-    for task in tasks:
-        if task.get("NodeID") in down_nodes:
-            continue
-        key = str(task.get("Slot") or task.get("NodeID") or task["ID"])
-        slots.setdefault(key, []).append(task)
-
+    slots = _slots(tasks, down_nodes)
     # A task that fails once is retried by swarm unless its restart policy says never: the
     # outcome is a failure once the retry fails too (a start that failed for a passing
     # reason, say two dozen containers starting at once, is not the deploy's failure).
     condition = ((service["Spec"].get("TaskTemplate") or {}).get("RestartPolicy") or {}).get(
         "Condition", "any"
     )
-    final_after = 1 if condition == "none" else 2
-    running = 0
-    failure: dict[str, Any] | None = None
-    retrying: dict[str, Any] | None = None
-    waiting: dict[str, Any] | None = None
+    seen = _read_slots(slots, since, final_after=1 if condition == "none" else 2)
+    running = seen.running
+    failure_action = (service["Spec"].get("UpdateConfig") or {}).get("FailureAction", "pause")
+    rolling = update_state in ("updating", "rollback_started")
+    if seen.failure is not None and rolling and failure_action == "rollback" and not rollback:
+        # Swarm is about to roll the update back (or is doing it): report that outcome.
+        reason = f"{describe_task(seen.failure)}; rolling back"
+        return Assessment(name, "converging", running, desired, reason)
+    if seen.failure is not None:
+        return Assessment(name, "failed", running, desired, describe_task(seen.failure))
+    if update_state == "rollback_started":
+        return Assessment(name, "converging", running, desired, "swarm is rolling the update back")
+    if running >= desired:
+        return Assessment(name, "converged", running, desired)
+    if seen.retrying is not None:
+        reason = f"{describe_task(seen.retrying)}; swarm is starting it again"
+    elif seen.waiting is not None:
+        reason = describe_task(seen.waiting)
+    else:
+        reason = "no tasks yet" if desired and not slots else ""
+    return Assessment(name, "converging", running, desired, reason)
+
+
+def _stopped_update(
+    name: str, state: str, message: str, desired: int | None, rollback: bool
+) -> Assessment | None:
+    """Our change's update, stopped by swarm: rolled back (unless that was the goal) or
+    paused. ``state`` is "" for an update that is not ours."""
+    if state == "rollback_completed" and not rollback:
+        return Assessment(
+            name, "rolled_back", 0, desired or 0, message or "swarm rolled the update back"
+        )
+    if state in ("paused", "rollback_paused"):
+        return Assessment(name, "paused", 0, desired or 0, message or "update paused")
+    return None
+
+
+def _slots(tasks: list[dict[str, Any]], down_nodes: set[str]) -> dict[str, list[dict[str, Any]]]:
+    """Tasks by replica slot (by node for a global service), oldest first; tasks on nodes
+    that are down do not count."""
+    slots: dict[str, list[dict[str, Any]]] = {}
+    for task in tasks:
+        if task.get("NodeID") in down_nodes:
+            continue
+        key = str(task.get("Slot") or task.get("NodeID") or task["ID"])
+        slots.setdefault(key, []).append(task)
     for slot_tasks in slots.values():
         slot_tasks.sort(key=lambda t: t.get("Version", {}).get("Index", 0))
+    return slots
+
+
+@dataclass
+class _SlotsRead:
+    running: int = 0
+    failure: dict[str, Any] | None = None  # failed as many times as it may
+    retrying: dict[str, Any] | None = None  # failed once: swarm starts it again
+    waiting: dict[str, Any] | None = None  # the newest task of a slot not running yet
+
+
+def _read_slots(
+    slots: dict[str, list[dict[str, Any]]], since: float, final_after: int
+) -> _SlotsRead:
+    seen = _SlotsRead()
+    for slot_tasks in slots.values():
         if any(_is_running(t) for t in slot_tasks):
-            running += 1
+            seen.running += 1
             continue
         # Only tasks our change started can fail it: after a dockerd restart, swarm's own
         # recovery leaves failed tasks of the same spec that predate the deploy.
@@ -133,38 +179,13 @@ def assess(
             if t["Status"]["State"] in FAILED_TASK_STATES
             and parse_time(t.get("CreatedAt")) >= since - 1.0
         ]
-        if len(failed) >= final_after and failure is None:
-            failure = failed[-1]
-        elif failed and retrying is None:
-            retrying = failed[-1]
-        if waiting is None:
-            waiting = slot_tasks[-1]
-
-    ours = parse_time(update.get("StartedAt")) >= since - 1.0
-    rolling = update_state in ("updating", "rollback_started") and ours
-    failure_action = (service["Spec"].get("UpdateConfig") or {}).get("FailureAction", "pause")
-    if failure is not None and rolling and failure_action == "rollback" and not rollback:
-        # Swarm is about to roll the update back (or is doing it): report that outcome.
-        reason = f"{describe_task(failure)}; rolling back"
-        return Assessment(name, "converging", running, desired, reason)
-    if failure is not None:
-        return Assessment(name, "failed", running, desired, describe_task(failure))
-    if (
-        update_state in ("rollback_started",)
-        and parse_time(update.get("StartedAt")) >= since - 1.0
-    ):
-        return Assessment(name, "converging", running, desired, "swarm is rolling the update back")
-    if running >= desired:
-        return Assessment(name, "converged", running, desired)
-    if retrying is not None:
-        reason = f"{describe_task(retrying)}; swarm is starting it again"
-    elif waiting is not None:
-        reason = describe_task(waiting)
-    elif desired and not slots:
-        reason = "no tasks yet"
-    else:
-        reason = ""
-    return Assessment(name, "converging", running, desired, reason)
+        if len(failed) >= final_after and seen.failure is None:
+            seen.failure = failed[-1]
+        elif failed and seen.retrying is None:
+            seen.retrying = failed[-1]
+        if seen.waiting is None:
+            seen.waiting = slot_tasks[-1]
+    return seen
 
 
 def _is_running(task: dict[str, Any]) -> bool:

@@ -193,60 +193,92 @@ class Swarm:
         """
         if not service_ids:
             return []  # an empty id filter would match every service
-        started = clock()
-        done: dict[str, OutcomeData] = {}
-        converged_at: dict[str, float] = {}
-        monitor: dict[str, float] = {}
+        watch = _Watch(clock(), since, rollback)
         while True:
-            pending = [sid for sid in service_ids if sid not in done]
-            services = self._api.services(filters={"id": pending}, status=True)
-            tasks = self._api.tasks(filters={"service": pending, "_up-to-date": "true"})
-            down = {
-                n["ID"] for n in self._api.nodes() if n.get("Status", {}).get("State") == "down"
-            }
-            by_service: dict[str, list[dict[str, Any]]] = {}
-            for task in tasks:
-                by_service.setdefault(task["ServiceID"], []).append(task)
+            pending = [sid for sid in service_ids if sid not in watch.done]
+            seen = self._look(pending)
             now = clock()
-            current: dict[str, Assessment] = {}
-            for svc in services:
-                sid = svc["ID"]
-                if sid not in pending:
-                    continue  # an id filter matches by prefix
-                a = current[sid] = assess(svc, by_service.get(sid, []), down, since, rollback)
-                if sid not in monitor:
-                    ns = (svc["Spec"].get("UpdateConfig") or {}).get("Monitor")
-                    monitor[sid] = ns / 1e9 if ns else DEFAULT_MONITOR_SECONDS
-                if a.state == "converged":
-                    first = converged_at.setdefault(sid, now)
-                    if a.desired == 0 or now - first >= monitor[sid]:
-                        done[sid] = _outcome(a, a.state, a.reason, now - started)
-                elif a.state != "converging":
-                    done[sid] = _outcome(a, a.state, a.reason, now - started)
-                else:
-                    converged_at.pop(sid, None)
-            for sid in set(pending) - set(current):
-                done[sid] = OutcomeData(
-                    service=sid,
-                    state="failed",
-                    running=0,
-                    desired=0,
-                    reason="service was removed while waiting",
-                    seconds=0.0,
-                )
+            current = watch.look(seen, pending, now)
             if on_progress is not None:
                 on_progress(sorted(current.values(), key=lambda a: a.name))
-            if len(done) == len(service_ids):
+            if len(watch.done) == len(service_ids):
                 break
             if now >= deadline:
-                for sid, a in current.items():
-                    if sid not in done:
-                        reason = a.reason or "not all replicas running"
-                        done[sid] = _outcome(a, "timeout", reason, now - started)
+                watch.time_out(current, now)
                 break
             time.sleep(POLL_SECONDS)
         order = {sid: i for i, sid in enumerate(service_ids)}
-        return [done[sid] for sid in sorted(done, key=order.__getitem__)]
+        return [watch.done[sid] for sid in sorted(watch.done, key=order.__getitem__)]
+
+    def _look(
+        self, pending: list[str]
+    ) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]], set[str]]:
+        """The services still watched, their up-to-date tasks by service, and the nodes
+        that are down: three API calls, whatever the number of services."""
+        services = self._api.services(filters={"id": pending}, status=True)
+        tasks = self._api.tasks(filters={"service": pending, "_up-to-date": "true"})
+        down = {n["ID"] for n in self._api.nodes() if n.get("Status", {}).get("State") == "down"}
+        by_service: dict[str, list[dict[str, Any]]] = {}
+        for task in tasks:
+            by_service.setdefault(task["ServiceID"], []).append(task)
+        return services, by_service, down
+
+
+class _Watch:
+    """The state of one ``Swarm.watch``: outcomes so far, and since when each service has
+    looked converged (it must stay so for its update monitor window)."""
+
+    def __init__(self, started: float, since: float, rollback: bool) -> None:
+        self.started, self.since, self.rollback = started, since, rollback
+        self.done: dict[str, OutcomeData] = {}
+        self.converged_at: dict[str, float] = {}
+        self.monitor: dict[str, float] = {}
+
+    def look(
+        self,
+        seen: tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]], set[str]],
+        pending: list[str],
+        now: float,
+    ) -> dict[str, Assessment]:
+        services, by_service, down = seen
+        current: dict[str, Assessment] = {}
+        for svc in services:
+            sid = svc["ID"]
+            if sid not in pending:
+                continue  # an id filter matches by prefix
+            a = current[sid] = assess(
+                svc, by_service.get(sid, []), down, self.since, self.rollback
+            )
+            if sid not in self.monitor:
+                ns = (svc["Spec"].get("UpdateConfig") or {}).get("Monitor")
+                self.monitor[sid] = ns / 1e9 if ns else DEFAULT_MONITOR_SECONDS
+            self._judge(sid, a, now)
+        for sid in set(pending) - set(current):
+            self.done[sid] = OutcomeData(
+                service=sid,
+                state="failed",
+                running=0,
+                desired=0,
+                reason="service was removed while waiting",
+                seconds=0.0,
+            )
+        return current
+
+    def _judge(self, sid: str, a: Assessment, now: float) -> None:
+        if a.state == "converged":
+            first = self.converged_at.setdefault(sid, now)
+            if a.desired == 0 or now - first >= self.monitor[sid]:
+                self.done[sid] = _outcome(a, a.state, a.reason, now - self.started)
+        elif a.state != "converging":
+            self.done[sid] = _outcome(a, a.state, a.reason, now - self.started)
+        else:
+            self.converged_at.pop(sid, None)
+
+    def time_out(self, current: dict[str, Assessment], now: float) -> None:
+        for sid, a in current.items():
+            if sid not in self.done:
+                reason = a.reason or "not all replicas running"
+                self.done[sid] = _outcome(a, "timeout", reason, now - self.started)
 
 
 def _outcome(a: Assessment, state: OutcomeState, reason: str, seconds: float) -> OutcomeData:

@@ -70,34 +70,8 @@ def slack(
         key: find_secret("slack", key, table, environ, base, problems)
         for key in ("bot_token", "app_token", "signing_secret")
     }
-    needed = (
-        {"bot_token": "xoxb-", "app_token": "xapp-"}
-        if mode == "socket"
-        else {"bot_token": "xoxb-"}
-    )
-    for key, start in needed.items():
-        value = found[key]
-        if value is None:
-            problems.append(
-                (
-                    f"slack.{key}_file",
-                    f"no {key} ({start}…): set $SWARMBOT_SLACK_{key.upper()}, {key}_file or {key}",
-                )
-            )
-        elif not value[0].startswith(start):
-            problems.append((value[1], f"a Slack {key} starts with {start}"))
-    if mode == "http" and found["signing_secret"] is None:
-        problems.append(("slack.signing_secret_file", "http mode needs the app's signing secret"))
-    channels = table["channels"]
-    if not channels:
-        problems.append(
-            ("slack.channels", "list the channel IDs the bot serves; it ignores all others")
-        )
-    for i, channel in enumerate(channels):
-        if not isinstance(channel, str) or not re.match(r"^[CG][A-Z0-9]{2,32}$", channel):
-            problems.append(
-                (f"slack.channels[{i}]", "must be a channel ID such as C0123ABCD (not a #name)")
-            )
+    _check_tokens(mode, found, problems)
+    _check_channels(table["channels"], problems)
     if not re.match(r"^/[a-z0-9_-]{1,31}$", table["slash_command"]):
         problems.append(("slack.slash_command", "must look like /swarm"))
     if not 1 <= table["http_port"] <= 65535:
@@ -117,13 +91,48 @@ def slack(
         bot_token=secret("bot_token"),  # type: ignore[arg-type]
         app_token=secret("app_token"),
         signing_secret=secret("signing_secret"),
-        channels=tuple(channels),
+        channels=tuple(table["channels"]),
         slash_command=table["slash_command"],
         http_host=table["http_host"],
         http_port=table["http_port"],
         http_path=table["http_path"],
         api_url=table["api_url"],
     )
+
+
+def _check_tokens(mode: str, found: dict[str, tuple[str, str] | None], problems: Problems) -> None:
+    """Socket mode needs the bot and app tokens, http mode the bot token and the signing
+    secret; a token of the wrong kind is named by where it came from."""
+    needed = (
+        {"bot_token": "xoxb-", "app_token": "xapp-"}
+        if mode == "socket"
+        else {"bot_token": "xoxb-"}
+    )
+    for key, start in needed.items():
+        value = found[key]
+        if value is None:
+            problems.append(
+                (
+                    f"slack.{key}_file",
+                    f"no {key} ({start}…): set $SWARMBOT_SLACK_{key.upper()}, {key}_file or {key}",
+                )
+            )
+        elif not value[0].startswith(start):
+            problems.append((value[1], f"a Slack {key} starts with {start}"))
+    if mode == "http" and found["signing_secret"] is None:
+        problems.append(("slack.signing_secret_file", "http mode needs the app's signing secret"))
+
+
+def _check_channels(channels: list[Any], problems: Problems) -> None:
+    if not channels:
+        problems.append(
+            ("slack.channels", "list the channel IDs the bot serves; it ignores all others")
+        )
+    for i, channel in enumerate(channels):
+        if not isinstance(channel, str) or not re.match(r"^[CG][A-Z0-9]{2,32}$", channel):
+            problems.append(
+                (f"slack.channels[{i}]", "must be a channel ID such as C0123ABCD (not a #name)")
+            )
 
 
 def notice_routes(notices: dict[str, Any], problems: Problems) -> tuple[NoticeRoute, ...]:
