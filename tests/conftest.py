@@ -93,7 +93,7 @@ def bot(workdir: Path, redis_url: str, swarm: docker.DockerClient) -> Iterator[B
         stacks = ["*"]
         """,
     )
-    env.start_worker()
+    env.start_in_process()
     try:
         yield env
     finally:

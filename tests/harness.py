@@ -1,7 +1,10 @@
-"""Real components for the tests: Redis, a one-node swarm, worker and console processes.
+"""Real components for the tests: Redis, a one-node swarm, the bot and its worker.
 
-Nothing here mocks the bot: the tests talk to it the way a user does (a console process
-with commands on stdin) and check the swarm through the Docker SDK.
+Nothing here mocks the bot: the tests talk to it the way a user does (a console session
+with commands in it) and check the swarm through the Docker SDK. Most chat runs in the
+test's own process (``BotEnv.start_in_process``: the chat side and the worker's burst
+mode, tests/testbot.py); a worker process (``start_worker``) and the console process are
+kept for what they are the contract of: crashes, restarts, hand-overs, and the CLI.
 """
 
 from __future__ import annotations
@@ -20,10 +23,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import docker
 import redis
+
+if TYPE_CHECKING:
+    from tests.testbot import InProcessBot
 
 ROOT = Path(__file__).resolve().parent.parent
 SWARMBOT = [sys.executable, "-m", "bot.cli"]
@@ -296,6 +302,7 @@ class BotEnv:
         self.worker_log = self.root / "worker.log"
         self.bot: subprocess.Popen[bytes] | None = None
         self.bot_log = self.root / "bot.log"
+        self.in_process: InProcessBot | None = None
 
     def add_stack(self, name: str, services: dict[str, dict[str, Any]]) -> str:
         (self.stacks_dir / f"{name}.yaml").write_text(stack_yaml(services))
@@ -318,6 +325,30 @@ class BotEnv:
             return b"ready" in self.worker_log.read_bytes()
 
         wait_until(ready, 20, "the worker to be ready")
+
+    def start_in_process(self) -> None:
+        """Chat in this process from now on, with the worker run in it (burst mode) while a
+        chat waits for its answers; no worker process (until ``start_worker``)."""
+        from tests.testbot import InProcessBot
+
+        self.in_process = InProcessBot(self.config, consumer=f"in-process-{self.prefix}")
+
+    def ask(self, line: str, user: str = "console:admin") -> str:
+        """The immediate answer to ``line`` (the dispatcher alone: nothing queued is run)."""
+        from tests.testbot import TestBot
+
+        bot = TestBot(self.config, inbox=f"ask-{secrets.token_hex(3)}")
+        try:
+            return bot.ask(line, user)
+        finally:
+            bot.close()
+
+    def run_queue(self) -> int:
+        """In-process: run what is queued now to its answers (a worker process does that
+        by itself); how many jobs ran."""
+        if self.in_process is not None and self.worker is None:
+            return self.in_process.run_queue()
+        return 0
 
     def start_bot(self, env: dict[str, str] | None = None) -> None:
         """``swarmbot bot``: the chat adapters from the config (ready when it logs in)."""
@@ -391,7 +422,10 @@ class BotEnv:
         return env
 
     def chat(self, *lines: str, user: str = "console:admin", timeout: float = 120) -> str:
-        """Run a scripted console session; returns its transcript (stdout)."""
+        """Run a scripted console session; returns its transcript (stdout). In-process
+        (``start_in_process``) unless a worker process runs."""
+        if self.in_process is not None and self.worker is None:
+            return self.in_process.chat(*lines, user=user, timeout=timeout)
         proc = subprocess.run(
             [*SWARMBOT, "console", "--config", str(self.config), "--user", user],
             input="\n".join(lines) + "\n",

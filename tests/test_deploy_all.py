@@ -49,7 +49,7 @@ def test_deploy_all_runs_in_waves_and_a_failure_stops_only_what_needs_it(
     env.add_stack(base, {"db": {"update_config": {"monitor": "4s"}}})
     env.add_stack(net, {"proxy": {"update_config": {"monitor": "4s"}}})
     zzz = env.add_stack(f"{run_id}-all-zzz", {"late": {}})
-    env.start_worker()
+    env.start_in_process()
     try:
         asked = env.chat("!deploy all")
         assert "each once the stacks it needs are up" in asked, asked

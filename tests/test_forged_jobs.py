@@ -47,6 +47,7 @@ def push_and_wait_rejected(bot: BotEnv, fields: dict[str, str]) -> str:
     r = bot.redis()
     before = r.xlen(f"{bot.prefix}:rejected")
     r.xadd(f"{bot.prefix}:jobs", fields)
+    bot.run_queue()
     wait_until(
         lambda: r.xlen(f"{bot.prefix}:rejected") > before, 15, "the worker to refuse the entry"
     )
@@ -130,6 +131,7 @@ def test_expired_job_is_answered_but_not_run(
     r = bot.redis()
     job = restart_job(target, job_id="990004", age=100, ttl=60)
     r.xadd(f"{bot.prefix}:jobs", encode_job(job, Secret(bot.secret.encode())))
+    bot.run_queue()
     inbox = f"{bot.prefix}:inbox:forgery-test"
     entries = wait_until(lambda: r.xrange(inbox), 15, "the worker to answer the expired job")
     result = decode_result(entries[-1][1], Secret(bot.secret.encode()), REGISTRY)

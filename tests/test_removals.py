@@ -21,7 +21,7 @@ def bot(
     workdir: Path, redis_url: str, swarm: docker.DockerClient, run_id: str
 ) -> Iterator[BotEnv]:
     env = BotEnv(workdir, redis_url, "removals", deadline=30)
-    env.start_worker()
+    env.start_in_process()
     try:
         yield env
     finally:

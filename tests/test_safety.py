@@ -40,7 +40,7 @@ def safe(
         rate_limit_per_minute = 12
         """,
     )
-    env.start_worker()
+    env.start_in_process()
     try:
         yield env
     finally:
@@ -102,18 +102,18 @@ def test_critical_stack_needs_a_second_approver(safe: BotEnv, run_id: str) -> No
 def test_cancel_a_queued_job(safe: BotEnv, run_id: str) -> None:
     stack = f"{run_id}-safe-slow"
     safe.add_stack(stack, {"s": {}})
-    safe.stop_worker()  # nothing runs it while it is cancelled
+    safe.stop_worker()  # nothing runs it while it is cancelled (answers only: `ask`)
     try:
         queued = safe.chat_in_background(f"!deploy {stack}", user="console:ops1")
         job = wait_for_job(safe, f"!deploy {stack}", "queued")["id"]
         # Someone else's job reads like no job at all: not who asked, nor what.
-        theirs = safe.chat(f"!cancel {job}", user="console:viewer")
+        theirs = safe.ask(f"!cancel {job}", user="console:viewer")
         assert f"no job {job} that you can cancel" in theirs, theirs
         assert "ops1" not in theirs and "deploy" not in theirs
-        assert "no job 99999999 that you can cancel" in safe.chat(
+        assert "no job 99999999 that you can cancel" in safe.ask(
             "!cancel 99999999", user="console:viewer"
         )
-        assert f"cancelled job {job} (!deploy {stack}); it will not run" in safe.chat(
+        assert f"cancelled job {job} (!deploy {stack}); it will not run" in safe.ask(
             f"!cancel {job}", user="console:ops1"
         )
     finally:

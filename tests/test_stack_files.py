@@ -97,7 +97,7 @@ def test_demo_stack_deploys_on_the_local_swarm(
     (env.stacks_dir / f"{run_id}-demo.yaml").write_text(
         text.replace("swarmbot-demo/busybox", "swarmbot-test/busybox")
     )
-    env.start_worker()
+    env.start_in_process()
     try:
         out = env.chat(f"!deploy {run_id}-demo", "!services")
     finally:

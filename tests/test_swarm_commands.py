@@ -189,8 +189,12 @@ def test_jobs_lists_recent_jobs_with_state(bot: BotEnv, app: str) -> None:
 
 def test_second_job_on_a_stack_waits_for_the_first(bot: BotEnv, run_id: str) -> None:
     stack = bot.add_stack(f"{run_id}-app-busy", {"slow": {"update_config": {"monitor": "3s"}}})
-    with ThreadPoolExecutor(2) as pool:
-        first, second = pool.map(lambda _: bot.chat(f"!deploy {stack}"), range(2))
+    bot.start_worker("busy-worker")  # two jobs at once: a worker process with its slots
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            first, second = pool.map(lambda _: bot.chat(f"!deploy {stack}"), range(2))
+    finally:
+        bot.stop_worker()
     # The second finds the stack as the first left it: unchanged, so it deploys nothing.
     assert "converged" in first + second and "already matches its file" in first + second
     waited = [

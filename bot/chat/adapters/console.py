@@ -15,6 +15,7 @@ import logging
 import secrets
 import sys
 import time
+from collections.abc import Iterable
 from typing import TextIO
 
 from bot.chat.conversation import Conversation, Mark
@@ -79,7 +80,13 @@ class Console:
             self.pending.discard(result.job)
             self.answered.set()
 
-    async def run(self, interactive: bool, wait_seconds: float) -> int:
+    async def run(
+        self, interactive: bool, wait_seconds: float, script: Iterable[str] | None = None
+    ) -> int:
+        """Chat until the input ends and every queued job has answered (or ``wait_seconds``
+        passed: exit code 1). The input is stdin, or the lines of ``script`` (tests run a
+        conversation in-process this way)."""
+        lines_in = iter(script) if script is not None else None
         # Any bytes: a line that is not valid UTF-8 is read with U+FFFD in place of the bad
         # bytes (and refused by the parser), never a crash that drops the rest of the input.
         for stream in (sys.stdin, self.out):
@@ -108,7 +115,11 @@ class Console:
                 )
             loop = asyncio.get_running_loop()
             while True:
-                line = await loop.run_in_executor(None, _read_line, interactive)
+                line = (
+                    next(lines_in, None)
+                    if lines_in is not None
+                    else await loop.run_in_executor(None, _read_line, interactive)
+                )
                 if line is None:
                     break
                 if not line.strip():
