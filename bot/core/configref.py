@@ -87,7 +87,7 @@ def generate(example: str) -> str:
         "",
         "Generated from [`config.example.toml`](../config.example.toml) by",
         "`python -m bot.core.configref > docs/CONFIGURATION.md`; types and defaults come from",
-        "the validator itself (`bot/core/config.py`). `swarmbot check-config --config FILE`",
+        "the validator itself (`bot/core/config/defaults.py`). `swarmbot check-config --config FILE`",
         "checks a file and names the exact key of every problem. Unknown keys are errors.",
         "",
         "Secrets (`*_file` keys, or the matching `$SWARMBOT_<SECTION>_<KEY>` and",
