@@ -121,6 +121,7 @@ def test_cancel_a_queued_job(safe: BotEnv, run_id: str) -> None:
     out, _ = queued.communicate(timeout=60)
     assert f"job {job} failed: cancelled by console:ops1 before it started" in out, out
     assert "has already finished (cancelled)" in safe.chat(f"!cancel {job}", user="console:ops1")
+    safe.stop_worker()  # in-process again for the next tests
 
 
 def wait_for_job(env: BotEnv, text: str, state: str) -> dict[str, str]:
@@ -151,6 +152,7 @@ def test_user_told_when_no_worker_is_online_and_when_one_takes_the_job(safe: Bot
     assert "services" in out.splitlines()[-1] or "SERVICE" in out
     assert f"a worker took job {job['id']} after" not in out, out
     assert safe.redis().hget(f"{safe.prefix}:job:{job['id']}", "worker") == "came-back"
+    safe.stop_worker()  # in-process again for the next tests
 
 
 def test_rate_limit(safe: BotEnv) -> None:
