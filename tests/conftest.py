@@ -102,8 +102,7 @@ def bot(workdir: Path, redis_url: str, swarm: docker.DockerClient) -> Iterator[B
 
 # The modules that take longest (a multi-node swarm of their own, a benchmark run), first:
 # `make test` spreads whole modules over its processes in the order collected, and one of
-# these started last would run alone at the end (measured: 8:13 with them wherever they
-# fell, under a minute of it with every process busy).
+# these started last would run alone at the end.
 SLOWEST_FIRST = (
     "test_manager_loss.py",
     "test_bench_smoke.py",
