@@ -26,3 +26,11 @@ def test_docs_link_to_files_that_exist() -> None:
     for doc in (ROOT / "README.md", OPERATING):
         for target in re.findall(r"\]\(([^)#:]+)\)", doc.read_text(encoding="utf-8")):
             assert (doc.parent / target).exists(), f"{doc.name} links to missing {target}"
+
+
+def test_the_readme_names_every_command_answered_without_a_mark() -> None:
+    """The commands the bot answers itself (no job, so no ✅) are the ones the README says."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    said = text.split("What the bot answers itself, without a job (", 1)[1].split(")", 1)[0]
+    named = set(re.findall(r"`!(\w+)`", said))
+    assert named == {name for name, c in REGISTRY.items() if c.answer is not None}

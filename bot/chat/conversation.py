@@ -109,10 +109,11 @@ class Conversation:
                 else:
                     self._held[job] = asyncio.create_task(self._say_queued_later(ref, reply, job))
                 return reply
-            sends: list[Awaitable[object]] = [self.surface.post(ref, reply, f"answer-{event}")]
+            # The answer first, then its mark: a mark that lands before the answer it stands
+            # for reads as "done" with nothing to show (side by side, it often did).
+            await self.surface.post(ref, reply, f"answer-{event}")
             if reply.status in ("refused", "error"):
-                sends.append(self.surface.react(ref, "failed", f"end-{event}"))
-            await asyncio.gather(*sends)
+                await self.surface.react(ref, "failed", f"end-{event}")
             return reply
         finally:
             await seen
@@ -185,10 +186,8 @@ class Conversation:
         while len(self._answered) > ANSWERED_REMEMBERED:
             self._answered.popitem(last=False)
         key = f"result-{job}"
-        await asyncio.gather(
-            self._once(key, lambda: self.surface.post(ref, reply, key)),
-            self.surface.react(ref, "done" if result.ok else "failed", f"end-{job}"),
-        )
+        await self._once(key, lambda: self.surface.post(ref, reply, key))
+        await self.surface.react(ref, "done" if result.ok else "failed", f"end-{job}")
         # Housekeeping after the post: failing here must not make the result look
         # undelivered (a retry would post it again); the key expires by itself anyway.
         await self._tidy(self.state.drop(progress))
