@@ -162,12 +162,6 @@ def test_a_state_a_job_said_it_made_is_taken_in_silently_once() -> None:
     assert decision.consumed == {"a", "b"}
 
 
-def test_an_expected_state_that_differs_is_still_told() -> None:
-    decision, pending = run({"a": svc()}, {"a": svc(spec="s3")}, expected={"a": "s2"})
-    assert decision.consumed == set()
-    assert "dev" in pending
-
-
 def test_a_stack_from_git_is_told_as_drift_not_as_an_outside_change() -> None:
     current = {"a": svc(spec="s2", commit="abc")}
     from_git, pending = run({"a": svc(commit="abc")}, current, from_git=True)
@@ -327,3 +321,21 @@ def test_one_wording_for_availability_in_answers_and_notices() -> None:
         "paused",
         "drained",
     ]
+
+
+def test_a_hand_change_back_to_the_state_a_job_left_is_told() -> None:
+    """The probe: !scale to 2 (watched while the job held its claim), then by hand 2 -> 3
+    and back 3 -> 2. The job's expectation must not swallow the hand change back."""
+    at_two = svc(spec="s2", replicas=2)
+    after_job, _ = run({"a": at_two}, {"a": at_two}, expected={"a": "s2"})
+    assert after_job.consumed == {"a"}  # the first look after the job ends its expectation
+    _, up = run({"a": at_two}, {"a": svc(spec="s3", replicas=3)})
+    _, back = run({"a": svc(spec="s3", replicas=3)}, {"a": at_two})  # nothing expected now
+    assert up["dev"].changes == {"dev_web": "replicas 2 -> 3"}
+    assert back["dev"].changes == {"dev_web": "replicas 3 -> 2"}
+
+
+def test_an_expectation_that_does_not_match_is_dropped_and_the_change_told() -> None:
+    decision, pending = run({"a": svc()}, {"a": svc(spec="s9", replicas=9)}, expected={"a": "s2"})
+    assert decision.consumed == {"a"}
+    assert pending["dev"].changes == {"dev_web": "replicas 1 -> 9"}

@@ -158,6 +158,30 @@ def test_a_scale_up_by_hand_is_one_outside_change_and_not_unhealthy(
     assert len(new) == 1 and "replicas 1 -> 4" in new[0], new
 
 
+def test_a_hand_scale_back_to_a_count_the_bot_set_is_told(
+    room: Room, run_id: str, swarm: docker.DockerClient
+) -> None:
+    """The probe: the bot scales to 2; by hand 2 -> 3, then 3 -> 2, the bot's own count.
+    Both hand changes are told: the job's expectation ended with the job."""
+    stack = room.env.add_stack(f"{run_id}-nt-back", {"svc": {}})
+    service = f"{stack}_svc"
+    ts = room.fake.say(OPS, ALICE, f"!deploy {stack}")
+    wait_for_reply(room.fake, OPS, ts, f"deployed {stack}")
+    ts = room.fake.say(OPS, ALICE, f"!scale {service} 2")
+    wait_for_reply(room.fake, OPS, ts, f"scaled {service}: 2/2")
+    room.settle()
+    for count, change in ((3, "replicas 2 -> 3"), (2, "replicas 3 -> 2")):
+        swarm.services.get(service).scale(count)
+        wait_until(
+            lambda change=change: [n for n in room.notices(stack) if change in n],
+            30,
+            f"the outside notice {change!r}",
+        )
+        room.settle()
+    told = [n for n in room.notices(stack) if "changed outside the bot" in n]
+    assert len(told) == 2, told
+
+
 def test_outside_change_is_told_once_saying_so(
     room: Room, run_id: str, swarm: docker.DockerClient
 ) -> None:

@@ -133,7 +133,12 @@ def services(
 ) -> Decision:
     """What changed in the services since the last look. ``pending`` (outside changes held
     for their quiet period) is updated in place; ``expected``: the state a job said it made,
-    per service ID ("removed" for one it removed)."""
+    per service ID ("removed" for one it removed).
+
+    A job's expectation explains only the first look after the job: it is consumed then,
+    whether it matched or not. Kept longer, it would swallow a later hand change that
+    happens to return the service to the state the job left (a hand scale back to the
+    bot's count)."""
     decision = Decision()
     if not seen:
         return decision  # the first look only learns
@@ -145,6 +150,8 @@ def services(
             _spec_changed(decision, pending, sid, old, cur, expected, from_git, now)
         if cur["update"] != (old or {}).get("update") and cur["update"] in FAILING:
             _update_failed(decision, pending, sid, cur)
+        if sid in expected:
+            decision.consumed.add(sid)  # this look was the one it could explain
         lost_tasks = old is not None and old["healthy"] and not cur["healthy"]
         if lost_tasks and cur["update"] != "updating":
             text = wording.unhealthy(cur["name"], cur.get("failing", ""))
@@ -152,9 +159,9 @@ def services(
     for sid, old in seen.items():
         if sid in current or old["stack"] in claimed or old["name"] in claimed:
             continue
-        if expected.get(sid) == "removed":
+        if sid in expected:
             decision.consumed.add(sid)
-        else:
+        if expected.get(sid) != "removed":
             decision.told.append(Told(old["stack"], wording.removed(old["name"]), (), f"rm-{sid}"))
     return decision
 
