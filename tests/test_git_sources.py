@@ -207,7 +207,7 @@ def test_push_confirm_deploy_restart_rollback_and_drift(room: Room, run_id: str)
     docker.from_env().services.get(service).update(env=["LEVEL=by-hand"])
     drift = wait_until(lambda: room.notices(f"{stack} has drifted"), 60, "the drift notice")
     assert f"from its file at {first[:7]}" in drift[0], drift
-    assert f"{service}: changed: environment changed: LEVEL" in drift[0], drift
+    assert f"{service}: environment changed: LEVEL (by hand)" in drift[0], drift
     assert f"!deploy {stack}@{first[:7]} puts it back" in drift[0]
     room.settle()
     room.settle()

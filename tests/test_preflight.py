@@ -219,3 +219,22 @@ def test_diff_says_restarts_exactly_where_swarm_replaces_tasks(
     assert "command changed" in row and re.search(r"changed\s+yes\s", row), out
     assert "converged" in bot.chat(f"!deploy {stack}")
     assert not tasks() & first
+
+
+@pytest.mark.parametrize(
+    ("details", "said"),
+    [
+        (["environment removed: HELD"], "environment added: HELD"),
+        (["environment added: OLD"], "environment removed: OLD"),
+        (["environment changed: LEVEL"], "environment changed: LEVEL"),
+        (["image web:2 -> web:1"], "image web:1 -> web:2"),
+        (["replicas 1 -> 3", "mounts changed"], "replicas 3 -> 1; mounts changed"),
+    ],
+)
+def test_drift_says_what_was_done_by_hand_not_what_the_undo_does(
+    details: list[str], said: str
+) -> None:
+    from bot.swarm.preflight import by_hand
+
+    change = {"service": "dev_web", "change": "changed", "details": details, "restarts": True}
+    assert by_hand(change) == said  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ from bot.swarm.preflight.check import (
     unset_variables,
     volume_sources,
 )
-from bot.swarm.preflight.diff import REMOVED, diff
+from bot.swarm.preflight.diff import REMOVED, by_hand, diff
 from bot.swarm.preflight.hashes import (
     HASH_LABEL,
     TASK_HASH_LABEL,
@@ -31,6 +31,7 @@ __all__ = [
     "OrderError",
     "Problem",
     "SwarmSnapshot",
+    "by_hand",
     "check",
     "deploy_needs",
     "deploy_order",

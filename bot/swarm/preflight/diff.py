@@ -10,6 +10,7 @@ one that replaces every task; the answer says which.
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Callable
 from typing import Any
@@ -210,6 +211,32 @@ ASPECTS: tuple[Callable[[Compared], None], ...] = (
     _labels,
     _fingerprints,
 )
+
+
+_ARROW = re.compile(r"^(?P<what>[a-z][a-z ]*?) (?P<old>.+) -> (?P<new>.+)$")
+_SWAPPED = {"environment added": "environment removed", "environment removed": "environment added"}
+
+
+def by_hand(change: ChangeData) -> str:
+    """A diff read the other way round: what was changed by hand to make the service differ
+    from its file (a diff says what a deploy, the undo, would do). ``environment removed:
+    HELD`` in the diff is ``environment added: HELD`` by hand; ``image a -> b`` is ``image
+    b -> a``; a service the file has and the swarm not was removed by hand."""
+    if change["change"] == "new":
+        return "removed"
+    if change["change"] == REMOVED:
+        return "created (it is not in the file)"
+    out = []
+    for detail in change["details"]:
+        head, colon, rest = detail.partition(": ")
+        arrow = _ARROW.match(detail)
+        if colon and head in _SWAPPED:
+            out.append(f"{_SWAPPED[head]}: {rest}")
+        elif arrow:
+            out.append(f"{arrow['what']} {arrow['new']} -> {arrow['old']}")
+        else:
+            out.append(detail)
+    return "; ".join(out)
 
 
 def user_labels(value: Any) -> dict[str, str]:
