@@ -68,6 +68,16 @@ class JobRecords(Protocol):
 
     async def audit_since(self, since: float) -> list[dict[str, str]]: ...
 
+    async def swarm_found(self) -> dict[str, dict[str, Any]]:
+        """Per worker: the daemon, node and swarm it reaches (``Whereabouts`` as data)."""
+        ...
+
+    async def swarm_accepted(self) -> str | None:
+        """The swarm ID the workers serve (None before any worker started)."""
+        ...
+
+    async def accept_swarm(self, swarm_id: str, by: str) -> None: ...
+
 
 class Confirmer(Protocol):
     """The dispatcher's confirmation flow (``bot.chat.dispatch.Dispatcher``)."""

@@ -71,6 +71,11 @@ def _removals(stack: Mapping[str, Any]) -> tuple[str, ...]:
         if stack.get("volumes_kept"):
             kept = ", ".join(stack["volumes_kept"])
             lines.append(f"volumes kept (the bot never deletes data): {kept}")
+    if stack.get("objects_removed"):
+        lines.append(
+            "old config/secret versions no service uses, removed: "
+            + ", ".join(stack["objects_removed"])
+        )
     if stack.get("orphans"):
         lines.append(
             f"still running though no longer in the file: {', '.join(stack['orphans'])}; "

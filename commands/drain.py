@@ -74,18 +74,28 @@ def render(result: Result) -> Reply:
             job=result.job,
         )
     moved, stuck = data.get("moved", []), data.get("stuck", [])
+    moving = data.get("moving", [])
     rows = [(m["service"], "moved", ", ".join(m["to"])) for m in moved]
-    rows += [(s["service"], "NOT PLACED", s["reason"]) for s in stuck]
+    rows += [(s["service"], "NOT PLACED", _not_placed(s)) for s in stuck]
+    rows += [(s["service"], "STILL MOVING", _not_placed(s)) for s in moving]
     table = Table(
         ("SERVICE", "TASKS", "WHERE / WHY"), tuple(rows), frozenset(range(len(moved), len(rows)))
     )
     head = f"{node} drained: {plural(len(moved), 'service')} moved"
     if stuck:
         head += f", {len(stuck)} could not be placed"
+    if moving:
+        head += f", {len(moving)} still moving at the deadline"
     if data.get("left"):
         head += f", {plural(data['left'], 'task')} still on it at the deadline"
     ok = result.ok
     return Reply(head, table if rows else None, status="ok" if ok else "failed", job=result.job)
+
+
+def _not_placed(row: Mapping[str, Any]) -> str:
+    """Swarm's reason, and where the service's tasks that do run are (if any)."""
+    where = ", ".join(row.get("to") or [])
+    return f"{row['reason']}" + (f" (running on {where})" if where else "")
 
 
 def render_progress(data: Mapping[str, Any]) -> str:
@@ -100,10 +110,12 @@ def notice(availability: str) -> Callable[[Job, Mapping[str, Any]], list[Notice]
         if "node" not in data or data.get("unchanged") or data.get("refused"):
             return []
         lines = [f"{m['service']}: moved to {', '.join(m['to'])}" for m in data.get("moved", [])]
-        lines += [f"{s['service']}: NOT PLACED: {s['reason']}" for s in data.get("stuck", [])]
-        status: Literal["info", "failed"] = (
-            "failed" if data.get("stuck") or data.get("left") else "info"
-        )
+        lines += [f"{s['service']}: NOT PLACED: {_not_placed(s)}" for s in data.get("stuck", [])]
+        lines += [
+            f"{s['service']}: still moving: {_not_placed(s)}" for s in data.get("moving", [])
+        ]
+        failed = data.get("stuck") or data.get("left") or data.get("moving")
+        status: Literal["info", "failed"] = "failed" if failed else "info"
         said = change_word(availability)
         return [Notice("", f"node {data['node']} {said} {who(job)}", tuple(lines), status)]
 
@@ -111,6 +123,11 @@ def notice(availability: str) -> Callable[[Job, Mapping[str, Any]], list[Notice]
 
 
 def confirm_text(args: Mapping[str, str]) -> str:
+    if args.get("force"):
+        return (
+            f"this drains node {args['node']} without the check: swarm moves every task off "
+            "it, and a service that no other node can take stays pending, not running"
+        )
     return (
         f"this drains node {args['node']}: swarm moves every task off it (the job "
         "checks first, and drains nothing if a service would lose its placement)"

@@ -17,6 +17,7 @@ from bot.core.ids import STACK_LABEL
 from bot.core.operations import Answer, JobFailed, JobRun, ServiceChange, StackSource
 from bot.core.policy import Policy
 from bot.core.services import ServiceView
+from bot.core.whereabouts import Whereabouts
 from bot.core.wire import DeployReport, Job
 from commands import REGISTRY
 
@@ -107,6 +108,10 @@ class FakeEngine:
 
     def set_availability(self, node_id: str, availability: str) -> None:
         raise AssertionError("handlers set availability through change_node")
+
+    def set_node_labels(self, node_id: str, labels: dict[str, str]) -> None:
+        node = next(n for n in self.node_list if n["ID"] == node_id)
+        node["Spec"]["Labels"] = labels
 
 
 @dataclass
@@ -226,6 +231,15 @@ class FakeTools:
     def change_service(self, run: JobRun, service: ServiceView, change: ServiceChange) -> Answer:
         self.calls.append(("change_service", service.name, change))
         return Answer(True, {"service": service.name}, "changed")
+
+    def whereabouts(self) -> Whereabouts:
+        return Whereabouts("unix:///var/run/docker.sock", "n1abc", "manager1", True, "s" * 25)
+
+    def find_node(self, name: str) -> dict[str, Any]:
+        for node in self.engine.node_list:
+            if name in (node["ID"], node["Description"]["Hostname"]):
+                return node
+        raise JobFailed(f"no node `{name}`")
 
     def change_node(
         self, run: JobRun, name: str, availability: str, force: bool = False

@@ -6,6 +6,7 @@ run the worker in-process, tests/testbot.py)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,18 @@ pytestmark = pytest.mark.unit
 def test_ping_names_the_worker() -> None:
     answer, _ = run_job(FakeTools(), "ping")
     assert answer.data["worker"] == "worker-1"
+
+
+def test_ping_says_which_daemon_node_and_swarm() -> None:
+    from bot.core.wire import Result
+    from commands.ping import render
+
+    answer, _ = run_job(FakeTools(), "ping")
+    reply = render(Result("result", "7", "ping", True, dict(answer.data), {"inbox": "t"}))
+    assert reply.text == (
+        "pong from worker worker-1: swarm ssssssssssss, node manager1 (manager), "
+        "daemon unix:///var/run/docker.sock"
+    )
 
 
 def test_services_lists_only_what_the_requester_may_see() -> None:
@@ -231,3 +244,29 @@ def test_every_queued_command_has_a_handler_test() -> None:
     with_fakes = " ".join(t for t in texts if "tests.fakes import" in t)
     untested = [n for n, c in REGISTRY.items() if c.queued and f'"{n}"' not in with_fakes]
     assert untested == []
+
+
+def labelled_node(**labels: str) -> dict[str, Any]:
+    return {"ID": "n1abc", "Description": {"Hostname": "worker1"}, "Spec": {"Labels": labels}}
+
+
+def test_label_sets_a_node_label_once_and_keeps_the_others() -> None:
+    node = labelled_node(tier="small")
+    tools = FakeTools(FakeEngine(node_list=[node]))
+    answer, _ = run_job(tools, "label", node="worker1", change="zone=a")
+    assert node["Spec"]["Labels"] == {"tier": "small", "zone": "a"}
+    assert answer.data["labels"] == ["tier=small", "zone=a"]
+    assert tools.turns.log == ["applied label:n1abc:zone"]
+
+
+def test_label_removes_a_label() -> None:
+    node = labelled_node(tier="small", zone="a")
+    run_job(FakeTools(FakeEngine(node_list=[node])), "label", node="worker1", change="-zone")
+    assert node["Spec"]["Labels"] == {"tier": "small"}
+
+
+def test_label_that_changes_nothing_says_so_and_applies_nothing() -> None:
+    tools = FakeTools(FakeEngine(node_list=[labelled_node(zone="a")]))
+    answer, _ = run_job(tools, "label", node="worker1", change="zone=a")
+    assert answer.data["unchanged"] is True
+    assert tools.turns.log == []

@@ -55,7 +55,9 @@ def get(port: int, path: str) -> requests.Response:
 
 def test_healthy_and_counting(watched: tuple[BotEnv, RedisServer, FakeSlack, int, int]) -> None:
     _env, _server, fake, bot_port, worker_port = watched
-    assert get(worker_port, "/healthz").json() == {"ok": True, "problems": {}}
+    health = get(worker_port, "/healthz").json()
+    assert health["ok"] is True and health["problems"] == {}, health
+    assert health["serves"]["manager"] is True, health  # and which daemon, node, swarm
     wait_until(lambda: get(bot_port, "/healthz").json()["ok"], 15, "the bot to be healthy")
     ts = fake.say("C0OPS0001", "UALICE001", "!ping")
     wait_for_reply(fake, "C0OPS0001", ts, "pong")

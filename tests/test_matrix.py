@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import docker
 import pytest
@@ -55,6 +56,9 @@ def matrix(
         encrypted = alice.create_room(invite=[bot.user_id], encrypted=True)
         # Configured for notices, but the bot was never invited: it may not post there.
         locked = alice.create_room(invite=[])
+        # Notices routed by the room's alias (resolved by the bot at start).
+        alias = f"#notices-{run_id}:{alice.user_id.split(':', 1)[1]}"
+        alice.api("PUT", f"/v3/directory/room/{quote(alias)}", json={"room_id": room})
         env = BotEnv(
             workdir,
             redis_url,
@@ -81,6 +85,10 @@ def matrix(
             [[notices.route]]
             stacks = ["{run_id}-mxlk*"]
             matrix = ["{locked}"]
+
+            [[notices.route]]
+            stacks = ["{run_id}-mxal*"]
+            matrix = ["{alias}"]
             """,
         )
         env.start_worker()
@@ -113,6 +121,43 @@ def test_services_answered_in_thread_as_an_html_table(matrix: Room, run_id: str)
     # A job that answers at once is answered, not first announced as "queued as job N".
     bodies = [r["content"]["body"] for r in matrix.bot_replies(command)]
     assert len(bodies) == 1 and "REPLICAS" in bodies[0], bodies
+
+
+def test_a_notices_route_may_name_a_room_by_its_alias(matrix: Room, run_id: str) -> None:
+    stack = matrix.env.add_stack(f"{run_id}-mxal", {"web": {}})
+    assert f"deployed {stack}" in matrix.env.chat(f"!deploy {stack}")
+
+    def told() -> list[str]:
+        return [
+            e["content"]["body"]
+            for e in matrix.alice.messages(matrix.id)
+            if e["sender"] == matrix.bot_id
+            and f"{stack} deployed" in e.get("content", {}).get("body", "")
+        ]
+
+    assert wait_until(told, 30, "the notice in the aliased room")
+
+
+def test_the_answer_comes_before_its_mark(matrix: Room) -> None:
+    """In the room's own order: the answer, then ✅ (sent side by side, ✅ often came
+    first), for a job that answers at once and for one answered by the bot itself."""
+    for text, answer, mark in (("!ping", "pong", "✅"), ("!nonsense", "unknown command", "❌")):
+        command = matrix.alice.say(matrix.id, text)
+        reply = wait_for_reply(matrix.alice, matrix.id, command, answer)
+        wait_until(
+            lambda command=command, mark=mark: (
+                mark in matrix.alice.reactions(matrix.id, command, matrix.bot_id)
+            ),
+            15,
+            f"{mark} on {text}",
+        )
+        order = [e["event_id"] for e in reversed(matrix.alice.messages(matrix.id))]
+        reaction = next(
+            e["event_id"]
+            for e in matrix.alice.relations(matrix.id, command, "m.annotation")
+            if e["content"]["m.relates_to"]["key"] == mark
+        )
+        assert order.index(reply["event_id"]) < order.index(reaction), text
 
 
 def test_deploy_edits_one_progress_message_and_deploys(

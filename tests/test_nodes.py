@@ -133,6 +133,34 @@ def test_drain_that_would_strand_a_service_is_refused_and_changes_nothing(
     remove(cluster, stack)
 
 
+def test_a_forced_drain_says_a_stranded_service_is_pending_not_moved(
+    ops: ClusterBot, cluster: Cluster, image: str, run_id: str
+) -> None:
+    """The probe: with --force, a service no other node can take was said "moved", with
+    nowhere after it. Now: NOT PLACED, swarm's reason, in the answer and the notice."""
+    stack = ops.add_stack(
+        f"{run_id}-stranded",
+        {"db": {"image": image, "constraints": ["node.labels.tier == big"]}},
+    )
+    assert f"deployed {stack}" in ops.chat(f"!deploy {stack}")
+    asked = ops.chat("!drain worker2 --force")
+    assert "a service that no other node can take stays pending" in asked, asked
+    code = re.search(r"!confirm ([A-Z0-9]{4})", asked)
+    assert code, asked
+    try:
+        out = ops.chat(f"!confirm {code.group(1)}")
+        assert re.search(r"worker2 drained: \d+ services? moved, 1 could not be placed", out), out
+        row = next(line for line in out.splitlines() if f"{stack}_db" in line)
+        assert "NOT PLACED" in row and "no suitable node" in row, out
+        assert " moved " not in row, out
+        notice = wait_until(lambda: ops.notices("node worker2 drained"), 30, "the notice")[0]
+        assert f"{stack}_db: NOT PLACED: pending: no suitable node" in notice, notice
+        assert "moved to \n" not in notice + "\n", notice
+    finally:
+        ops.chat("!activate worker2")
+        remove(cluster, stack)
+
+
 def test_drain_moves_the_tasks_and_says_where_then_activate(
     ops: ClusterBot, cluster: Cluster, image: str, run_id: str
 ) -> None:
@@ -153,6 +181,29 @@ def test_drain_moves_the_tasks_and_says_where_then_activate(
     out = ops.chat("!activate worker1")
     assert "worker1 active: it takes new tasks again" in out, out
     assert availability(cluster, "worker1") == "active"
+
+
+def test_label_a_node_and_check_sees_it_at_once(
+    ops: ClusterBot, cluster: Cluster, image: str, run_id: str
+) -> None:
+    stack = ops.add_stack(
+        f"{run_id}-zoned", {"app": {"image": image, "constraints": ["node.labels.zone == a"]}}
+    )
+    assert "no node satisfies node.labels.zone == a" in ops.chat(f"!check {stack}")
+    asked = ops.chat("!label worker1 zone=a")
+    assert "this sets label zone=a on node worker1" in asked, asked
+    code = re.search(r"!confirm ([A-Z0-9]{4})", asked)
+    assert code, asked
+    out = ops.chat(f"!confirm {code.group(1)}")
+    assert "worker1: labelled zone=a" in out and "zone=a" in out, out
+    assert "no node satisfies" not in ops.chat(f"!check {stack}")
+    notice = wait_until(lambda: ops.notices("node worker1 labelled zone=a"), 30, "the notice")
+    assert "by console:admin via !label worker1 zone=a" in notice[0], notice
+    out = confirmed(ops, "!label worker1 -zone")
+    assert "worker1: label zone removed" in out, out
+    assert "no node satisfies node.labels.zone == a" in ops.chat(f"!check {stack}")
+    labels = cluster.client().nodes.get("worker1").attrs["Spec"]["Labels"]
+    assert "zone" not in labels and labels.get("tier") == "small", labels
 
 
 def test_pause_keeps_tasks_and_check_names_the_node_that_cannot_take_them(

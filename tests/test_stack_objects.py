@@ -45,6 +45,9 @@ def test_an_edited_config_file_is_deployed_as_a_new_config(
     assert second != first and second.startswith(f"{stack}_settings-")
     data = swarm.configs.get(second).attrs["Spec"]["Data"]
     assert base64.b64decode(data) == b"colour = green\n"
+    # The version no service uses any more is removed, and the answer says so.
+    assert f"old config/secret versions no service uses, removed: {first}" in out, out
+    assert not swarm.configs.list(filters={"name": first})
 
     out = bot.chat(f"!deploy {stack}")
     assert f"{stack} already matches its file: nothing deployed" in out, out

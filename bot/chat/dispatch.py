@@ -75,32 +75,39 @@ class Dispatcher:
             return Reply(f"refused: {decision.reason}", status="refused")
         job_args = dict(args)  # the job carries the parsed arguments
         stack = args.get(command.stack_param or "")
-        confirm = command.answer is None and self._needs_confirmation(command, stack, job_args)
+        confirm = self._needs_confirmation(command, stack, job_args)
         queues = command.answer is None and not confirm
         limited, job_id = await self._rate_limited(message.user_id, take_job_id=queues)
         if limited:
             await self._audit(message, "rate-limited", command.name)
             return Reply(limited, status="refused")
-        if command.answer is not None:
-            ctx = Context(message, self.config, self.policy, self.queue, self.registry, self)
-            try:
-                reply = await command.answer(ctx, args)
-            except REDIS_DOWN as exc:
-                log.error("%s: queue unavailable: %s", command.name, exc)
-                return Reply("queue unavailable; try again shortly", status="error")
-            except Exception as exc:
-                # Whatever a command did not foresee (a record of another type in Redis):
-                # a short answer in chat, the traceback in the log only.
-                log.exception("%s failed", command.name)
-                return Reply(f"internal error: {type(exc).__name__} (see the log)", status="error")
-            await self._audit(message, "answered", command.name)
-            return reply
         if confirm:
             return await self._ask_confirmation(message, command, job_args, stack)
+        if command.answer is not None:
+            return await self._answer(message, command, args)
         text = message.text.strip()
         return await self.submit(
             message.user_id, command, job_args, text, message.ref, stack, message, job_id=job_id
         )
+
+    async def _answer(
+        self, message: Message, command: Command, args: dict[str, str], decision: str = "answered"
+    ) -> Reply:
+        """A command the bot answers itself, audited."""
+        assert command.answer is not None
+        ctx = Context(message, self.config, self.policy, self.queue, self.registry, self)
+        try:
+            reply = await command.answer(ctx, args)
+        except REDIS_DOWN as exc:
+            log.error("%s: queue unavailable: %s", command.name, exc)
+            return Reply("queue unavailable; try again shortly", status="error")
+        except Exception as exc:
+            # Whatever a command did not foresee (a record of another type in Redis): a
+            # short answer in chat, the traceback in the log only.
+            log.exception("%s failed", command.name)
+            return Reply(f"internal error: {type(exc).__name__} (see the log)", status="error")
+        await self._audit(message, decision, command.name)
+        return reply
 
     def authorize(self, user: str, command: Command, args: dict[str, str]) -> Decision:
         decision = self.policy.may_run(user, command.name)
@@ -230,6 +237,8 @@ class Dispatcher:
         """The command's name in ``safety.confirm``, or its dangerous form there:
         ``deploy all``, ``deploy --prune`` (removes services)."""
         name = command.name
+        if name == "swarm" and args.get("action") == "accept":
+            return True  # pointing every worker at another swarm: always confirmed
         if name == "deploy" and stack == "all":
             name = "deploy all"
         elif name == "deploy" and args.get("option") == "--prune":
@@ -334,6 +343,9 @@ class Dispatcher:
             message.platform, pending["user"], message.room, pending["text"], pending["ref"]
         )
         note = f" (approved by {pending['approver']})" if pending["approver"] else ""
+        if command.answer is not None:
+            answered = await self._answer(original, command, args, f"confirmed by {user}{note}")
+            return replace(answered, text=f"confirmed: {answered.text}{note}")
         reply = await self.submit(
             pending["user"],
             command,

@@ -79,13 +79,15 @@ def serve(
     refresh: Callable[[], None] | None = None,
     role: str = "",
     degraded: Check | None = None,
+    about: Callable[[], dict[str, Any]] | None = None,
 ) -> WSGIServer:
     """Serve /healthz and /metrics on ``host:port`` in a daemon thread; returns the server.
     With ``role`` ("bot", "worker"), also tell ``swarmbot healthcheck`` where it is.
 
     ``check`` finds what makes the process unfit (503: the orchestrator may restart it);
     ``degraded`` what works badly but a restart cannot mend, such as a room that refuses
-    the bot's posts: 200, with ``"degraded"`` saying what."""
+    the bot's posts: 200, with ``"degraded"`` saying what. ``about`` adds what the process
+    acts on (the worker: its daemon, node and swarm) to every answer."""
     metrics = make_wsgi_app()
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
@@ -97,6 +99,11 @@ def serve(
                 problems = {"check": str(exc)}
             status = "503 Service Unavailable" if problems else "200 OK"
             answer: dict[str, Any] = {"ok": not problems, "problems": problems}
+            if about is not None:
+                try:
+                    answer.update(about())
+                except Exception as exc:
+                    answer["about"] = f"unknown: {exc}"
             if degraded is not None:
                 try:
                     answer["degraded"] = {k: v for k, v in degraded().items() if v}

@@ -25,6 +25,7 @@ from typing import Any, Literal, Protocol
 from bot.core.config import Config
 from bot.core.policy import Policy
 from bot.core.services import ServiceView
+from bot.core.whereabouts import Whereabouts
 from bot.core.wire import ChangeData, DeployReport, Job, ProblemData
 
 AnswerState = Literal["succeeded", "failed", "refused", "cancelled", "expired"]
@@ -154,6 +155,10 @@ class Engine(Protocol):
 
     def set_availability(self, node_id: str, availability: str) -> None: ...
 
+    def set_node_labels(self, node_id: str, labels: dict[str, str]) -> None:
+        """The node's labels become ``labels`` (the rest of its spec as it is)."""
+        ...
+
 
 class StackCli(Protocol):
     """What only the docker CLI does as operators know it (``docker stack rm``, ...)."""
@@ -250,6 +255,10 @@ class WorkerTools(Protocol):
         """This worker's name."""
         ...
 
+    def whereabouts(self) -> Whereabouts:
+        """The daemon the worker reaches, its node and the swarm (as last looked at)."""
+        ...
+
     def allow(self, job: Job, stack: str) -> None:
         """Raise ``JobFailed`` unless the requester may run the job's command on ``stack``."""
         ...
@@ -266,6 +275,11 @@ class WorkerTools(Protocol):
     def change_service(self, run: JobRun, service: ServiceView, change: ServiceChange) -> Answer:
         """Apply one change to one service (once, even across a worker crash), under its
         stack's lock, then watch it converge: the usual outcome."""
+        ...
+
+    def find_node(self, name: str) -> dict[str, Any]:
+        """The node ``name`` (hostname, ID or an unambiguous ID prefix); ``JobFailed``
+        naming the nodes there are when there is none."""
         ...
 
     def change_node(

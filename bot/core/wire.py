@@ -93,6 +93,9 @@ class DeployReport(TypedDict):
     removed: NotRequired[list[str]]
     orphans: NotRequired[list[str]]
     volumes_kept: NotRequired[list[str]]
+    # Earlier versions of the stack's file-based configs and secrets that no service uses
+    # any more, removed once the deploy converged (never external ones, never volumes).
+    objects_removed: NotRequired[list[str]]
     # The commit deployed (stacks from git): sha, short, subject, author, time.
     commit: NotRequired[dict[str, Any]]
 

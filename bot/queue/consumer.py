@@ -38,6 +38,7 @@ from bot.queue.lease import Lease
 from bot.queue.noticestore import NoticeStore
 from bot.queue.stats import publish_queue_metrics
 from bot.queue.submit import add_job
+from bot.queue.swarmstore import SwarmStore
 from bot.queue.text import s as _s
 from bot.queue.watchstore import WatchStore
 
@@ -249,6 +250,9 @@ class WorkerQueue:
 
     def notice_store(self, secret: Secret) -> NoticeStore:
         return NoticeStore(self._redis, self.keys, secret)
+
+    def swarm_store(self, secret: Secret) -> SwarmStore:
+        return SwarmStore(self._redis, self.keys, secret)
 
     def watch_store(self) -> WatchStore:
         return WatchStore(self._redis, self.keys)

@@ -99,6 +99,10 @@ class Keys:
         """A push delivery already taken (its body's digest): a replay is refused."""
         return f"{self.prefix}:webhook:{digest}"
 
+    def swarm(self, what: str) -> str:
+        """``accepted`` (the swarm served, sealed), ``found`` (worker -> its daemon)."""
+        return f"{self.prefix}:swarm:{what}"
+
     def notice(self, what: str) -> str:
         """``state``, ``pending``, ``leader``, ``refreshes``, ``claim:<name>``,
         ``expected:<service id>``."""

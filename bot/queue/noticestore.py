@@ -25,10 +25,14 @@ from bot.core.config import Secret
 from bot.core.sealed import Forged, seal, unseal
 from bot.queue.keys import Keys
 from bot.queue.scripts import NEXT_ID
+from bot.queue.text import s as text
 
 log = logging.getLogger("swarmbot.notices")
 
-EXPECTED_TTL = 3600
+EXPECTED_TTL = 3600  # a service marker: consumed by the first look after its job
+# A node's availability is expected just before the job sets it: the watcher sees it within
+# a poll. Longer, a marker the watcher never consumed could hide a later hand change.
+NODE_EXPECTED_TTL = 120
 
 
 @dataclass
@@ -39,6 +43,7 @@ class WatcherState:
     pending: str | None  # JSON: stack -> held change
     nodes: str | None  # JSON: node ID -> host, status, availability
     moving: dict[str, str]  # down node ID -> JSON: host, services it ran
+    swarm: str = ""  # the swarm these were seen in
 
 
 class NoticeStore:
@@ -50,6 +55,7 @@ class NoticeStore:
         self._pending = keys.notice("pending")
         self._nodes = keys.notice("nodes")
         self._moving = keys.notice("moving")
+        self._swarm = keys.notice("swarm")
 
     # -- claims ---------------------------------------------------------------------------
 
@@ -91,7 +97,7 @@ class NoticeStore:
     def expect(self, object_id: str, state: str) -> None:
         """A job is about to put ``object_id`` (a node) in ``state`` and tells it itself."""
         with self._redis.pipeline(transaction=False) as pipe:
-            self._mark(pipe, f"expected:{object_id}", state)
+            self._mark(pipe, f"expected:{object_id}", state, NODE_EXPECTED_TTL)
             pipe.execute()
 
     def expected(self, object_ids: Collection[str]) -> dict[str, str]:
@@ -117,9 +123,9 @@ class NoticeStore:
         found = {i: self._unsealed(f"made:{i}", raw) for i, raw in zip(ids, raws, strict=True)}
         return {i: spec for i, spec in found.items() if spec is not None}
 
-    def _mark(self, pipe: Any, what: str, state: str) -> None:
+    def _mark(self, pipe: Any, what: str, state: str, ttl: int = EXPECTED_TTL) -> None:
         key = self.keys.notice(what)
-        pipe.set(key, seal(self._secret, key, state), ex=EXPECTED_TTL)
+        pipe.set(key, seal(self._secret, key, state), ex=ttl)
 
     def _unsealed(self, what: str, raw: Any) -> str | None:
         if raw is None:
@@ -135,20 +141,21 @@ class NoticeStore:
     # -- the watcher's state --------------------------------------------------------------
 
     def read(self) -> WatcherState:
-        keys = (self._state, self._pending, self._nodes, self._moving)
+        keys = (self._state, self._pending, self._nodes, self._moving, self._swarm)
         with self._redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self._state)
             pipe.get(self._pending)
             pipe.get(self._nodes)
             pipe.hgetall(self._moving)
+            pipe.get(self._swarm)
             replies = pipe.execute(raise_on_error=False)
         broken = [k for k, r in zip(keys, replies, strict=True) if isinstance(r, Exception)]
         if broken:
             log.warning("notice watcher: %s of another type; starting over", ", ".join(broken))
             self._redis.delete(*broken)
             return WatcherState({}, None, None, {})
-        services, pending, nodes, moving = replies
-        return WatcherState(services, pending, nodes, moving)
+        services, pending, nodes, moving, swarm = replies
+        return WatcherState(services, pending, nodes, moving, text(swarm or ""))
 
     def save(
         self,
@@ -157,12 +164,14 @@ class NoticeStore:
         nodes: Mapping[str, Any],
         moving: Mapping[str, str],
         poke: str | None = None,
+        swarm: str = "",
     ) -> None:
         """What this look saw, in one transaction; with ``poke``, a word for the source
         watcher (a stack from git changed: compare it with its file)."""
         with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(self._state, self._pending, self._moving)
             pipe.set(self._nodes, json.dumps(nodes))
+            pipe.set(self._swarm, swarm)
             if moving:
                 pipe.hset(self._moving, mapping=dict[Any, Any](moving))
             if services:

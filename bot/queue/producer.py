@@ -16,6 +16,7 @@ from bot.queue.chatstate import ChatState
 from bot.queue.confirmations import Confirmations
 from bot.queue.keys import WORKER_GROUP, Keys
 from bot.queue.submit import ENTRY_REPLY, add_job
+from bot.queue.swarmstore import SwarmRecords
 from bot.queue.text import fields as as_fields
 from bot.queue.text import s as _s
 from bot.queue.text import wire
@@ -31,6 +32,7 @@ class JobQueue:
         self._secret = config.signing_secret
         self._ttl = config.job_ttl_seconds
         self._dead_after = config.worker_timeout_seconds
+        self._swarm = SwarmRecords(client, self.keys, config.signing_secret)
 
     async def submit(
         self,
@@ -109,6 +111,15 @@ class JobQueue:
         """Where this refusal falls in ``user``'s last minute of refusals (1 for the first)."""
         key = self.keys.refusals(user)
         return int(await self._redis.eval(scripts.REFUSALS, 1, key, f"{now:.6f}", member, limit))
+
+    async def swarm_found(self) -> dict[str, dict[str, Any]]:
+        return await self._swarm.found()
+
+    async def swarm_accepted(self) -> str | None:
+        return await self._swarm.accepted()
+
+    async def accept_swarm(self, swarm_id: str, by: str) -> None:
+        await self._swarm.accept(swarm_id, by)
 
     def chat_state(self, adapter: str) -> ChatState:
         """What the chat adapter ``adapter`` keeps in Redis (``bot.queue.chatstate``)."""

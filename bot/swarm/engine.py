@@ -8,6 +8,8 @@ three per service, so its cost does not grow with the number of services or old 
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 import docker
 
 from bot.core.ids import STACK_LABEL, image_tag, stack_of
+from bot.core.whereabouts import Whereabouts
 from bot.core.wire import OutcomeData, OutcomeState
 from bot.swarm.convergence import (
     Assessment,
@@ -28,6 +31,7 @@ from bot.swarm.nodes import node_rows
 from bot.swarm.preflight import SwarmSnapshot
 
 API_VERSION = "1.41"
+DEFAULT_SOCKET = "unix:///var/run/docker.sock"  # what docker.from_env reaches without DOCKER_HOST
 POLL_SECONDS = 0.25
 DEFAULT_MONITOR_SECONDS = 5.0
 
@@ -59,6 +63,19 @@ class Swarm:
     def ping(self) -> bool:
         return bool(self._api.ping())
 
+    def whereabouts(self, swarm_name: str = "") -> Whereabouts:
+        """The daemon this client reaches, the node it is and the swarm it belongs to."""
+        info: dict[str, Any] = self._api.info()
+        swarm = info.get("Swarm") or {}
+        return Whereabouts(
+            daemon=os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET,
+            node_id=str(swarm.get("NodeID") or ""),
+            hostname=str(info.get("Name") or ""),
+            manager=bool(swarm.get("ControlAvailable")),
+            swarm_id=str((swarm.get("Cluster") or {}).get("ID") or ""),
+            swarm_name=swarm_name,
+        )
+
     def services(self, stack: str | None = None, status: bool = False) -> list[dict[str, Any]]:
         filters = {"label": f"{STACK_LABEL}={stack}"} if stack else None
         services: list[dict[str, Any]] = self._api.services(filters=filters, status=status)
@@ -73,6 +90,31 @@ class Swarm:
             volumes={v["Name"] for v in self._api.volumes().get("Volumes") or []},
             nodes=self._api.nodes(),
         )
+
+    def unused_versions(self, stack: str, current: set[str]) -> list[tuple[str, str, str]]:
+        """(kind, ID, name) of the configs and secrets swarmbot versioned for ``stack``
+        (``<stack>_<key>-<12 hex>``, labelled with the stack) that no service in the swarm
+        uses and that are not ``current`` (the names this deploy made)."""
+        pattern = re.compile(rf"^{re.escape(stack)}_[A-Za-z0-9._-]+-[0-9a-f]{{12}}$")
+        used: set[str] = set()
+        for service in self._api.services():
+            container = (service["Spec"].get("TaskTemplate") or {}).get("ContainerSpec") or {}
+            used |= {c.get("ConfigName", "") for c in container.get("Configs") or []}
+            used |= {s.get("SecretName", "") for s in container.get("Secrets") or []}
+        label = {"label": f"{STACK_LABEL}={stack}"}
+        found = [("config", c) for c in self._api.configs(filters=label)]
+        found += [("secret", s) for s in self._api.secrets(filters=label)]
+        return sorted(
+            (kind, obj["ID"], obj["Spec"]["Name"])
+            for kind, obj in found
+            if pattern.match(obj["Spec"]["Name"]) and obj["Spec"]["Name"] not in used | current
+        )
+
+    def remove_object(self, kind: str, object_id: str) -> None:
+        if kind == "config":
+            self._api.remove_config(object_id)
+        else:
+            self._api.remove_secret(object_id)
 
     def stack_volumes(self, stack: str) -> list[str]:
         """Volumes the stack created (they carry its namespace label); they outlive it."""
@@ -128,6 +170,14 @@ class Swarm:
         node = self._api.inspect_node(node_id)
         spec = dict(node["Spec"])
         spec["Availability"] = availability
+        self._api.update_node(node_id, node["Version"]["Index"], spec)  # type: ignore[arg-type]
+
+    def set_node_labels(self, node_id: str, labels: dict[str, str]) -> None:
+        """``docker node update --label-add/--label-rm``: the node's labels become
+        ``labels``; the rest of its spec as it is."""
+        node = self._api.inspect_node(node_id)
+        spec = dict(node["Spec"])
+        spec["Labels"] = labels
         self._api.update_node(node_id, node["Version"]["Index"], spec)  # type: ignore[arg-type]
 
     def task_rows(self, service_id: str) -> list[dict[str, Any]]:

@@ -114,6 +114,9 @@ class MatrixAdapter:
             config=AsyncClientConfig(max_timeouts=2, request_timeout=SYNC_TIMEOUT_MS / 1000 + 15),
         )
         self.rooms: set[str] = set()
+        # Room aliases in matrix.rooms and the notice routes, resolved at start: a notice is
+        # sent to the room ID (the API takes no alias).
+        self.aliases: dict[str, str] = {}
         self.connected = False  # for /healthz: the last sync worked
         self.first_start_ms = 0
         self.conversation = Conversation(self, dispatcher, self.state)
@@ -143,20 +146,23 @@ class MatrixAdapter:
         first = await self.state.remembered("first-start", str(now_ms), _is_time_ms)
         self.first_start_ms = int(first)
         self._nonce = await self.state.remembered("txn-nonce", secrets.token_hex(6), _is_nonce)
+        routed = {r for route in self.config.notice_routes for r in route.matrix}
+        for alias in sorted({r for r in (*self.mc.rooms, *routed) if r.startswith("#")}):
+            resolved = await self.client.room_resolve_alias(alias)
+            if isinstance(resolved, RoomResolveAliasError):
+                log.error("cannot resolve room alias %s: %s", alias, resolved.message)
+                continue
+            self.aliases[alias] = resolved.room_id
         for room in self.mc.rooms:
-            room_id = room
-            if room.startswith("#"):
-                resolved = await self.client.room_resolve_alias(room)
-                if isinstance(resolved, RoomResolveAliasError):
-                    log.error("cannot resolve room alias %s: %s", room, resolved.message)
-                    continue
-                room_id = resolved.room_id
+            room_id = self.aliases.get(room, room)
+            if room_id.startswith("#"):
+                continue  # an alias that did not resolve (logged)
             self.rooms.add(room_id)
             joined = await self.client.join(room_id)
             if isinstance(joined, JoinError):
                 log.warning("cannot join %s yet (%s); invite the bot", room, joined.message)
         log.info("logged in as %s; serving %d room(s)", self.mc.user_id, len(self.rooms))
-        for unserved in notice_rooms_unserved(self.config, self.rooms):
+        for unserved in notice_rooms_unserved(self.config, self.rooms, self.aliases):
             log.error(
                 "%s is not one of matrix.rooms: notices routed there cannot be posted", unserved
             )
@@ -291,8 +297,9 @@ class MatrixAdapter:
 
     async def announce(self, ref: dict[str, str], reply: Reply, key: str) -> None:
         """A notice: a room of its own, not a thread; any configured room."""
+        room = ref.get("room", "")
         for i, part in enumerate(contents(reply)):
-            await self._send(ref.get("room", ""), part, f"{key}-{i}")
+            await self._send(self.aliases.get(room, room), part, f"{key}-{i}")
 
     # -- sending --------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ check that a notice room is one the bot serves.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -152,8 +153,10 @@ def notice_routes(notices: dict[str, Any], problems: Problems) -> tuple[NoticeRo
                 value = []
             parts[part] = tuple(value)
         for j, room in enumerate(parts["matrix"]):
-            if not ROOM.match(room) or room.startswith("#"):
-                problems.append((f"{key}.matrix[{j}]", "must be a room ID (!id:server)"))
+            if not ROOM.match(room):
+                problems.append(
+                    (f"{key}.matrix[{j}]", "must be a room ID (!id) or alias (#name:server)")
+                )
         for j, channel in enumerate(parts["slack"]):
             if not re.match(r"^[CG][A-Z0-9]{2,32}$", channel):
                 problems.append((f"{key}.slack[{j}]", "must be a channel ID such as C0123ABCD"))
@@ -183,7 +186,7 @@ def check_notice_rooms(
     for i, route in enumerate(routes):
         for platform, places in served.items():
             for j, place in enumerate(getattr(route, platform)):
-                if place not in places:
+                if place not in places and not place.startswith("#"):  # aliases: at start
                     problems.append(
                         (
                             f"notices.route[{i}].{platform}[{j}]",
@@ -193,12 +196,16 @@ def check_notice_rooms(
                     )
 
 
-def notice_rooms_unserved(config: Config, served: set[str]) -> list[str]:
+def notice_rooms_unserved(
+    config: Config, served: set[str], aliases: Mapping[str, str] | None = None
+) -> list[str]:
     """The config keys of notice rooms outside ``served`` (the Matrix room IDs the bot
-    serves once its aliases are resolved), each with the room."""
+    serves once its aliases are resolved; ``aliases`` maps those resolved), each with the
+    room."""
+    resolved = aliases or {}
     return [
         f"notices.route[{i}].matrix[{j}] = {room}"
         for i, route in enumerate(config.notice_routes)
         for j, room in enumerate(route.matrix)
-        if room not in served
+        if resolved.get(room, room) not in served
     ]

@@ -48,11 +48,18 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "max_stack_file_bytes": (int, 1024 * 1024),
     },
     "safety": {
-        "confirm": (list, ["undeploy", "deploy all", "deploy --prune", "rollback", "drain", "rm"]),
+        "confirm": (
+            list,
+            ["undeploy", "deploy all", "deploy --prune", "rollback", "drain", "rm", "label"],
+        ),
         "confirm_seconds": (int, 120),
         "second_approver_stacks": (list, []),
         "rate_limit_per_minute": (int, 30),
         "refusals_per_minute": (int, 10),
+    },
+    "swarm": {
+        "id": (str, ""),
+        "name": (str, ""),
     },
     "health": {
         "host": (str, "127.0.0.1"),

@@ -174,6 +174,8 @@ class Config:
     # Worker slots kept for read-only jobs (!ping, !services, !ps ...): a house full of
     # deploys never makes them wait.
     read_slots: int
+    swarm_id: str  # "" remembers the first swarm a worker serves
+    swarm_name: str
     health_host: str
     health_bot_port: int
     health_worker_port: int

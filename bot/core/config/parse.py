@@ -81,6 +81,7 @@ def parse(
     base = source.parent if source else Path.cwd()
     redis_url = environ.get(REDIS_URL_ENV) or values["redis"]["url"]
     _check_plain(values, redis_url, bool(environ.get(REDIS_URL_ENV)), problems)
+    _check_swarm(values["swarm"], problems)
     secret = signing_secret(values["security"], environ, base, problems)
     variables = access.variables(raw.get("variables", {}), problems)
     _check_public(values["security"]["public_variables"], variables, problems)
@@ -134,6 +135,8 @@ def parse(
         max_stack_file_bytes=deploy["max_stack_file_bytes"],
         host_access_stacks=tuple(str(g) for g in security["host_access_stacks"]),
         read_slots=queue["read_slots"],
+        swarm_id=values["swarm"]["id"],
+        swarm_name=values["swarm"]["name"],
         health_host=health["host"],
         health_bot_port=health["bot_port"],
         health_worker_port=health["worker_port"],
@@ -215,6 +218,13 @@ def _check_plain(values: Tables, redis_url: str, from_env: bool, problems: Probl
     for key in ("bot_port", "worker_port"):
         if not 0 <= values["health"][key] <= 65535:
             problems.append((f"health.{key}", "must be a TCP port, or 0 for none"))
+
+
+def _check_swarm(swarm: dict[str, Any], problems: Problems) -> None:
+    if not re.match(r"^([a-z0-9]{25})?$", swarm["id"]):
+        problems.append(("swarm.id", "must be a swarm ID (25 letters and digits) or empty"))
+    if not re.match(r"^[A-Za-z0-9 ._-]{0,64}$", swarm["name"]):
+        problems.append(("swarm.name", "must be up to 64 letters, digits, spaces, '.', '_', '-'"))
 
 
 def _check_public(public: list[Any], variables: dict[str, str], problems: Problems) -> None:

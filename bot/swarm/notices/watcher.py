@@ -26,6 +26,7 @@ import requests.exceptions
 from bot.core.config import Config
 from bot.queue.consumer import WorkerQueue
 from bot.queue.errors import StoreError
+from bot.queue.noticestore import WatcherState
 from bot.swarm.convergence import describe_task, failing_task
 from bot.swarm.engine import API_VERSION
 from bot.swarm.notices import decide, wording
@@ -47,6 +48,7 @@ class Watcher:
         queue: WorkerQueue,
         notices: Notices,
         stop: threading.Event,
+        serving: Callable[[], str] | None = None,
     ) -> None:
         self.config = config
         self.client_factory = client_factory
@@ -54,6 +56,9 @@ class Watcher:
         self.notices = notices
         self.store = notices.store
         self.stop = stop
+        # The swarm ID this worker serves now; "" while its daemon is in another swarm:
+        # then nothing is looked at, and nothing told.
+        self.serving = serving
         self.poke = threading.Event()
         # Changes held for their quiet period live in Redis beside the state they were
         # found against, so a watcher that dies (or is replaced) mid-wait loses none.
@@ -107,7 +112,7 @@ class Watcher:
                 self.poke.clear()
                 self.stop.wait(0.05)  # let a burst of events land: one look for all of them
             try:
-                if self._lease.held():
+                if self._lease.held() and (self.serving is None or self.serving()):
                     self.refresh()
             except DOCKER_ERRORS as exc:
                 log.warning("notice watcher: docker unavailable (%s)", exc)
@@ -150,6 +155,11 @@ class Watcher:
         self.refreshes += 1
         now = time.time()
         stored = self.store.read()
+        swarm = self.serving() if self.serving is not None else ""
+        if swarm != stored.swarm:
+            # Another swarm than the one last seen (accepted by an admin): this look only
+            # learns it; nothing of the old swarm is told as removed, nor the new as created.
+            stored = WatcherState({}, None, None, {}, swarm)
         seen, self.pending = self._remembered(stored.services, stored.pending)
         current = {s["ID"]: summarize(s) for s in services}
         for sid in decide.newly_unhealthy(seen, current):
@@ -200,6 +210,7 @@ class Watcher:
             nodes_now,
             moving,
             poke=DRIFT_POKE if decision.drifted else None,
+            swarm=swarm,
         )
 
     def _ran_on(self, client: docker.DockerClient, node_id: str) -> list[str]:

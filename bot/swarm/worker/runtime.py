@@ -13,6 +13,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -31,6 +32,7 @@ from bot.swarm.gitsource import GitSource
 from bot.swarm.ledger import Ledger
 from bot.swarm.notices import Notices, Watcher
 from bot.swarm.registry import Registry
+from bot.swarm.worker.identity import SwarmIdentity
 from bot.swarm.worker.lifecycle import Slot, Slots, WorkerState, short
 from bot.swarm.worker.runner import JobRunner
 from bot.swarm.worker.sourcewatch import SourceWatcher
@@ -42,6 +44,9 @@ log = logging.getLogger("swarmbot.worker")
 # Jobs waiting for another job's stack lock wait in threads of their own, outside the
 # worker_concurrency slots; this many may wait at once before waiting costs a slot again.
 MAX_LOCK_WAITERS = 256
+# How often a running worker looks again at which swarm its daemon is in.
+SWARM_CHECK_SECONDS = 15.0
+DOCKER_DOWN = (docker.errors.DockerException, requests.exceptions.RequestException)
 GIL_SWITCH_SECONDS = 0.0005
 # Entries read ahead of the slots: enough that a read behind a row of waiting deploys is
 # seen and run in a read slot; few enough that other workers still get a share.
@@ -83,7 +88,8 @@ class Worker:
             git=GitSource(config.git, config.worker_state_dir) if config.git else None,
             registry=Registry(config.registry),
         )
-        self.tools = SwarmTools(self.state)
+        self.identity = SwarmIdentity(self.state)
+        self.tools = SwarmTools(self.state, self.identity)
         self.runner = JobRunner(
             self.state,
             self.tools,
@@ -118,8 +124,14 @@ class Worker:
                 self._health,
                 self._refresh_metrics,
                 role="worker",
+                about=self._about,
             )
         self.state.wait_for_redis(self.queue.ensure_group)
+        # Which daemon, node and swarm: a worker on another swarm than the one it serves
+        # takes nothing, not even its own backlog, until that swarm is accepted.
+        self.identity.wait_until_right(stop)
+        if stop.is_set():
+            return
         # Beat before reading anything: a worker with pending entries and no heartbeat at
         # all is taken for one that retired, and others may take its entries over.
         self.state.wait_for_redis(lambda: self.queue.beat({}, self._load()))
@@ -134,58 +146,33 @@ class Worker:
         maintainer = threading.Thread(target=self._maintain, name="heartbeat", daemon=True)
         maintainer.start()
         self._threads = [maintainer]
-        watcher = None
-        if self.config.notice_routes:
-            watcher = Watcher(
-                self.config, self.state.engine.client, self.queue, self.state.notices, stop
-            )
-            self._threads += watcher.start()
-        sources = None
-        if SourceWatcher.wanted(self.config):
-            sources = SourceWatcher(self.state, self.tools)
-            self._threads += sources.start()
+        watchers = self._start_watchers(stop)
         self._ready = True
         log.info(
-            "worker %s ready (concurrency %d)",
+            "worker %s ready (concurrency %d) on %s",
             self.queue.consumer,
             self.config.worker_concurrency,
+            self.identity.where.said() if self.identity.where else "?",
         )
         threads = self.config.worker_concurrency + self.config.read_slots + MAX_LOCK_WAITERS
         with ThreadPoolExecutor(threads, thread_name_prefix="job") as pool:
             while not stop.is_set():
                 while not self._reclaimed.empty():
                     backlog.append(self._reclaimed.get())
+                if self.state.wrong_swarm.is_set():
+                    stop.wait(1.0)  # the heartbeat looks again; nothing is taken meanwhile
+                    continue
                 backlog = self._start(backlog, pool)
                 if len(backlog) >= READ_AHEAD:
                     stop.wait(0.05)  # every slot busy and enough read ahead
                     continue
-                try:
-                    # Waiting entries are tried again after a short read; none: a long one.
-                    backlog += self.queue.read(
-                        count=self.config.worker_concurrency + self.config.read_slots,
-                        block_ms=100 if backlog else 1000,
-                    )
-                except WrongType as exc:
-                    # The queue deleted (no group) or replaced by another type: made again,
-                    # the other type set aside, and reading goes on.
-                    log.warning("the job queue is unreadable (%s); making it again", exc)
-                    with contextlib.suppress(StoreError):
-                        self.queue.ensure_group()
-                    stop.wait(1.0)
-                except StoreError as exc:
-                    log.warning("redis unavailable (%s); retrying", exc)
-                    stop.wait(1.0)
-                except Exception:  # what no one foresaw must not end the loop
-                    log.exception("reading the queue failed; retrying")
-                    stop.wait(1.0)
+                backlog += self._read(stop, waiting=bool(backlog))
         self._drained.set()
         maintainer.join(5)
         with contextlib.suppress(StoreError):
             self.queue.retire()  # others may take over what is left at once
-            if watcher is not None:
+            for watcher in watchers:
                 watcher.resign()
-            if sources is not None:
-                sources.resign()
         log.info("worker stopped")
 
     def burst(self) -> int:
@@ -194,6 +181,8 @@ class Worker:
         ``swarmbot worker --burst`` (a one-shot from cron or CI) and for the test bot, which
         runs the chat side and this in one process."""
         self.state.wait_for_redis(self.queue.ensure_group)
+        if not self.identity.check():
+            return 0
         handled = 0
         while True:
             self.queue.beat({}, self._load())  # online while it works: "queued" says so
@@ -209,6 +198,45 @@ class Worker:
                 finally:
                     slot.give_back()
                 handled += 1
+
+    def _start_watchers(self, stop: threading.Event) -> list[Watcher | SourceWatcher]:
+        watchers: list[Watcher | SourceWatcher] = []
+        if self.config.notice_routes:
+            watchers.append(
+                Watcher(
+                    self.config,
+                    self.state.engine.client,
+                    self.queue,
+                    self.state.notices,
+                    stop,
+                    serving=self._serving,
+                )
+            )
+        if SourceWatcher.wanted(self.config):
+            watchers.append(SourceWatcher(self.state, self.tools))
+        for watcher in watchers:
+            self._threads += watcher.start()
+        return watchers
+
+    def _read(self, stop: threading.Event, waiting: bool) -> list[tuple[str, dict[Any, Any]]]:
+        """New entries: after a short wait when some wait for a slot, else a long one."""
+        try:
+            return self.queue.read(
+                count=self.config.worker_concurrency + self.config.read_slots,
+                block_ms=100 if waiting else 1000,
+            )
+        except WrongType as exc:
+            # The queue deleted (no group) or replaced by another type: made again, the
+            # other type set aside, and reading goes on.
+            log.warning("the job queue is unreadable (%s); making it again", exc)
+            with contextlib.suppress(StoreError):
+                self.queue.ensure_group()
+        except StoreError as exc:
+            log.warning("redis unavailable (%s); retrying", exc)
+        except Exception:  # what no one foresaw must not end the loop
+            log.exception("reading the queue failed; retrying")
+        stop.wait(1.0)
+        return []
 
     def _start(
         self, backlog: list[tuple[str, dict[Any, Any]]], pool: ThreadPoolExecutor
@@ -247,19 +275,40 @@ class Worker:
             if not thread.is_alive() and not self.state.stop.is_set():
                 problems[f"thread {thread.name}"] = "died (see the log)"
         problems["redis"] = self.queue.reachable()
+        problems["swarm"] = self.identity.wrong
         try:
             self.state.engine.ping()
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             problems["docker"] = short(exc)
         return problems
 
+    def _about(self) -> dict[str, Any]:
+        where = self.identity.where
+        return {"serves": where.as_data() if where else None}
+
+    def _serving(self) -> str:
+        """The swarm ID the watchers look at; "" while this worker serves none."""
+        where = self.identity.where
+        return "" if self.state.wrong_swarm.is_set() or where is None else where.swarm_id
+
     def _refresh_metrics(self) -> None:
         self.queue.publish_metrics()
 
     def _maintain(self) -> None:
-        """Heartbeat, lease renewal for held stacks, and taking over dead workers' jobs."""
+        """Heartbeat, lease renewal for held stacks, and taking over dead workers' jobs; and
+        every ``SWARM_CHECK_SECONDS``, which swarm the daemon is in. A worker on another
+        swarm does not beat: the bot says no worker is online, and the jobs it held go to
+        workers that serve the swarm."""
+        next_check = time.monotonic() + SWARM_CHECK_SECONDS
         while not self._drained.is_set():
             try:
+                if time.monotonic() >= next_check:
+                    next_check = time.monotonic() + SWARM_CHECK_SECONDS
+                    with contextlib.suppress(*DOCKER_DOWN):
+                        self.identity.check()
+                if self.state.wrong_swarm.is_set():
+                    self._drained.wait(HEARTBEAT_SECONDS)
+                    continue
                 self.queue.beat(dict(self.state.held), self._load())
                 if not self.state.stop.is_set():  # a stopping worker takes nothing more on
                     for entry in self.queue.reclaim():

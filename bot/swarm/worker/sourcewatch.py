@@ -32,6 +32,7 @@ import requests.exceptions
 from bot.core.config import Config
 from bot.core.ids import COMMIT_LABEL, stack_of
 from bot.core.operations import StackSource
+from bot.core.replies import plural
 from bot.queue.errors import StoreError, StoreTimeout
 from bot.swarm import preflight, updates
 from bot.swarm.changes import ChangePolicy, Proposal
@@ -101,7 +102,9 @@ class SourceWatcher:
         next_look = 0.0  # a look at once, then every _wait_seconds or when woken
         while not stop.is_set():
             try:
-                if self.lease.held():
+                if self.state.wrong_swarm.is_set():
+                    stop.wait(1.0)  # another swarm than the one served: nothing to compare
+                elif self.lease.held():
                     # A webhook's word (or the notice watcher's: a stack from git changed),
                     # or the time to look anyway.
                     woken = self._wake(max(0.0, next_look - time.monotonic()))
@@ -255,8 +258,13 @@ class SourceWatcher:
             if rendered is None:
                 continue
             changes = preflight.diff(stack, rendered, services)
-            lines = [
-                f"{c['service']}: {c['change']}: {'; '.join(c['details'])}"[:200] for c in changes
+            at = f"{stack}@{sha[:7]}"
+            # What was done by hand, then what the undo does (the diff's own direction).
+            lines = [f"{c['service']}: {preflight.by_hand(c)} (by hand)"[:200] for c in changes]
+            lines += [
+                f"{self.config.prefix}deploy {at} would: {c['service']}: {c['change']}: "
+                f"{'; '.join(c['details'])}"[:200]
+                for c in changes
             ]
             digest = hashlib.sha256(json.dumps(lines).encode()).hexdigest()[:16] if lines else ""
             was_sha, _, was = told.get(stack, "").partition(":")
@@ -279,9 +287,9 @@ class SourceWatcher:
                 if lines:
                     text = (
                         f"{stack} has drifted from its file at {sha[:7]}: "
-                        f"{len(changes)} service(s) differ (changed by hand?); "
-                        f"{self.config.prefix}diff {stack}@{sha[:7]} shows it, "
-                        f"{self.config.prefix}deploy {stack}@{sha[:7]} puts it back"
+                        f"{plural(len(changes), 'service')} changed by hand; "
+                        f"{self.config.prefix}diff {at} shows it, "
+                        f"{self.config.prefix}deploy {at} puts it back"
                     )
                     self.state.notices.post(
                         stack, text, lines, f"drift-{stack}-{digest}", pipe=pipe

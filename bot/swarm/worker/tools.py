@@ -24,11 +24,13 @@ from bot.core.operations import Answer, JobFailed, JobRun, ServiceChange, StackS
 from bot.core.policy import Policy
 from bot.core.scrub import env_values, masker
 from bot.core.services import ServiceView
+from bot.core.whereabouts import Whereabouts
 from bot.core.wire import DeployReport, Job, OutcomeData
 from bot.swarm import dockercli, nodes, preflight, updates
 from bot.swarm.convergence import Assessment, describe_task, failing_task
 from bot.swarm.engine import Swarm
 from bot.swarm.placement import hostname
+from bot.swarm.worker.identity import SwarmIdentity
 from bot.swarm.worker.lifecycle import WorkerState, short
 from bot.swarm.worker.stackcli import StackCliOps
 from bot.swarm.worker.stackfiles import SwarmStackFiles, as_problem_data, commit_labels
@@ -43,8 +45,9 @@ DRAIN_POLL_SECONDS = 0.5
 class SwarmTools:
     """``WorkerTools`` for one worker process."""
 
-    def __init__(self, state: WorkerState) -> None:
+    def __init__(self, state: WorkerState, identity: SwarmIdentity | None = None) -> None:
         self.state = state
+        self.identity = identity or SwarmIdentity(state)
         self.config: Config = state.config
         self.policy: Policy = state.policy
         self.engine: Swarm = state.engine
@@ -56,6 +59,14 @@ class SwarmTools:
     @property
     def consumer(self) -> str:
         return self.queue.consumer
+
+    def whereabouts(self) -> Whereabouts:
+        """As the worker last looked (at its start, then every ``SWARM_CHECK_SECONDS``): a
+        job that only asks where the worker acts costs no Docker call."""
+        if self.identity.where is None:
+            self.identity.check()
+        assert self.identity.where is not None
+        return self.identity.where
 
     # -- permissions and names -------------------------------------------------------
 
@@ -154,10 +165,7 @@ class SwarmTools:
         moved, or shown stuck with swarm's reason."""
         job = run.job
         every = self.engine.nodes()
-        node = nodes.find(every, name)
-        if node is None:
-            known = ", ".join(sorted(hostname(n) for n in every))
-            raise JobFailed(f"no node `{name}` (nodes: {known})")
+        node = self._find_node(every, name)
         host, node_id = hostname(node), node["ID"]
         current = (node.get("Spec") or {}).get("Availability", "active")
         data: dict[str, Any] = {"node": host, "availability": availability, "was": current}
@@ -187,47 +195,70 @@ class SwarmTools:
         )
         if availability == "drain":
             data.update(self._watch_drain(node_id, host, impact, run))
-        ok = not data.get("stuck") and not data.get("left")
-        return Answer(ok, data, f"{host} {availability}" + ("" if ok else ": tasks stuck"))
+        ok = not data.get("stuck") and not data.get("left") and not data.get("moving")
+        return Answer(ok, data, f"{host} {availability}" + ("" if ok else ": tasks not placed"))
+
+    def find_node(self, name: str) -> dict[str, Any]:
+        return self._find_node(self.engine.nodes(), name)
+
+    def _find_node(self, every: list[dict[str, Any]], name: str) -> dict[str, Any]:
+        node = nodes.find(every, name)
+        if node is None:
+            known = ", ".join(sorted(hostname(n) for n in every))
+            raise JobFailed(f"no node `{name}` (nodes: {known})")
+        return node
 
     def _watch_drain(
         self, node_id: str, host: str, impact: list[nodes.Impact], run: JobRun
     ) -> dict[str, Any]:
-        """Until the node runs nothing and each service it ran is placed again or stuck:
-        where their tasks went, and what swarm could not place, with its reason."""
+        """Until the node runs nothing of the services it ran and each of them runs whole
+        elsewhere or is stuck (pending with swarm's reason, failing), or the deadline: where
+        their tasks run now. "Moved" only for tasks seen running on another node."""
         deadline = time.monotonic() + self.config.deploy_deadline_seconds
         names = {i.service for i in impact if not i.message.startswith("global")}
         hosts = {n["ID"]: hostname(n) for n in self.engine.nodes()}
         while True:
             tasks = self.engine.tasks(**{"desired-state": "running"})
-            left = nodes.running_here(tasks, node_id)
-            moved, stuck = self._placed_again(names, tasks, hosts)
+            left = [t for t in nodes.running_here(tasks, node_id) if t.get("ServiceID")]
+            placed = self._placed_again(names, tasks, hosts, node_id)
+            moved, stuck, moving = placed["moved"], placed["stuck"], placed["moving"]
             run.progress({"node": host, "left": len(left), "moved": len(moved), "of": len(names)})
-            settled = not left and len(moved) + len(stuck) == len(names)
-            if settled or time.monotonic() > deadline:
-                return {"moved": moved, "stuck": stuck, "left": len(left)}
+            if (not left and not moving) or time.monotonic() > deadline:
+                return {"moved": moved, "stuck": stuck, "moving": moving, "left": len(left)}
             self.state.stop.wait(DRAIN_POLL_SECONDS)
 
     def _placed_again(
-        self, names: set[str], tasks: list[dict[str, Any]], hosts: dict[str, str]
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Of the services named: those whole again (with where they run), and those swarm
-        cannot place (with why)."""
-        moved, stuck = [], []
+        self, names: set[str], tasks: list[dict[str, Any]], hosts: dict[str, str], node_id: str
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Of the services named: those whole again on other nodes (with the nodes), those
+        swarm cannot place or that fail (with its reason, and where what runs runs), and
+        those still on their way (with the state of a task not running yet)."""
+        out: dict[str, list[dict[str, Any]]] = {"moved": [], "stuck": [], "moving": []}
         for service in self.engine.services(status=True):
-            name, sid = service["Spec"]["Name"], service["ID"]
-            if name not in names:
+            view = ServiceView.of(service)
+            if view.name not in names:
                 continue
-            mine = [t for t in tasks if t.get("ServiceID") == sid]
+            mine = [t for t in tasks if t.get("ServiceID") == view.id]
+            elsewhere = [
+                t
+                for t in mine
+                if (t.get("Status") or {}).get("State") == "running" and t.get("NodeID") != node_id
+            ]
+            where = sorted({hosts.get(t.get("NodeID", ""), "?") for t in elsewhere})
+            want = view.replicas or int(
+                (service.get("ServiceStatus") or {}).get("DesiredTasks", 0)
+            )
             failing = failing_task(mine, time.time())
-            status = service.get("ServiceStatus") or {}
-            if failing is not None:
-                stuck.append({"service": name, "reason": describe_task(failing)})
-            elif int(status.get("RunningTasks", 0)) >= int(status.get("DesiredTasks", 0)):
-                running = [t for t in mine if t["Status"].get("State") == "running"]
-                where = sorted({hosts.get(t.get("NodeID", ""), "?") for t in running})
-                moved.append({"service": name, "to": where})
-        return moved, stuck
+            if want and len(elsewhere) >= want:
+                out["moved"].append({"service": view.name, "to": where})
+            elif failing is not None:
+                reason = describe_task(failing)
+                out["stuck"].append({"service": view.name, "reason": reason, "to": where})
+            else:
+                waiting = [t for t in mine if t not in elsewhere]
+                state = describe_task(waiting[-1]) if waiting else "not started yet"
+                out["moving"].append({"service": view.name, "reason": state, "to": where})
+        return out
 
     # -- stacks ------------------------------------------------------------------------
 
@@ -302,14 +333,34 @@ class SwarmTools:
                     {"stack": stack, "services": _progress_rows(a), "total": len(ids)}
                 ),
             )
+        ok = all(o["state"] == "converged" for o in outcomes)
+        if ok and rendered is not None:
+            made = set(preflight.object_names(stack, rendered).values())
+            base["objects_removed"] = self._remove_old_versions(stack, made)
         return {
             **base,
-            "ok": all(o["state"] == "converged" for o in outcomes),
+            "ok": ok,
             "outcomes": self._explain(outcomes, ids),
             # Since the change was applied, even if an earlier worker applied it (a job
             # taken over after `!deploy swarmbot` replaced its worker).
             "seconds": round(max(time.monotonic() - started, time.time() - since), 1),
         }
+
+    def _remove_old_versions(self, stack: str, made: set[str]) -> list[str]:
+        """Once a deploy converged: the earlier versions of the stack's file-based configs
+        and secrets that no service uses any more (``docker stack deploy`` leaves them, so
+        they piled up with every edit). One still in use, or that fails, is left."""
+        removed = []
+        try:
+            for kind, object_id, name in self.engine.unused_versions(stack, made):
+                try:
+                    self.engine.remove_object(kind, object_id)
+                    removed.append(name)
+                except docker.errors.APIError as exc:
+                    log.info("left %s %s: %s", kind, name, short(exc))
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            log.warning("old config versions of %s not removed: %s", stack, short(exc))
+        return removed
 
     # -- images (!updates; the source watcher reads the registry the same way) ------------
 
