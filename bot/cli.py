@@ -62,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     add("bot", "run the chat adapters named in bot.adapters (Matrix, Slack)")
     add("check-config", "validate the config file and report every problem")
+    add(
+        "doctor",
+        "inside the deployed stack: which daemon, node and swarm; Redis; IPVS; the chat "
+        "platforms from this network; the notices rooms joined (one line each, with the fix)",
+    )
     sub.add_parser(
         "healthcheck",
         help="exit 0 if the swarmbot process here answers /healthz with 200 (the image's "
@@ -76,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     default_level = "WARNING" if args.command == "console" else "INFO"
     logs.setup(args.log_level or default_level, args.log_format)
     try:
-        config = load(args.config, chat=args.command != "worker", commands=REGISTRY)
+        config = _load(args)
     except ConfigError as exc:
         print(
             f"swarmbot: bad config ({len(exc.problems)} problem{'s' * (len(exc.problems) > 1)}):",
@@ -94,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "check-config":
         return _check_config(config)
+    if args.command == "doctor":
+        from bot.doctor import run as run_doctor
+
+        return run_doctor(config)
     from bot.core.health import PortInUse
 
     try:
@@ -125,6 +134,17 @@ def _run(config: Config, args: argparse.Namespace) -> int:
         run_forever(config, args.name)
         return 0
     return _console(config, args)
+
+
+def _load(args: argparse.Namespace) -> Config:
+    """The config as the command's process needs it: the worker without the chat sections
+    (it is given no chat credentials); ``doctor`` as the container it runs in has it."""
+    if args.command == "doctor":
+        try:
+            return load(args.config, chat=True, commands=REGISTRY)
+        except ConfigError:
+            return load(args.config, chat=False, commands=REGISTRY)  # a worker's container
+    return load(args.config, chat=args.command != "worker", commands=REGISTRY)
 
 
 def _healthcheck() -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.core.config import Config, parse
+from bot.core.doctor import Finding
 from bot.core.ids import STACK_LABEL
 from bot.core.operations import Answer, JobFailed, JobRun, ServiceChange, StackSource
 from bot.core.policy import Policy
@@ -231,6 +232,12 @@ class FakeTools:
     def change_service(self, run: JobRun, service: ServiceView, change: ServiceChange) -> Answer:
         self.calls.append(("change_service", service.name, change))
         return Answer(True, {"service": service.name}, "changed")
+
+    def doctor(self) -> list[Finding]:
+        return [
+            Finding("docker", True, "swarm s, node manager1 (manager)"),
+            Finding("ipvs", False, "no ip_vs module", "deploy with the host-network override"),
+        ]
 
     def whereabouts(self) -> Whereabouts:
         return Whereabouts("unix:///var/run/docker.sock", "n1abc", "manager1", True, "s" * 25)

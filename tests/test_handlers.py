@@ -270,3 +270,17 @@ def test_label_that_changes_nothing_says_so_and_applies_nothing() -> None:
     answer, _ = run_job(tools, "label", node="worker1", change="zone=a")
     assert answer.data["unchanged"] is True
     assert tools.turns.log == []
+
+
+def test_doctor_answers_each_check_and_fails_when_one_does() -> None:
+    from bot.core.wire import Result
+    from commands.doctor import render
+
+    answer, _ = run_job(FakeTools(), "doctor")
+    assert not answer.ok
+    reply = render(Result("result", "7", "doctor", False, dict(answer.data), {"inbox": "t"}))
+    assert reply.text == "doctor: 1 of 2 checks on the worker fail"
+    assert reply.detail == (
+        "ok   docker: swarm s, node manager1 (manager)",
+        "FAIL ipvs: no ip_vs module (fix: deploy with the host-network override)",
+    )

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from bot.core.config import Config
+from bot.core.doctor import Finding
 from bot.core.policy import Policy
 from bot.core.services import ServiceView
 from bot.core.whereabouts import Whereabouts
@@ -257,6 +258,11 @@ class WorkerTools(Protocol):
 
     def whereabouts(self) -> Whereabouts:
         """The daemon the worker reaches, its node and the swarm (as last looked at)."""
+        ...
+
+    def doctor(self) -> list[Finding]:
+        """The worker's checks of what it stands on: its daemon, node and swarm, Redis,
+        IPVS, the chat platforms from its network (``bot.core.doctor``)."""
         ...
 
     def allow(self, job: Job, stack: str) -> None:

@@ -15,6 +15,8 @@ import threading
 import docker.errors
 import requests.exceptions
 
+from bot.core import doctor
+from bot.core.doctor import Finding
 from bot.core.whereabouts import Whereabouts, wrong_swarm
 from bot.queue.errors import StoreError
 from bot.swarm.worker.lifecycle import WorkerState
@@ -75,6 +77,22 @@ class SwarmIdentity:
                 log.warning("redis unavailable (%s); retrying", exc)
             stop.wait(RECHECK_SECONDS)
 
+    def finding(self) -> Finding:
+        """The daemon, node and swarm, as ``swarmbot doctor`` says them."""
+        try:
+            self.check()
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            fix = "mount the manager's dockerd socket into the worker (or set DOCKER_HOST)"
+            return Finding("docker", False, f"not reachable: {exc}", fix)
+        where = self.where
+        assert where is not None
+        if self.wrong:
+            fix = f"!swarm accept {where.swarm_id}, or mount the right daemon's socket"
+            return Finding("docker", False, self.wrong, fix)
+        if not where.manager:
+            return Finding("docker", False, where.said(), "run the worker on a manager node")
+        return Finding("docker", True, where.said())
+
     def _tell(self, where: Whereabouts, wrong: str) -> None:
         """One notice per swarm found (not per worker start)."""
         if self.store.first_told(where.swarm_id or "none"):
@@ -85,3 +103,21 @@ class SwarmIdentity:
                 f"wrong-swarm-{where.swarm_id}",
                 "failed",
             )
+
+
+def worker_findings(state: WorkerState, identity: SwarmIdentity) -> list[Finding]:
+    """Everything the worker stands on, one finding each: its daemon (node, swarm), Redis,
+    IPVS for overlay virtual IPs, and the chat platforms from this network."""
+    redis_problem = state.queue.reachable()
+    redis = Finding(
+        "redis",
+        not redis_problem,
+        redis_problem or "reachable",
+        "check redis.url / $SWARMBOT_REDIS_URL, and that the redis service runs",
+    )
+    return [
+        identity.finding(),
+        redis,
+        doctor.ipvs(),
+        *doctor.chat_reachable(state.config.source),
+    ]

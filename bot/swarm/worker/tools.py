@@ -19,6 +19,7 @@ import requests.exceptions
 
 from bot.core import health
 from bot.core.config import Config
+from bot.core.doctor import Finding
 from bot.core.ids import matches_any, resolve_service, stack_of, stacks_named_by
 from bot.core.operations import Answer, JobFailed, JobRun, ServiceChange, StackSource
 from bot.core.policy import Policy
@@ -30,7 +31,7 @@ from bot.swarm import dockercli, nodes, preflight, updates
 from bot.swarm.convergence import Assessment, describe_task, failing_task
 from bot.swarm.engine import Swarm
 from bot.swarm.placement import hostname
-from bot.swarm.worker.identity import SwarmIdentity
+from bot.swarm.worker.identity import SwarmIdentity, worker_findings
 from bot.swarm.worker.lifecycle import WorkerState, short
 from bot.swarm.worker.stackcli import StackCliOps
 from bot.swarm.worker.stackfiles import SwarmStackFiles, as_problem_data, commit_labels
@@ -197,6 +198,9 @@ class SwarmTools:
             data.update(self._watch_drain(node_id, host, impact, run))
         ok = not data.get("stuck") and not data.get("left") and not data.get("moving")
         return Answer(ok, data, f"{host} {availability}" + ("" if ok else ": tasks not placed"))
+
+    def doctor(self) -> list[Finding]:
+        return worker_findings(self.state, self.identity)
 
     def find_node(self, name: str) -> dict[str, Any]:
         return self._find_node(self.engine.nodes(), name)
