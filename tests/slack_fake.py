@@ -29,6 +29,10 @@ APP_TOKEN = "xapp-1-test-app-token"
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 
 
+# The Web API calls Slack rate-limits per channel (special tier: about one a second).
+WRITES = {"chat.postMessage", "chat.update", "reactions.add"}
+
+
 class FakeSlack:
     def __init__(self) -> None:
         self.port = free_port()
@@ -38,6 +42,11 @@ class FakeSlack:
         self.reactions: list[dict[str, Any]] = []
         self.acks: dict[str, dict[str, Any]] = {}
         self.rate_limit: dict[str, int] = {}  # method -> how many more calls get a 429
+        # channel -> (until, Retry-After): every post, edit and reaction there gets a 429
+        # until then, as Slack limits one channel's writes.
+        self.channel_limit: dict[str, tuple[float, int]] = {}
+        # (method, channel, time, HTTP status) of every call that names a channel
+        self.attempts: list[tuple[str, str, float, int]] = []
         # channel -> the Web API error every post or edit there gets (not_in_channel, ...)
         self.refuse: dict[str, str] = {}
         self.connections = 0
@@ -84,8 +93,19 @@ class FakeSlack:
         else:
             params.update(await request.post())
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        channel = str(params.get("channel", ""))
         with self._lock:
             self.calls.append((method, params))
+            until, retry_after = self.channel_limit.get(channel, (0.0, 1))
+            if method in WRITES and time.monotonic() < until:
+                self.attempts.append((method, channel, time.monotonic(), 429))
+                return web.json_response(
+                    {"ok": False, "error": "ratelimited"},
+                    status=429,
+                    headers={"Retry-After": str(retry_after)},
+                )
+            if channel:
+                self.attempts.append((method, channel, time.monotonic(), 200))
             if self.rate_limit.get(method, 0) > 0:
                 self.rate_limit[method] -= 1
                 return web.json_response(

@@ -4,6 +4,7 @@ each told exactly once (across a dockerd restart: tests/test_docker_restarts.py)
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -180,6 +181,20 @@ def test_a_hand_scale_back_to_a_count_the_bot_set_is_told(
         room.settle()
     told = [n for n in room.notices(stack) if "changed outside the bot" in n]
     assert len(told) == 2, told
+
+
+def test_a_notice_in_a_rate_limited_channel_is_told_once_when_it_frees(
+    room: Room, run_id: str
+) -> None:
+    stack = room.env.add_stack(f"{run_id}-nt-429", {"svc": {}})
+    until = time.monotonic() + 6
+    room.fake.channel_limit[NOTICES] = (until, 1)
+    ts = room.fake.say(OPS, ALICE, f"!deploy {stack}")
+    wait_for_reply(room.fake, OPS, ts, f"deployed {stack}")
+    notice = wait_until(lambda: room.notices(f"{stack} deployed"), 40, "the deploy notice")
+    assert time.monotonic() >= until - 0.1
+    room.settle()
+    assert len(room.notices(f"{stack} deployed")) == 1, notice
 
 
 def test_outside_change_is_told_once_saying_so(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 import re
 import time
@@ -30,7 +31,7 @@ from tests.slack_fake import (
 
 pytestmark = pytest.mark.chat
 
-CHANNEL, OTHER_CHANNEL = "C0OPS0001", "C0RANDOM1"
+CHANNEL, OTHER_CHANNEL, SECOND = "C0OPS0001", "C0RANDOM1", "C0SECOND1"
 ALICE, BOB, CAROL = "UALICE001", "UBOB00001", "UCAROL001"
 
 
@@ -54,7 +55,9 @@ def slack(workdir: Path, redis_url: str, swarm: docker.DockerClient) -> Iterator
             "slack",
             deadline=25,
             adapters=("slack",),
-            extra_roles=bot_config(fake, (ALICE,), CHANNEL, viewers=(CAROL,)),
+            # SECOND: a second channel the bot serves (for one channel's limits not to
+            # hold up another's answers).
+            extra_roles=bot_config(fake, (ALICE,), CHANNEL, viewers=(CAROL,), notices=SECOND),
         )
         try:
             env.start_worker()
@@ -222,6 +225,50 @@ def test_rate_limit_is_honoured(slack: Chat) -> None:
     ts = slack.fake.say(CHANNEL, ALICE, "!whoami")
     wait_for_reply(slack.fake, CHANNEL, ts, "you are", timeout=30)
     assert slack.fake.count("chat.postMessage") >= calls + 3  # two 429s, then the post
+
+
+def limited_for(slack: Chat, channel: str, seconds: float, retry_after: int) -> int:
+    """Every write to ``channel`` gets a 429 for ``seconds``; returns where attempts start."""
+    start = len(slack.fake.attempts)
+    slack.fake.channel_limit[channel] = (time.monotonic() + seconds, retry_after)
+    return start
+
+
+def retried_too_soon(slack: Chat, channel: str, start: int, retry_after: int) -> list[float]:
+    """Gaps between a 429 on ``channel`` and the next write there shorter than Retry-After."""
+    tries = [a for a in slack.fake.attempts[start:] if a[1] == channel]
+    return [
+        round(b[2] - a[2], 2)
+        for a, b in itertools.pairwise(tries)
+        if a[3] == 429 and b[2] - a[2] < retry_after - 0.05
+    ]
+
+
+def test_a_rate_limited_channel_gets_each_answer_once_and_other_channels_at_once(
+    slack: Chat,
+) -> None:
+    """The probe: a channel answering 429 (Retry-After 1) for 12 s. An answer the bot
+    computes itself, a slash command and a job's answer all arrive, once each, retried no
+    sooner than Retry-After; the other channel is answered meanwhile."""
+    start = limited_for(slack, CHANNEL, 12, 1)
+    whoami = slack.fake.say(CHANNEL, ALICE, "!whoami")
+    slack.fake.slash(CHANNEL, ALICE, "/swarm", "whoami")
+    ping = slack.fake.say(CHANNEL, ALICE, "!ping")
+    elsewhere = slack.fake.say(SECOND, ALICE, "!whoami")
+    wait_for_reply(slack.fake, SECOND, elsewhere, "you are", timeout=5)
+    until, _ = slack.fake.channel_limit[CHANNEL]
+    assert time.monotonic() < until, "the other channel waited for this one's limit"
+    wait_for_reply(slack.fake, CHANNEL, whoami, "you are", timeout=40)
+    wait_for_reply(slack.fake, CHANNEL, ping, "pong", timeout=40)
+    echo = wait_until(
+        lambda: [m for m in slack.fake.messages if "ran `/swarm whoami`" in m.get("text", "")],
+        40,
+        "the slash command's echo",
+    )
+    wait_for_reply(slack.fake, CHANNEL, echo[0]["ts"], "you are", timeout=40)
+    assert len([m for m in slack.fake.thread(CHANNEL, whoami) if "you are" in m["text"]]) == 1
+    assert len([m for m in slack.fake.thread(CHANNEL, ping) if "pong" in m["text"]]) == 1
+    assert retried_too_soon(slack, CHANNEL, start, 1) == []
 
 
 def test_reconnects_after_the_websocket_drops(slack: Chat) -> None:

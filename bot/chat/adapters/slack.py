@@ -6,8 +6,14 @@ so Slack's 3-second limit is always met). Users are identified by their Slack us
 
 Slack redelivers events it thinks were missed (Socket Mode envelopes, HTTP retries up to
 about five minutes later), so every event is handled once: its ID is recorded in Redis
-with a TTL longer than Slack's retry window. Rate limits (HTTP 429 with Retry-After) are
-honoured by slack_sdk's retry handler; the Socket Mode client reconnects by itself.
+with a TTL longer than Slack's retry window. The Socket Mode client reconnects by itself.
+
+Every write to a channel (an answer the bot computed itself, a job's result, progress
+edits, notices, reactions, a slash command's echo) goes through that channel's lane
+(``_write``): one at a time, and on HTTP 429 retried no sooner than its Retry-After, for
+as long as ``LANE_SECONDS`` allows; never posted twice (a 429 posted nothing), and never
+holding up another channel. slack_sdk's own rate-limit retries gave up after five, and
+the answer was lost.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -22,10 +29,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
-    AsyncRateLimitErrorRetryHandler,
-)
+from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.chat.adapters.slack_render import messages, unescape
@@ -39,6 +43,7 @@ log = logging.getLogger("swarmbot.slack")
 
 # Slack's last retry of an event comes about five minutes after the first delivery.
 HANDLED_TTL = 3600
+LANE_SECONDS = 300.0  # how long a write waits out rate limits before it is an error
 MARKS: dict[Mark, str] = {"seen": "eyes", "done": "white_check_mark", "failed": "x"}
 MENTION = re.compile(r"^\s*<@[A-Z0-9]+>[\s:,]*")
 
@@ -76,12 +81,9 @@ class SlackAdapter:
         self.client = AsyncWebClient(
             token=self.sc.bot_token.reveal().decode(), base_url=self.sc.api_url
         )
-        self.client.retry_handlers.extend(
-            [
-                AsyncRateLimitErrorRetryHandler(max_retry_count=5),
-                AsyncConnectionErrorRetryHandler(max_retry_count=3),
-            ]
-        )
+        # Connection errors only: a 429 reaches the channel's lane (below), which waits.
+        self.client.retry_handlers.append(AsyncConnectionErrorRetryHandler(max_retry_count=3))
+        self._lanes: dict[str, asyncio.Lock] = {}
         signing = self.sc.signing_secret.reveal().decode() if self.sc.signing_secret else ""
         self.app = AsyncApp(
             client=self.client,
@@ -165,14 +167,19 @@ class SlackAdapter:
         task.add_done_callback(self._tasks.discard)
 
     async def _slash(self, command: dict[str, Any]) -> None:
-        if not await self._first_time(f"slash:{command.get('trigger_id', '')}"):
-            return
-        user, text = command.get("user_id", ""), command.get("text", "").strip()
-        root = await self.client.chat_postMessage(
-            channel=command["channel_id"], text=f"<@{user}> ran `{self.sc.slash_command} {text}`"
-        )
-        event = {"channel": command["channel_id"], "user": user, "ts": root["ts"]}
-        await self._command(event, self.config.prefix + text, "", deduplicated=True)
+        """The echo of a slash command (the thread its answer goes to), then the command.
+        Run as a task after the ack: what fails is logged here, not lost in the task."""
+        try:
+            if not await self._first_time(f"slash:{command.get('trigger_id', '')}"):
+                return
+            user, text = command.get("user_id", ""), command.get("text", "").strip()
+            channel = command["channel_id"]
+            echo = f"<@{user}> ran `{self.sc.slash_command} {text}`"
+            root = await self._write(channel, self.client.chat_postMessage, text=echo)
+            event = {"channel": channel, "user": user, "ts": root["ts"]}
+            await self._command(event, self.config.prefix + text, "", deduplicated=True)
+        except Exception:
+            log.exception("slash command %s not answered", command.get("text", ""))
 
     async def _command(
         self, event: dict[str, Any], text: str, event_id: str, deduplicated: bool = False
@@ -203,7 +210,9 @@ class SlackAdapter:
 
     async def edit(self, ref: dict[str, str], message: str, reply: Reply, key: str) -> None:
         try:
-            await self.client.chat_update(channel=ref["channel"], ts=message, **messages(reply)[0])
+            await self._write(
+                ref["channel"], self.client.chat_update, ts=message, **messages(reply)[0]
+            )
         except SlackApiError as exc:
             raise _refused(exc) from None
 
@@ -213,7 +222,7 @@ class SlackAdapter:
     async def announce(self, ref: dict[str, str], reply: Reply, key: str) -> None:
         try:
             for part in messages(reply):
-                await self.client.chat_postMessage(channel=ref["channel"], **part)
+                await self._write(ref["channel"], self.client.chat_postMessage, **part)
         except SlackApiError as exc:
             raise _refused(exc) from None
 
@@ -221,8 +230,8 @@ class SlackAdapter:
         first = ""
         try:
             for part in messages(reply):
-                resp = await self.client.chat_postMessage(
-                    channel=ref["channel"], thread_ts=ref["thread"], **part
+                resp = await self._write(
+                    ref["channel"], self.client.chat_postMessage, thread_ts=ref["thread"], **part
                 )
                 first = first or resp["ts"]
         except SlackApiError as exc:
@@ -231,7 +240,40 @@ class SlackAdapter:
 
     async def _react(self, channel: str, ts: str, name: str) -> None:
         try:
-            await self.client.reactions_add(channel=channel, timestamp=ts, name=name)
+            await self._write(channel, self.client.reactions_add, timestamp=ts, name=name)
         except SlackApiError as exc:
             if exc.response.get("error") != "already_reacted":
                 raise
+
+    async def _write(self, channel: str, call: Callable[..., Awaitable[Any]], **args: Any) -> Any:
+        """``call(channel=channel, **args)`` in the channel's lane: one write at a time per
+        channel; a 429 waits its Retry-After (at least a second) and tries again, until
+        ``LANE_SECONDS`` have passed; then the error is the caller's (a delivery retried
+        later). Another channel's lane is never held up by this one."""
+        lane = self._lanes.setdefault(channel, asyncio.Lock())
+        loop = asyncio.get_running_loop()
+        async with lane:
+            deadline = loop.time() + LANE_SECONDS
+            while True:
+                try:
+                    return await call(channel=channel, **args)
+                except SlackApiError as exc:
+                    if exc.response is None or exc.response.status_code != 429:
+                        raise
+                    wait = _retry_after(exc.response.headers)
+                    if loop.time() + wait > deadline:
+                        raise
+                    log.info("Slack rate-limits %s: retrying in %.0fs", channel, wait)
+                    await asyncio.sleep(wait)
+
+
+def _retry_after(headers: Any) -> float:
+    """Slack's Retry-After, in seconds (at least one; a header that is no number: one)."""
+    for key in ("Retry-After", "retry-after"):
+        value = (headers or {}).get(key)
+        if value is not None:
+            try:
+                return max(1.0, float(value[0] if isinstance(value, list) else value))
+            except (TypeError, ValueError):
+                return 1.0
+    return 1.0
