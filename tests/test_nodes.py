@@ -5,9 +5,11 @@ deploys pulled by digest, and `!drain` / `!pause` / `!activate` with the drain's
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import docker
 import pytest
 
 from tests.cluster import Cluster, ClusterBot, cluster_bot
@@ -276,6 +278,37 @@ def test_a_task_no_node_can_take_is_told_once_with_the_reason(
     finally:
         cluster.docker("node", "update", "--availability", "active", "worker1")
         remove(cluster, stack)
+
+
+def test_a_worker_pointed_at_another_swarm_takes_no_jobs(
+    cluster: Cluster, workdir: Path, redis_url: str, swarm: docker.DockerClient
+) -> None:
+    """The probe: a worker that served one swarm, restarted with its socket on another
+    daemon (this cluster's manager). It says so, and runs nothing there."""
+    env = BotEnv(workdir, redis_url, "moved-socket")
+    env.start_worker("served-local")  # the local swarm: remembered as the one served
+    assert "pong from worker served-local" in env.chat("!ping")
+    env.stop_worker()
+    local = swarm.info()["Swarm"]["Cluster"]["ID"]
+    other = cluster.client().info()["Swarm"]["Cluster"]["ID"]
+    env.start_worker("moved", env=cluster.env())
+    try:
+        wait_until(lambda: f"is in swarm {other}" in env.worker_log.read_text(), 30, "the refusal")
+        log = env.worker_log.read_text()
+        assert f"this worker serves swarm {local}" in log, log[-2000:]
+        waiting = env.chat_in_background("!ping")
+        shown = env.ask("!swarm")
+        assert re.search(rf"moved\s+unix://\S+\s+manager1 \(manager\)\s+{other}\s+NO", shown), (
+            shown
+        )
+        record = wait_until(lambda: env.last_job() or None, 10, "the queued ping")
+        # Long enough for a worker that takes jobs to have taken it (it reads every second).
+        wait_until(lambda: time.time() - float(record["created"]) > 3, 10, "three seconds")
+        assert env.last_job().get("state") == "queued", env.last_job()
+        assert waiting.poll() is None, "answered from the wrong swarm"
+        waiting.kill()
+    finally:
+        env.stop_worker()
 
 
 def test_a_node_that_dies_is_told_once_and_its_tasks_move(
