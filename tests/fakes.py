@@ -233,6 +233,28 @@ class FakeTools:
         self.calls.append(("change_service", service.name, change))
         return Answer(True, {"service": service.name}, "changed")
 
+    def volumes(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "volume": "dev_data",
+                "stack": "dev",
+                "services": ["dev_db"],
+                "nodes": ["worker1"],
+                "driver": "local",
+                "portable": False,
+                "pinned": "",
+            },
+            {
+                "volume": "ops_media",
+                "stack": "ops",
+                "services": ["ops_files"],
+                "nodes": ["worker2"],
+                "driver": "local (nfs)",
+                "portable": True,
+                "pinned": "",
+            },
+        ]
+
     def doctor(self) -> list[Finding]:
         return [
             Finding("docker", True, "swarm s, node manager1 (manager)"),

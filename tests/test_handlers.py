@@ -284,3 +284,22 @@ def test_doctor_answers_each_check_and_fails_when_one_does() -> None:
         "ok   docker: swarm s, node manager1 (manager)",
         "FAIL ipvs: no ip_vs module (fix: deploy with the host-network override)",
     )
+
+
+def test_volumes_names_where_data_is_and_flags_what_may_move_away() -> None:
+    from bot.core.wire import Result
+    from commands.volumes import render
+
+    answer, _ = run_job(FakeTools(), "volumes")
+    reply = render(Result("result", "7", "volumes", True, dict(answer.data), {"inbox": "t"}))
+    assert reply.text == "2 volumes, 1 whose services may move away from their data"
+    assert reply.table is not None
+    assert reply.table.rows[0] == ("dev_data", "dev", "dev_db", "worker1", "local", "no")
+    assert reply.table.flagged == frozenset({0})
+    assert reply.table.rows[1][-2:] == ("local (nfs) (shared)", "not needed")
+
+
+def test_volumes_of_a_node_and_only_stacks_the_requester_may_see() -> None:
+    answer, _ = run_job(FakeTools(), "volumes", DEV_ONLY, where="worker2")
+    assert answer.data["rows"] == []
+    assert answer.data["hidden"] == 1

@@ -4,6 +4,7 @@ deploys pulled by digest, and `!drain` / `!pause` / `!activate` with the drain's
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Iterator
@@ -11,9 +12,10 @@ from pathlib import Path
 
 import docker
 import pytest
+import yaml
 
 from tests.cluster import Cluster, ClusterBot, cluster_bot
-from tests.harness import BotEnv, wait_until
+from tests.harness import BotEnv, stack_yaml, wait_until
 
 pytestmark = pytest.mark.swarm
 
@@ -278,6 +280,46 @@ def test_a_task_no_node_can_take_is_told_once_with_the_reason(
     finally:
         cluster.docker("node", "update", "--availability", "active", "worker1")
         remove(cluster, stack)
+
+
+def test_a_service_drained_away_from_its_volume_is_told_once(
+    ops: ClusterBot, cluster: Cluster, image: str, run_id: str
+) -> None:
+    """A stateful service on a local volume, not pinned: !volumes says where its data is;
+    drained away from it, one notice says it started where its volume has no data."""
+    stack = f"{run_id}-stateful"
+    doc = yaml.safe_load(
+        stack_yaml({"db": {"image": image, "constraints": ["node.role == worker"]}})
+    )
+    doc["services"]["db"]["volumes"] = ["data:/data"]
+    doc["volumes"] = {"data": {}}
+    (ops.stacks_dir / f"{stack}.yaml").write_text(yaml.safe_dump(doc))
+    assert f"deployed {stack}" in ops.chat(f"!deploy {stack}")
+    [first] = cluster.wait_running(f"{stack}_db", 1)
+    volume = f"{stack}_data"
+    out = ops.chat(f"!volumes {stack}")
+    assert re.search(rf"{volume}\s+{stack}\s+{stack}_db\s+{first}\s+local\s+no", out), out
+    # The worker's record has the data on `first` (it looks every few seconds).
+    key = f"{ops.prefix}:volumes"
+    wait_until(lambda: first in (ops.redis().hget(key, volume) or ""), 30, "the record")
+    try:
+        drained = confirmed(ops, f"!drain {first}")
+        assert f"{first} drained:" in drained, drained
+        [second] = cluster.wait_running(f"{stack}_db", 1)
+        assert second != first
+        told = wait_until(
+            lambda: ops.notices(f"{stack}_db started on {second}"), 60, "the data notice"
+        )
+        assert f"where volume {volume} has no data (its data is on {first} since" in told[0]
+        assert "it may be running on an empty volume" in told[0]
+        ops.settle()
+        assert len(ops.notices(f"{stack}_db started on")) == 1, ops.notices(stack)
+    finally:
+        ops.chat(f"!activate {first}")
+        remove(cluster, stack)
+        for node in (first, "worker1", "worker2"):
+            with contextlib.suppress(AssertionError):
+                cluster.docker("volume", "rm", "-f", volume, node=node)
 
 
 def test_a_worker_pointed_at_another_swarm_takes_no_jobs(

@@ -260,6 +260,13 @@ class WorkerTools(Protocol):
         """The daemon the worker reaches, its node and the swarm (as last looked at)."""
         ...
 
+    def volumes(self) -> list[dict[str, Any]]:
+        """Each named volume services mount: ``volume``, ``stack``, ``services``, ``nodes``
+        (where its data is: the nodes its tasks ran on, as recorded and as running now),
+        ``driver``, ``portable`` (shared storage), ``pinned`` (the one node its services'
+        constraints allow, or "")."""
+        ...
+
     def doctor(self) -> list[Finding]:
         """The worker's checks of what it stands on: its daemon, node and swarm, Redis,
         IPVS, the chat platforms from its network (``bot.core.doctor``)."""

@@ -40,6 +40,7 @@ from bot.queue.stats import publish_queue_metrics
 from bot.queue.submit import add_job
 from bot.queue.swarmstore import SwarmStore
 from bot.queue.text import s as _s
+from bot.queue.volumestore import VolumeStore
 from bot.queue.watchstore import WatchStore
 
 log = logging.getLogger("swarmbot.queue")
@@ -253,6 +254,9 @@ class WorkerQueue:
 
     def swarm_store(self, secret: Secret) -> SwarmStore:
         return SwarmStore(self._redis, self.keys, secret)
+
+    def volume_store(self) -> VolumeStore:
+        return VolumeStore(self._redis, self.keys)
 
     def watch_store(self) -> WatchStore:
         return WatchStore(self._redis, self.keys)

@@ -24,6 +24,11 @@ class Keys:
     prefix: str
 
     @property
+    def volumes(self) -> str:
+        """Volume -> the nodes it has been used on (``bot.queue.volumestore``)."""
+        return f"{self.prefix}:volumes"
+
+    @property
     def jobs(self) -> str:
         return f"{self.prefix}:jobs"
 

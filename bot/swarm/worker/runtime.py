@@ -32,6 +32,7 @@ from bot.swarm.gitsource import GitSource
 from bot.swarm.ledger import Ledger
 from bot.swarm.notices import Notices, Watcher
 from bot.swarm.registry import Registry
+from bot.swarm.worker.dataplaces import DataPlaces
 from bot.swarm.worker.identity import SwarmIdentity
 from bot.swarm.worker.lifecycle import Slot, Slots, WorkerState, short
 from bot.swarm.worker.runner import JobRunner
@@ -89,6 +90,7 @@ class Worker:
             registry=Registry(config.registry),
         )
         self.identity = SwarmIdentity(self.state)
+        self.data = DataPlaces(self.state)
         self.tools = SwarmTools(self.state, self.identity)
         self.runner = JobRunner(
             self.state,
@@ -310,6 +312,8 @@ class Worker:
                     self._drained.wait(HEARTBEAT_SECONDS)
                     continue
                 self.queue.beat(dict(self.state.held), self._load())
+                with contextlib.suppress(*DOCKER_DOWN):
+                    self.data.maybe_look()
                 if not self.state.stop.is_set():  # a stopping worker takes nothing more on
                     for entry in self.queue.reclaim():
                         log.warning("taking over entry %s from a worker that stopped", entry[0])

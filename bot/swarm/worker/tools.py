@@ -27,7 +27,7 @@ from bot.core.scrub import env_values, masker
 from bot.core.services import ServiceView
 from bot.core.whereabouts import Whereabouts
 from bot.core.wire import DeployReport, Job, OutcomeData
-from bot.swarm import dockercli, nodes, preflight, updates
+from bot.swarm import dockercli, nodes, preflight, updates, volumes
 from bot.swarm.convergence import Assessment, describe_task, failing_task
 from bot.swarm.engine import Swarm
 from bot.swarm.placement import hostname
@@ -198,6 +198,38 @@ class SwarmTools:
             data.update(self._watch_drain(node_id, host, impact, run))
         ok = not data.get("stuck") and not data.get("left") and not data.get("moving")
         return Answer(ok, data, f"{host} {availability}" + ("" if ok else ": tasks not placed"))
+
+    def volumes(self) -> list[dict[str, Any]]:
+        every = self.engine.nodes()
+        services = self.engine.services()
+        live = volumes.uses(services, self.engine.tasks(**{"desired-state": "running"}), every)
+        rows: dict[str, dict[str, Any]] = {
+            name: {
+                "volume": name,
+                "stack": record.get("stack", ""),
+                "services": set(record["services"]),
+                "nodes": set(record["nodes"]),
+                "driver": record.get("driver", "local"),
+                "portable": bool(record.get("portable")),
+            }
+            for name, record in self.state.queue.volume_store().all().items()
+        }
+        for use in live:
+            row = rows.setdefault(
+                use.volume,
+                {"volume": use.volume, "stack": use.stack, "services": set(), "nodes": set()},
+            )
+            row["services"].add(use.service)
+            row["nodes"].add(use.node)
+            row.update(driver=use.driver, portable=use.portable)
+        by_name = {s["Spec"]["Name"]: s for s in services}
+        out = []
+        for row in sorted(rows.values(), key=lambda r: str(r["volume"])):
+            pins = {volumes.pinned_to(by_name[s], every) for s in row["services"] if s in by_name}
+            row["pinned"] = pins.pop() if len(pins) == 1 else ""
+            row["services"], row["nodes"] = sorted(row["services"]), sorted(row["nodes"])
+            out.append(row)
+        return out
 
     def doctor(self) -> list[Finding]:
         return worker_findings(self.state, self.identity)
