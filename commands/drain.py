@@ -49,9 +49,13 @@ def render(result: Result) -> Reply:
             frozenset(range(len(rows))),
         )
         unseen = f", {hidden} of them in stacks your roles do not cover" if hidden else ""
+        leave = any(i["message"].startswith("would leave its data") for i in rows)
+        lose = any(not i["message"].startswith("would leave its data") for i in rows) or hidden
+        what = " or ".join(
+            w for w, on in (("would lose tasks", lose), ("would leave its data", leave)) if on
+        )
         return Reply(
-            f"{node} not drained: {plural(len(rows) + hidden, 'service')} would lose tasks"
-            f"{unseen}",
+            f"{node} not drained: {plural(len(rows) + hidden, 'service')} {what}{unseen}",
             table,
             (f"!drain {node} --force drains it anyway",),
             status="failed",
@@ -88,6 +92,8 @@ def render(result: Result) -> Reply:
         head += f", {len(moving)} still moving at the deadline"
     if data.get("left"):
         head += f", {plural(data['left'], 'task')} still on it at the deadline"
+    if data.get("away"):
+        head += f"; now away from their data: {', '.join(data['away'])}"
     ok = result.ok
     return Reply(head, table if rows else None, status="ok" if ok else "failed", job=result.job)
 
@@ -114,6 +120,7 @@ def notice(availability: str) -> Callable[[Job, Mapping[str, Any]], list[Notice]
         lines += [
             f"{s['service']}: still moving: {_not_placed(s)}" for s in data.get("moving", [])
         ]
+        lines += [f"{a}: now away from its data" for a in data.get("away", [])]
         failed = data.get("stuck") or data.get("left") or data.get("moving")
         status: Literal["info", "failed"] = "failed" if failed else "info"
         said = change_word(availability)

@@ -286,7 +286,8 @@ def test_a_service_drained_away_from_its_volume_is_told_once(
     ops: ClusterBot, cluster: Cluster, image: str, run_id: str
 ) -> None:
     """A stateful service on a local volume, not pinned: !volumes says where its data is;
-    drained away from it, one notice says it started where its volume has no data."""
+    !drain of that node is refused, naming the volume; forced, the answer says the service
+    now runs away from its data, and one notice that it started where its volume is empty."""
     stack = f"{run_id}-stateful"
     doc = yaml.safe_load(
         stack_yaml({"db": {"image": image, "constraints": ["node.role == worker"]}})
@@ -302,9 +303,18 @@ def test_a_service_drained_away_from_its_volume_is_told_once(
     # The worker's record has the data on `first` (it looks every few seconds).
     key = f"{ops.prefix}:volumes"
     wait_until(lambda: first in (ops.redis().hget(key, volume) or ""), 30, "the record")
+    check = ops.chat(f"!check {stack}")
+    assert f"local volume {volume}, and 2 nodes its constraints allow: its data is on {first}" in (
+        check
+    ), check
+    assert f"pin it (node.hostname == {first}" in check, check
     try:
-        drained = confirmed(ops, f"!drain {first}")
-        assert f"{first} drained:" in drained, drained
+        refused = confirmed(ops, f"!drain {first}")
+        assert f"{first} not drained: 1 service would leave its data" in refused, refused
+        assert f"would leave its data: volume {volume} is on this node" in refused, refused
+        assert cluster.running_on(f"{stack}_db") == [first]
+        drained = confirmed(ops, f"!drain {first} --force")
+        assert f"now away from their data: {stack}_db (volume {volume})" in drained, drained
         [second] = cluster.wait_running(f"{stack}_db", 1)
         assert second != first
         told = wait_until(

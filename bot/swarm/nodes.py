@@ -8,6 +8,7 @@ swarm shape.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,11 +92,13 @@ def drain_impact(
     nodes: list[dict[str, Any]],
     services: list[dict[str, Any]],
     tasks: list[dict[str, Any]],
+    data_here: Mapping[str, list[str]] | None = None,
 ) -> list[Impact]:
     """Per service with tasks on ``node``: can another active, ready node take them?
     Judged from the placement constraints and the max-replicas-per-node limit, as swarm's
     scheduler would (resources are not: reservations that no longer fit show up as tasks
-    swarm cannot place, which the drain reports after the fact)."""
+    swarm cannot place, which the drain reports after the fact). ``data_here``: per service,
+    the local volumes whose data is on this node: moving such a service leaves its data."""
     others = [n for n in nodes if n["ID"] != node["ID"] and can_take(n)]
     by_id = {s["ID"]: s for s in services}
     counts: dict[str, int] = {}
@@ -132,6 +135,11 @@ def drain_impact(
                     f"on {len(fits)} other node{'s' * (len(fits) != 1)}",
                 )
             )
+            continue
+        left = (data_here or {}).get(name)
+        if left:
+            message = f"would leave its data: volume {', '.join(left)} is on this node (local)"
+            impacts.append(Impact(name, count, False, message))
             continue
         hosts = ", ".join(sorted(hostname(n) for n in fits))
         impacts.append(Impact(name, count, True, f"can move to {hosts}"))

@@ -15,9 +15,7 @@ from typing import Any
 
 from bot.core.ids import stack_of
 from bot.swarm.placement import hostname, satisfies
-
-# Local-driver volume types that mount shared storage: the data is not on the node.
-SHARED_TYPES = ("nfs", "nfs4", "cifs", "smb", "glusterfs", "ceph")
+from bot.swarm.preflight.check import SHARED_TYPES
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,10 @@ from typing import Any
 
 import yaml
 
-from bot.swarm.placement import unplaceable
+from bot.swarm.placement import satisfies, unplaceable
+
+# Local-driver volume types that mount shared storage: the data is not on one node.
+SHARED_TYPES = ("nfs", "nfs4", "cifs", "smb", "glusterfs", "ceph")
 
 # Compose keys `docker stack deploy` ignores: an operator who relies on them is surprised.
 IGNORED_KEYS = {
@@ -56,6 +59,8 @@ class SwarmSnapshot:
     configs: set[str] = field(default_factory=set)
     volumes: set[str] = field(default_factory=set)
     nodes: list[dict[str, Any]] = field(default_factory=list)
+    # Volume -> the nodes its data is on (the worker's record, bot.queue.volumestore).
+    volume_nodes: dict[str, list[str]] = field(default_factory=dict)
 
 
 def unset_variables(raw: str, variables: dict[str, str]) -> list[Problem]:
@@ -100,6 +105,7 @@ def check(
     swarm: SwarmSnapshot,
 ) -> list[Problem]:
     problems = unset_variables(raw, variables) + _missing_externals(rendered, swarm)
+    problems += _nfs_without_server(rendered)
     try:
         raw_doc = yaml.safe_load(raw) or {}
     except yaml.YAMLError:
@@ -110,6 +116,7 @@ def check(
         problems += _image(name, str(service.get("image") or ""))
         problems += _bind_sources(name, raw_services.get(name) or {}, file_dir)
         problems += _placement(name, service, swarm.nodes)
+        problems += _local_data(stack, name, service, rendered, swarm)
     return problems
 
 
@@ -156,6 +163,88 @@ def _bind_sources(name: str, raw_service: dict[str, Any], file_dir: Path) -> lis
         for kind, source in volume_sources(raw_service)
         if kind == "bind" and source.startswith(".") and not (file_dir / source).exists()
     ]
+
+
+def _local_data(
+    stack: str, name: str, service: dict[str, Any], rendered: dict[str, Any], swarm: SwarmSnapshot
+) -> list[Problem]:
+    """A local named volume keeps its data on one node: more than one replica each has its
+    own, and a service its constraints let run on several nodes may start on one where its
+    volume is empty. Warnings, naming where the data is and the constraint that pins it."""
+    deploy = service.get("deploy") or {}
+    if deploy.get("mode") == "global":
+        return []
+    replicas = int(deploy.get("replicas", 1) or 0)
+    constraints = list((deploy.get("placement") or {}).get("constraints") or [])
+    allowed = [n for n in swarm.nodes if satisfies(n, constraints)]
+    problems = []
+    for volume in _local_volumes(stack, service, rendered):
+        if replicas > 1:
+            problems.append(
+                Problem(
+                    name,
+                    "volumes",
+                    f"{replicas} replicas on local volume {volume}: each replica has its own "
+                    "data (use shared storage, or one replica)",
+                    False,
+                )
+            )
+        if len(allowed) > 1:
+            where = swarm.volume_nodes.get(volume) or []
+            on = f"its data is on {', '.join(where)}" if where else "it has no data yet"
+            node = where[0] if len(where) == 1 else "NODE"
+            problems.append(
+                Problem(
+                    name,
+                    "deploy.placement.constraints",
+                    f"local volume {volume}, and {len(allowed)} nodes its constraints allow: "
+                    f"{on}; pin it (node.hostname == {node}, or a label only that node has) "
+                    "or use shared storage",
+                    False,
+                )
+            )
+    return problems
+
+
+def _nfs_without_server(rendered: dict[str, Any]) -> list[Problem]:
+    """An NFS volume on the local driver names its server in ``o: addr=...``: without it,
+    every node mounts nothing, and the first task fails to start (or writes locally)."""
+    problems = []
+    for key, spec in sorted((rendered.get("volumes") or {}).items()):
+        opts = (spec or {}).get("driver_opts") or {}
+        kind = str(opts.get("type") or "")
+        if kind.startswith("nfs") and "addr=" not in str(opts.get("o") or ""):
+            problems.append(
+                Problem(
+                    "",
+                    f"volumes.{key}.driver_opts",
+                    f"an {kind} volume without addr= in o: every node needs the server "
+                    '(o: "addr=10.0.0.5,rw", device: ":/export/path")',
+                    True,
+                )
+            )
+    return problems
+
+
+def _local_volumes(stack: str, service: dict[str, Any], rendered: dict[str, Any]) -> list[str]:
+    """The named volumes the service mounts whose data stays on a node (the local driver
+    without a shared ``type``), by the name swarm gives them."""
+    declared = rendered.get("volumes") or {}
+    out = []
+    for kind, source in volume_sources(service):
+        spec = declared.get(source)
+        if kind != "volume" or not source or not isinstance(spec, dict | type(None)):
+            continue
+        spec = spec or {}
+        driver = spec.get("driver") or "local"
+        shared = str((spec.get("driver_opts") or {}).get("type") or "") in SHARED_TYPES
+        if driver != "local" or shared:
+            continue
+        if spec.get("external"):
+            out.append(str(spec.get("name") or source))
+        else:
+            out.append(str(spec.get("name") or f"{stack}_{source}"))
+    return out
 
 
 def _placement(name: str, service: dict[str, Any], nodes: list[dict[str, Any]]) -> list[Problem]:

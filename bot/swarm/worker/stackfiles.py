@@ -17,7 +17,7 @@ from bot.core.wire import ChangeData, ProblemData
 from bot.swarm import dockercli, hostaccess, preflight
 from bot.swarm.engine import Swarm
 from bot.swarm.gitsource import Commit, GitError
-from bot.swarm.preflight import Problem
+from bot.swarm.preflight import Problem, SwarmSnapshot
 from bot.swarm.worker.lifecycle import WorkerState
 from bot.swarm.worker.stackcli import StackCliOps
 
@@ -137,6 +137,13 @@ class SwarmStackFiles:
         except preflight.OrderError as exc:
             raise JobFailed(str(exc)) from None
 
+    def _snapshot(self) -> SwarmSnapshot:
+        """The swarm as a check sees it, with where each volume's data is (the record)."""
+        snapshot = self.engine.snapshot()
+        records = self.state.queue.volume_store().all()
+        snapshot.volume_nodes = {v: sorted(r["nodes"]) for v, r in records.items()}
+        return snapshot
+
     def check_file(
         self, stack: str, file: Path
     ) -> tuple[dict[str, Any] | None, list[Problem], str]:
@@ -161,7 +168,7 @@ class SwarmStackFiles:
             rendered,
             file.parent,
             self.config.variables,
-            self.engine.snapshot(),
+            self._snapshot(),
         )
         if not matches_any(stack, self.config.host_access_stacks):
             problems += [

@@ -176,7 +176,8 @@ class SwarmTools:
         if availability == "drain":
             running = self.engine.tasks(**{"desired-state": "running"})
             services = self.engine.services()
-            impact = nodes.drain_impact(node, every, services, running)
+            data_here = self._data_on(host)
+            impact = nodes.drain_impact(node, every, services, running, data_here)
             # Names only for those who may see them: services of stacks the requester's
             # roles do not cover are counted, not named.
             stacks = {s["Spec"]["Name"]: stack_of(s["Spec"].get("Labels")) for s in services}
@@ -189,6 +190,11 @@ class SwarmTools:
             if blocked and not force:
                 data["refused"] = True
                 return Answer(False, data, f"{host} not drained: {len(blocked)} would lose tasks")
+            data["away"] = sorted(
+                f"{i.service} (volume {', '.join(data_here[i.service])})"
+                for i in shown
+                if i.service in data_here
+            )
         # The job tells the change, not the watcher: expected before it is made.
         self.state.wait_for_redis(lambda: self.state.notices.expect(node_id, availability))
         self.turns.apply_once(
@@ -233,6 +239,16 @@ class SwarmTools:
 
     def doctor(self) -> list[Finding]:
         return worker_findings(self.state, self.identity)
+
+    def _data_on(self, host: str) -> dict[str, list[str]]:
+        """Per service, the local volumes whose data is on node ``host`` (the record)."""
+        out: dict[str, list[str]] = {}
+        for volume, record in self.state.queue.volume_store().all().items():
+            if record.get("portable") or host not in record["nodes"]:
+                continue
+            for service in record["services"]:
+                out.setdefault(str(service), []).append(volume)
+        return out
 
     def find_node(self, name: str) -> dict[str, Any]:
         return self._find_node(self.engine.nodes(), name)
