@@ -308,6 +308,17 @@ def test_a_service_drained_away_from_its_volume_is_told_once(
         check
     ), check
     assert f"pin it (node.hostname == {first}" in check, check
+    # A constraint that excludes the data's node: !diff says so, and !deploy refuses.
+    text = (ops.stacks_dir / f"{stack}.yaml").read_text()
+    (ops.stacks_dir / f"{stack}.yaml").write_text(
+        text.replace("node.role == worker", f"node.hostname != {first}")
+    )
+    leaving = f"moves away from its data: volume {volume} is on {first}"
+    assert leaving in ops.chat(f"!diff {stack}")
+    refused = ops.chat(f"!deploy {stack}")
+    assert f"not deployed: {stack}_db {leaving}" in refused, refused
+    assert cluster.running_on(f"{stack}_db") == [first]
+    (ops.stacks_dir / f"{stack}.yaml").write_text(text)
     try:
         refused = confirmed(ops, f"!drain {first}")
         assert f"{first} not drained: 1 service would leave its data" in refused, refused
@@ -330,6 +341,26 @@ def test_a_service_drained_away_from_its_volume_is_told_once(
         for node in (first, "worker1", "worker2"):
             with contextlib.suppress(AssertionError):
                 cluster.docker("volume", "rm", "-f", volume, node=node)
+
+
+def test_check_is_quiet_when_a_label_only_one_node_has_pins_the_data(
+    ops: ClusterBot, image: str, run_id: str
+) -> None:
+    """worker1 alone has tier=small: a service pinned by it keeps its data; two replicas
+    on a local volume are warned about, whatever the pinning."""
+    stack = f"{run_id}-pinned-data"
+    doc = yaml.safe_load(
+        stack_yaml({"db": {"image": image, "constraints": ["node.labels.tier == small"]}})
+    )
+    doc["services"]["db"]["volumes"] = ["data:/data"]
+    doc["volumes"] = {"data": {}}
+    (ops.stacks_dir / f"{stack}.yaml").write_text(yaml.safe_dump(doc))
+    out = ops.chat(f"!check {stack}")
+    assert f"{stack}: no problems found" in out, out
+    doc["services"]["db"]["deploy"]["replicas"] = 2
+    (ops.stacks_dir / f"{stack}.yaml").write_text(yaml.safe_dump(doc))
+    out = ops.chat(f"!check {stack}")
+    assert f"2 replicas on local volume {stack}_data: each replica has its own data" in out, out
 
 
 def test_a_worker_pointed_at_another_swarm_takes_no_jobs(

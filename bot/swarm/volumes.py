@@ -15,7 +15,7 @@ from typing import Any
 
 from bot.core.ids import stack_of
 from bot.swarm.placement import hostname, satisfies
-from bot.swarm.preflight.check import SHARED_TYPES
+from bot.swarm.preflight.check import SHARED_TYPES, local_volumes
 
 
 @dataclass(frozen=True)
@@ -86,3 +86,26 @@ def pinned_to(service: dict[str, Any], nodes: list[dict[str, Any]]) -> str:
     )
     allowed = [hostname(n) for n in nodes if satisfies(n, constraints)]
     return allowed[0] if len(allowed) == 1 else ""
+
+
+def leaving_data(
+    stack: str,
+    rendered: dict[str, Any],
+    nodes: list[dict[str, Any]],
+    volume_nodes: dict[str, list[str]],
+) -> dict[str, str]:
+    """Per service of the file (``<stack>_<name>``): why deploying it moves it away from its
+    data, when its local volume's data is on nodes none of which its constraints allow."""
+    by_host = {hostname(n): n for n in nodes}
+    out = {}
+    for short, service in sorted((rendered.get("services") or {}).items()):
+        placement = ((service or {}).get("deploy") or {}).get("placement") or {}
+        constraints = list(placement.get("constraints") or [])
+        for volume in local_volumes(stack, service or {}, rendered):
+            where = [h for h in volume_nodes.get(volume, []) if h in by_host]
+            if where and not any(satisfies(by_host[h], constraints) for h in where):
+                out[f"{stack}_{short}"] = (
+                    f"moves away from its data: volume {volume} is on {', '.join(where)}, "
+                    "which its constraints exclude"
+                )
+    return out

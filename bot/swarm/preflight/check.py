@@ -178,7 +178,7 @@ def _local_data(
     constraints = list((deploy.get("placement") or {}).get("constraints") or [])
     allowed = [n for n in swarm.nodes if satisfies(n, constraints)]
     problems = []
-    for volume in _local_volumes(stack, service, rendered):
+    for volume in local_volumes(stack, service, rendered):
         if replicas > 1:
             problems.append(
                 Problem(
@@ -226,7 +226,7 @@ def _nfs_without_server(rendered: dict[str, Any]) -> list[Problem]:
     return problems
 
 
-def _local_volumes(stack: str, service: dict[str, Any], rendered: dict[str, Any]) -> list[str]:
+def local_volumes(stack: str, service: dict[str, Any], rendered: dict[str, Any]) -> list[str]:
     """The named volumes the service mounts whose data stays on a node (the local driver
     without a shared ``type``), by the name swarm gives them."""
     declared = rendered.get("volumes") or {}

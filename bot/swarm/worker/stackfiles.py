@@ -14,7 +14,7 @@ from bot.core.ids import COMMIT_LABEL, PREVIOUS_COMMIT_LABEL, matches_any, stack
 from bot.core.operations import JobFailed, StackSource
 from bot.core.policy import Policy
 from bot.core.wire import ChangeData, ProblemData
-from bot.swarm import dockercli, hostaccess, preflight
+from bot.swarm import dockercli, hostaccess, preflight, volumes
 from bot.swarm.engine import Swarm
 from bot.swarm.gitsource import Commit, GitError
 from bot.swarm.preflight import Problem, SwarmSnapshot
@@ -128,7 +128,24 @@ class SwarmStackFiles:
         return out
 
     def diff(self, stack: str, rendered: dict[str, Any]) -> list[ChangeData]:
-        return preflight.diff(stack, rendered, self.engine.services(stack))
+        """``preflight.diff``, and for a service the deploy would move away from its
+        local volume's data, that too."""
+        changes = preflight.diff(stack, rendered, self.engine.services(stack))
+        leaving = self.leaving_data(stack, rendered)
+        for change in changes:
+            if change["service"] in leaving:
+                change["details"] = [*change["details"], leaving[change["service"]]]
+                change["restarts"] = True
+        return changes
+
+    def leaving_data(self, stack: str, rendered: dict[str, Any]) -> dict[str, str]:
+        """Services of the file whose deploy moves them away from their data (the record
+        of where each volume's data is, ``bot.queue.volumestore``)."""
+        records = self.state.queue.volume_store().all()
+        where = {v: sorted(r["nodes"]) for v, r in records.items() if not r.get("portable")}
+        if not where:
+            return {}
+        return volumes.leaving_data(stack, rendered, self.engine.nodes(), where)
 
     def deploy_plan(self, source: StackSource) -> tuple[list[str], dict[str, set[str]]]:
         needs = preflight.deploy_needs(self.stack_files(source), self.config.deploy_first)

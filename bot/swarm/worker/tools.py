@@ -347,6 +347,23 @@ class SwarmTools:
             )
             gone: list[ServiceView] = []
             if rendered is not None:
+                leaving = self.files.leaving_data(stack, rendered)
+                if leaving and not force:
+                    said = "; ".join(f"{s} {why}" for s, why in sorted(leaving.items()))
+                    error = (
+                        f"not deployed: {said}; !deploy {stack} --force deploys it anyway "
+                        "(the service starts with an empty volume)"
+                    )
+                    return {**base, "error": error}
+                if leaving:
+                    base["note"] = "; ".join(
+                        n
+                        for n in (
+                            base["note"],
+                            f"moved away from their data: {', '.join(sorted(leaving))}",
+                        )
+                        if n
+                    )
                 changes = preflight.diff(stack, rendered, current)
                 lost = {c["service"] for c in changes if c["change"] == preflight.REMOVED}
                 gone = [ServiceView.of(s) for s in current if s["Spec"]["Name"] in lost]
