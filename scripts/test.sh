@@ -36,7 +36,7 @@ trap stop_ours EXIT
 log="$run/pytest.log"
 : >"$log"
 status=0
-.venv/bin/python -m pytest -n "${TEST_WORKERS:-5}" --dist loadfile --durations=12 \
+.venv/bin/python -m pytest -n "${TEST_WORKERS:-5}" --dist loadfile --no-loadscope-reorder --durations=12 \
   -m "not container" \
   | tee -a "$log" || status=$?
 stop_ours

@@ -101,8 +101,9 @@ def bot(workdir: Path, redis_url: str, swarm: docker.DockerClient) -> Iterator[B
 
 
 # The modules that take longest (a multi-node swarm of their own, a benchmark run), first:
-# `make test` spreads whole modules over its processes in the order collected, and one of
-# these started last would run alone at the end.
+# `make test` spreads whole modules over its processes in the order collected (xdist's own
+# reordering, by number of tests, is off: it put the one-test benchmark last, alone), and
+# one of these started last would run alone at the end.
 SLOWEST_FIRST = (
     "test_manager_loss.py",
     "test_bench_smoke.py",

@@ -282,6 +282,15 @@ def test_a_task_no_node_can_take_is_told_once_with_the_reason(
         remove(cluster, stack)
 
 
+def data_file(cluster: Cluster, node: str, volume: str) -> str:
+    """What the volume ``volume`` on ``node`` holds in ``rows`` ("" if no such file)."""
+    path = cluster.client(node).volumes.get(volume).attrs["Mountpoint"]
+    try:
+        return (Path(path) / "rows").read_text().strip()
+    except OSError:
+        return ""
+
+
 def test_a_service_drained_away_from_its_volume_is_told_once(
     ops: ClusterBot, cluster: Cluster, image: str, run_id: str
 ) -> None:
@@ -289,14 +298,19 @@ def test_a_service_drained_away_from_its_volume_is_told_once(
     !drain of that node is refused, naming the volume; forced, the answer says the service
     now runs away from its data, and one notice that it started where its volume is empty."""
     stack = f"{run_id}-stateful"
+    # It writes its data: a file in its volume, where it first runs.
+    writes = ["sh", "-c", "test -f /data/rows || date +%s%N > /data/rows; sleep 3600"]
     doc = yaml.safe_load(
-        stack_yaml({"db": {"image": image, "constraints": ["node.role == worker"]}})
+        stack_yaml(
+            {"db": {"image": image, "constraints": ["node.role == worker"], "command": writes}}
+        )
     )
     doc["services"]["db"]["volumes"] = ["data:/data"]
     doc["volumes"] = {"data": {}}
     (ops.stacks_dir / f"{stack}.yaml").write_text(yaml.safe_dump(doc))
     assert f"deployed {stack}" in ops.chat(f"!deploy {stack}")
     [first] = cluster.wait_running(f"{stack}_db", 1)
+    written = wait_until(lambda: data_file(cluster, first, f"{stack}_data"), 30, "its data")
     volume = f"{stack}_data"
     out = ops.chat(f"!volumes {stack}")
     assert re.search(rf"{volume}\s+{stack}\s+{stack}_db\s+{first}\s+local\s+no", out), out
@@ -333,6 +347,10 @@ def test_a_service_drained_away_from_its_volume_is_told_once(
         )
         assert f"where volume {volume} has no data (its data is on {first} since" in told[0]
         assert "it may be running on an empty volume" in told[0]
+        # On second its volume was empty: it wrote its data anew. The data stays on first.
+        anew = wait_until(lambda: data_file(cluster, second, f"{stack}_data"), 30, "new data")
+        assert anew != written
+        assert data_file(cluster, first, f"{stack}_data") == written
         ops.settle()
         assert len(ops.notices(f"{stack}_db started on")) == 1, ops.notices(stack)
     finally:
