@@ -331,6 +331,7 @@ def test_a_service_drained_away_from_its_volume_is_told_once(
     assert leaving in ops.chat(f"!diff {stack}")
     refused = ops.chat(f"!deploy {stack}")
     assert f"not deployed: {stack}_db {leaving}" in refused, refused
+    assert re.search(r"!confirm [A-Z0-9]{4} deploys it anyway", refused), refused
     assert cluster.running_on(f"{stack}_db") == [first]
     (ops.stacks_dir / f"{stack}.yaml").write_text(text)
     try:
@@ -353,10 +354,21 @@ def test_a_service_drained_away_from_its_volume_is_told_once(
         assert data_file(cluster, first, f"{stack}_data") == written
         ops.settle()
         assert len(ops.notices(f"{stack}_db started on")) == 1, ops.notices(stack)
+        # A file that sends it to the manager, away from both copies: refused, confirmed.
+        (ops.stacks_dir / f"{stack}.yaml").write_text(
+            text.replace("node.role == worker", "node.role == manager")
+        )
+        refused = ops.chat(f"!deploy {stack}")
+        code = re.search(r"!confirm ([A-Z0-9]{4}) deploys it anyway", refused)
+        assert code, refused
+        forced = ops.chat(f"!confirm {code.group(1)}")
+        assert "confirmed: queued as job" in forced and f"deployed {stack}" in forced, forced
+        assert f"moved away from their data: {stack}_db" in forced, forced
+        assert cluster.wait_running(f"{stack}_db", 1) == ["manager1"]
     finally:
         ops.chat(f"!activate {first}")
         remove(cluster, stack)
-        for node in (first, "worker1", "worker2"):
+        for node in (first, "worker1", "worker2", "manager1"):
             with contextlib.suppress(AssertionError):
                 cluster.docker("volume", "rm", "-f", volume, node=node)
 

@@ -350,9 +350,10 @@ class SwarmTools:
                 leaving = self.files.leaving_data(stack, rendered)
                 if leaving and not force:
                     said = "; ".join(f"{s} {why}" for s, why in sorted(leaving.items()))
+                    code = self._confirm_anyway(run, stack)
                     error = (
-                        f"not deployed: {said}; !deploy {stack} --force deploys it anyway "
-                        "(the service starts with an empty volume)"
+                        f"not deployed: {said}; !confirm {code} deploys it anyway (the "
+                        "service starts with an empty volume; or pin it to its data)"
                     )
                     return {**base, "error": error}
                 if leaving:
@@ -414,6 +415,28 @@ class SwarmTools:
             # taken over after `!deploy swarmbot` replaced its worker).
             "seconds": round(max(time.monotonic() - started, time.time() - since), 1),
         }
+
+    def _confirm_anyway(self, run: JobRun, stack: str) -> str:
+        """A confirmation code for the same deploy, forced: the requester confirms it as any
+        other (``!confirm CODE``), within ``safety.confirm_seconds``; audited there."""
+        job = run.job
+        args = {"stack": stack, "option": "--force"}
+        if job.args.get("ref"):
+            args["ref"] = job.args["ref"]
+        at = f"@{args['ref']}" if "ref" in args else ""
+        pending = {
+            "user": job.requester,
+            "command": "deploy",
+            "args": args,
+            "text": f"{self.config.prefix}deploy {stack}{at} --force",
+            "ref": {k: v for k, v in job.reply_to.items() if k != "inbox"},
+            "stack": stack,
+            "confirmed": False,
+            "approver": "",
+            "second": matches_any(stack, self.config.second_approver_stacks),
+        }
+        with self.queue.batch() as pipe:
+            return self.queue.ask_approval(pending, self.config.confirm_seconds, pipe)
 
     def _remove_old_versions(self, stack: str, made: set[str]) -> list[str]:
         """Once a deploy converged: the earlier versions of the stack's file-based configs
