@@ -104,7 +104,8 @@ def matrix(
 def test_services_answered_in_thread_as_an_html_table(matrix: Room, run_id: str) -> None:
     stack = matrix.env.add_stack(f"{run_id}-mxls", {"web": {}})  # a table needs a service
     assert f"deployed {stack}" in matrix.env.chat(f"!deploy {stack}")
-    command = matrix.alice.say(matrix.id, "!services")
+    # Its own stack: the whole swarm's services (other tests' too) could take two messages.
+    command = matrix.alice.say(matrix.id, f"!services {stack}")
     reply = wait_for_reply(matrix.alice, matrix.id, command, "REPLICAS")
     assert reply["sender"] == matrix.bot_id
     body = reply["content"]
@@ -241,17 +242,20 @@ def test_edits_replies_and_notices_never_run_anything(matrix: Room, run_id: str)
 
 
 def test_restarted_bot_answers_missed_commands_once_and_reruns_nothing(matrix: Room) -> None:
-    before = matrix.alice.say(matrix.id, "!stacks")
-    wait_for_reply(matrix.alice, matrix.id, before, "DEPLOYED")
+    # !ping: a queued command with a one-message answer (a long table takes several).
+    before = matrix.alice.say(matrix.id, "!ping")
+    wait_for_reply(matrix.alice, matrix.id, before, "pong from worker")
     matrix.env.stop_bot()
     jobs = matrix.env.queued_jobs()
-    missed = matrix.alice.say(matrix.id, "!stacks")
+    missed = matrix.alice.say(matrix.id, "!ping")
     matrix.env.start_bot()
-    wait_for_reply(matrix.alice, matrix.id, missed, "DEPLOYED")
+    wait_for_reply(matrix.alice, matrix.id, missed, "pong from worker")
     settle(matrix.alice, matrix.id)
     assert matrix.env.queued_jobs() == jobs + 1
     for command in (before, missed):
-        results = [r for r in matrix.bot_replies(command) if "DEPLOYED" in r["content"]["body"]]
+        results = [
+            r for r in matrix.bot_replies(command) if "pong from worker" in r["content"]["body"]
+        ]
         assert len(results) == 1, [r["content"]["body"] for r in matrix.bot_replies(command)]
 
 
