@@ -11,6 +11,7 @@ from typing import Any
 from bot.core.ids import PREVIOUS_COMMIT_LABEL, SERVICE_NAME, STACK_NAME
 from bot.core.operations import Answer, JobFailed, JobRun, Notice, ServiceChange, WorkerTools
 from bot.core.replies import Reply
+from bot.core.services import ServiceView
 from bot.core.wire import Job, Result
 from commands import deploy
 from commands.base import Arg, Command
@@ -29,7 +30,8 @@ def handle(tools: WorkerTools, run: JobRun) -> Answer:
     service = tools.resolve(run.job)
     if not service.has_previous:
         raise JobFailed(f"{service.name} has no previous spec to roll back to")
-    return tools.change_service(run, service, ServiceChange.rollback())
+    answer = tools.change_service(run, service, ServiceChange.rollback())
+    return replace(answer, data={**answer.data, "volumes": service.volumes})
 
 
 def _rollback_stack(
@@ -47,15 +49,25 @@ def _rollback_stack(
         )
     source = tools.files.source(sorted(previous)[0])
     report = tools.deploy_stack(stack, run, source=source)
-    data = {**report, "rollback": True}
+    volumes = sorted({v for s in services for v in ServiceView.of(s).volumes})
+    data = {**report, "rollback": True, "volumes": volumes}
     return Answer(report["ok"], data, f"{stack}: rolled back: " + deploy.summary(report))
 
 
 def render(result: Result) -> Reply:
     if not result.data.get("rollback"):
-        return _service_render(result)
+        return _kept(_service_render(result), result)
     reply = deploy.render(result)
-    return replace(reply, text=reply.text.replace("deployed ", "rolled back ", 1))
+    return _kept(replace(reply, text=reply.text.replace("deployed ", "rolled back ", 1)), result)
+
+
+def _kept(reply: Reply, result: Result) -> Reply:
+    """A rollback removes no volume: the answer names the ones it left as they were."""
+    volumes = result.data.get("volumes") or []
+    if not volumes or not result.ok:
+        return reply
+    line = f"volumes kept as they are (the bot never deletes data): {', '.join(volumes)}"
+    return replace(reply, detail=(*reply.detail, line))
 
 
 def notice(job: Job, data: Mapping[str, Any]) -> list[Notice]:

@@ -303,3 +303,19 @@ def test_volumes_of_a_node_and_only_stacks_the_requester_may_see() -> None:
     answer, _ = run_job(FakeTools(), "volumes", DEV_ONLY, where="worker2")
     assert answer.data["rows"] == []
     assert answer.data["hidden"] == 1
+
+
+def test_rollback_names_the_volumes_it_kept() -> None:
+    from bot.core.wire import Result
+    from commands.rollback import render
+
+    mounts = ({"Type": "volume", "Source": "dev_data", "Target": "/data"},)
+    tools = FakeTools(FakeEngine([service("dev_web", previous=True, mounts=mounts)]))
+    answer, _ = run_job(tools, "rollback", service="dev_web")
+    assert answer.data["volumes"] == ["dev_data"]
+    data = {
+        **answer.data,
+        "outcome": {"state": "converged", "running": 1, "desired": 1, "seconds": 2.0},
+    }
+    reply = render(Result("result", "7", "rollback", True, data, {"inbox": "t"}))
+    assert reply.detail[-1] == "volumes kept as they are (the bot never deletes data): dev_data"
