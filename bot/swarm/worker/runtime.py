@@ -109,6 +109,7 @@ class Worker:
         self._reclaimed: queue.SimpleQueue[tuple[str, dict[Any, Any]]] = queue.SimpleQueue()
         self._drained = threading.Event()  # set: no job runs here any more
         self._ready = False  # taking jobs
+        self._burst_checked = float("-inf")  # when burst() last looked at group and swarm
         self._threads: list[threading.Thread] = []  # long-lived: all must stay alive
 
     @property
@@ -182,13 +183,22 @@ class Worker:
         once the queue is empty (arq's burst mode). No heartbeat thread and no watchers: for
         ``swarmbot worker --burst`` (a one-shot from cron or CI) and for the test bot, which
         runs the chat side and this in one process."""
-        self.state.wait_for_redis(self.queue.ensure_group)
-        if not self.identity.check():
+        if time.monotonic() >= self._burst_checked + SWARM_CHECK_SECONDS:
+            # The queue's group and the swarm, once per interval: the test bot calls this
+            # in a loop while a chat waits, and each look is a Docker and a Redis call.
+            self.state.wait_for_redis(self.queue.ensure_group)
+            self.identity.check()
+            self._burst_checked = time.monotonic()
+        if self.state.wrong_swarm.is_set():
             return 0
         handled = 0
         while True:
             self.queue.beat({}, self._load())  # online while it works: "queued" says so
-            batch = self.queue.read(count=1, block_ms=20)
+            try:
+                batch = self.queue.read(count=1, block_ms=20)
+            except WrongType:  # the queue deleted or replaced since: made again
+                self.state.wait_for_redis(self.queue.ensure_group)
+                continue
             if not batch:
                 return handled
             for entry_id, fields in batch:
