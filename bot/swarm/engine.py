@@ -96,19 +96,22 @@ class Swarm:
         (``<stack>_<key>-<12 hex>``, labelled with the stack) that no service in the swarm
         uses and that are not ``current`` (the names this deploy made)."""
         pattern = re.compile(rf"^{re.escape(stack)}_[A-Za-z0-9._-]+-[0-9a-f]{{12}}$")
+        label = {"label": f"{STACK_LABEL}={stack}"}
+        found = [("config", c) for c in self._api.configs(filters=label)]
+        found += [("secret", s) for s in self._api.secrets(filters=label)]
+        old = [
+            (kind, obj["ID"], obj["Spec"]["Name"])
+            for kind, obj in found
+            if pattern.match(obj["Spec"]["Name"]) and obj["Spec"]["Name"] not in current
+        ]
+        if not old:
+            return []  # the usual deploy: no services listed
         used: set[str] = set()
         for service in self._api.services():
             container = (service["Spec"].get("TaskTemplate") or {}).get("ContainerSpec") or {}
             used |= {c.get("ConfigName", "") for c in container.get("Configs") or []}
             used |= {s.get("SecretName", "") for s in container.get("Secrets") or []}
-        label = {"label": f"{STACK_LABEL}={stack}"}
-        found = [("config", c) for c in self._api.configs(filters=label)]
-        found += [("secret", s) for s in self._api.secrets(filters=label)]
-        return sorted(
-            (kind, obj["ID"], obj["Spec"]["Name"])
-            for kind, obj in found
-            if pattern.match(obj["Spec"]["Name"]) and obj["Spec"]["Name"] not in used | current
-        )
+        return sorted(o for o in old if o[2] not in used)
 
     def remove_object(self, kind: str, object_id: str) -> None:
         if kind == "config":
