@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from bot.core.ids import hostname
 from bot.core.operations import Answer, JobRun, WorkerTools
 from bot.core.replies import Reply, Table, plural
 from bot.core.wire import Result
@@ -22,7 +23,7 @@ POLICY_KEYS = ("Parallelism", "Delay", "FailureAction", "Monitor", "MaxFailureRa
 def handle(tools: WorkerTools, run: JobRun) -> Answer:
     service = tools.resolve(run.job)
     public = _public_values(tools.config.public_variables, tools.config.variables)
-    hosts = {n["ID"]: _hostname(n) for n in tools.engine.nodes()}
+    hosts = {n["ID"]: hostname(n) for n in tools.engine.nodes()}
     ran_on = sorted(
         {hosts.get(t.get("NodeID", ""), "?") for t in tools.engine.tasks(service=service.id)}
     )
@@ -71,10 +72,6 @@ def _policy(config: Mapping[str, Any]) -> str:
                 value = f"{value / 1e9:g}s"  # the Engine API says nanoseconds
             parts.append(f"{key[0].lower()}{key[1:]}={value}")
     return ", ".join(parts) or "swarm's defaults"
-
-
-def _hostname(node: Mapping[str, Any]) -> str:
-    return str((node.get("Description") or {}).get("Hostname") or node.get("ID", "")[:12])
 
 
 def render(result: Result) -> Reply:

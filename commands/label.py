@@ -9,6 +9,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from bot.core.ids import hostname
 from bot.core.operations import Answer, JobRun, Notice, WorkerTools, who
 from bot.core.replies import Reply
 from bot.core.wire import Job, Result
@@ -23,7 +24,7 @@ CHANGE = re.compile(
 
 def handle(tools: WorkerTools, run: JobRun) -> Answer:
     node = tools.find_node(run.args["node"])
-    host = str((node.get("Description") or {}).get("Hostname") or node["ID"][:12])
+    host = hostname(node)
     labels = dict((node.get("Spec") or {}).get("Labels") or {})
     change = CHANGE.match(run.args["change"])
     assert change is not None  # the job schema is the same pattern

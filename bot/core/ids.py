@@ -86,6 +86,12 @@ def resolve_service(typed: str, names: Sequence[str]) -> Resolution:
     return Resolution(None, tuple(dict.fromkeys(close + contains))[:8])
 
 
+def hostname(node: Mapping[str, Any]) -> str:
+    """How every answer and notice names a node (an Engine API dict): its hostname, or the
+    start of its ID when it reports none."""
+    return str((node.get("Description") or {}).get("Hostname") or node.get("ID", "")[:12])
+
+
 def image_tag(spec: Mapping[str, Any]) -> str:
     """A service spec's image as the operator wrote it: the stack's image label if there is
     one, and never the digest swarm pinned (``...@sha256:...``). One definition for the

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bot.swarm.placement import can_take, hostname, satisfies
+from bot.core.ids import hostname
+from bot.swarm.placement import can_take, satisfies
 
 
 def role(node: dict[str, Any]) -> str:

@@ -7,10 +7,7 @@ import re
 from typing import Any
 
 from bot.core.availability import state_word
-
-
-def hostname(node: dict[str, Any]) -> str:
-    return str((node.get("Description") or {}).get("Hostname") or node.get("ID", "")[:12])
+from bot.core.ids import hostname
 
 
 def can_take(node: dict[str, Any]) -> bool:

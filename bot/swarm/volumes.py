@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bot.core.ids import stack_of
-from bot.swarm.placement import hostname, satisfies
+from bot.core.ids import hostname, stack_of
+from bot.swarm.placement import satisfies
 from bot.swarm.preflight.check import SHARED_TYPES, local_volumes
 
 

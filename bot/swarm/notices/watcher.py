@@ -24,6 +24,7 @@ import docker.errors
 import requests.exceptions
 
 from bot.core.config import Config
+from bot.core.ids import hostname
 from bot.queue.consumer import WorkerQueue
 from bot.queue.errors import StoreError
 from bot.queue.noticestore import WatcherState
@@ -32,7 +33,6 @@ from bot.swarm.engine import API_VERSION
 from bot.swarm.notices import decide, wording
 from bot.swarm.notices.decide import Pending, Summary, Told, summarize
 from bot.swarm.notices.rooms import Notices
-from bot.swarm.placement import hostname
 
 log = logging.getLogger("swarmbot.notices")
 

@@ -20,7 +20,7 @@ import requests.exceptions
 from bot.core import health
 from bot.core.config import Config
 from bot.core.doctor import Finding
-from bot.core.ids import matches_any, resolve_service, stack_of, stacks_named_by
+from bot.core.ids import hostname, matches_any, resolve_service, stack_of, stacks_named_by
 from bot.core.operations import Answer, JobFailed, JobRun, ServiceChange, StackSource
 from bot.core.policy import Policy
 from bot.core.scrub import env_values, masker
@@ -30,7 +30,6 @@ from bot.core.wire import DeployReport, Job, OutcomeData
 from bot.swarm import dockercli, nodes, preflight, updates, volumes
 from bot.swarm.convergence import Assessment, describe_task, failing_task
 from bot.swarm.engine import Swarm
-from bot.swarm.placement import hostname
 from bot.swarm.worker.identity import SwarmIdentity, worker_findings
 from bot.swarm.worker.lifecycle import WorkerState, short
 from bot.swarm.worker.stackcli import StackCliOps
