@@ -19,6 +19,7 @@ from typing import Any, TextIO
 from bot.core import doctor
 from bot.core.config import Config
 from bot.core.doctor import Finding
+from bot.core.whereabouts import wrong_swarm
 from bot.queue.clients import reachable, sync_client
 from bot.queue.keys import Keys
 from bot.queue.swarmstore import SwarmStore
@@ -48,20 +49,15 @@ def _docker(config: Config) -> list[Finding]:
     except Exception as exc:
         if config.adapters and (config.matrix or config.slack):
             return [Finding("docker", True, "no Docker socket here (the bot needs none)")]
-        fix = "mount the manager's dockerd socket into the worker (or set DOCKER_HOST)"
-        return [Finding("docker", False, f"not reachable: {exc}", fix)]
+        return [doctor.docker(None, error=str(exc))]
     serving = config.swarm_id or (
         SwarmStore(
             sync_client(config.redis_url), Keys(config.redis_prefix), config.signing_secret
         ).accepted()
         or ""
     )
-    if not where.manager:
-        return [Finding("docker", False, where.said(), "run the worker on a manager node")]
-    if serving and where.swarm_id != serving:
-        fix = f"!swarm accept {where.swarm_id}, or mount the right daemon's socket"
-        return [Finding("docker", False, f"{where.said()}; serving swarm {serving}", fix)]
-    return [Finding("docker", True, where.said())]
+    wrong = wrong_swarm(serving, where) if serving and where.swarm_id != serving else ""
+    return [doctor.docker(where, wrong)]
 
 
 def _notice_rooms(config: Config) -> list[Finding]:

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bot.core.whereabouts import Whereabouts
+
 HTTP_TIMEOUT = 5.0
 
 
@@ -30,6 +32,20 @@ class Finding:
 
     def as_data(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def docker(where: Whereabouts | None, wrong: str = "", error: str = "") -> Finding:
+    """The daemon, node and swarm a worker stands on (``where``; None when Docker did not
+    answer, with ``error``); ``wrong``: why it serves another swarm than the one found."""
+    if where is None:
+        fix = "mount the manager's dockerd socket into the worker (or set DOCKER_HOST)"
+        return Finding("docker", False, f"not reachable: {error}", fix)
+    if wrong:
+        fix = f"!swarm accept {where.swarm_id}, or mount the right daemon's socket"
+        return Finding("docker", False, wrong, fix)
+    if not where.manager:
+        return Finding("docker", False, where.said(), "run the worker on a manager node")
+    return Finding("docker", True, where.said())
 
 
 def ipvs(proc_modules: str = "/proc/modules", modules_root: str = "/lib/modules") -> Finding:

@@ -82,16 +82,8 @@ class SwarmIdentity:
         try:
             self.check()
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-            fix = "mount the manager's dockerd socket into the worker (or set DOCKER_HOST)"
-            return Finding("docker", False, f"not reachable: {exc}", fix)
-        where = self.where
-        assert where is not None
-        if self.wrong:
-            fix = f"!swarm accept {where.swarm_id}, or mount the right daemon's socket"
-            return Finding("docker", False, self.wrong, fix)
-        if not where.manager:
-            return Finding("docker", False, where.said(), "run the worker on a manager node")
-        return Finding("docker", True, where.said())
+            return doctor.docker(None, error=str(exc))
+        return doctor.docker(self.where, self.wrong)
 
     def _tell(self, where: Whereabouts, wrong: str) -> None:
         """One notice per swarm found (not per worker start)."""
