@@ -450,6 +450,18 @@ class BotEnv:
         return int(self.redis().xlen(f"{self.prefix}:jobs"))
 
 
+def removed(obj: docker.models.secrets.Secret | docker.models.volumes.Volume) -> bool:
+    """Remove a test's volume or secret; False while a task that uses it is still stopping
+    (for ``wait_until``). swarmbot never removes a volume: the tests remove their own."""
+    try:
+        obj.remove()
+    except docker.errors.NotFound:
+        return True
+    except docker.errors.APIError:
+        return False
+    return True
+
+
 def remove_stacks(client: docker.DockerClient, prefix: str, keep: str = "") -> None:
     """Remove every test stack whose name starts with ``prefix`` but not with ``keep``
     (services, then networks)."""

@@ -31,6 +31,7 @@ from tests.harness import (
     ROOT,
     free_port,
     remove_stacks,
+    removed,
     stack_yaml,
     swarmbot_test_image,
     wait_until,
@@ -221,7 +222,7 @@ def _clean_leftovers(swarm: docker.DockerClient) -> None:
             kind, _, ident = line.partition(":")
             with contextlib.suppress(docker.errors.NotFound):
                 obj = swarm.secrets.get(ident) if kind == "secret" else swarm.volumes.get(ident)
-                wait_until(lambda o=obj: _removed(o), 60, "a leftover to be free")
+                wait_until(lambda o=obj: removed(o), 60, "a leftover to be free")
         LEFTOVERS.unlink()
     if any(s.name.startswith(f"{STACK}_") for s in swarm.services.list()):
         pytest.skip(f"a stack named {STACK} runs on this dockerd; the install test leaves it be")
@@ -296,11 +297,11 @@ def deployed(
             "the bot's stack to go",
         )
         for secret in [s for s in swarm.secrets.list() if s.name in SECRETS]:
-            wait_until(lambda s=secret: _removed(s), 60, "the secret to be free")
+            wait_until(lambda s=secret: removed(s), 60, "the secret to be free")
         # The stack's volumes (Redis's data, the worker's ledger): swarmbot never removes a
         # volume, so the test removes its own, once no container holds them.
         for volume in swarm.volumes.list(filters={"label": f"com.docker.stack.namespace={STACK}"}):
-            wait_until(lambda v=volume: _removed(v), 60, "the stack's volume to be free")
+            wait_until(lambda v=volume: removed(v), 60, "the stack's volume to be free")
         LEFTOVERS.unlink(missing_ok=True)
         if not labelled:
             spec = swarm.nodes.get(node.id).attrs["Spec"]
@@ -330,16 +331,6 @@ def _all_running(swarm: docker.DockerClient, stack: str) -> bool:
     return len(services) == 3 and all(
         s["ServiceStatus"]["RunningTasks"] == s["ServiceStatus"]["DesiredTasks"] for s in services
     )
-
-
-def _removed(obj: docker.models.secrets.Secret | docker.models.volumes.Volume) -> bool:
-    try:
-        obj.remove()
-    except docker.errors.NotFound:
-        return True
-    except docker.errors.APIError:
-        return False  # still in use by a task that is stopping
-    return True
 
 
 def test_services_answered_by_the_containerised_bot(deployed: Deployed) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from bot.core.operations import JobFailed
 from tests.fakes import DEV_ONLY, FakeEngine, FakeTools, run_job, service
-from tests.harness import TEST_IMAGE, BotEnv, remove_stacks, wait_until
+from tests.harness import TEST_IMAGE, BotEnv, remove_stacks, removed, wait_until
 
 SECRET = "s3cret-db-password-42"
 
@@ -136,14 +136,4 @@ def _cleanup(swarm: docker.DockerClient, run_id: str) -> Iterator[None]:
     stack = f"{run_id}-inspect"
     remove_stacks(swarm, stack)
     for volume in swarm.volumes.list(filters={"name": f"{stack}_data"}):
-        wait_until(lambda v=volume: _removed(v), 60, "the test volume to be free")
-
-
-def _removed(volume: docker.models.volumes.Volume) -> bool:
-    try:
-        volume.remove()
-    except docker.errors.NotFound:
-        return True
-    except docker.errors.APIError:
-        return False  # its task is still stopping
-    return True
+        wait_until(lambda v=volume: removed(v), 60, "the test volume to be free")

@@ -11,7 +11,7 @@ import docker
 import pytest
 import yaml
 
-from tests.harness import BotEnv, remove_stacks, stack_yaml, wait_until
+from tests.harness import BotEnv, remove_stacks, removed, stack_yaml, wait_until
 
 pytestmark = pytest.mark.swarm
 
@@ -30,17 +30,7 @@ def bot(
         for stack in (f"{run_id}-rm", f"{run_id}-prune"):
             remove_stacks(swarm, stack)
             for volume in swarm.volumes.list(filters={"name": f"{stack}_data"}):
-                wait_until(lambda v=volume: _gone(v), 60, "the test volume to be free")
-
-
-def _gone(volume: docker.models.volumes.Volume) -> bool:
-    try:
-        volume.remove()
-    except docker.errors.NotFound:
-        return True
-    except docker.errors.APIError:
-        return False  # a task that used it is still stopping
-    return True
+                wait_until(lambda v=volume: removed(v), 60, "the test volume to be free")
 
 
 def write_stack(bot: BotEnv, name: str, services: list[str], volume_for: str = "") -> None:
