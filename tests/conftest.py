@@ -108,6 +108,7 @@ SLOWEST_FIRST = (
     "test_manager_loss.py",
     "test_bench_smoke.py",
     "test_nodes.py",
+    "test_install_cluster.py",
     "test_git_sources.py",
     "test_faults.py",
     "test_hardening.py",

@@ -53,6 +53,24 @@ def forward(listen: tuple[str, int], to: tuple[str, int], stop: threading.Event)
     server.close()
 
 
+def all_running(cluster: Cluster) -> bool:
+    services = cluster.client().api.services(
+        filters={"label": "com.docker.stack.namespace=swarmbot"}, status=True
+    )
+    return len(services) == 3 and all(
+        s["ServiceStatus"]["RunningTasks"] == s["ServiceStatus"]["DesiredTasks"] for s in services
+    )
+
+
+def what_runs(cluster: Cluster) -> str:
+    """For a failure's message: the stack's tasks, and the last log lines of its containers."""
+    out = cluster.docker("stack", "ps", "--no-trunc", "swarmbot")
+    for container in cluster.client().containers.list(all=True):
+        logs = container.logs(tail=15).decode(errors="replace")
+        out += f"\n--- {container.name} ({container.status}):\n{logs}"
+    return out
+
+
 @pytest.fixture(scope="module")
 def cluster(run_id: str) -> Iterator[Cluster]:
     c = Cluster(f"{run_id}-install", workers=1)
@@ -116,8 +134,12 @@ def test_the_install_steps_onto_a_multi_node_swarm_through_the_managers_socket(
         run_install_step("check-config", env, ROOT)
         run_install_step("deploy", env, ROOT)
         wait_until(lambda: alice.membership(room, bot.user_id) == "join", 180, "the bot to join")
-        command = alice.say(room, "!ping")
-        reply = wait_for_reply(alice, room, command, "pong from worker", timeout=120)
+        try:  # every task running (and healthy), as test_container waits for them
+            wait_until(lambda: all_running(cluster), 180, "the stack's tasks to be healthy")
+            command = alice.say(room, "!ping")
+            reply = wait_for_reply(alice, room, command, "pong from worker", timeout=120)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{what_runs(cluster)}") from None
         said = reply["content"]["body"]
         swarm_id = cluster.client().info()["Swarm"]["Cluster"]["ID"]
         assert f"swarm {swarm_id[:12]}, node manager1 (manager)" in said, said
