@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from bot.core.alerting.api import AlertApi
 from bot.core.config import Config
 from bot.core.ids import GIT_REF, SERVICE_NAME, STACK_NAME
 from bot.core.operations import Handler, NoticeFor
@@ -36,10 +37,13 @@ class Arg:
     shown: str = ""  # how usage spells it, if not by name
     # May be followed by `@<git ref>` (`dev@v1.2`): the parser splits it off into "ref".
     at_ref: bool = False
+    # Takes the rest of the line, words and all (a reason); only as the last argument.
+    rest: bool = False
 
     def usage(self) -> str:
         first, bar, rest = (self.shown or self.name).partition("|")
         label = first + ("[@ref]" if self.at_ref else "") + bar + rest  # <stack[@ref]|all>
+        label += "..." if self.rest else ""
         return f"[{label}]" if self.optional else f"<{label}>"
 
 
@@ -95,6 +99,7 @@ class Context:
     queue: JobRecords
     registry: dict[str, Command]
     dispatcher: Confirmer  # for the policy commands (confirm)
+    alerts: AlertApi | None = None  # Alertmanager's API, when [alerts] names it
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,9 @@ class Command:
     handler: Handler | None = None
     render: Callable[[Result], Reply] | None = None
     render_progress: Callable[[dict[str, Any]], str] | None = None
+    # Confirmed whatever safety.confirm says, when this says so for these arguments
+    # (`!swarm accept`, a silence longer than alerts.confirm_silence_over_seconds).
+    always_confirm: Callable[[Config, dict[str, str]], bool] | None = None
     # What a confirmation says it will do (when safety.confirm names the command).
     confirm_text: Callable[[dict[str, str]], str] | None = None
     # The notices a finished job posts (commands that change the swarm).

@@ -21,6 +21,8 @@ command -v jq >/dev/null 2>&1 || need+=(jq)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # The tests' SSH git server (tests/gitserver.py runs its own sshd on loopback).
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
+# The alert tests' real Alertmanager (tests/alertmanager.py starts its own on loopback).
+command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2

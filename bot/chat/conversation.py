@@ -39,6 +39,7 @@ PROGRESS_TTL = 86400
 QUEUED_DELAY = 1.0
 ANSWERED_REMEMBERED = 1000
 POSTED_TTL = 7 * 86400
+STORY_TTL = 7 * 86400  # how long a story's message can still be edited
 
 
 class Undeliverable(Exception):
@@ -67,8 +68,12 @@ class Surface(Protocol):
 
     async def react(self, ref: dict[str, str], mark: Mark, key: str) -> None: ...
 
-    async def announce(self, ref: dict[str, str], reply: Reply, key: str) -> None:
-        """Post a notice in its room, not in a thread."""
+    async def announce(self, ref: dict[str, str], reply: Reply, key: str) -> str:
+        """Post a notice in its room, not in a thread; returns the (first) message's ID."""
+        ...
+
+    def thread_of(self, ref: dict[str, str], message: str) -> dict[str, str]:
+        """Where a reply in ``message``'s thread goes (``ref``: the message's room)."""
         ...
 
 
@@ -164,7 +169,12 @@ class Conversation:
         ref = result.reply_to
         if result.kind == "notice":
             key = f"notice-{result.data.get('id')}"
-            await self._once(key, lambda: self.surface.announce(ref, reply, key))
+            story = result.data.get("story")
+            if story:
+                thread = [str(line) for line in result.data.get("thread") or []]
+                await self._story(ref, reply, str(story), thread, key)
+            else:
+                await self._once(key, lambda: self.surface.announce(ref, reply, key))
             return
         if not self.surface.serves(ref):
             log.warning("job %s: result for a room I do not serve; dropped", result.job)
@@ -191,6 +201,32 @@ class Conversation:
         # Housekeeping after the post: failing here must not make the result look
         # undelivered (a retry would post it again); the key expires by itself anyway.
         await self._tidy(self.state.drop(progress))
+
+    async def _story(
+        self, ref: dict[str, str], reply: Reply, story: str, thread: list[str], key: str
+    ) -> None:
+        """One message per story (an alert group, a deploy from start to end): posted the
+        first time, edited after; ``thread``, when given, is said in its thread. The message
+        is remembered in Redis, so a bot restart edits it rather than posting it again."""
+        name = f"story:{story}"
+        message = await self.state.get(name)
+        if message is None and reply.text:
+            if self.surface.deduplicates or not await self.state.has(f"posted:{key}"):
+                message = await self.surface.announce(ref, reply, key)
+                if message:
+                    await self._tidy(self.state.put(name, message, STORY_TTL))
+                if not self.surface.deduplicates:
+                    await self._tidy(self.state.put(f"posted:{key}", "1", POSTED_TTL))
+        elif message and reply.text:
+            await self.surface.edit(ref, message, reply, f"{key}-edit")
+        if not thread:
+            return
+        said = Reply("\n".join(thread), status=reply.status)
+        if message:
+            where = self.surface.thread_of(ref, message)
+            await self._once(f"{key}-thread", lambda: self.surface.post(where, said, f"{key}-t"))
+        else:  # its message was never posted here (or is forgotten): said on its own
+            await self._once(f"{key}-thread", lambda: self.surface.announce(ref, said, f"{key}-t"))
 
     async def _once(self, key: str, send: Callable[[], Awaitable[object]]) -> None:
         """Send unless it was sent before (some platforms have no idempotency key)."""

@@ -15,8 +15,10 @@ import time
 from dataclasses import replace
 from typing import Any
 
+from bot.chat.alertmanager import Alertmanager
 from bot.chat.parsing import ParseError, parse
 from bot.core import health
+from bot.core.alerting.api import AlertApi
 from bot.core.config import Config
 from bot.core.ids import matches_any, stacks_named_by
 from bot.core.policy import Decision, Policy
@@ -46,6 +48,8 @@ class Dispatcher:
         self.policy = Policy(config.roles)
         self.registry = registry
         self.confirmations = queue.confirmations(config.confirm_seconds)
+        api_url = config.alerts.api_url if config.alerts is not None else ""
+        self.alert_api: AlertApi | None = Alertmanager(api_url) if api_url else None
 
     async def handle(self, message: Message) -> Reply | None:
         """The immediate answer to ``message``, or ``None`` if it was not a command."""
@@ -95,7 +99,9 @@ class Dispatcher:
     ) -> Reply:
         """A command the bot answers itself, audited."""
         assert command.answer is not None
-        ctx = Context(message, self.config, self.policy, self.queue, self.registry, self)
+        ctx = Context(
+            message, self.config, self.policy, self.queue, self.registry, self, self.alert_api
+        )
         try:
             reply = await command.answer(ctx, args)
         except REDIS_DOWN as exc:
@@ -237,8 +243,8 @@ class Dispatcher:
         """The command's name in ``safety.confirm``, or its dangerous form there:
         ``deploy all``, ``deploy --prune`` (removes services)."""
         name = command.name
-        if name == "swarm" and args.get("action") == "accept":
-            return True  # pointing every worker at another swarm: always confirmed
+        if command.always_confirm is not None and command.always_confirm(self.config, args):
+            return True
         if name == "deploy" and stack == "all":
             name = "deploy all"
         elif name == "deploy" and args.get("option") == "--prune":

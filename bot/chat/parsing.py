@@ -45,6 +45,9 @@ def parse(text: str, prefix: str, registry: dict[str, Command]) -> Invocation | 
         return ParseError(f"unknown command {code(words[0])}; {prefix}help lists the commands")
     values = words[1:]
     usage = f"usage: {command.usage(prefix)}"
+    if command.args and command.args[-1].rest and len(values) > len(command.args):
+        last = len(command.args) - 1
+        values = [*values[:last], " ".join(values[last:])]
     if len(values) > len(command.args):
         extra = " ".join(values[len(command.args) :])
         return ParseError(f"too many arguments ({code(extra)}); {usage}")

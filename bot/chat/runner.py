@@ -72,6 +72,14 @@ async def run_bot(config: Config) -> None:
         from bot.chat import webhook
 
         webhook.serve(config, PushStore.connect(config.redis_url, config.redis_prefix))
+    if config.alerts is not None and config.alerts.port:
+        from bot.chat import alertreceiver
+        from bot.queue.alertstore import AlertStore
+
+        alertreceiver.serve(
+            config,
+            AlertStore.connect(config.redis_url, config.redis_prefix, config.signing_secret),
+        )
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:

@@ -17,7 +17,6 @@ A WSGI server with bounded threads, a cap on open connections and a deadline per
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -26,7 +25,7 @@ from typing import Any
 
 from bot.core.config import Config, WebhookConfig
 from bot.core.health import QuietHandler
-from bot.core.httpserve import BoundedServer
+from bot.core.httpserve import BoundedServer, RefusalBudget, json_app
 from bot.core.pushes import MAX_BODY, Refused, verify
 from bot.queue.errors import StoreError
 from bot.queue.pushstore import PushStore
@@ -41,19 +40,7 @@ class PushEndpoint:
         self.hook: WebhookConfig = config.webhook
         self.branch = config.git.branch
         self.store = store
-        self._refusals: dict[str, list[float]] = {}  # peer -> times of audited refusals
-        self._refusals_lock = threading.Lock()
-
-    def _may_audit_refusal(self, peer: str) -> bool:
-        """At most REFUSALS_AUDITED refusals a minute per peer reach the audit trail: a
-        flood of forged deliveries must not push real entries out of its capped stream."""
-        now = time.monotonic()
-        with self._refusals_lock:
-            recent = [t for t in self._refusals.get(peer, []) if now - t < 60]
-            if len(self._refusals) > 10_000:
-                self._refusals.clear()
-            self._refusals[peer] = [*recent, now] if len(recent) < REFUSALS_AUDITED else recent
-            return len(recent) < REFUSALS_AUDITED
+        self._refusals = RefusalBudget(REFUSALS_AUDITED)
 
     def handle(
         self, method: str, path: str, headers: dict[str, str], body: bytes, peer: str
@@ -114,7 +101,7 @@ class PushEndpoint:
         }
 
     def _audit(self, forge: str, peer: str, what: str, decision: str, reason: str) -> None:
-        if decision == "refused" and not self._may_audit_refusal(peer):
+        if decision == "refused" and not self._refusals.may_audit(peer):
             log.warning(
                 "webhook refusal from %s not audited (over %d a minute)", peer, REFUSALS_AUDITED
             )
@@ -122,44 +109,14 @@ class PushEndpoint:
         self.store.audit(self._fields(forge, peer, what, decision, reason))
 
     def wsgi(self) -> Callable[..., list[bytes]]:
-        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-            try:
-                length = int(environ.get("CONTENT_LENGTH") or 0)
-            except ValueError:
-                length = 0
-            if length > MAX_BODY:
-                status, answer = 413, {"error": "body too large"}
-            else:
-                body = environ["wsgi.input"].read(length) if length else b""
-                headers = {
-                    k[5:].replace("_", "-").lower(): str(v)
-                    for k, v in environ.items()
-                    if k.startswith("HTTP_")
-                }
-                try:
-                    status, answer = self.handle(
-                        environ.get("REQUEST_METHOD", ""),
-                        environ.get("PATH_INFO", ""),
-                        headers,
-                        body,
-                        environ.get("REMOTE_ADDR", "?"),
-                    )
-                except StoreError as exc:
-                    log.warning("webhook: redis unavailable: %s", exc)
-                    status, answer = 503, {"error": "queue unavailable; the forge retries"}
-            reason = {
-                200: "OK",
-                202: "Accepted",
-                401: "Unauthorized",
-                404: "Not Found",
-                405: "Method Not Allowed",
-                413: "Payload Too Large",
-                503: "Service Unavailable",
-            }[status]
-            start_response(f"{status} {reason}", [("Content-Type", "application/json")])
-            return [json.dumps(answer).encode()]
+        return json_app(self.handle, MAX_BODY, _unavailable)
 
-        return app
+
+def _unavailable(exc: Exception) -> tuple[int, dict[str, Any]]:
+    if not isinstance(exc, StoreError):
+        raise exc
+    log.warning("webhook: redis unavailable: %s", exc)
+    return 503, {"error": "queue unavailable; the forge retries"}
 
 
 def serve(config: Config, store: PushStore) -> BoundedServer:

@@ -19,6 +19,7 @@ handler that the standard library serves in forty lines.
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import threading
 import time
@@ -100,3 +101,75 @@ class BoundedServer(WSGIServer):
         self._closing.set()
         super().server_close()
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+STATUS_WORDS = {
+    200: "OK",
+    202: "Accepted",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Payload Too Large",
+    503: "Service Unavailable",
+}
+# (method, path, headers with lower-case names, body, peer address) -> (status, JSON answer)
+JsonHandler = Callable[[str, str, dict[str, str], bytes, str], tuple[int, dict[str, Any]]]
+
+
+def json_app(
+    handle: JsonHandler, max_body: int, on_error: Callable[[Exception], tuple[int, dict[str, Any]]]
+) -> Callable[..., list[bytes]]:
+    """A WSGI app around ``handle`` for an endpoint that answers JSON: a body over
+    ``max_body`` is refused (413) before it is read; ``on_error`` answers the exceptions
+    ``handle`` lets out that it knows (a store that is down: 503)."""
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > max_body:
+            status, answer = 413, {"error": "body too large"}
+        else:
+            body = environ["wsgi.input"].read(length) if length else b""
+            headers = {
+                k[5:].replace("_", "-").lower(): str(v)
+                for k, v in environ.items()
+                if k.startswith("HTTP_")
+            }
+            try:
+                status, answer = handle(
+                    environ.get("REQUEST_METHOD", ""),
+                    environ.get("PATH_INFO", ""),
+                    headers,
+                    body,
+                    environ.get("REMOTE_ADDR", "?"),
+                )
+            except Exception as exc:
+                status, answer = on_error(exc)
+        start_response(
+            f"{status} {STATUS_WORDS.get(status, 'Error')}", [("Content-Type", "application/json")]
+        )
+        return [json.dumps(answer).encode()]
+
+    return app
+
+
+class RefusalBudget:
+    """At most ``per_minute`` refusals a minute per peer reach the audit trail: a flood of
+    forged deliveries must not push real entries out of its capped stream."""
+
+    def __init__(self, per_minute: int = 20) -> None:
+        self.per_minute = per_minute
+        self._seen: dict[str, list[float]] = {}  # peer -> times of audited refusals
+        self._lock = threading.Lock()
+
+    def may_audit(self, peer: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            recent = [t for t in self._seen.get(peer, []) if now - t < 60]
+            if len(self._seen) > 10_000:
+                self._seen.clear()
+            self._seen[peer] = [*recent, now] if len(recent) < self.per_minute else recent
+            return len(recent) < self.per_minute

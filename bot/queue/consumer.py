@@ -25,6 +25,7 @@ from bot.core.scrub import masker
 from bot.core.sealed import seal
 from bot.core.wire import Job, Result, result_json, sign_result_json
 from bot.queue import records, scripts, text
+from bot.queue.changestore import ChangeStore
 from bot.queue.clients import reachable
 from bot.queue.keys import (
     INBOX_MAXLEN,
@@ -202,10 +203,7 @@ class WorkerQueue:
                 self.progress(result, own)
                 own.execute()
             return
-        inbox = self.keys.inbox(result.reply_to["inbox"])
-        pipe.xadd(inbox, text.wire(self._signed(result)), maxlen=INBOX_MAXLEN, approximate=True)
-        # An inbox nobody reads any more (a console that quit) must not live forever.
-        pipe.expire(inbox, INBOX_TTL)
+        post_result(pipe, self.keys, result, self._secret)
 
     def submit(self, job: Job, audit: dict[str, Any], pipe: Any) -> None:
         """Queue a job the worker itself decided on (a change deployed by policy), in
@@ -255,6 +253,9 @@ class WorkerQueue:
     def swarm_store(self, secret: Secret) -> SwarmStore:
         return SwarmStore(self._redis, self.keys, secret)
 
+    def change_store(self, secret: Secret) -> ChangeStore:
+        return ChangeStore(self._redis, self.keys, secret)
+
     def volume_store(self) -> VolumeStore:
         return VolumeStore(self._redis, self.keys)
 
@@ -272,15 +273,7 @@ class WorkerQueue:
         return _s(self._redis.eval(scripts.NEXT_ID, 1, self.keys.job_seq))
 
     def _signed(self, result: Result) -> dict[str, str]:
-        """The inbox entry of ``result``: masked, written, signed.
-
-        The one door every reply, progress line and notice leaves the worker by: every
-        secret the worker holds is masked here, whichever code produced the text. Written
-        once, searched once: masked and written again only if it may hold a secret."""
-        body = result_json(result)
-        if masker().may_be_in_json(body):
-            body = result_json(dataclasses.replace(result, data=masker().data(result.data)))
-        return sign_result_json(body, self._secret)
+        return signed_entry(result, self._secret)
 
     def finish(
         self,
@@ -322,3 +315,25 @@ class WorkerQueue:
         keys = [self.keys.rejected, self.keys.jobs]
         args = [entry_id, reason, sample, f"{time.time():.3f}", WORKER_GROUP]
         self._redis.eval(scripts.REJECT, 2, *keys, *args)
+
+
+def signed_entry(result: Result, secret: Secret) -> dict[str, str]:
+    """The inbox entry of ``result``: masked, written, signed.
+
+    The one door every reply, progress line and notice leaves by (the worker's, and the
+    alert receiver's): every secret the process holds is masked here, whichever code
+    produced the text. Written once, searched once: masked and written again only if it may
+    hold a secret."""
+    body = result_json(result)
+    if masker().may_be_in_json(body):
+        body = result_json(dataclasses.replace(result, data=masker().data(result.data)))
+    return sign_result_json(body, secret)
+
+
+def post_result(pipe: Any, keys: Keys, result: Result, secret: Secret) -> None:
+    """Put ``result`` on its adapter's inbox, in ``pipe``."""
+    inbox = keys.inbox(result.reply_to["inbox"])
+    fields = text.wire(signed_entry(result, secret))
+    pipe.xadd(inbox, fields, maxlen=INBOX_MAXLEN, approximate=True)
+    # An inbox nobody reads any more (a console that quit) must not live forever.
+    pipe.expire(inbox, INBOX_TTL)

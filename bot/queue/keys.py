@@ -108,6 +108,15 @@ class Keys:
         """``accepted`` (the swarm served, sealed), ``found`` (worker -> its daemon)."""
         return f"{self.prefix}:swarm:{what}"
 
+    def change(self, stack: str) -> str:
+        """The last change a job made to ``stack`` (sealed), for alerts to name."""
+        return f"{self.prefix}:change:{stack}"
+
+    def alerts(self, what: str) -> str:
+        """The alert receiver's: ``group:<hash>`` (a group's story, sealed),
+        ``new:<room hash>:<minute>`` (new messages in a room this minute)."""
+        return f"{self.prefix}:alerts:{what}"
+
     def notice(self, what: str) -> str:
         """``state``, ``pending``, ``leader``, ``refreshes``, ``claim:<name>``,
         ``expected:<service id>``."""

@@ -67,8 +67,11 @@ class Console:
     async def react(self, ref: dict[str, str], mark: Mark, key: str) -> None:
         return  # a terminal has no reactions: the transcript says it all
 
-    async def announce(self, ref: dict[str, str], reply: Reply, key: str) -> None:
-        return  # notices go to the chat rooms config routes them to
+    async def announce(self, ref: dict[str, str], reply: Reply, key: str) -> str:
+        return ""  # notices go to the chat rooms config routes them to
+
+    def thread_of(self, ref: dict[str, str], message: str) -> dict[str, str]:
+        return ref
 
     async def deliver(self, result: Result, reply: Reply) -> None:
         if result.kind == "notice":

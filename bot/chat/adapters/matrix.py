@@ -290,16 +290,24 @@ class MatrixAdapter:
         return await self._post(ref, reply, key)
 
     async def edit(self, ref: dict[str, str], message: str, reply: Reply, key: str) -> None:
-        await self._edit(ref["room"], message, reply, key)
+        room = ref["room"]
+        await self._edit(self.aliases.get(room, room), message, reply, key)
 
     async def react(self, ref: dict[str, str], mark: Mark, key: str) -> None:
         await self._react(ref["room"], ref.get("event", ""), MARKS[mark], key)
 
-    async def announce(self, ref: dict[str, str], reply: Reply, key: str) -> None:
+    async def announce(self, ref: dict[str, str], reply: Reply, key: str) -> str:
         """A notice: a room of its own, not a thread; any configured room."""
         room = ref.get("room", "")
+        first = ""
         for i, part in enumerate(contents(reply)):
-            await self._send(self.aliases.get(room, room), part, f"{key}-{i}")
+            sent = await self._send(self.aliases.get(room, room), part, f"{key}-{i}")
+            first = first or sent
+        return first
+
+    def thread_of(self, ref: dict[str, str], message: str) -> dict[str, str]:
+        room = ref.get("room", "")
+        return {"room": self.aliases.get(room, room), "event": message, "thread": message}
 
     # -- sending --------------------------------------------------------------------------
 

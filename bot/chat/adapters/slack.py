@@ -219,12 +219,18 @@ class SlackAdapter:
     async def react(self, ref: dict[str, str], mark: Mark, key: str) -> None:
         await self._react(ref["channel"], ref["ts"], MARKS[mark])
 
-    async def announce(self, ref: dict[str, str], reply: Reply, key: str) -> None:
+    async def announce(self, ref: dict[str, str], reply: Reply, key: str) -> str:
+        first = ""
         try:
             for part in messages(reply):
-                await self._write(ref["channel"], self.client.chat_postMessage, **part)
+                resp = await self._write(ref["channel"], self.client.chat_postMessage, **part)
+                first = first or str(resp["ts"])
         except SlackApiError as exc:
             raise _refused(exc) from None
+        return first
+
+    def thread_of(self, ref: dict[str, str], message: str) -> dict[str, str]:
+        return {"channel": ref["channel"], "thread": message, "ts": message}
 
     async def _post(self, ref: dict[str, str], reply: Reply) -> str:
         first = ""

@@ -13,6 +13,8 @@ the one place they are written), ``names`` (environment variables and ID shapes)
 from bot.core.config.chat import notice_rooms_unserved
 from bot.core.config.defaults import POLICIES, RESOLVE_IMAGE_MODES, SCHEMA, SEMVER_LEVELS
 from bot.core.config.model import (
+    AlertRoute,
+    AlertsConfig,
     ChangesConfig,
     Config,
     ConfigError,
@@ -52,6 +54,8 @@ __all__ = [
     "SIGNING_SECRET_FILE_ENV",
     "USER_ID",
     "VARIABLE_NAME",
+    "AlertRoute",
+    "AlertsConfig",
     "ChangesConfig",
     "Config",
     "ConfigError",

@@ -5,11 +5,19 @@ check that a notice room is one the bot serves.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bot.core.config.model import Config, MatrixConfig, NoticeRoute, Problems, Secret, SlackConfig
+from bot.core.config.model import (
+    AlertRoute,
+    Config,
+    MatrixConfig,
+    NoticeRoute,
+    Problems,
+    Secret,
+    SlackConfig,
+)
 from bot.core.config.names import ROOM
 from bot.core.config.secrets import find_secret
 
@@ -169,10 +177,11 @@ def notice_routes(notices: dict[str, Any], problems: Problems) -> tuple[NoticeRo
 
 
 def check_notice_rooms(
-    routes: tuple[NoticeRoute, ...],
+    routes: Sequence[NoticeRoute | AlertRoute],
     matrix: MatrixConfig | None,
     slack: SlackConfig | None,
     problems: Problems,
+    keys: Sequence[str] = (),
 ) -> None:
     """A notice can be posted only where the bot is: its room must be one the bot serves
     (the bot rejects invites to any other room). Aliases in ``matrix.rooms`` are resolved
@@ -184,12 +193,13 @@ def check_notice_rooms(
         served["slack"] = slack.channels
     where = {"matrix": "matrix.rooms", "slack": "slack.channels"}
     for i, route in enumerate(routes):
+        key = keys[i] if keys else f"notices.route[{i}]"
         for platform, places in served.items():
             for j, place in enumerate(getattr(route, platform)):
                 if place not in places and not place.startswith("#"):  # aliases: at start
                     problems.append(
                         (
-                            f"notices.route[{i}].{platform}[{j}]",
+                            f"{key}.{platform}[{j}]",
                             f"{place} is not in {where[platform]}: the bot posts only where "
                             "it serves (and is invited); add it there",
                         )
@@ -203,9 +213,15 @@ def notice_rooms_unserved(
     serves once its aliases are resolved; ``aliases`` maps those resolved), each with the
     room."""
     resolved = aliases or {}
+    places: list[tuple[str, NoticeRoute | AlertRoute]] = [
+        (f"notices.route[{i}]", r) for i, r in enumerate(config.notice_routes)
+    ]
+    if config.alerts is not None:
+        places += [(f"alerts.route[{i}]", r) for i, r in enumerate(config.alerts.routes)]
+        places.append(("alerts", config.alerts.default))
     return [
-        f"notices.route[{i}].matrix[{j}] = {room}"
-        for i, route in enumerate(config.notice_routes)
+        f"{key}.matrix[{j}] = {room}"
+        for key, route in places
         for j, room in enumerate(route.matrix)
         if resolved.get(room, room) not in served
     ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bot.core.alerting.ties import SERVICE_LABELS, STACK_LABELS
 from bot.core.config.model import RegistryConfig
 
 RESOLVE_IMAGE_MODES = ("always", "changed", "never")
@@ -94,6 +95,26 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "secret": (str, None),
         "secret_file": (str, None),
         "max_age_seconds": (int, 3600),
+    },
+    "alerts": {
+        "host": (str, "127.0.0.1"),
+        "port": (int, 0),
+        "path": (str, "/hooks/alertmanager"),
+        "token": (str, None),
+        "token_file": (str, None),
+        "username": (str, ""),
+        "password": (str, None),
+        "password_file": (str, None),
+        "alertmanager_url": (str, ""),
+        "matrix": (list, []),
+        "slack": (list, []),
+        "route": (list, []),
+        "service_labels": (list, list(SERVICE_LABELS)),
+        "stack_labels": (list, list(STACK_LABELS)),
+        "confirm_silence_over_seconds": (int, 4 * 3600),
+        "max_silence_seconds": (int, 7 * 86400),
+        "new_messages_per_minute": (int, 6),
+        "flap_seconds": (int, 3600),
     },
     "registry": {
         "credentials_file": (str, None),

@@ -10,6 +10,8 @@ import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot.core.alerting.matchers import Matcher
+
 Problems = list[tuple[str, str]]  # (key path, what is wrong), collected before raising
 
 
@@ -123,6 +125,37 @@ class WebhookConfig:
 
 
 @dataclass(frozen=True)
+class AlertRoute:
+    """Where an alert group whose common labels match ``matchers`` (all of them) goes."""
+
+    matchers: tuple[Matcher, ...]
+    matrix: tuple[str, ...]  # room IDs or aliases
+    slack: tuple[str, ...]  # channel IDs
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """Alertmanager: its webhook's receiver (in the bot process, like the push webhook),
+    where alert groups are told, and its API for !alerts and !silence."""
+
+    host: str
+    port: int  # 0: no receiver (the commands may still reach the API)
+    path: str
+    token: Secret | None = field(repr=False)  # bearer (Alertmanager's http_config.authorization)
+    username: str  # basic auth (http_config.basic_auth), with ``password``
+    password: Secret | None = field(repr=False)
+    api_url: str  # Alertmanager's base URL, for !alerts, !silence, !silences, !unsilence
+    routes: tuple[AlertRoute, ...]  # every route that matches gets the group
+    default: AlertRoute  # where a group that matches no route goes
+    service_labels: tuple[str, ...]
+    stack_labels: tuple[str, ...]
+    confirm_silence_over_seconds: int  # a longer silence needs a confirmation
+    max_silence_seconds: int  # and none may be longer than this
+    new_messages_per_minute: int  # per room; more new groups are folded into one message
+    flap_seconds: int  # a group firing again this soon after resolving: the same message
+
+
+@dataclass(frozen=True)
 class RegistryConfig:
     """Where image digests are looked up, how often, and which newer tags are offered."""
 
@@ -186,6 +219,7 @@ class Config:
     slack: SlackConfig | None
     git: GitConfig | None
     webhook: WebhookConfig | None
+    alerts: AlertsConfig | None
     registry: RegistryConfig
     changes: ChangesConfig
 
@@ -202,6 +236,8 @@ class Config:
             secrets.append(self.git.token)
         if self.webhook is not None:
             secrets.append(self.webhook.secret)
+        if self.alerts is not None:
+            secrets += [self.alerts.token, self.alerts.password]
         for secret in secrets:
             if secret is not None:
                 values.append(secret.reveal().decode("utf-8", "replace").strip())

@@ -14,7 +14,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from bot.core.config import access, sources
+from bot.core.config import access, alerts, sources
 from bot.core.config import chat as chat_sections
 from bot.core.config.defaults import ADAPTERS, RESOLVE_IMAGE_MODES, SCHEMA
 from bot.core.config.model import Config, ConfigError, Problems
@@ -96,8 +96,13 @@ def parse(
     slack = (
         chat_sections.slack(values["slack"], environ, base, problems) if "slack" in on else None
     )
+    alert_section = alerts.alerts(values["alerts"], environ, base, problems)
     if chat:
         chat_sections.check_notice_rooms(routes, matrix, slack, problems)
+        if alert_section is not None:
+            places = (*alert_section.routes, alert_section.default)
+            keys = [f"alerts.route[{i}]" for i in range(len(alert_section.routes))] + ["alerts"]
+            chat_sections.check_notice_rooms(places, matrix, slack, problems, keys)
     git = sources.git(values["git"], environ, base, problems)
     changes = sources.changes(values["changes"], problems)
     webhook = sources.webhook(values["webhook"], environ, base, problems, git)
@@ -147,6 +152,7 @@ def parse(
         slack=slack,
         git=git,
         webhook=webhook,
+        alerts=alert_section,
         registry=registry,
         changes=changes,
     )

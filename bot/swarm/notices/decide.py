@@ -37,6 +37,7 @@ class Told:
     lines: tuple[str, ...] = ()
     key: str = ""  # what makes two notices the same one
     status: str = "info"
+    story: str = ""  # notices of one story are one message, edited (an outside change)
 
 
 @dataclass
@@ -65,6 +66,8 @@ def well_formed(held: Pending) -> bool:
 @dataclass
 class Decision:
     told: list[Told] = field(default_factory=list)
+    # Outside changes first seen in this look: told as started, edited when they finish.
+    begun: list[Told] = field(default_factory=list)
     consumed: set[str] = field(default_factory=set)  # expected markers that matched
     drifted: bool = False  # a stack from git changed: the source watcher tells it
 
@@ -182,6 +185,10 @@ def _spec_changed(
         decision.drifted = True  # told once, as drift from its commit, with the diff
     else:
         key = cur["stack"] or cur["name"]
+        if key not in pending:
+            story = f"out-{key}-{now}"
+            text = wording.changing_outside(key, cur["name"])
+            decision.begun.append(Told(cur["stack"], text, (), f"{story}-start", story=story))
         held = pending.setdefault(key, Pending(cur["stack"], {}, now, now))
         held.changes[cur["name"]] = wording.change(old, cur)
         held.quiet_since = now
@@ -220,7 +227,8 @@ def finished(
             lines.append(wording.change_line(name, what, outcome))
         head = wording.changed_outside(key, len(held.changes), now - held.started, failed)
         status = "failed" if failed else "info"
-        told.append(Told(held.stack, head, tuple(lines), f"out-{key}-{held.started}", status))
+        story = f"out-{key}-{held.started}"
+        told.append(Told(held.stack, head, tuple(lines), story, status, story))
     return told
 
 
@@ -234,6 +242,8 @@ def _outcome(state: Summary | None, started: float) -> str | None:
 @dataclass
 class NodeDecision:
     told: list[Told] = field(default_factory=list)
+    # Outside changes first seen in this look: told as started, edited when they finish.
+    begun: list[Told] = field(default_factory=list)
     consumed: set[str] = field(default_factory=set)
     down: list[str] = field(default_factory=list)  # node IDs that went down
 

@@ -37,10 +37,12 @@ class Notices:
         job: str = "0",
         origin: dict[str, str] | None = None,
         pipe: Batch | None = None,
+        story: str = "",
     ) -> int:
         """Queue the notice for every routed room. A job's notice carries the job and where
         its command was said (``origin``), so a notice that cannot be posted is told there.
-        With ``pipe``, the notice is posted when the caller's transaction is."""
+        With ``pipe``, the notice is posted when the caller's transaction is. Notices of
+        one ``story`` are one message, posted first and edited after."""
         sent = 0
         digest = hashlib.sha256(f"{key}|{text}|{detail}".encode()).hexdigest()[:16]
         for route in self.config.notice_routes:
@@ -61,6 +63,8 @@ class Notices:
                 }
                 if origin and origin.get("inbox") == target["inbox"]:
                     data["origin"] = origin
+                if story:
+                    data["story"] = story
                 self.queue.progress(Result("notice", job, "notice", True, data, target), pipe)
                 sent += 1
         if sent:

@@ -199,9 +199,14 @@ class Watcher:
             if ran:
                 moving[node_id] = json.dumps({"host": nodes_now[node_id]["host"], "services": ran})
         told += self._tell_moves(client, current, nodes_now, moving)
-        for notice in told:
+        for notice in decision.begun + told:
             self.notices.post(
-                notice.stack, notice.text, list(notice.lines), notice.key, notice.status
+                notice.stack,
+                notice.text,
+                list(notice.lines),
+                notice.key,
+                notice.status,
+                story=notice.story,
             )
         self.store.consume(decision.consumed | about_nodes.consumed)
         self.store.save(

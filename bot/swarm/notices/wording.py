@@ -45,6 +45,11 @@ def changed_outside(key: str, services: int, seconds: float, failed: bool) -> st
     return head + (": FAILED" if failed else "")
 
 
+def changing_outside(key: str, service: str) -> str:
+    """The first word of an outside change, edited to ``changed_outside`` when it ends."""
+    return f"{key}: being changed outside the bot ({service} first)…"
+
+
 def change_line(name: str, what: str, outcome: str | None) -> str:
     return f"{name}: {what} ({outcome or 'done'})"
 

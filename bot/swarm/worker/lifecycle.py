@@ -94,6 +94,8 @@ class WorkerState:
     registry: Registry = field(default_factory=lambda: Registry(registry_defaults()))
     stop: threading.Event = field(default_factory=threading.Event)  # set: hand over
     held: dict[str, str] = field(default_factory=dict)  # stack -> job holding it here
+    # job -> stacks whose notices rooms were told it started (edited to its outcome at end)
+    started: dict[str, set[str]] = field(default_factory=dict)
     # Set while the daemon is in another swarm than the one served: no jobs, no notices.
     wrong_swarm: threading.Event = field(default_factory=threading.Event)
 

@@ -17,7 +17,9 @@ import docker.errors
 import requests.exceptions
 
 from bot.core import health
+from bot.core.alerting.ties import LastChange
 from bot.core.audit import entry
+from bot.core.config import Config
 from bot.core.logs import job_context
 from bot.core.operations import (
     Answer,
@@ -25,8 +27,11 @@ from bot.core.operations import (
     JobCancelled,
     JobFailed,
     JobRun,
+    Notice,
     NoticeFor,
     SlotHandle,
+    commit_words,
+    who,
 )
 from bot.core.wire import Expired, Job, Rejected, Result, Schemas, decode_job, job_digest
 from bot.queue.errors import StoreError
@@ -232,11 +237,17 @@ class JobRunner:
 
     def _tell(self, job: Job, answer: Answer) -> None:
         """The job's own notices, as its command words them: who, what changed, the
-        outcome, how long it took."""
+        outcome, how long it took. A stack told that the job started has that message
+        edited to its outcome; the last change to each stack is kept for alerts to name."""
+        started = self.state.started.pop(job.id, set())
         notice_for = self.notice_for.get(job.op)
         if notice_for is None or not self.config.notice_routes:
             return
-        for notice in notice_for(job, answer.data):
+        notices = notice_for(job, answer.data)
+        told = {n.stack for n in notices}
+        for stack in sorted(started - told):  # started, then nothing to tell: say it ended
+            notices.append(Notice(stack, f"{stack}: {job.text} {who(job)}: {answer.summary}"))
+        for notice in notices:
             try:
                 self.state.notices.post(
                     notice.stack,
@@ -246,6 +257,38 @@ class JobRunner:
                     notice.status,
                     job=job.id,
                     origin=job.reply_to,
+                    story=f"job-{job.id}-{notice.stack}" if notice.stack in started else "",
                 )
+                if notice.stack in told and notice.stack:
+                    change = last_change(self.config, job, notice, answer)
+                    self.queue.change_store(self.config.signing_secret).record(change)
             except StoreError as exc:
                 log.warning("notice not sent: %s", exc)
+
+
+def last_change(config: Config, job: Job, notice: Notice, answer: Answer) -> LastChange:
+    """What an alert on ``notice.stack`` will say changed it last, and how to undo it."""
+    data = answer.data
+    per_stack = [d for d in data.get("stacks", []) if d.get("stack") == notice.stack]
+    commit = (per_stack[0] if per_stack else data).get("commit")
+    services = tuple(
+        line.split(":", 1)[0] for line in notice.lines if line.startswith(f"{notice.stack}_")
+    )
+    service = str(data.get("service", ""))
+    if job.op == "deploy":
+        undo = f"{config.prefix}rollback {notice.stack}"
+    elif job.op in ("scale", "update") and service:
+        undo = f"{config.prefix}rollback {service}"
+    else:
+        undo = ""
+    return LastChange(
+        stack=notice.stack,
+        at=time.time(),
+        job=job.id,
+        who=job.requester,
+        command=job.text,
+        commit=commit_words(commit) if isinstance(commit, dict) else "",
+        undo=undo,
+        ok=notice.status != "failed",
+        services=services or ((service,) if service else ()),
+    )

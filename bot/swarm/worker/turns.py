@@ -15,7 +15,8 @@ import docker.errors
 import requests.exceptions
 
 from bot.core.ids import stack_of
-from bot.core.operations import JobCancelled, JobFailed, JobRun
+from bot.core.operations import JobCancelled, JobFailed, JobRun, who
+from bot.queue.errors import StoreError
 from bot.swarm.worker.lifecycle import HandedOver, WorkerState
 
 log = logging.getLogger("swarmbot.worker")
@@ -78,6 +79,7 @@ class SwarmTurns:
         notices = self.state.notices
         notices.claim(names, run.job.id, self.state.config.deploy_deadline_seconds + 120)
         before = self._claimed_services(names)
+        self._tell_started(names, before or [], run)
         try:
             yield
         finally:
@@ -86,6 +88,31 @@ class SwarmTurns:
             if before is not None and after is not None:
                 removed = {s["ID"] for s in before} - {s["ID"] for s in after}
             self.state.wait_for_redis(lambda: notices.release(names, after or [], removed))
+
+    def _tell_started(self, names: list[str], services: list[dict[str, Any]], run: JobRun) -> None:
+        """A change is told when it starts, in one message per stack that its end edits
+        to the outcome (``Runner._tell``): people see a deploy in progress."""
+        config, job = self.state.config, run.job
+        if not config.notice_routes:
+            return
+        have = {s["Spec"]["Name"] for s in services}
+        stacks = {stack_of(s["Spec"].get("Labels")) for s in services} - {""}
+        stacks |= {n for n in names if n not in have and "_" not in n}
+        started = self.state.started.setdefault(job.id, set())
+        for stack in sorted(stacks - started):
+            text = f"{stack}: {job.text} {who(job)}: started…"
+            try:
+                self.state.notices.post(
+                    stack,
+                    text,
+                    [],
+                    f"job-{job.id}-{stack}-start",
+                    "info",
+                    story=f"job-{job.id}-{stack}",
+                )
+            except StoreError as exc:  # the end is told all the same
+                log.warning("start notice not sent: %s", exc)
+            started.add(stack)
 
     def _claimed_services(self, names: list[str]) -> list[dict[str, Any]] | None:
         """The services named, or in the stacks named; None if Docker does not answer."""

@@ -1,0 +1,85 @@
+"""What the alert receiver keeps in Redis: each alert group's story (which message tells it,
+in which rooms; sealed, since it decides what is edited), the count of new alert messages
+per room and minute (noise control), and its way to the chat adapters' inboxes: alert
+messages are delivered like notices, by the adapters' own result lanes, so a room that
+cannot be posted to is retried there and a bot restart loses nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+import redis
+
+from bot.core.alerting.story import Story
+from bot.core.alerting.ties import LastChange
+from bot.core.config import Secret
+from bot.core.sealed import Forged, seal, unseal
+from bot.core.wire import Result
+from bot.queue import records
+from bot.queue.changestore import ChangeStore
+from bot.queue.clients import sync_client
+from bot.queue.consumer import post_result
+from bot.queue.errors import WrongType
+from bot.queue.keys import Keys
+
+log = logging.getLogger("swarmbot.alerts")
+STORY_TTL = 7 * 86400
+
+
+class AlertStore:
+    def __init__(self, client: redis.Redis, keys: Keys, secret: Secret) -> None:
+        self._redis = client
+        self.keys = keys
+        self._secret = secret
+        self._changes = ChangeStore(client, keys, secret)
+
+    @classmethod
+    def connect(cls, url: str, prefix: str, secret: Secret) -> AlertStore:
+        """A store with a synchronous client of its own (the receiver serves in threads)."""
+        return cls(sync_client(url), Keys(prefix), secret)
+
+    def _story_key(self, group_key: str) -> str:
+        return self.keys.alerts(f"group:{hashlib.sha256(group_key.encode()).hexdigest()[:32]}")
+
+    def story(self, group_key: str) -> Story:
+        """The group's story so far; a fresh one if none, or if the stored one is forged."""
+        key = self._story_key(group_key)
+        try:
+            raw = self._redis.get(key)
+        except WrongType:
+            raw = None
+        if raw is None:
+            return Story()
+        try:
+            value = unseal(self._secret, key, raw)
+        except Forged as exc:
+            log.warning("alert story %s refused: %s", key, exc)
+            return Story()
+        return Story.from_dict(value) if isinstance(value, dict) else Story()
+
+    def tell(self, group_key: str, story: Story, results: list[Result]) -> None:
+        """Save the story and queue its messages, in one transaction: both or neither."""
+        key = self._story_key(group_key)
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(key, seal(self._secret, key, story.as_dict()), ex=STORY_TTL)
+            for result in results:
+                post_result(pipe, self.keys, result, self._secret)
+            pipe.execute()
+
+    def new_message(self, room: str, minute: int) -> int:
+        """Count one more new alert message in ``room`` this minute; the count so far."""
+        digest = hashlib.sha256(room.encode()).hexdigest()[:16]
+        key = self.keys.alerts(f"new:{digest}:{minute}")
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, 180)
+            count, _ = pipe.execute()
+        return int(count)
+
+    def last_changes(self, stacks: tuple[str, ...]) -> list[LastChange]:
+        return self._changes.last(stacks)
+
+    def audit(self, fields: dict[str, Any]) -> None:
+        records.record_sync(self._redis, self.keys, **fields)
