@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import platform
 import re
@@ -644,6 +645,118 @@ def bench_notices(
     ]
 
 
+class ArrivalRelay:
+    """Between Alertmanager and the bot's receiver: notes when each delivery arrives (the
+    moment Alertmanager sent it, on loopback) and forwards it unchanged."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.arrivals: list[tuple[float, str]] = []  # (time, group status)
+        self.port = 0
+        self._ready = threading.Event()
+        threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True).start()
+        self._ready.wait(10)
+
+    async def _serve(self) -> None:
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", self._forward)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._ready.set()
+        await asyncio.Event().wait()
+
+    async def _forward(self, request: web.Request) -> web.Response:
+        at = time.time()
+        body = await request.read()
+        self.arrivals.append((at, str(json.loads(body).get("status"))))
+        headers = {"Authorization": request.headers.get("Authorization", "")}
+        async with (
+            ClientSession() as session,
+            session.post(self.target, data=body, headers=headers) as answer,
+        ):
+            return web.Response(status=answer.status, body=await answer.read())
+
+
+def bench_alerts(workdir: Path, redis_url: str, trials: int) -> list[list[str]]:
+    """Alertmanager's delivery to the message in a real Synapse room (the homeserver's own
+    time of the message), for a new group (a post) and a second alert joining it (an edit)."""
+    from tests.alertmanager import Alertmanager
+    from tests.harness import free_port
+    from tests.synapse import Synapse
+
+    synapse = Synapse(workdir / "bench-alert-synapse")
+    synapse.start()
+    env = am = None
+    posts: list[float] = []
+    edits: list[float] = []
+    try:
+        bot, alice = (synapse.register(n) for n in ("swarmbot", "alice"))
+        room = alice.create_room(invite=[bot.user_id])
+        port = free_port()
+        relay = ArrivalRelay(f"http://127.0.0.1:{port}/hooks/alertmanager")
+        token = workdir / "bench-alert-token"
+        token.write_text("bench-alert-token-0123456789")
+        am = Alertmanager(workdir / "bench-am", f"http://127.0.0.1:{relay.port}/hooks/am", token)
+        env = BotEnv(
+            workdir,
+            redis_url,
+            "bench-alerts",
+            adapters=("matrix",),
+            extra_roles=f"""
+            [matrix]
+            homeserver = "{synapse.url}"
+            user_id = "{bot.user_id}"
+            access_token = "{bot.token}"
+            rooms = ["{room}"]
+            [alerts]
+            port = {port}
+            token_file = "{token}"
+            matrix = ["{room}"]
+            new_messages_per_minute = 600
+            """,
+        )
+        env.start_bot()
+        am.start()
+        wait_until(lambda: alice.membership(room, bot.user_id) == "join", 30, "the bot to join")
+
+        def bot_events(kind: str) -> list[dict[str, Any]]:
+            return [
+                e
+                for e in alice.messages(room, 50)
+                if e["sender"] == bot.user_id and kind in e["content"].get("body", "")
+            ]
+
+        for i in range(trials):
+            name = f"Bench{i}"
+            before = len(relay.arrivals)
+            am.fire({"alertname": name, "n": "1"}, "first")
+            post = wait_until(lambda n=name: bot_events(f"FIRING: {n} "), 30, "the alert")[0]
+            posts.append(post["origin_server_ts"] / 1000 - relay.arrivals[before][0])
+            before = len(relay.arrivals)
+            am.fire({"alertname": name, "n": "2"}, "second")
+            edit = wait_until(lambda n=name: bot_events(f"* FIRING: {n} (2 alerts)"), 30, "the edit")
+            edits.append(edit[0]["origin_server_ts"] / 1000 - relay.arrivals[before][0])
+    finally:
+        if env is not None:
+            env.stop_bot()
+        if am is not None:
+            am.stop()
+        synapse.stop()
+    return [
+        [
+            f"alert to Matrix room, {label} ({len(values)} groups)",
+            f"p50 {ms(pct(values, 0.5))}, p95 {ms(pct(values, 0.95))}",
+            "Alertmanager's send (a relay notes it) to Synapse's time of the message",
+            "target within 1 s",
+            "met" if pct(values, 0.95) < 1 else "missed",
+        ]
+        for label, values in (("a new group: posted", posts), ("an alert joining: edited", edits))
+    ]
+
+
 def bench_memory(workdir: Path, redis_url: str, counts: tuple[int, int]) -> list[list[str]]:
     from tests.slack_fake import FakeSlack, bot_config, wait_for_reply
 
@@ -931,6 +1044,15 @@ def _measure(
         rows += bench_memory(work, redis_url, (5, 10) if smoke else (1000, 5000))
     if want("registry"):
         rows += bench_registry(work, client, smoke)
+    return rows + _chat_rows(want, smoke, work, redis_url, client)
+
+
+def _chat_rows(
+    want: Any, smoke: bool, work: Path, redis_url: str, client: docker.DockerClient
+) -> list[list[str]]:
+    rows: list[list[str]] = []
+    if want("alerts"):
+        rows += bench_alerts(work, redis_url, 2 if smoke else 20)
     if want("chat"):
         # A chat round trip with the few services a small swarm has, not the 500
         # the listing benchmark made.
@@ -990,7 +1112,7 @@ def main() -> int:
         nargs="*",
         default=[],
         help="measure only these (services queue deploy deploy-all calls notices memory "
-        "registry chat); the table is then printed, not written",
+        "registry alerts chat); the table is then printed, not written",
     )
     args = parser.parse_args()
 

@@ -11,6 +11,7 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -47,7 +48,9 @@ class Chat:
 
 
 @pytest.fixture(scope="module")
-def slack(workdir: Path, redis_url: str, swarm: docker.DockerClient) -> Iterator[Chat]:
+def slack(
+    workdir: Path, redis_url: str, swarm: docker.DockerClient, run_id: str
+) -> Iterator[Chat]:
     with running_fake() as fake:
         env = BotEnv(
             workdir,
@@ -57,7 +60,12 @@ def slack(workdir: Path, redis_url: str, swarm: docker.DockerClient) -> Iterator
             adapters=("slack",),
             # SECOND: a second channel the bot serves (for one channel's limits not to
             # hold up another's answers).
-            extra_roles=bot_config(fake, (ALICE,), CHANNEL, viewers=(CAROL,), notices=SECOND),
+            extra_roles=bot_config(fake, (ALICE,), CHANNEL, viewers=(CAROL,), notices=SECOND)
+            + f"""
+[[notices.route]]
+stacks = ["{run_id}-slnt*"]
+slack = ["{SECOND}"]
+""",
         )
         try:
             env.start_worker()
@@ -118,6 +126,55 @@ def test_deploy_updates_one_progress_message(
     wait_until(lambda: "white_check_mark" in slack.fake.reactions_on(CHANNEL, ts), 15, "✅")
     tasks = swarm.services.get(f"{stack}_web").tasks(filters={"desired-state": "running"})
     assert sum(t["Status"]["State"] == "running" for t in tasks) == 2
+
+
+def test_a_deploy_notice_is_one_message_updated_from_started_to_converged(
+    slack: Chat, run_id: str
+) -> None:
+    stack = slack.env.add_stack(f"{run_id}-slnt", {"web": {}})
+    ts = slack.fake.say(CHANNEL, ALICE, f"!deploy {stack}")
+    wait_for_reply(slack.fake, CHANNEL, ts, f"deployed {stack}")
+
+    def told() -> list[dict[str, object]]:
+        return [
+            m
+            for m in list(slack.fake.messages)
+            if m["channel"] == SECOND and stack in m["history"][0]
+        ]
+
+    wait_until(
+        lambda: told() and f"{stack} deployed" in str(told()[0]["text"]), 30, "the notice updated"
+    )
+    [message] = told()
+    assert "started" in message["history"][0], message["history"]
+    assert f"{stack} deployed" in message["text"] and message["edits"], message["history"]
+
+
+def test_a_change_by_hand_is_one_message_updated_when_it_has_settled(
+    slack: Chat, run_id: str, swarm: docker.DockerClient
+) -> None:
+    stack = slack.env.add_stack(f"{run_id}-slnthand", {"web": {}})
+    ts = slack.fake.say(CHANNEL, ALICE, f"!deploy {stack}")
+    wait_for_reply(slack.fake, CHANNEL, ts, f"deployed {stack}")
+    swarm.services.get(f"{stack}_web").scale(2)  # by hand, outside the bot
+
+    def told() -> list[dict[str, Any]]:
+        return [
+            m
+            for m in list(slack.fake.messages)
+            if m["channel"] == SECOND
+            and "outside the bot" in m["history"][0]
+            and stack in m["history"][0]
+        ]
+
+    wait_until(
+        lambda: told() and f"{stack}: changed outside the bot (" in told()[0]["text"],
+        60,
+        "the outcome",
+    )
+    [message] = told()
+    assert "being changed outside the bot" in message["history"][0], message["history"]
+    assert f"{stack}_web" in message["text"] and "replicas 1 -&gt; 2" in message["text"], message
 
 
 def test_unpaired_surrogate_is_refused_and_the_next_command_runs(slack: Chat) -> None:

@@ -136,14 +136,11 @@ class AlertReceiver:
         self, group: Group, step: stories.Step, where: str, now: float
     ) -> tuple[str, int]:
         """The message a group gets in a room: its own, or (over the room's limit of new
-        messages a minute) the minute's fold, which lists it in its thread; and how many
+        messages in a minute) the current fold, which lists it in its thread; and how many
         groups that fold holds now (0: its own message)."""
-        minute = int(now // 60)
-        count = self.store.new_message(where, minute)
-        over = count - self.alerts.new_messages_per_minute
-        if over <= 0:
+        if self.store.new_message(where, now) <= self.alerts.new_messages_per_minute:
             return stories.message_id(group.key, step.story.gen), 0
-        return f"fold-{hashlib.sha256(where.encode()).hexdigest()[:12]}-{minute}", over
+        return self.store.fold(where, now)
 
     @staticmethod
     def _whole(head: str, detail: tuple[str, ...], thread: tuple[str, ...]) -> dict[str, Any]:
@@ -151,7 +148,7 @@ class AlertReceiver:
 
     def _fold(self, count: int, head: str) -> dict[str, Any]:
         text = (
-            f"{count} more alert group{'s' if count != 1 else ''} this minute, over this "
+            f"{count} more alert group{'s' if count != 1 else ''} within a minute, over this "
             f"room's {self.alerts.new_messages_per_minute} new messages a minute: folded "
             "into this one, each told in its thread"
         )

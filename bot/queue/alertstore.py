@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import secrets
 from typing import Any
 
 import redis
@@ -68,18 +69,38 @@ class AlertStore:
                 post_result(pipe, self.keys, result, self._secret)
             pipe.execute()
 
-    def new_message(self, room: str, minute: int) -> int:
-        """Count one more new alert message in ``room`` this minute; the count so far."""
-        digest = hashlib.sha256(room.encode()).hexdigest()[:16]
-        key = self.keys.alerts(f"new:{digest}:{minute}")
+    def new_message(self, room: str, now: float) -> int:
+        """Count one more new alert message in ``room``; how many in the last minute."""
+        key = self.keys.alerts(f"new:{_digest(room)}")
         with self._redis.pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, 180)
-            count, _ = pipe.execute()
+            pipe.zadd(key, {f"{now:.6f}-{secrets.token_hex(4)}": now})
+            pipe.zremrangebyscore(key, "-inf", now - 60)
+            pipe.zcard(key)
+            pipe.expire(key, 120)
+            _, _, count, _ = pipe.execute()
         return int(count)
+
+    def fold(self, room: str, now: float) -> tuple[str, int]:
+        """The message new groups in ``room`` are folded into this minute (one that began
+        less than a minute ago, else a new one), and how many groups it holds now."""
+        key = self.keys.alerts(f"fold:{_digest(room)}")
+        fresh = f"fold-{_digest(room)[:12]}-{int(now * 1000)}"
+        self._redis.set(key, fresh, nx=True, ex=60)
+        current = self._redis.get(key)
+        fold = current if isinstance(current, str) and current.startswith("fold-") else fresh
+        count_key = self.keys.alerts(f"folded:{fold}")
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incr(count_key)
+            pipe.expire(count_key, 180)
+            count, _ = pipe.execute()
+        return fold, int(count)
 
     def last_changes(self, stacks: tuple[str, ...]) -> list[LastChange]:
         return self._changes.last(stacks)
 
     def audit(self, fields: dict[str, Any]) -> None:
         records.record_sync(self._redis, self.keys, **fields)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
