@@ -737,7 +737,9 @@ def bench_alerts(workdir: Path, redis_url: str, trials: int) -> list[list[str]]:
             posts.append(post["origin_server_ts"] / 1000 - relay.arrivals[before][0])
             before = len(relay.arrivals)
             am.fire({"alertname": name, "n": "2"}, "second")
-            edit = wait_until(lambda n=name: bot_events(f"* FIRING: {n} (2 alerts)"), 30, "the edit")
+            edit = wait_until(
+                lambda n=name: bot_events(f"* FIRING: {n} (2 alerts)"), 30, "the edit"
+            )
             edits.append(edit[0]["origin_server_ts"] / 1000 - relay.arrivals[before][0])
     finally:
         if env is not None:
