@@ -1,7 +1,8 @@
 """``swarmbot doctor``: run inside the deployed stack (``docker exec`` into the bot's or the
 worker's container), one line per check with the fix: which daemon, node and swarm (where
 there is a Docker socket), Redis, IPVS, the chat platforms from this container's network,
-and, in the bot's container, the notices rooms the bot has joined. Exit 0 when all pass.
+and, in the bot's container, the notices and alert rooms the bot has joined, and
+Alertmanager's API. Exit 0 when all pass.
 
 It sits beside the CLI, above the packages it checks: it reads Docker (``bot.swarm``), Redis
 (``bot.queue``) and the homeserver, each as the process it runs in would.
@@ -29,6 +30,14 @@ def run(config: Config, out: TextIO = sys.stdout) -> int:
     findings = [_redis(config), *_docker(config), doctor.ipvs()]
     findings += doctor.chat_reachable(config.source)
     findings += _notice_rooms(config)
+    if config.alerts is not None and config.alerts.api_url:
+        findings.append(
+            doctor.reachable(
+                "alertmanager",
+                config.alerts.api_url + "/-/ready",
+                "check alerts.alertmanager_url, and that the bot's network reaches it",
+            )
+        )
     for finding in findings:
         print(finding.line(), file=out)
     return 0 if all(f.ok for f in findings) else 1
@@ -73,7 +82,12 @@ def _notice_rooms(config: Config) -> list[Finding]:
     except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
         return [Finding("notice rooms", False, f"cannot ask the homeserver: {exc}", "")]
     out = []
-    for room in sorted({r for route in config.notice_routes for r in route.matrix}):
+    rooms = {r for route in config.notice_routes for r in route.matrix}
+    if config.alerts is not None:
+        rooms |= {
+            r for route in (*config.alerts.routes, config.alerts.default) for r in route.matrix
+        }
+    for room in sorted(rooms):
         room_id = room
         if room.startswith("#"):
             try:

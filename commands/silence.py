@@ -31,6 +31,8 @@ async def answer(ctx: Context, args: dict[str, str]) -> Reply:
         return Reply(f"those matchers cannot be read: {exc}", status="error")
     seconds = durations.parse(args["duration"]) or 0
     longest = ctx.config.alerts.max_silence_seconds
+    if seconds < 60:
+        return Reply("a silence lasts at least a minute (1m)", status="error")
     if seconds > longest:
         return Reply(
             f"a silence may last at most {durations.say(longest)} (alerts.max_silence_seconds)",
@@ -53,8 +55,14 @@ async def answer(ctx: Context, args: dict[str, str]) -> Reply:
 
 
 def _long(config: Config, args: dict[str, str]) -> bool:
+    """Longer than ``confirm_silence_over_seconds``; one over the maximum is refused at once
+    instead (no confirmation that could only end in a refusal)."""
     seconds = durations.parse(args.get("duration", "")) or 0
-    return config.alerts is not None and seconds > config.alerts.confirm_silence_over_seconds
+    alerts = config.alerts
+    return (
+        alerts is not None
+        and alerts.confirm_silence_over_seconds < seconds <= alerts.max_silence_seconds
+    )
 
 
 COMMAND = Command(

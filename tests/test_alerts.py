@@ -5,6 +5,7 @@ real Synapse room; silences are made from chat and read back from Alertmanager's
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 import requests
 
 from tests.alertmanager import Alertmanager
-from tests.harness import BotEnv, free_port, wait_until
+from tests.harness import ROOT, SWARMBOT, BotEnv, free_port, wait_until
 from tests.slack_fake import FakeSlack, bot_config, running_fake
 from tests.synapse import MatrixUser, Synapse, wait_for_reply
 
@@ -244,6 +245,20 @@ def test_a_bot_restart_edits_the_same_message_and_posts_nothing_again(
     ]
 
 
+def test_swarmbot_doctor_checks_alertmanager_and_the_alert_room(alerts: AlertRoom) -> None:
+    proc = subprocess.run(
+        [*SWARMBOT, "doctor", "--config", str(alerts.env.config)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=alerts.env.env(),
+        timeout=60,
+    )
+    lines = proc.stdout.splitlines()
+    assert f"ok   alertmanager: {alerts.am.url}/-/ready answers (HTTP 200)" in lines, proc.stdout
+    assert f"ok   notice rooms: {alerts.room}: joined" in lines, proc.stdout
+
+
 def test_a_deploy_notice_is_one_message_edited_from_started_to_converged(
     alerts: AlertRoom, run_id: str
 ) -> None:
@@ -359,3 +374,30 @@ def test_over_the_rooms_limit_new_groups_are_folded_into_one_message(
     assert len(own) <= 2 and len(folded) >= 3 and not set(own) & set(folded), (own, folded)
     assert fold["text"].startswith(f"{len(folded)} more alert groups within a minute")
     assert len(slack_alerts.posts("more alert groups within a minute")) == 1
+
+
+def test_alert_commands_answer_bad_input_and_an_unreachable_alertmanager_shortly(
+    workdir: Path, redis_url: str
+) -> None:
+    unset = BotEnv(workdir, redis_url, "alerts-unset")
+    assert "alerts are not set up" in unset.ask("!alerts")
+    closed = free_port()  # nothing listens there
+    env = BotEnv(
+        workdir,
+        redis_url,
+        "alerts-down",
+        extra_roles=f"""
+        [alerts]
+        alertmanager_url = "http://127.0.0.1:{closed}"
+        max_silence_seconds = 86400
+        """,
+    )
+    assert f"cannot reach Alertmanager at http://127.0.0.1:{closed}" in env.ask("!alerts")
+    assert "cannot reach Alertmanager" in env.ask('!silence a="b" 1h why')
+    assert "cannot be read" in env.ask("!silence nonsense 1h why")
+    assert "is not a duration" in env.ask('!silence a="b" soon why')
+    assert "at least a minute" in env.ask('!silence a="b" 30s why')
+    assert "at most 1d" in env.ask('!silence a="b" 2d why')  # refused, not confirmed first
+    assert "!confirm" in env.ask('!silence a="b" 5h why')  # over 4h: confirmed first
+    assert "missing <reason...>" in env.ask('!silence a="b" 1h')
+    assert "is not a silence ID" in env.ask("!unsilence 42")
