@@ -89,12 +89,12 @@ MISSES = {
         "fake at the same moment. That is the 10-13 ms over the floor. Matrix, where the "
         "floor is a real homeserver, is within 2x."
     ),
-    "outside change to notice": (
+    "outside change to notice edited to its outcome": (
         "An outside change is held until it has been quiet for notices.quiet_seconds (0.5 s "
         "here; 3 s by default), so that a burst of updates becomes one notice with its "
         "outcome; the rest is one Engine API list call, the chat post and the watcher's 0.1 s "
-        "look while a change settles. Notices of the bot's own jobs are posted when the job "
-        "ends, with no wait. Fix: take the update's own end (UpdateStatus completed) as the "
+        "look while a change settles. The change's first word is posted at once (the row "
+        "before); only the edit to its outcome waits. Fix: take the update's own end (UpdateStatus completed) as the "
         "signal where there is one, and keep the quiet period only for scale-only changes."
     ),
 }
@@ -620,16 +620,28 @@ def bench_notices(
     service = client.services.get("benchnote_s000")
     env.start_worker()
     env.start_bot()
-    latencies = []
+    first: list[float] = []  # the change's first word in the channel ("being changed")
+    outcome: list[float] = []  # its message edited to the outcome
+    r = env.redis()
+
+    def said() -> int:
+        return sum(len(m["history"]) for m in list(fake.messages))
+
     try:
-        wait_until(lambda: env.redis().get(f"{env.prefix}:notice:refreshes"), 30, "the watcher")
+        wait_until(lambda: r.get(f"{env.prefix}:notice:refreshes"), 30, "the watcher")
+        # Nothing held from before (a service just made settles): each trial is its own.
+        wait_until(
+            lambda: r.get(f"{env.prefix}:notice:pending") in (None, "{}"), 30, "a quiet swarm"
+        )
         for i in range(trials):
-            before = len(fake.messages)
+            before = said()
             start = time.perf_counter()
             service.reload()
             service.scale(i % 2)
-            wait_until(lambda b=before: len(fake.messages) > b, 30, "a notice", interval=0.005)
-            latencies.append(time.perf_counter() - start)
+            wait_until(lambda b=before: said() > b, 30, "a notice", interval=0.005)
+            first.append(time.perf_counter() - start)
+            wait_until(lambda b=before: said() > b + 1, 30, "its outcome", interval=0.005)
+            outcome.append(time.perf_counter() - start)
     finally:
         env.stop_bot()
         env.stop_worker()
@@ -637,11 +649,18 @@ def bench_notices(
     return [
         [
             f"outside change to notice in chat ({trials} changes)",
-            f"p50 {ms(pct(latencies, 0.5))}",
-            f"p95 {ms(pct(latencies, 0.95))}",
+            f"p50 {ms(pct(first, 0.5))}",
+            f"p95 {ms(pct(first, 0.95))}",
+            'its first word ("being changed"); target p95 < 1 s',
+            "met" if pct(first, 0.95) < 1 else "missed",
+        ],
+        [
+            f"outside change to notice edited to its outcome ({trials} changes)",
+            f"p50 {ms(pct(outcome, 0.5))}",
+            f"p95 {ms(pct(outcome, 0.95))}",
             "quiet_seconds 0.5 (default 3); target p95 < 1 s",
-            "met" if pct(latencies, 0.95) < 1 else "missed",
-        ]
+            "met" if pct(outcome, 0.95) < 1 else "missed",
+        ],
     ]
 
 

@@ -282,7 +282,8 @@ def test_a_notice_the_channel_refuses_for_good_is_told_in_the_commands_thread(
         job = room.env.last_job()["id"]
         log = room.env.bot_log.read_text()
         assert f"job {job} (its notice): cannot post to {NOTICES} (not_in_channel)" in log
-        assert room.fake.count("chat.postMessage", NOTICES) == before + 1  # tried once only
+        # The "started" message and the outcome, each tried once only.
+        assert room.fake.count("chat.postMessage", NOTICES) == before + 2
     finally:
         room.fake.refuse.pop(NOTICES, None)
     assert room.notices(stack) == []
