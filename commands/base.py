@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from bot.core.alerting.api import AlertApi
 from bot.core.config import Config
 from bot.core.ids import GIT_REF, SERVICE_NAME, STACK_NAME
+from bot.core.locks import Lock
 from bot.core.operations import Handler, NoticeFor
 from bot.core.policy import Policy
 from bot.core.replies import Message, Reply
@@ -82,6 +83,26 @@ class JobRecords(Protocol):
 
     async def accept_swarm(self, swarm_id: str, by: str) -> None: ...
 
+    def locks(self) -> LockRecords:
+        """Stack locks (``bot.queue.lockstore.AsyncLockStore``)."""
+        ...
+
+    async def tell(self, stack: str, text: str, lines: tuple[str, ...] = ()) -> int:
+        """A notice to the rooms routed for ``stack``."""
+        ...
+
+    async def poke_watcher(self, word: str) -> None:
+        """Wake the source watcher: changes held for a lock are looked at again."""
+        ...
+
+
+class LockRecords(Protocol):
+    async def all(self) -> dict[str, Lock]: ...
+
+    async def put(self, lock: Lock) -> None: ...
+
+    async def drop(self, stack: str) -> None: ...
+
 
 class Confirmer(Protocol):
     """The dispatcher's confirmation flow (``bot.chat.dispatch.Dispatcher``)."""
@@ -125,7 +146,7 @@ class Command:
     render_progress: Callable[[dict[str, Any]], str] | None = None
     # Confirmed whatever safety.confirm says, when this says so for these arguments
     # (`!swarm accept`, a silence longer than alerts.confirm_silence_over_seconds).
-    always_confirm: Callable[[Config, dict[str, str]], bool] | None = None
+    always_confirm: Callable[[Config, dict[str, str], str], bool] | None = None  # ..., user
     # What a confirmation says it will do (when safety.confirm names the command).
     confirm_text: Callable[[dict[str, str]], str] | None = None
     # The notices a finished job posts (commands that change the swarm).
@@ -152,6 +173,12 @@ class Command:
 
 
 def error_reply(result: Result) -> Reply:
+    if result.data.get("refused"):
+        return Reply(
+            f"job {result.job} refused: {result.data.get('error', '?')}",
+            status="refused",
+            job=result.job,
+        )
     return Reply(
         f"job {result.job} failed: {result.data.get('error', 'unknown error')}",
         status="failed",

@@ -54,7 +54,7 @@ async def answer(ctx: Context, args: dict[str, str]) -> Reply:
     )
 
 
-def _long(config: Config, args: dict[str, str]) -> bool:
+def _long(config: Config, args: dict[str, str], user: str) -> bool:
     """Longer than ``confirm_silence_over_seconds``; one over the maximum is refused at once
     instead (no confirmation that could only end in a refusal)."""
     seconds = durations.parse(args.get("duration", "")) or 0

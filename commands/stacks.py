@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.core.locks import ALL
 from bot.core.operations import Answer, JobRun, WorkerTools
 from bot.core.replies import Reply, Table, plural
 from bot.core.wire import Result
@@ -22,7 +23,12 @@ def render(result: Result) -> Reply:
         i for i, r in enumerate(rows) if r["healthy"] < r["services"] or not r["file"]
     )
     git = any("git" in r for r in rows)
-    header = ("STACK", "FILE", "DEPLOYED", "SERVICES") + (("COMMIT", "BRANCH") if git else ())
+    locked = any("lock" in r for r in rows)
+    header = (
+        ("STACK", "FILE", "DEPLOYED", "SERVICES")
+        + (("COMMIT", "BRANCH") if git else ())
+        + (("LOCKED",) if locked else ())
+    )
     table = Table(
         header,
         tuple(
@@ -33,6 +39,7 @@ def render(result: Result) -> Reply:
                 f"{r['healthy']}/{r['services']} healthy" if r["services"] else "-",
             )
             + ((_commit(r.get("git")), _behind(r.get("git"))) if git else ())
+            + ((str(r.get("lock", "")),) if locked else ())
             for r in rows
         ),
         flagged,
@@ -80,6 +87,7 @@ def handle(tools: WorkerTools, run: JobRun) -> Answer:
         if tools.policy.may_touch(job.requester, job.command, name).allowed
     ]
     commits = tools.files.stack_commits([n for n in names if n in deployed], source)
+    locks = tools.locks()
     rows = []
     for name in names:
         services = deployed.get(name, [])
@@ -91,6 +99,9 @@ def handle(tools: WorkerTools, run: JobRun) -> Answer:
         }
         if name in commits:
             row["git"] = commits[name]
+        lock = locks.get(name) or locks.get(ALL)
+        if lock is not None:
+            row["lock"] = f"{lock.holder}: {lock.reason}"
         rows.append(row)
     return Answer(True, {"rows": rows}, plural(len(rows), "stack"))
 

@@ -15,6 +15,7 @@ from typing import Any
 from bot.core.config import Config, parse
 from bot.core.doctor import Finding
 from bot.core.ids import STACK_LABEL
+from bot.core.locks import Lock
 from bot.core.operations import Answer, JobFailed, JobRun, ServiceChange, StackSource
 from bot.core.policy import Policy
 from bot.core.services import ServiceView
@@ -204,6 +205,7 @@ class FakeTools:
     consumer: str = "worker-1"
     calls: list[tuple[Any, ...]] = field(default_factory=list)
     failing_stacks: set[str] = field(default_factory=set)
+    held_locks: dict[str, Lock] = field(default_factory=dict)
 
     @property
     def policy(self) -> Policy:
@@ -213,6 +215,9 @@ class FakeTools:
         decision = self.policy.may_touch(job.requester, job.command, stack)
         if not decision.allowed:
             raise JobFailed(decision.reason)
+
+    def locks(self) -> dict[str, Lock]:
+        return dict(self.held_locks)
 
     def visible(self, job: Job, services: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [

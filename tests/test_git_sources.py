@@ -133,8 +133,10 @@ def _room(workdir: Path, redis_url: str, run_id: str, git: GitServer) -> Iterato
             path = "stacks"
             poll_seconds = 600
 
-            [changes]
-            policy = {{ "{run_id}-gc" = "confirm", "{run_id}-ga" = "auto" }}
+            [changes.policy]
+            "{run_id}-gc" = "confirm"
+            "{run_id}-ga" = "auto"
+            "{run_id}-gl" = "auto"
 
             [webhook]
             port = {hook_port}
@@ -261,6 +263,29 @@ def test_policy_auto_deploys_a_push_and_tells_commit_and_author(room: Room, run_
     told = wait_until(lambda: room.notices(f"removed {stack}.yaml ({gone[:7]}"), 30, "removal")
     assert f"!undeploy {stack} removes the stack (its volumes stay)" in told[0], told
     room.settle()
+    assert "LEVEL=b" in room.env_of(f"{stack}_web")
+
+
+def test_an_auto_change_to_a_locked_stack_waits_then_deploys_when_unlocked(
+    room: Room, run_id: str
+) -> None:
+    stack = f"{run_id}-gl"
+    first = room.git.commit({f"stacks/{stack}.yaml": web("a")}, "Add the locked stack", "Alice")
+    wait_until(lambda: room.notices(f"{stack} deployed at {first[:7]}"), 90, "the first deploy")
+    room.ask(f"!lock {stack} migrating the database", f"{stack} locked")
+    second = room.git.commit({f"stacks/{stack}.yaml": web("b")}, "Bump while locked", "Dave")
+    held = wait_until(lambda: room.notices(f"{second[:7]}"), 60, "the held change told")
+    assert f"locked by slack:{ALICE}" in held[0] and "migrating the database" in held[0], held
+    assert "waits" in held[0], held
+    room.settle()
+    assert "LEVEL=a" in room.env_of(f"{stack}_web")  # not deployed while locked
+    assert not room.notices(f"{stack} deployed at {second[:7]}")
+
+    room.ask(f"!unlock {stack}", f"{stack} unlocked")
+    told = wait_until(
+        lambda: room.notices(f"{stack} deployed at {second[:7]}"), 90, "the deploy once unlocked"
+    )
+    assert '"Bump while locked" (Dave) by swarmbot:auto' in told[0], told
     assert "LEVEL=b" in room.env_of(f"{stack}_web")
 
 

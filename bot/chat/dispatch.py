@@ -21,6 +21,7 @@ from bot.core import health
 from bot.core.alerting.api import AlertApi
 from bot.core.config import Config
 from bot.core.ids import matches_any, stacks_named_by
+from bot.core.locks import ALL, blocking, refusal
 from bot.core.policy import Decision, Policy
 from bot.core.replies import Message, Reply, masked
 from bot.core.sealed import Forged
@@ -77,9 +78,13 @@ class Dispatcher:
                 message, "refused", command.name, refusal=decision.kind, reason=decision.reason
             )
             return Reply(f"refused: {decision.reason}", status="refused")
+        locked = await self._locked(message.user_id, command, args)
+        if locked:
+            await self._audit(message, "refused", command.name, refusal="locked", reason=locked)
+            return Reply(f"refused: {locked}", status="refused")
         job_args = dict(args)  # the job carries the parsed arguments
         stack = args.get(command.stack_param or "")
-        confirm = self._needs_confirmation(command, stack, job_args)
+        confirm = self._needs_confirmation(command, stack, job_args, message.user_id)
         queues = command.answer is None and not confirm
         limited, job_id = await self._rate_limited(message.user_id, take_job_id=queues)
         if limited:
@@ -114,6 +119,25 @@ class Dispatcher:
             return Reply(f"internal error: {type(exc).__name__} (see the log)", status="error")
         await self._audit(message, decision, command.name)
         return reply
+
+    async def _locked(self, user: str, command: Command, args: dict[str, str]) -> str:
+        """Why a change may not be made now, said at once ("" if it may): a lock on its
+        stack that ``user`` does not hold. The worker checks again when the job takes the
+        stack (a short service name is known to be in a stack only there)."""
+        if command.notice is None:
+            return ""  # changes nothing in a stack
+        stack = args.get(command.stack_param or "", "")
+        if not stack:
+            named = stacks_named_by(args.get("service", ""))
+            stack = named[1] if len(named) == 2 else ""
+        if not stack:
+            return ""
+        try:
+            locks = await self.queue.locks().all()
+        except REDIS_DOWN:
+            return ""  # the worker checks too
+        lock = blocking(locks, "" if stack == ALL else stack, user)
+        return refusal(lock, stack, self.config.prefix) if lock is not None else ""
 
     def authorize(self, user: str, command: Command, args: dict[str, str]) -> Decision:
         decision = self.policy.may_run(user, command.name)
@@ -238,12 +262,12 @@ class Dispatcher:
     # -- confirmations --------------------------------------------------------------------
 
     def _needs_confirmation(
-        self, command: Command, stack: str | None, args: dict[str, str]
+        self, command: Command, stack: str | None, args: dict[str, str], user: str
     ) -> bool:
         """The command's name in ``safety.confirm``, or its dangerous form there:
         ``deploy all``, ``deploy --prune`` (removes services)."""
         name = command.name
-        if command.always_confirm is not None and command.always_confirm(self.config, args):
+        if command.always_confirm is not None and command.always_confirm(self.config, args, user):
             return True
         if name == "deploy" and stack == "all":
             name = "deploy all"
@@ -279,16 +303,16 @@ class Dispatcher:
             "approver": "",
             "second": second,
         }
+        # A change that waits for a second person waits as long as approvals are valid.
+        ttl = self.config.changes.approval_seconds if second else self.config.confirm_seconds
         try:
-            code = await self.confirmations.ask(pending)
+            code = await self.confirmations.ask(pending, ttl)
         except REDIS_DOWN:
             return Reply(QUEUE_DOWN, status="error")
         await self._audit(message, "confirmation-asked", command.name, reason=code, stack=stack)
         what = command.consequence(job_args)
-        text = (
-            f"{what}. To go ahead, type {self.config.prefix}confirm {code} within "
-            f"{self.config.confirm_seconds}s."
-        )
+        within = f"{ttl}s" if ttl < 3600 else f"{ttl // 3600}h"
+        text = f"{what}. To go ahead, type {self.config.prefix}confirm {code} within {within}."
         if second:
             text += f" Someone else allowed to {command.name} {stack} must also confirm it."
         return Reply(text, status="info")
@@ -377,7 +401,7 @@ class Dispatcher:
             if not pending["confirmed"]:
                 pending.update(user=user, confirmed=True, ref=ref)
             elif pending["second"] and user != pending["user"]:
-                pending["approver"] = user
+                return self._approve(pending, user)
             else:
                 return Reply(
                     f"you confirmed {pending['text']} already; it waits for someone else "
@@ -389,7 +413,23 @@ class Dispatcher:
         elif not pending["second"]:
             return Reply("")
         else:
-            pending["approver"] = user
+            return self._approve(pending, user)
+        return None
+
+    def _approve(self, pending: dict[str, Any], user: str) -> Reply | None:
+        """Record ``user`` as the second approver, if a role of theirs approves the stack
+        (``approves``) where roles name its approvers; else the refusal."""
+        stacks = [pending["stack"]] if pending["stack"] else []
+        if not stacks:
+            stacks = list(stacks_named_by(str(pending["args"].get("service", ""))))
+        wrong = [s for s in stacks if not self.policy.may_approve(user, s)]
+        if wrong:
+            return Reply(
+                f"you may not approve changes to {wrong[0]}: only roles whose `approves` "
+                "names it do",
+                status="refused",
+            )
+        pending["approver"] = user
         return None
 
     async def _audit(

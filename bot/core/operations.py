@@ -24,6 +24,7 @@ from typing import Any, Literal, Protocol
 
 from bot.core.config import Config
 from bot.core.doctor import Finding
+from bot.core.locks import Lock
 from bot.core.policy import Policy
 from bot.core.services import ServiceView
 from bot.core.whereabouts import Whereabouts
@@ -36,6 +37,11 @@ Progress = Callable[[dict[str, Any]], None]
 
 class JobFailed(Exception):
     """An expected failure whose message is safe to show in chat."""
+
+
+class JobRefused(JobFailed):
+    """The job may not run as asked (its stack is locked by someone else, its window is
+    closed): answered as refused, not failed; the message is safe to show in chat."""
 
 
 class JobCancelled(Exception):
@@ -274,6 +280,10 @@ class WorkerTools(Protocol):
 
     def allow(self, job: Job, stack: str) -> None:
         """Raise ``JobFailed`` unless the requester may run the job's command on ``stack``."""
+        ...
+
+    def locks(self) -> dict[str, Lock]:
+        """The stack locks standing now (stack or "all" -> the lock)."""
         ...
 
     def visible(self, job: Job, services: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -53,6 +53,13 @@ class Policy:
                 globs.extend(role.stacks)
         return tuple(globs)
 
+    def may_approve(self, user_id: str, stack: str) -> bool:
+        """May ``user_id`` be the second approver of a change to ``stack``? When some role
+        names the stack in ``approves``, only members of such a role; else anyone allowed
+        to run the command (checked by the caller)."""
+        named = [r for r in self._roles if matches_any(stack, r.approves)]
+        return not named or any(user_id in r.users for r in named)
+
     def is_admin(self, user_id: str) -> bool:
         """All commands on all stacks (``commands = ["*"]`` and ``stacks = ["*"]`` in one
         role). A role with every command but only some stacks is not an admin: it may not

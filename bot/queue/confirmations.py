@@ -47,11 +47,11 @@ class Confirmations:
     def _key(self, code: str) -> str:
         return self._keys.confirmation(code)
 
-    async def ask(self, pending: dict[str, Any]) -> str:
+    async def ask(self, pending: dict[str, Any], ttl: int | None = None) -> str:
         for _ in range(20):
             code = confirmation_code()
             sealed = seal(self._secret, self._key(code), pending)
-            if await self._redis.set(self._key(code), sealed, nx=True, ex=self.ttl):
+            if await self._redis.set(self._key(code), sealed, nx=True, ex=ttl or self.ttl):
                 return code
         raise RuntimeError("no free confirmation code")
 

@@ -36,6 +36,7 @@ from bot.queue.keys import (
     Keys,
 )
 from bot.queue.lease import Lease
+from bot.queue.lockstore import HeldChanges, LockStore
 from bot.queue.noticestore import NoticeStore
 from bot.queue.stats import publish_queue_metrics
 from bot.queue.submit import add_job
@@ -252,6 +253,12 @@ class WorkerQueue:
 
     def swarm_store(self, secret: Secret) -> SwarmStore:
         return SwarmStore(self._redis, self.keys, secret)
+
+    def lock_store(self, secret: Secret) -> LockStore:
+        return LockStore(self._redis, self.keys, secret)
+
+    def held_changes(self, secret: Secret) -> HeldChanges:
+        return HeldChanges(self._redis, self.keys, secret)
 
     def change_store(self, secret: Secret) -> ChangeStore:
         return ChangeStore(self._redis, self.keys, secret)

@@ -112,6 +112,15 @@ class Keys:
         """The last change a job made to ``stack`` (sealed), for alerts to name."""
         return f"{self.prefix}:change:{stack}"
 
+    def locks(self) -> str:
+        """Stack locks: a hash, stack (or "all") -> the lock, sealed."""
+        return f"{self.prefix}:locks"
+
+    def held(self) -> str:
+        """Changes proposed from git or the registry that wait for a lock or a window:
+        a hash, stack -> the proposal, sealed."""
+        return f"{self.prefix}:held"
+
     def alerts(self, what: str) -> str:
         """The alert receiver's: ``group:<hash>`` (a group's story, sealed),
         ``new:<room hash>:<minute>`` (new messages in a room this minute)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -10,11 +11,14 @@ import redis
 import redis.asyncio as aioredis
 
 from bot.core.config import Config
-from bot.core.wire import Job, encode_job
+from bot.core.noticeroutes import targets
+from bot.core.wire import Job, Result, encode_job
 from bot.queue import records, scripts
 from bot.queue.chatstate import ChatState
 from bot.queue.confirmations import Confirmations
+from bot.queue.consumer import post_result
 from bot.queue.keys import WORKER_GROUP, Keys
+from bot.queue.lockstore import AsyncLockStore
 from bot.queue.submit import ENTRY_REPLY, add_job
 from bot.queue.swarmstore import SwarmRecords
 from bot.queue.text import fields as as_fields
@@ -33,6 +37,7 @@ class JobQueue:
         self._ttl = config.job_ttl_seconds
         self._dead_after = config.worker_timeout_seconds
         self._swarm = SwarmRecords(client, self.keys, config.signing_secret)
+        self._config = config
 
     async def submit(
         self,
@@ -120,6 +125,34 @@ class JobQueue:
 
     async def accept_swarm(self, swarm_id: str, by: str) -> None:
         await self._swarm.accept(swarm_id, by)
+
+    def locks(self) -> AsyncLockStore:
+        return AsyncLockStore(self._redis, self.keys, self._secret)
+
+    async def tell(self, stack: str, text: str, lines: tuple[str, ...] = ()) -> int:
+        """A notice from the bot itself (a lock taken or lifted) to the rooms routed for
+        ``stack``, by the same inboxes and lanes as the worker's; how many rooms."""
+        places = targets(self._config, stack)
+        digest = hashlib.sha256(f"{stack}|{text}|{time.time()}".encode()).hexdigest()[:16]
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for target in places:
+                data = {"text": text, "detail": list(lines), "id": digest, "status": "info"}
+                post_result(
+                    pipe,
+                    self.keys,
+                    Result("notice", "0", "notice", True, data, target),
+                    self._secret,
+                )
+            await pipe.execute()
+        return len(places)
+
+    async def poke_watcher(self, word: str) -> None:
+        """Wake the source watcher (as a push does): held changes are looked at again."""
+        pokes = self.keys.watch("pokes")
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(pokes, word)
+            pipe.expire(pokes, 3600)
+            await pipe.execute()
 
     def chat_state(self, adapter: str) -> ChatState:
         """What the chat adapter ``adapter`` keeps in Redis (``bot.queue.chatstate``)."""

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from bot.core.config import AUTOMATION_USER, Config
 from bot.core.ids import matches_any
+from bot.core.locks import blocking, refusal
 from bot.core.wire import Job
 from bot.queue.consumer import Batch, WorkerQueue
 from bot.swarm.notices import Notices
@@ -49,8 +50,46 @@ class ChangePolicy:
     def policy_for(self, stack: str) -> str:
         return self.config.changes.policy_for(stack)
 
+    def blocked(self, stack: str) -> str:
+        """Why a change to ``stack`` from git or the registry must wait now ("" if not):
+        someone holds a lock on it."""
+        locks = self.queue.lock_store(self.config.signing_secret).all()
+        lock = blocking(locks, stack, AUTOMATION_USER)
+        return refusal(lock, stack, self.config.prefix) if lock is not None else ""
+
+    def release_held(self) -> int:
+        """Propose again the changes that waited, for the stacks nothing holds any more
+        (told again, and applied by policy); how many."""
+        held = self.queue.held_changes(self.config.signing_secret)
+        released = 0
+        for stack, raw in held.all().items():
+            try:
+                proposal = Proposal(**{**raw, "detail": tuple(raw.get("detail", ()))})
+            except TypeError:
+                log.warning("held change for %s is malformed; dropped", stack)
+                with self.queue.batch() as pipe:
+                    held.drop(stack, pipe)
+                continue
+            if proposal.stack != stack or self.blocked(stack):
+                continue
+            with self.queue.batch() as pipe:
+                held.drop(stack, pipe)
+                self.propose(proposal, pipe)
+            released += 1
+        return released
+
     def propose(self, proposal: Proposal, pipe: Batch) -> str:
-        """Tell (and by policy, ask for or queue) the deploy; returns the policy applied."""
+        """Tell (and by policy, ask for or queue) the deploy; returns the policy applied.
+        A change to a stack someone has locked waits, told so, until the lock goes."""
+        why = self.blocked(proposal.stack) if proposal.args else ""
+        if why:
+            held = self.queue.held_changes(self.config.signing_secret)
+            held.put(proposal.stack, asdict(proposal), pipe)
+            headline = f"{proposal.headline}: waits ({proposal.command}): {why}"
+            self.notices.post(
+                proposal.stack, headline, list(proposal.detail), f"{proposal.key}-held", pipe=pipe
+            )
+            return "held"
         policy = self.policy_for(proposal.stack)
         if not any(matches_any(proposal.stack, r.stacks) for r in self.config.notice_routes):
             log.warning(

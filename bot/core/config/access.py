@@ -47,30 +47,39 @@ def roles(table: Any, problems: Problems, commands: Collection[str]) -> tuple[Ro
                 problems.append((f"{key}.{part}", "must be a list of strings"))
                 value = []
             lists[part] = value
-        for i, user in enumerate(lists["users"]):
-            if not USER_ID.match(user):
-                problems.append(
-                    (
-                        f"{key}.users[{i}]",
-                        f"{user!r} is not a stable user ID "
-                        "(console:NAME, @user:server for Matrix, slack:U… for Slack)",
-                    )
-                )
-        for i, command in enumerate(lists["commands"]):
-            if command != "*" and command not in commands:
-                problems.append((f"{key}.commands[{i}]", f"unknown command {command!r}"))
-        for i, glob in enumerate(lists["stacks"]):
-            if not re.match(r"^[a-z0-9*?\[\]_-]{1,64}$", glob):
-                problems.append((f"{key}.stacks[{i}]", f"{glob!r} is not a stack name or glob"))
+        _check_lists(key, lists, problems, commands)
         roles.append(
             Role(
                 name=name,
                 users=frozenset(lists["users"]),
                 commands=frozenset(lists["commands"]),
                 stacks=tuple(lists["stacks"]),
+                approves=tuple(lists["approves"]),
             )
         )
     return tuple(roles)
+
+
+def _check_lists(
+    key: str, lists: dict[str, list[str]], problems: Problems, commands: Collection[str]
+) -> None:
+    """A role's users are stable IDs, its commands exist, its stacks are globs."""
+    for i, user in enumerate(lists["users"]):
+        if not USER_ID.match(user):
+            problems.append(
+                (
+                    f"{key}.users[{i}]",
+                    f"{user!r} is not a stable user ID "
+                    "(console:NAME, @user:server for Matrix, slack:U… for Slack)",
+                )
+            )
+    for i, command in enumerate(lists["commands"]):
+        if command != "*" and command not in commands:
+            problems.append((f"{key}.commands[{i}]", f"unknown command {command!r}"))
+    for part in ("stacks", "approves"):
+        for i, glob in enumerate(lists[part]):
+            if not re.match(r"^[a-z0-9*?\[\]_-]{1,64}$", glob):
+                problems.append((f"{key}.{part}[{i}]", f"{glob!r} is not a stack name or glob"))
 
 
 def check_safety(safety: dict[str, Any], problems: Problems, commands: Collection[str]) -> None:

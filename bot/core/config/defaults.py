@@ -152,7 +152,7 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
     },
 }
 ADAPTERS = ("matrix", "slack")
-ROLE_KEYS = {"users", "commands", "stacks"}
+ROLE_KEYS = {"users", "commands", "stacks", "approves"}
 
 
 def registry_defaults() -> RegistryConfig:

@@ -48,6 +48,10 @@ class Role:
     users: frozenset[str]
     commands: frozenset[str]
     stacks: tuple[str, ...]
+    # The stacks (globs) on which its members are the second approver, where one is
+    # required (safety.second_approver_stacks). Once any role names a stack here, only
+    # such members approve changes to it.
+    approves: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import Any
 
 from bot.core.config import Config
 from bot.core.health import NOTICES
-from bot.core.ids import matches_any
+from bot.core.noticeroutes import targets
 from bot.core.wire import Result
 from bot.queue.consumer import Batch, WorkerQueue
 from bot.swarm.notices.decide import summarize
@@ -45,28 +45,14 @@ class Notices:
         one ``story`` are one message, posted first and edited after."""
         sent = 0
         digest = hashlib.sha256(f"{key}|{text}|{detail}".encode()).hexdigest()[:16]
-        for route in self.config.notice_routes:
-            if not matches_any(stack, route.stacks):
-                continue
-            # Only to platforms a bot serves: no reader would ever empty another inbox.
-            targets = []
-            if "matrix" in self.config.adapters:
-                targets += [{"inbox": "matrix", "room": r} for r in route.matrix]
-            if "slack" in self.config.adapters:
-                targets += [{"inbox": "slack", "channel": c} for c in route.slack]
-            for target in targets:
-                data: dict[str, Any] = {
-                    "text": text,
-                    "detail": detail,
-                    "id": digest,
-                    "status": status,
-                }
-                if origin and origin.get("inbox") == target["inbox"]:
-                    data["origin"] = origin
-                if story:
-                    data["story"] = story
-                self.queue.progress(Result("notice", job, "notice", True, data, target), pipe)
-                sent += 1
+        for target in targets(self.config, stack):
+            data: dict[str, Any] = {"text": text, "detail": detail, "id": digest, "status": status}
+            if origin and origin.get("inbox") == target["inbox"]:
+                data["origin"] = origin
+            if story:
+                data["story"] = story
+            self.queue.progress(Result("notice", job, "notice", True, data, target), pipe)
+            sent += 1
         if sent:
             NOTICES.inc(sent)
             log.info("notice about %s: %s", stack or "(no stack)", text)

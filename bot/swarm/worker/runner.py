@@ -26,6 +26,7 @@ from bot.core.operations import (
     Handler,
     JobCancelled,
     JobFailed,
+    JobRefused,
     JobRun,
     Notice,
     NoticeFor,
@@ -207,6 +208,8 @@ class JobRunner:
             return self.handlers[job.op](self.tools, JobRun(job, progress, digest, slot))
         except HandedOver:
             raise
+        except JobRefused as exc:
+            return Answer(False, {"error": str(exc), "refused": True}, str(exc), "refused")
         except JobFailed as exc:
             return Answer(False, {"error": str(exc)}, str(exc))
         except JobCancelled as exc:

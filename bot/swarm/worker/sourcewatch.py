@@ -138,6 +138,8 @@ class SourceWatcher:
         if self.config.registry.poll_seconds and now >= self._next_images:
             self._next_images = now + self.config.registry.poll_seconds
             self.check_images()
+        # Changes that waited for a lock (or a window): proposed again once free.
+        self.policy.release_held()
         # For operators and tests; a counter overwritten by someone is set aside.
         self.store.count_look()
 

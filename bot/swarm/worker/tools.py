@@ -21,6 +21,7 @@ from bot.core import health
 from bot.core.config import Config
 from bot.core.doctor import Finding
 from bot.core.ids import hostname, matches_any, resolve_service, stack_of, stacks_named_by
+from bot.core.locks import Lock
 from bot.core.operations import Answer, JobFailed, JobRun, ServiceChange, StackSource
 from bot.core.policy import Policy
 from bot.core.scrub import env_values, masker
@@ -74,6 +75,10 @@ class SwarmTools:
         decision = self.policy.may_touch(job.requester, job.command, stack)
         if not decision.allowed:
             raise JobFailed(decision.reason)
+
+    def locks(self) -> dict[str, Lock]:
+        secret = self.state.config.signing_secret
+        return self.state.wait_for_redis(lambda: self.state.queue.lock_store(secret).all())
 
     def visible(self, job: Job, services: list[dict[str, Any]]) -> list[dict[str, Any]]:
         allowed: dict[str, bool] = {}  # per stack: many services, few stacks

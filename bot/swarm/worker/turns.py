@@ -15,7 +15,8 @@ import docker.errors
 import requests.exceptions
 
 from bot.core.ids import stack_of
-from bot.core.operations import JobCancelled, JobFailed, JobRun, who
+from bot.core.locks import blocking, refusal
+from bot.core.operations import JobCancelled, JobFailed, JobRefused, JobRun, who
 from bot.queue.errors import StoreError
 from bot.swarm.worker.lifecycle import HandedOver, WorkerState
 
@@ -59,6 +60,12 @@ class SwarmTurns:
                 raise HandedOver
             self.state.stop.wait(LOCK_POLL_SECONDS)
         self.state.held[stack] = job.id
+        try:
+            self._not_locked(stack, run)
+        except JobRefused:
+            self.state.held.pop(stack, None)
+            self.state.wait_for_redis(lambda: self.queue.unlock(stack, job.id))
+            raise
         if told:
             try:
                 if run.slot is not None:
@@ -73,6 +80,18 @@ class SwarmTurns:
         finally:
             self.state.held.pop(stack, None)
             self.state.wait_for_redis(lambda: self.queue.unlock(stack, job.id))
+
+    def _not_locked(self, stack: str, run: JobRun) -> None:
+        """Refuse the change when someone else holds a lock on the stack (or on all):
+        checked once the job has the stack's turn, so a job queued before the lock, or
+        waiting behind another, is refused too."""
+        config = self.state.config
+        locks = self.state.wait_for_redis(
+            lambda: self.queue.lock_store(config.signing_secret).all()
+        )
+        lock = blocking(locks, stack, run.job.requester)
+        if lock is not None:
+            raise JobRefused(refusal(lock, stack, config.prefix))
 
     @contextlib.contextmanager
     def claim(self, names: list[str], run: JobRun) -> Iterator[None]:
