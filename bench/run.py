@@ -94,8 +94,9 @@ MISSES = {
         "here; 3 s by default), so that a burst of updates becomes one notice with its "
         "outcome; the rest is one Engine API list call, the chat post and the watcher's 0.1 s "
         "look while a change settles. The change's first word is posted at once (the row "
-        "before); only the edit to its outcome waits. Fix: take the update's own end (UpdateStatus completed) as the "
-        "signal where there is one, and keep the quiet period only for scale-only changes."
+        "before); only the edit to its outcome waits. Fix: take the update's own end "
+        "(UpdateStatus completed) as the signal where there is one, and keep the quiet "
+        "period only for scale-only changes."
     ),
 }
 
