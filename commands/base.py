@@ -26,6 +26,7 @@ from bot.core.locks import Lock
 from bot.core.operations import Handler, NoticeFor
 from bot.core.policy import Policy
 from bot.core.replies import Message, Reply
+from bot.core.schedule import WINDOW_ARG
 from bot.core.wire import Result, Schema
 
 
@@ -134,6 +135,9 @@ class Command:
     # The job takes that stack's lock (it changes the stack): only then can it wait behind
     # another job on the same stack, and only then does "queued behind" make sense.
     locks_stack: bool = False
+    # May be scheduled (``at 22:00``, ``in 2h``) and run outside its stack's deploy windows
+    # (``--now``, confirmed) or at their next opening (``--when-open``).
+    schedulable: bool = False
     # A queued command that changes nothing: it may run in the worker's read slots
     # (``queue.read_slots``), so a house full of deploys never delays it.
     read_only: bool = False
@@ -153,7 +157,10 @@ class Command:
     notice: NoticeFor | None = None
 
     def usage(self, prefix: str) -> str:
-        return " ".join([f"{prefix}{self.name}", *(a.usage() for a in self.args)])
+        words = [f"{prefix}{self.name}", *(a.usage() for a in self.args)]
+        if self.schedulable:
+            words.append("[at <time>|in <duration>] [--now|--when-open]")
+        return " ".join(words)
 
     @property
     def queued(self) -> bool:
@@ -166,6 +173,8 @@ class Command:
         }
         if any(a.at_ref for a in self.args):
             schema[REF_ARG] = (GIT_REF, False)
+        if self.schedulable:
+            schema[WINDOW_ARG] = (re.compile(r"^now$"), False)
         return schema
 
     def consequence(self, args: dict[str, str]) -> str:

@@ -262,6 +262,7 @@ def _confirm_text(args: dict[str, str]) -> str:
 
 
 COMMAND = Command(
+    schedulable=True,
     name="deploy",
     summary="deploy stacks/<stack>.yaml as stack <stack> and wait until every service has "
     "converged; 'all' deploys every stack, each after the stacks it needs, in parallel where "

@@ -5,7 +5,10 @@ roles covers (an admin: all). Who asked for what elsewhere is not theirs to read
 
 from __future__ import annotations
 
+import time
+
 from bot.core.replies import Reply, Table, ago, plural
+from bot.core.schedule import say
 from commands.base import Command, Context
 
 SHOWN = 15
@@ -30,7 +33,7 @@ async def answer(ctx: Context, args: dict[str, str]) -> Reply:
                 r.get("id", "?"),
                 r.get("text", "")[:40],
                 r.get("requester", ""),
-                r.get("state", ""),
+                _state(r, ctx.config.timezone),
                 ago(float(r.get("created", 0) or 0)),
                 r.get("summary", "")[:60],
             )
@@ -39,6 +42,18 @@ async def answer(ctx: Context, args: dict[str, str]) -> Reply:
         frozenset(i for i, r in enumerate(records) if r.get("state") in BAD),
     )
     return Reply(f"the last {plural(len(records), 'job')}:", table)
+
+
+def _state(record: dict[str, str], zone: str) -> str:
+    """The record's state; a scheduled job's says when it runs."""
+    state = record.get("state", "")
+    if state != "scheduled":
+        return state
+    try:
+        at = float(record.get("not_before", "") or 0)
+    except ValueError:
+        return state
+    return f"scheduled for {say(at, time.time(), zone)}" if at else state
 
 
 COMMAND = Command(

@@ -64,6 +64,7 @@ def handle(tools: WorkerTools, run: JobRun) -> Answer:
 
 
 COMMAND = Command(
+    schedulable=True,
     name="restart",
     summary="restart a service's tasks (docker service update --force) and wait until it "
     "has converged",

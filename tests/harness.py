@@ -309,6 +309,7 @@ class BotEnv:
         return name
 
     def start_worker(self, name: str = "test-worker", env: dict[str, str] | None = None) -> None:
+        mark = self.worker_log.stat().st_size if self.worker_log.exists() else 0
         log = self.worker_log.open("ab")
         self.worker = subprocess.Popen(
             [*SWARMBOT, "worker", "--config", str(self.config), "--name", name],
@@ -322,7 +323,8 @@ class BotEnv:
             assert self.worker is not None
             if self.worker.poll() is not None:
                 raise AssertionError(f"the worker exited:\n{self.worker_log.read_text()[-3000:]}")
-            return b"ready" in self.worker_log.read_bytes()
+            # This worker's "ready", not an earlier worker's in the same log.
+            return b"ready" in self.worker_log.read_bytes()[mark:]
 
         wait_until(ready, 20, "the worker to be ready")
 

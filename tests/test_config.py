@@ -65,8 +65,18 @@ def test_every_problem_is_named_by_its_key(tmp_path: Path) -> None:
         users = ["Alice Smith"]
         commands = ["deploy", "reboot"]
         stacks = ["../etc"]
+        approves = ["prod/*"]
         [variables]
         domain = "x"
+        [windows]
+        timezone = "Mars/Olympus"
+        "prod*" = ["weekdays 09:00-16:00", "Mon-Fri 09:00-16:00"]
+        "dev" = "always"
+        [alerts]
+        port = 9095
+        [[alerts.route]]
+        match = ['severity=~"(crit"']
+        matrix = ["!ops:example.org"]
     """,
     )
     assert proc.returncode == 2
@@ -80,6 +90,12 @@ def test_every_problem_is_named_by_its_key(tmp_path: Path) -> None:
         "roles.ops.commands[1]: unknown command 'reboot'",
         "roles.ops.stacks[0]: '../etc' is not a stack name or glob",
         "variables.domain: names are upper case",
+        "roles.ops.approves[0]: 'prod/*' is not a stack name or glob",
+        "windows.timezone: 'Mars/Olympus' is not a time zone",
+        "windows.\"prod*\"[0]: 'weekdays' is not a day or range of days",
+        'windows."dev": must be a list of windows',
+        "alerts.token_file: the receiver needs a bearer token",
+        "alerts.route[0].match[0]: the regular expression for severity is not valid",
         "security.signing_secret_file: no signing secret",
     ]:
         assert expected in err, f"{expected!r} not in\n{err}"

@@ -113,6 +113,53 @@ def handover_env(
 
 
 @pytest.mark.parametrize("trial", TRIALS)
+def test_a_scheduled_deploy_runs_once_across_a_worker_handover(
+    handover_env: BotEnv, swarm: docker.DockerClient, run_id: str, trial: int
+) -> None:
+    """`!deploy S in 6s`, and the worker that was there when it was scheduled is replaced
+    before it is due (SIGTERM, a new worker): the deploy runs once, when it is due, and is
+    answered once in the console that asked."""
+    env = handover_env
+    stack = env.add_stack(
+        f"{run_id}-sched", {"web": {"environment": {"TRIAL": f"t{trial}-{os.getpid()}"}}}
+    )
+    env.start_worker(f"sched-first-{trial}")
+    after = env.last_job().get("id", "0")
+    asked = env.chat_in_background(f"!deploy {stack} in 6s")
+    r = env.redis()
+
+    def scheduled() -> dict[str, str] | None:
+        for job_id in r.zrevrange(f"{env.prefix}:recent", 0, 4):
+            job = r.hgetall(f"{env.prefix}:job:{job_id}")
+            if int(job_id) > int(after) and job.get("state") == "scheduled":
+                return job
+        return None
+
+    job = wait_until(scheduled, 30, "the deploy to be scheduled")
+    assert env.worker is not None
+    env.worker.terminate()
+    assert env.worker.wait(15) == 0
+    env.worker = None
+    env.start_worker(f"sched-second-{trial}")
+    out = finish(asked)
+    env.stop_worker()
+    assert len(re.findall(rf"\] deployed {stack}", out)) == 1, out
+    assert f"scheduled as job {job['id']} for" in out, out
+    record = r.hgetall(f"{env.prefix}:job:{job['id']}")
+    assert record["state"] == "succeeded", record
+    assert (
+        float(record.get("started", 0) or record.get("finished", 0))
+        >= float(record["not_before"]) - 1
+    ), record
+    audit = [
+        fields
+        for _, fields in r.xrange(f"{env.prefix}:audit")
+        if fields.get("job") == job["id"] and fields.get("decision") == "succeeded"
+    ]
+    assert len(audit) == 1, audit
+
+
+@pytest.mark.parametrize("trial", TRIALS)
 def test_worker_stopped_mid_deploy_hands_the_job_over_at_once(
     handover_env: BotEnv, swarm: docker.DockerClient, run_id: str, trial: int
 ) -> None:

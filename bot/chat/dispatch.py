@@ -16,7 +16,8 @@ from dataclasses import replace
 from typing import Any
 
 from bot.chat.alertmanager import Alertmanager
-from bot.chat.parsing import ParseError, parse
+from bot.chat.parsing import Invocation, ParseError, parse
+from bot.chat.timing import Timing, decide
 from bot.core import health
 from bot.core.alerting.api import AlertApi
 from bot.core.config import Config
@@ -24,7 +25,9 @@ from bot.core.ids import matches_any, stacks_named_by
 from bot.core.locks import ALL, blocking, refusal
 from bot.core.policy import Decision, Policy
 from bot.core.replies import Message, Reply, masked
+from bot.core.schedule import WINDOW_ARG, say
 from bot.core.sealed import Forged
+from bot.core.wire import Job
 from bot.queue.errors import StoreDown, WrongType
 from bot.queue.producer import JobQueue, Queued
 from commands import REGISTRY
@@ -78,26 +81,65 @@ class Dispatcher:
                 message, "refused", command.name, refusal=decision.kind, reason=decision.reason
             )
             return Reply(f"refused: {decision.reason}", status="refused")
-        locked = await self._locked(message.user_id, command, args)
-        if locked:
-            await self._audit(message, "refused", command.name, refusal="locked", reason=locked)
-            return Reply(f"refused: {locked}", status="refused")
+        timing = await self._when(message, parsed)
+        if isinstance(timing, Reply):
+            return timing
         job_args = dict(args)  # the job carries the parsed arguments
+        if timing.override:
+            job_args[WINDOW_ARG] = "now"
         stack = args.get(command.stack_param or "")
-        confirm = self._needs_confirmation(command, stack, job_args, message.user_id)
+        confirm = timing.override or self._needs_confirmation(
+            command, stack, job_args, message.user_id
+        )
         queues = command.answer is None and not confirm
         limited, job_id = await self._rate_limited(message.user_id, take_job_id=queues)
         if limited:
             await self._audit(message, "rate-limited", command.name)
             return Reply(limited, status="refused")
         if confirm:
-            return await self._ask_confirmation(message, command, job_args, stack)
+            return await self._ask_confirmation(
+                message, command, job_args, stack, timing.not_before
+            )
         if command.answer is not None:
             return await self._answer(message, command, args)
         text = message.text.strip()
         return await self.submit(
-            message.user_id, command, job_args, text, message.ref, stack, message, job_id=job_id
+            message.user_id,
+            command,
+            job_args,
+            text,
+            message.ref,
+            stack,
+            message,
+            job_id=job_id,
+            not_before=timing.not_before,
         )
+
+    async def _when(self, message: Message, parsed: Invocation) -> Timing | Reply:
+        """When the command may run, or the refusal: a lock someone else holds on its
+        stack, a time that cannot be, a closed deploy window."""
+        command, args = parsed.command, parsed.args
+        locked = await self._locked(message.user_id, command, args)
+        if locked:
+            await self._audit(message, "refused", command.name, refusal="locked", reason=locked)
+            return Reply(f"refused: {locked}", status="refused")
+        stack = self._stack_named(command, args)
+        timing = decide(self.config, command, stack, parsed.schedule, parsed.window, time.time())
+        if timing.refusal:
+            await self._audit(
+                message, "refused", command.name, refusal="when", reason=timing.refusal
+            )
+            return Reply(f"refused: {timing.refusal}", status="refused")
+        return timing
+
+    @staticmethod
+    def _stack_named(command: Command, args: dict[str, str]) -> str:
+        """The stack a command names, by name or by a service's full name ("" if neither)."""
+        stack = args.get(command.stack_param or "", "")
+        if not stack:
+            named = stacks_named_by(args.get("service", ""))
+            stack = named[1] if len(named) == 2 else ""
+        return stack
 
     async def _answer(
         self, message: Message, command: Command, args: dict[str, str], decision: str = "answered"
@@ -126,10 +168,7 @@ class Dispatcher:
         stack (a short service name is known to be in a stack only there)."""
         if command.notice is None:
             return ""  # changes nothing in a stack
-        stack = args.get(command.stack_param or "", "")
-        if not stack:
-            named = stacks_named_by(args.get("service", ""))
-            stack = named[1] if len(named) == 2 else ""
+        stack = self._stack_named(command, args)
         if not stack:
             return ""
         try:
@@ -159,9 +198,11 @@ class Dispatcher:
         message: Message,
         decision: str = "queued",
         job_id: str = "",
+        not_before: float = 0.0,
     ) -> Reply:
         """Queue a job of ``command``; ``stack`` is the stack it names, if any; ``job_id``
-        one taken already (with the rate limit), else a new one is."""
+        one taken already (with the rate limit), else a new one is; ``not_before``: when
+        it is due (0: now)."""
         op = command.name
         reply_to = {"inbox": self.inbox, **ref}
         locked = stack if command.locks_stack and stack != "all" else None
@@ -177,6 +218,7 @@ class Dispatcher:
                 locked,
                 job_id=job_id,
                 read_only=command.read_only,
+                not_before=not_before,
             )
         except NOT_QUEUED as exc:
             log.error("queue unavailable: %s", exc)
@@ -185,8 +227,33 @@ class Dispatcher:
         job = queued.job
         health.COMMANDS.labels(op, decision.split(" ")[0]).inc()
         log.info("job %s queued: %s by %s", job.id, job.text, job.requester, extra={"job": job.id})
+        if job.not_before > job.created:
+            return await self._scheduled(command, job, message, ref)
         text, waits = await self._queued_text(queued)
         return Reply(text, status="queued", job=job.id, waits=waits)
+
+    async def _scheduled(
+        self, command: Command, job: Job, message: Message, ref: dict[str, str]
+    ) -> Reply:
+        """Said at once; a scheduled deploy's pre-flight runs now too (``!check``), its
+        answer in the same thread, and again when the deploy runs."""
+        p = self.config.prefix
+        when = say(job.not_before, job.created, self.config.timezone)
+        text = f"scheduled as job {job.id} for {when}: {job.text}; {p}cancel {job.id} cancels it"
+        check = self.registry.get("check")
+        if command.name == "deploy" and check is not None and job.args.get("stack") != "all":
+            args = {k: v for k, v in job.args.items() if k in ("stack", "ref")}
+            named = args["stack"] + (f"@{args['ref']}" if "ref" in args else "")
+            await self.submit(
+                job.requester,
+                check,
+                args,
+                f"{p}check {named} (pre-flight of job {job.id})",
+                ref,
+                None,
+                message,
+            )
+        return Reply(text, status="queued", job=job.id, waits=True)
 
     async def _queued_text(self, queued: Queued) -> tuple[str, bool]:
         """ "queued as job 42", and what the user should know about when it will run: behind
@@ -290,9 +357,11 @@ class Dispatcher:
         command: Command,
         job_args: dict[str, str],
         stack: str | None,
+        not_before: float = 0.0,
     ) -> Reply:
         second = self._needs_second(stack, job_args)
         pending = {
+            "not_before": not_before,
             "user": message.user_id,
             "command": command.name,
             "args": job_args,
@@ -385,6 +454,7 @@ class Dispatcher:
             pending["stack"] or None,
             original,
             decision=f"confirmed by {user}{note}",
+            not_before=_due(pending.get("not_before")),
         )
         if reply.status == "queued":
             return replace(reply, text=f"confirmed: {reply.text}{note}")
@@ -457,3 +527,8 @@ class Dispatcher:
             "decision": decision,
             **fields,
         }
+
+
+def _due(value: Any) -> float:
+    """A pending confirmation's ``not_before`` (sealed, yet read with care)."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0

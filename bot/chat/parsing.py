@@ -21,6 +21,10 @@ MAX_INPUT = 1000
 class Invocation:
     command: Command
     args: dict[str, str]
+    # A schedulable command's ``at 22:00`` / ``in 2h``: ("at", "22:00"); None: at once.
+    schedule: tuple[str, str] | None = None
+    # ``--now`` (outside its deploy window, after a confirmation) or ``--when-open``.
+    window: str = ""
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,9 @@ def parse(text: str, prefix: str, registry: dict[str, Command]) -> Invocation | 
         return ParseError(f"unknown command {code(words[0])}; {prefix}help lists the commands")
     values = words[1:]
     usage = f"usage: {command.usage(prefix)}"
+    schedule, window = None, ""
+    if command.schedulable:
+        values, schedule, window = _timing(values)
     if command.args and command.args[-1].rest and len(values) > len(command.args):
         last = len(command.args) - 1
         values = [*values[:last], " ".join(values[last:])]
@@ -60,7 +67,19 @@ def parse(text: str, prefix: str, registry: dict[str, Command]) -> Invocation | 
         wrong = _read_arg(arg, values[i], args)
         if wrong:
             return ParseError(f"{wrong}; {usage}")
-    return Invocation(command, args)
+    return Invocation(command, args, schedule, window)
+
+
+def _timing(values: list[str]) -> tuple[list[str], tuple[str, str] | None, str]:
+    """Take ``--now`` / ``--when-open`` and a trailing ``at <time>`` / ``in <duration>``
+    off a schedulable command's words."""
+    flags = [v for v in values if v in ("--now", "--when-open")]
+    values = [v for v in values if v not in ("--now", "--when-open")]
+    schedule = None
+    if len(values) >= 2 and values[-2].lower() in ("at", "in"):
+        schedule = (values[-2].lower(), values[-1])
+        values = values[:-2]
+    return values, schedule, flags[-1].removeprefix("--") if flags else ""
 
 
 def _unreadable(text: str, stripped: str) -> ParseError | None:

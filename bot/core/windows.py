@@ -1,6 +1,7 @@
 """Deploy windows: "production changes only on weekdays before 16:00". ``[windows]`` maps
 stack globs to windows such as ``Mon-Fri 09:00-16:00``, ``Sat,Sun 10:00-12:00`` or
-``daily 22:00-02:00`` (an end before its start runs past midnight), in one time zone.
+``daily 22:00-02:00`` (an end before its start runs past midnight; seconds may be given,
+``09:00:30``), in one time zone.
 
 A change to a stack outside its windows is refused with when the next one opens (or
 scheduled for it, or made at once after a confirmation); an ``auto`` change from git or the
@@ -16,7 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_SPEC = re.compile(r"^\s*([A-Za-z,\-]+)\s+(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+_TIME = r"(\d{1,2}):(\d{2})(?::(\d{2}))?"
+_SPEC = re.compile(rf"^\s*([A-Za-z,\-]+)\s+{_TIME}\s*-\s*{_TIME}\s*$")
 
 
 class BadWindow(ValueError):
@@ -26,12 +28,12 @@ class BadWindow(ValueError):
 @dataclass(frozen=True)
 class Window:
     days: frozenset[int]  # 0 = Monday
-    start: int  # minutes after midnight
-    end: int  # minutes after midnight; at or before ``start``: the window runs past midnight
+    start: int  # seconds after midnight
+    end: int  # seconds after midnight; at or before ``start``: the window runs past midnight
     text: str
 
     def open_at(self, at: datetime) -> bool:
-        minute = at.hour * 60 + at.minute
+        minute = at.hour * 3600 + at.minute * 60 + at.second
         if self.start < self.end:
             return at.weekday() in self.days and self.start <= minute < self.end
         return (at.weekday() in self.days and minute >= self.start) or (
@@ -49,9 +51,10 @@ def parse(text: str) -> Window:
     found = _SPEC.match(text)
     if found is None:
         raise BadWindow(f'{text!r} is not a window like "Mon-Fri 09:00-16:00"')
-    days_text, h1, m1, h2, m2 = found.groups()
+    days_text, h1, m1, s1, h2, m2, s2 = found.groups()
     days = _days(days_text)
-    start, end = _minute(int(h1), int(m1), text), _minute(int(h2), int(m2), text)
+    start = _second(int(h1), int(m1), int(s1 or 0), text)
+    end = _second(int(h2), int(m2), int(s2 or 0), text)
     if start == end:
         raise BadWindow(f"{text!r} opens and closes at the same time")
     return Window(days, start, end, text.strip())
@@ -70,12 +73,12 @@ def _days(text: str) -> frozenset[int]:
     return frozenset(days)
 
 
-def _minute(hour: int, minute: int, text: str) -> int:
-    if hour == 24 and minute == 0:
-        return 24 * 60
-    if not (0 <= hour < 24 and 0 <= minute < 60):
+def _second(hour: int, minute: int, second: int, text: str) -> int:
+    if (hour, minute, second) == (24, 0, 0):
+        return 24 * 3600
+    if not (0 <= hour < 24 and 0 <= minute < 60 and 0 <= second < 60):
         raise BadWindow(f"{text!r} has a time that is not on a clock")
-    return hour * 60 + minute
+    return hour * 3600 + minute * 60 + second
 
 
 def windows_for(stack: str, rules: Sequence[WindowRule]) -> tuple[Window, ...] | None:
@@ -99,10 +102,17 @@ def next_open(windows: tuple[Window, ...] | None, at: datetime) -> datetime:
         for window in windows:
             if day.weekday() not in window.days:
                 continue
-            hour, minute = divmod(window.start, 60)
-            begin = datetime(day.year, day.month, day.day, hour % 24, minute, tzinfo=at.tzinfo)
+            hour, rest = divmod(window.start, 3600)
+            minute, second = divmod(rest, 60)
+            begin = datetime(
+                day.year, day.month, day.day, hour % 24, minute, second, tzinfo=at.tzinfo
+            )
             if begin > at and (best is None or begin < best):
                 best = begin
         if best is not None:
             return best
     raise AssertionError("a window opens at least once a week")
+
+
+def describe(windows: tuple[Window, ...]) -> str:
+    return ", ".join(w.text for w in windows)

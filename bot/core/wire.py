@@ -125,6 +125,9 @@ class Job:
     reply_to: dict[str, str]  # "inbox" plus the adapter's own reference (room, thread)
     created: float
     expires: float
+    # Not to run before this (Unix time; 0: at once): `!deploy dev at 22:00`. The job waits
+    # in the queue's schedule until then; its time to live counts from then.
+    not_before: float = 0.0
 
     @property
     def command(self) -> str:
@@ -195,8 +198,9 @@ def decode_job(
     """Verify and validate a job entry read from Redis; raises ``Rejected``."""
     obj = _verified_json(fields, "job", _JOB_TAG, secret, MAX_JOB_BYTES)
     expected = {f for f in Job.__dataclass_fields__}
-    if set(obj) != expected:
-        raise Rejected(f"fields {sorted(set(obj) ^ expected)} missing or unexpected")
+    # Entries queued before ``not_before`` existed have none: they run at once.
+    if set(obj) | {"not_before"} != expected:
+        raise Rejected(f"fields {sorted((set(obj) | {'not_before'}) ^ expected)} unexpected")
     job_id, op, args, requester, text, reply_to = (
         obj["id"],
         obj["op"],
@@ -225,12 +229,26 @@ def decode_job(
     ):
         raise Rejected("bad reply_to")
     created, expires = obj["created"], obj["expires"]
-    if not all(isinstance(t, int | float) and not isinstance(t, bool) for t in (created, expires)):
+    not_before = obj.get("not_before", 0.0)
+    times = (created, expires, not_before)
+    if not all(isinstance(t, int | float) and not isinstance(t, bool) for t in times):
         raise Rejected("bad timestamps")
-    if created > now + CLOCK_SKEW or expires - created > max_ttl + CLOCK_SKEW:
+    start = max(created, not_before)
+    if created > now + CLOCK_SKEW or expires - start > max_ttl + CLOCK_SKEW:
         raise Rejected("timestamps out of range")
+    if not_before > now + CLOCK_SKEW:
+        # Only the schedule puts it on the queue, when it is due: this one came early.
+        raise Rejected("scheduled for later than now")
     job = Job(
-        job_id, op, dict(args), requester, text, dict(reply_to), float(created), float(expires)
+        job_id,
+        op,
+        dict(args),
+        requester,
+        text,
+        dict(reply_to),
+        float(created),
+        float(expires),
+        float(not_before),
     )
     if expires < now:
         raise Expired(job)

@@ -254,6 +254,12 @@ class WorkerQueue:
     def swarm_store(self, secret: Secret) -> SwarmStore:
         return SwarmStore(self._redis, self.keys, secret)
 
+    def move_due(self, now: float) -> int:
+        """Scheduled jobs now due, onto the queue (each once, across workers)."""
+        args = [f"{now:.3f}", self.keys.scheduled_entry(""), self.keys.record("")]
+        keys = [self.keys.scheduled, self.keys.jobs]
+        return int(self._redis.eval(scripts.MOVE_DUE, 2, *keys, *args))
+
     def lock_store(self, secret: Secret) -> LockStore:
         return LockStore(self._redis, self.keys, secret)
 

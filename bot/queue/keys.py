@@ -112,6 +112,15 @@ class Keys:
         """The last change a job made to ``stack`` (sealed), for alerts to name."""
         return f"{self.prefix}:change:{stack}"
 
+    @property
+    def scheduled(self) -> str:
+        """Jobs that wait for their time (``!deploy dev at 22:00``): a sorted set, job ID
+        by the time it is due; each job's signed entry in ``scheduled_entry``."""
+        return f"{self.prefix}:scheduled"
+
+    def scheduled_entry(self, job_id: str) -> str:
+        return f"{self.prefix}:scheduled:{job_id}"
+
     def locks(self) -> str:
         """Stack locks: a hash, stack (or "all") -> the lock, sealed."""
         return f"{self.prefix}:locks"

@@ -50,6 +50,7 @@ class JobQueue:
         stack: str | None = None,
         job_id: str = "",
         read_only: bool = False,
+        not_before: float = 0.0,
     ) -> Queued:
         """Put a signed job on the queue, in two round trips: its ID (unless the caller took
         one already, with the rate limit), then one transaction
@@ -59,7 +60,10 @@ class JobQueue:
         if not job_id:
             job_id = _s(await self._redis.eval(scripts.NEXT_ID, 1, self.keys.job_seq))
         now = time.time()
-        job = Job(job_id, op, args, requester, text[:512], reply_to, now, now + self._ttl)
+        start = max(now, not_before)
+        job = Job(
+            job_id, op, args, requester, text[:512], reply_to, now, start + self._ttl, not_before
+        )
         since = now - self._dead_after
         async with self._redis.pipeline(transaction=True) as pipe:
             add_job(pipe, self.keys, job, self._secret, audit)

@@ -57,7 +57,7 @@ CANCEL = (
 fresh(KEYS[1], 'hash')
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 'unknown' end
-if state == 'queued' or state == 'waiting' then
+if state == 'queued' or state == 'waiting' or state == 'scheduled' then
   redis.call('HSET', KEYS[1], 'state', 'cancelled', 'cancelled_by', ARGV[1], 'finished', ARGV[2],
              'summary', 'cancelled by ' .. ARGV[1])
   return 'now-cancelled'
@@ -191,5 +191,38 @@ if pairs > 0 then
 end
 redis.call('XACK', KEYS[4], ARGV[2], ARGV[1])
 return 1
+"""
+)
+
+# Scheduled jobs that are due, onto the queue: each once, whichever worker runs this (it is
+# one script: two workers cannot both move a job). A job cancelled meanwhile is dropped.
+# KEYS: the schedule, the queue. ARGV: now, the entry key prefix, the record key prefix.
+MOVE_DUE = (
+    _FRESH
+    + """
+fresh(KEYS[1], 'zset')
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 50)
+local moved = 0
+for _, id in ipairs(due) do
+  if redis.call('ZREM', KEYS[1], id) == 1 then
+    local entry = ARGV[2] .. id
+    local fields = {}
+    if redis.call('TYPE', entry)['ok'] == 'hash' then
+      fields = redis.call('HGETALL', entry)
+    end
+    redis.call('DEL', entry)
+    local record = ARGV[3] .. id
+    local state = false
+    if redis.call('TYPE', record)['ok'] == 'hash' then
+      state = redis.call('HGET', record, 'state')
+    end
+    if #fields > 0 and state ~= 'cancelled' then
+      if state then redis.call('HSET', record, 'state', 'queued') end
+      redis.call('XADD', KEYS[2], '*', unpack(fields))
+      moved = moved + 1
+    end
+  end
+end
+return moved
 """
 )

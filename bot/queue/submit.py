@@ -20,20 +20,28 @@ ENTRY_REPLY = 4
 def add_job(pipe: Any, keys: Keys, job: Job, secret: Secret, audit: dict[str, Any] | None) -> None:
     """Queue the writes of a new job on ``pipe`` (sync or asyncio, transaction or not): its
     record, its place among the recent jobs, the signed entry, and its audit entry."""
+    scheduled = job.not_before > job.created
     record = {
         "id": job.id,
         "op": job.op,
         "text": job.text,
         "requester": job.requester,
-        "state": "queued",
+        "state": "scheduled" if scheduled else "queued",
         "stack": job.stack,
         "created": f"{job.created:.3f}",
     }
+    if scheduled:
+        record["not_before"] = f"{job.not_before:.3f}"
     pipe.hset(keys.record(job.id), mapping=wire(record))
-    pipe.expire(keys.record(job.id), RECORD_TTL)
+    pipe.expire(keys.record(job.id), RECORD_TTL + int(max(0.0, job.not_before - job.created)))
     pipe.zadd(keys.recent, {job.id: job.created})
     pipe.zremrangebyrank(keys.recent, 0, -RECENT_JOBS_KEPT - 1)
-    pipe.xadd(keys.jobs, wire(encode_job(job, secret)))  # ENTRY_REPLY
+    if scheduled:
+        # Waits in the schedule; a worker moves it onto the queue when it is due (MOVE_DUE).
+        pipe.hset(keys.scheduled_entry(job.id), mapping=wire(encode_job(job, secret)))
+        pipe.zadd(keys.scheduled, {job.id: job.not_before})
+    else:
+        pipe.xadd(keys.jobs, wire(encode_job(job, secret)))  # ENTRY_REPLY
     if audit is not None:
         stack = audit.get("stack") or job.stack  # the command's stack, or its service's
         records.add(pipe, keys, entry({**audit, "stack": stack, "job": job.id}))

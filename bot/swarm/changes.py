@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from bot.core.config import AUTOMATION_USER, Config
 from bot.core.ids import matches_any
 from bot.core.locks import blocking, refusal
+from bot.core.schedule import window_refusal
 from bot.core.wire import Job
 from bot.queue.consumer import Batch, WorkerQueue
 from bot.swarm.notices import Notices
@@ -52,10 +53,16 @@ class ChangePolicy:
 
     def blocked(self, stack: str) -> str:
         """Why a change to ``stack`` from git or the registry must wait now ("" if not):
-        someone holds a lock on it."""
+        someone holds a lock on it, or (policy auto) its deploy windows are closed: an auto
+        change waits for the next window rather than being skipped."""
         locks = self.queue.lock_store(self.config.signing_secret).all()
         lock = blocking(locks, stack, AUTOMATION_USER)
-        return refusal(lock, stack, self.config.prefix) if lock is not None else ""
+        if lock is not None:
+            return refusal(lock, stack, self.config.prefix)
+        if self.policy_for(stack) == "auto":
+            config = self.config
+            return window_refusal(config.windows, config.timezone, stack, time.time())
+        return ""
 
     def release_held(self) -> int:
         """Propose again the changes that waited, for the stacks nothing holds any more

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.core.alerting.matchers import Matcher
+from bot.core.windows import WindowRule
 
 Problems = list[tuple[str, str]]  # (key path, what is wrong), collected before raising
 
@@ -224,6 +225,8 @@ class Config:
     git: GitConfig | None
     webhook: WebhookConfig | None
     alerts: AlertsConfig | None
+    timezone: str  # [windows] timezone: deploy windows and scheduled times ("at 22:00")
+    windows: tuple[WindowRule, ...]
     registry: RegistryConfig
     changes: ChangesConfig
 

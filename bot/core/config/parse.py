@@ -14,7 +14,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from bot.core.config import access, alerts, sources
+from bot.core.config import access, alerts, sources, timing
 from bot.core.config import chat as chat_sections
 from bot.core.config.defaults import ADAPTERS, RESOLVE_IMAGE_MODES, SCHEMA
 from bot.core.config.model import Config, ConfigError, Problems
@@ -97,6 +97,7 @@ def parse(
         chat_sections.slack(values["slack"], environ, base, problems) if "slack" in on else None
     )
     alert_section = alerts.alerts(values["alerts"], environ, base, problems)
+    zone, window_rules = timing.windows(raw.get("windows"), problems)
     if chat:
         chat_sections.check_notice_rooms(routes, matrix, slack, problems)
         if alert_section is not None:
@@ -153,6 +154,8 @@ def parse(
         git=git,
         webhook=webhook,
         alerts=alert_section,
+        timezone=zone,
+        windows=window_rules,
         registry=registry,
         changes=changes,
     )
@@ -161,7 +164,7 @@ def parse(
 def tables(raw: dict[str, Any], problems: Problems) -> Tables:
     """Each section of ``SCHEMA`` with its defaults filled in; unknown sections and keys and
     values of the wrong type are problems (the default stands in for a wrong value)."""
-    known = set(SCHEMA) | {"roles", "variables"}
+    known = set(SCHEMA) | {"roles", "variables", "windows"}
     for key in raw:
         if key not in known:
             problems.append((key, f"unknown section (known: {', '.join(sorted(known))})"))

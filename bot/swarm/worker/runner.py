@@ -123,7 +123,7 @@ class JobRunner:
             )
             self._finish(entry_id, job, answer, digest=digest)
             return
-        waited = time.time() - job.created
+        waited = time.time() - max(job.created, job.not_before)  # a scheduled job: since due
         # It sat in the queue (no worker, or a busy one): say it has started, with its first
         # progress. A job that answers without progress says so by answering: a note for
         # it would be one more message, and one more round trip per job in a backlog.

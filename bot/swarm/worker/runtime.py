@@ -194,6 +194,7 @@ class Worker:
         handled = 0
         while True:
             self.queue.beat({}, self._load())  # online while it works: "queued" says so
+            self.queue.move_due(time.time())
             try:
                 batch = self.queue.read(count=1, block_ms=20)
             except WrongType:  # the queue deleted or replaced since: made again
@@ -322,6 +323,8 @@ class Worker:
                     self._drained.wait(HEARTBEAT_SECONDS)
                     continue
                 self.queue.beat(dict(self.state.held), self._load())
+                if not self.state.stop.is_set():
+                    self.queue.move_due(time.time())  # scheduled jobs that are due
                 with contextlib.suppress(*DOCKER_DOWN):
                     self.data.maybe_look()
                 if not self.state.stop.is_set():  # a stopping worker takes nothing more on

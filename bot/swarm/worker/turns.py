@@ -17,6 +17,7 @@ import requests.exceptions
 from bot.core.ids import stack_of
 from bot.core.locks import blocking, refusal
 from bot.core.operations import JobCancelled, JobFailed, JobRefused, JobRun, who
+from bot.core.schedule import WINDOW_ARG, window_refusal
 from bot.queue.errors import StoreError
 from bot.swarm.worker.lifecycle import HandedOver, WorkerState
 
@@ -61,7 +62,7 @@ class SwarmTurns:
             self.state.stop.wait(LOCK_POLL_SECONDS)
         self.state.held[stack] = job.id
         try:
-            self._not_locked(stack, run)
+            self._may_change(stack, run)
         except JobRefused:
             self.state.held.pop(stack, None)
             self.state.wait_for_redis(lambda: self.queue.unlock(stack, job.id))
@@ -81,11 +82,16 @@ class SwarmTurns:
             self.state.held.pop(stack, None)
             self.state.wait_for_redis(lambda: self.queue.unlock(stack, job.id))
 
-    def _not_locked(self, stack: str, run: JobRun) -> None:
-        """Refuse the change when someone else holds a lock on the stack (or on all):
-        checked once the job has the stack's turn, so a job queued before the lock, or
-        waiting behind another, is refused too."""
+    def _may_change(self, stack: str, run: JobRun) -> None:
+        """Refuse the change when someone else holds a lock on the stack (or on all), or
+        the stack's deploy windows are closed (unless it was made ``--now``): checked once
+        the job has the stack's turn, so a job queued before, or waiting behind another,
+        is refused too."""
         config = self.state.config
+        if run.args.get(WINDOW_ARG) != "now":
+            closed = window_refusal(config.windows, config.timezone, stack, time.time())
+            if closed:
+                raise JobRefused(closed)
         locks = self.state.wait_for_redis(
             lambda: self.queue.lock_store(config.signing_secret).all()
         )
