@@ -308,7 +308,11 @@ class BotEnv:
         (self.stacks_dir / f"{name}.yaml").write_text(stack_yaml(services))
         return name
 
-    def start_worker(self, name: str = "test-worker", env: dict[str, str] | None = None) -> None:
+    def start_worker(
+        self, name: str = "test-worker", env: dict[str, str] | None = None, wait: bool = True
+    ) -> None:
+        """Start ``swarmbot worker``; with ``wait``, until it is ready to take jobs (a worker
+        on another swarm than the one served never is: its test waits for the refusal)."""
         mark = self.worker_log.stat().st_size if self.worker_log.exists() else 0
         log = self.worker_log.open("ab")
         self.worker = subprocess.Popen(
@@ -326,7 +330,8 @@ class BotEnv:
             # This worker's "ready", not an earlier worker's in the same log.
             return b"ready" in self.worker_log.read_bytes()[mark:]
 
-        wait_until(ready, 20, "the worker to be ready")
+        if wait:
+            wait_until(ready, 20, "the worker to be ready")
 
     def start_in_process(self) -> None:
         """Chat in this process from now on, with the worker run in it (burst mode) while a

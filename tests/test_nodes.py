@@ -404,7 +404,7 @@ def test_a_worker_pointed_at_another_swarm_takes_no_jobs(
     env.stop_worker()
     local = swarm.info()["Swarm"]["Cluster"]["ID"]
     other = cluster.client().info()["Swarm"]["Cluster"]["ID"]
-    env.start_worker("moved", env=cluster.env())
+    env.start_worker("moved", env=cluster.env(), wait=False)  # never ready: it refuses
     try:
         wait_until(lambda: f"is in swarm {other}" in env.worker_log.read_text(), 30, "the refusal")
         log = env.worker_log.read_text()

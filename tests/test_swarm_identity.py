@@ -71,7 +71,7 @@ def test_a_worker_on_another_swarm_takes_no_jobs_until_it_is_accepted(
     key = f"{env.prefix}:swarm:accepted"
     record = {"id": ELSEWHERE, "by": "test", "at": time.time()}
     env.redis().set(key, seal(Secret(env.secret.encode()), key, record))
-    env.start_worker("identity-2")
+    env.start_worker("identity-2", wait=False)  # never ready: /healthz says why
     body = wait_until(lambda: other_swarm_told(env), 20, "/healthz to name the other swarm")
     problem = body["problems"]["swarm"]
     assert f"serves swarm {ELSEWHERE}" in problem and f"is in swarm {cluster}" in problem, body
