@@ -46,6 +46,7 @@ from bot.swarm.registry import Registry
 from commands import REGISTRY
 from tests.gitserver import Registry as RegistryServer
 from tests.harness import TEST_IMAGE, BotEnv, RedisServer, local_swarm, stack_yaml, wait_until
+from tests.synapse import Synapse
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -700,20 +701,17 @@ class ArrivalRelay:
             return web.Response(status=answer.status, body=await answer.read())
 
 
-def bench_alerts(workdir: Path, redis_url: str, trials: int) -> list[list[str]]:
+def bench_alerts(workdir: Path, redis_url: str, trials: int, synapse: Synapse) -> list[list[str]]:
     """Alertmanager's delivery to the message in a real Synapse room (the homeserver's own
     time of the message), for a new group (a post) and a second alert joining it (an edit)."""
     from tests.alertmanager import Alertmanager
     from tests.harness import free_port
-    from tests.synapse import Synapse
 
-    synapse = Synapse(workdir / "bench-alert-synapse")
-    synapse.start()
     env = am = None
     posts: list[float] = []
     edits: list[float] = []
     try:
-        bot, alice = (synapse.register(n) for n in ("swarmbot", "alice"))
+        bot, alice = (synapse.register(n) for n in ("alertbot", "alertalice"))
         room = alice.create_room(invite=[bot.user_id])
         port = free_port()
         relay = ArrivalRelay(f"http://127.0.0.1:{port}/hooks/alertmanager")
@@ -766,7 +764,6 @@ def bench_alerts(workdir: Path, redis_url: str, trials: int) -> list[list[str]]:
             env.stop_bot()
         if am is not None:
             am.stop()
-        synapse.stop()
     return [
         [
             f"alert to Matrix room, {label} ({len(values)} groups)",
@@ -857,14 +854,12 @@ def ratio_rows(platform: str, times: dict[str, list[float]], floor: str) -> list
     return rows
 
 
-def bench_matrix(workdir: Path, redis_url: str, trials: int) -> list[list[str]]:
+def bench_matrix(workdir: Path, redis_url: str, trials: int, synapse: Synapse) -> list[list[str]]:
     """Command to final answer through a real Synapse, for ``!ping`` and ``!services``, beside
     a matrix-nio echo bot on the same homeserver. Times are the homeserver's own
     (``origin_server_ts`` of the command and of the answer): no client polling in them."""
-    from tests.synapse import Synapse, wait_for_reply
+    from tests.synapse import wait_for_reply
 
-    synapse = Synapse(workdir / "bench-synapse")
-    synapse.start()
     env = echo = None
     times: dict[str, list[float]] = {"!ping": [], "!services": [], "echo": []}
     try:
@@ -912,7 +907,6 @@ def bench_matrix(workdir: Path, redis_url: str, trials: int) -> list[list[str]]:
         if env is not None:
             env.stop_bot()
             env.stop_worker()
-        synapse.stop()
     return ratio_rows("Matrix", times, "matrix-nio echo bot, same Synapse:")
 
 
@@ -1072,18 +1066,27 @@ def _measure(
 def _chat_rows(
     want: Any, smoke: bool, work: Path, redis_url: str, client: docker.DockerClient
 ) -> list[list[str]]:
+
     rows: list[list[str]] = []
-    if want("alerts"):
-        rows += bench_alerts(work, redis_url, 2 if smoke else 20)
-    if want("chat"):
-        # A chat round trip with the few services a small swarm has, not the 500
-        # the listing benchmark made.
-        for service in client.services.list(
-            filters={"label": "com.docker.stack.namespace=benchsvc"}
-        ):
-            service.remove()
-        rows += bench_matrix(work, redis_url, 2 if smoke else 20)
-        rows += bench_slack(work, redis_url, 2 if smoke else 20)
+    if not (want("alerts") or want("chat")):
+        return rows
+    # One homeserver for both: starting one costs seconds of both cores.
+    synapse = Synapse(work / "bench-synapse")
+    synapse.start()
+    try:
+        if want("alerts"):
+            rows += bench_alerts(work, redis_url, 2 if smoke else 20, synapse)
+        if want("chat"):
+            # A chat round trip with the few services a small swarm has, not the 500
+            # the listing benchmark made.
+            for service in client.services.list(
+                filters={"label": "com.docker.stack.namespace=benchsvc"}
+            ):
+                service.remove()
+            rows += bench_matrix(work, redis_url, 2 if smoke else 20, synapse)
+            rows += bench_slack(work, redis_url, 2 if smoke else 20)
+    finally:
+        synapse.stop()
     return rows
 
 

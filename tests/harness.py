@@ -394,10 +394,13 @@ class BotEnv:
             self.worker = None
 
     def chat_in_background(
-        self, *lines: str, user: str = "console:admin"
+        self, *lines: str, user: str = "console:admin", wait: float | None = None
     ) -> subprocess.Popen[str]:
+        """A console session in its own process; ``wait``: how long it waits for its jobs'
+        answers (default: the deploy deadline plus a minute)."""
+        more = ["--wait", str(wait)] if wait is not None else []
         proc = subprocess.Popen(
-            [*SWARMBOT, "console", "--config", str(self.config), "--user", user],
+            [*SWARMBOT, "console", "--config", str(self.config), "--user", user, *more],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

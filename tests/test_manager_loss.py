@@ -186,7 +186,9 @@ def test_the_manager_running_the_worker_crashes_mid_job(three: Swarm3, trial: in
     node = three.worker_node()
     before = three.force_count()
     after = env.last_job().get("id", "0")
-    chat = env.chat_in_background(text)
+    # The answer waits for swarm to notice the crash and start the worker elsewhere: under
+    # a full test run's load that took up to two minutes; the console waits for it.
+    chat = env.chat_in_background(text, wait=220)
 
     def under_way() -> dict[str, str] | None:
         job = env.last_job()
