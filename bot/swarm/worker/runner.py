@@ -134,6 +134,7 @@ class JobRunner:
         except HandedOver:
             log.info("left unanswered for the next worker to take over (this one is stopping)")
             return
+        self._remember_change(job, answer)  # before the answer: an alert right after names it
         self._finish(entry_id, job, answer, time.monotonic() - started, digest)
         self._tell(job, answer)
 
@@ -238,10 +239,24 @@ class JobRunner:
     def _result(self, job: Job, answer: Answer) -> Result:
         return Result("result", job.id, job.op, answer.ok, dict(answer.data), job.reply_to)
 
+    def _remember_change(self, job: Job, answer: Answer) -> None:
+        """The last change to each stack the job changed (as its notices name them), for
+        alerts to name: kept whether or not notices are routed anywhere."""
+        notice_for = self.notice_for.get(job.op)
+        if notice_for is None:
+            return
+        changes = self.queue.change_store(self.config.signing_secret)
+        for notice in notice_for(job, answer.data):
+            if notice.stack:
+                try:
+                    changes.record(last_change(self.config, job, notice, answer))
+                except StoreError as exc:
+                    log.warning("last change not kept: %s", exc)
+
     def _tell(self, job: Job, answer: Answer) -> None:
         """The job's own notices, as its command words them: who, what changed, the
         outcome, how long it took. A stack told that the job started has that message
-        edited to its outcome; the last change to each stack is kept for alerts to name."""
+        edited to its outcome."""
         started = self.state.started.pop(job.id, set())
         notice_for = self.notice_for.get(job.op)
         if notice_for is None or not self.config.notice_routes:
@@ -262,9 +277,6 @@ class JobRunner:
                     origin=job.reply_to,
                     story=f"job-{job.id}-{notice.stack}" if notice.stack in started else "",
                 )
-                if notice.stack in told and notice.stack:
-                    change = last_change(self.config, job, notice, answer)
-                    self.queue.change_store(self.config.signing_secret).record(change)
             except StoreError as exc:
                 log.warning("notice not sent: %s", exc)
 
