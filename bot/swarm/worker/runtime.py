@@ -99,8 +99,9 @@ class Worker:
             SCHEMAS,
             {name: c.notice for name, c in REGISTRY.items() if c.notice is not None},
         )
-        self.slots = Slots(config.worker_concurrency)
-        self.reads = Slots(config.read_slots)  # for read-only jobs only
+        self._freed = threading.Event()  # a slot of either pool was given back
+        self.slots = Slots(config.worker_concurrency, self._freed)
+        self.reads = Slots(config.read_slots, self._freed)  # for read-only jobs only
         # Entries running here: an entry that reaches this worker twice at once (its own
         # pending list and a takeover both hold it) runs once; after it finished, the
         # ledger refuses it.
@@ -165,11 +166,15 @@ class Worker:
                 if self.state.wrong_swarm.is_set():
                     stop.wait(1.0)  # the heartbeat looks again; nothing is taken meanwhile
                     continue
+                self._freed.clear()  # before starting: a slot freed after this wakes the wait
                 backlog = self._start(backlog, pool)
                 if len(backlog) >= READ_AHEAD:
-                    stop.wait(0.05)  # every slot busy and enough read ahead
+                    self._freed.wait(0.05)  # every slot busy and enough read ahead
                     continue
-                backlog += self._read(stop, waiting=bool(backlog))
+                new = self._read(stop, waiting=bool(backlog))
+                if backlog and not new:
+                    self._freed.wait(0.1)  # jobs wait for a slot: until one is given back
+                backlog += new
         self._drained.set()
         maintainer.join(5)
         with contextlib.suppress(StoreError):
@@ -232,11 +237,12 @@ class Worker:
         return watchers
 
     def _read(self, stop: threading.Event, waiting: bool) -> list[tuple[str, dict[Any, Any]]]:
-        """New entries: after a short wait when some wait for a slot, else a long one."""
+        """New entries: at once when some wait for a slot (the loop then waits for a slot,
+        not for new entries), else after a long wait for some."""
         try:
             return self.queue.read(
                 count=self.config.worker_concurrency + self.config.read_slots,
-                block_ms=100 if waiting else 1000,
+                block_ms=1 if waiting else 1000,
             )
         except WrongType as exc:
             # The queue deleted (no group) or replaced by another type: made again, the
@@ -257,12 +263,14 @@ class Worker:
         """Start every entry that gets a slot, in order; returns those left waiting. Any job
         takes a free ordinary slot; when none is free, a read-only job takes a read slot,
         so reads pass the deploys that wait. Only then is an entry's operation looked at:
-        the common case parses nothing before the runner does."""
-        waiting = []
-        for entry_id, fields in backlog:
-            if self.state.stop.is_set():
-                waiting.append((entry_id, fields))
-                continue
+        the common case parses nothing before the runner does. Once both pools are full the
+        rest waits as it is, unparsed: a long backlog is not read again per freed slot."""
+        waiting: list[tuple[str, dict[Any, Any]]] = []
+        for i, (entry_id, fields) in enumerate(backlog):
+            full = self.slots.busy >= self.slots.capacity
+            if self.state.stop.is_set() or (full and self.reads.busy >= self.reads.capacity):
+                waiting += backlog[i:]
+                break
             if self.slots.try_acquire():
                 slot = Slot(self.slots)
             elif peek_op(fields) in READ_OPS and self.reads.try_acquire():
