@@ -284,6 +284,8 @@ COMMAND = Command(
         "!deploy all",
         "!deploy dev --force",
         "!deploy dev --prune",
+        "!deploy dev at 22:00",
+        "!deploy prod --when-open",
     ),
     stack_param="stack",
     locks_stack=True,

@@ -69,7 +69,7 @@ COMMAND = Command(
     summary="restart a service's tasks (docker service update --force) and wait until it "
     "has converged",
     args=(service_arg(),),
-    examples=("!restart gerrit",),
+    examples=("!restart gerrit", "!restart gerrit in 90s"),
     handler=handle,
     confirm_text=lambda args: f"this restarts every task of {args['service']}",
     notice=change_notice("restarted"),
