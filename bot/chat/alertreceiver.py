@@ -30,8 +30,7 @@ from bot.core.alerting import ties, wording
 from bot.core.alerting.matchers import matches_all
 from bot.core.alerting.payload import BadPayload, Group, parse
 from bot.core.config import AlertRoute, AlertsConfig, Config
-from bot.core.health import QuietHandler
-from bot.core.httpserve import BoundedServer, RefusalBudget, json_app
+from bot.core.httpserve import BoundedServer, RefusalBudget, json_app, serve_in_thread
 from bot.core.wire import Result
 from bot.queue.alertstore import AlertStore
 from bot.queue.errors import StoreError
@@ -206,13 +205,7 @@ def serve(config: Config, store: AlertStore) -> BoundedServer:
     """Serve the receiver in a bounded pool of threads; returns the server (its port)."""
     assert config.alerts is not None
     receiver = AlertReceiver(config, store)
-    address = (config.alerts.host, config.alerts.port)
-    server = BoundedServer(address, QuietHandler, receiver.wsgi())
-    threading.Thread(target=server.serve_forever, name="alerts", daemon=True).start()
-    log.info(
-        "alert receiver on http://%s:%d%s",
-        config.alerts.host,
-        server.server_port,
-        config.alerts.path,
+    section = config.alerts
+    return serve_in_thread(
+        "alert receiver", section.host, section.port, section.path, receiver.wsgi()
     )
-    return server

@@ -18,14 +18,12 @@ A WSGI server with bounded threads, a cap on open connections and a deadline per
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from bot.core.config import Config, WebhookConfig
-from bot.core.health import QuietHandler
-from bot.core.httpserve import BoundedServer, RefusalBudget, json_app
+from bot.core.httpserve import BoundedServer, RefusalBudget, json_app, serve_in_thread
 from bot.core.pushes import MAX_BODY, Refused, verify
 from bot.queue.errors import StoreError
 from bot.queue.pushstore import PushStore
@@ -123,13 +121,7 @@ def serve(config: Config, store: PushStore) -> BoundedServer:
     """Serve the endpoint in a bounded pool of threads; returns the server (its port)."""
     assert config.webhook is not None
     endpoint = PushEndpoint(config, store)
-    address = (config.webhook.host, config.webhook.port)
-    server = BoundedServer(address, QuietHandler, endpoint.wsgi())
-    threading.Thread(target=server.serve_forever, name="webhook", daemon=True).start()
-    log.info(
-        "push webhook on http://%s:%d%s",
-        config.webhook.host,
-        server.server_port,
-        config.webhook.path,
+    section = config.webhook
+    return serve_in_thread(
+        "push webhook", section.host, section.port, section.path, endpoint.wsgi()
     )
-    return server

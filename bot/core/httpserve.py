@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import socket
 import threading
 import time
@@ -28,6 +29,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
+from bot.core.health import QuietHandler
+
+log = logging.getLogger("swarmbot.http")
 MAX_HANDLERS = 16
 MAX_OPEN = 64
 REQUEST_SECONDS = 10.0
@@ -173,3 +177,14 @@ class RefusalBudget:
                 self._seen.clear()
             self._seen[peer] = [*recent, now] if len(recent) < self.per_minute else recent
             return len(recent) < self.per_minute
+
+
+def serve_in_thread(
+    name: str, host: str, port: int, path: str, app: Callable[..., list[bytes]]
+) -> BoundedServer:
+    """Serve ``app`` (an endpoint at ``path``) in a bounded pool of threads, from a daemon
+    thread called ``name``; returns the server (its port)."""
+    server = BoundedServer((host, port), QuietHandler, app)
+    threading.Thread(target=server.serve_forever, name=name, daemon=True).start()
+    log.info("%s on http://%s:%d%s", name, host, server.server_port, path)
+    return server
