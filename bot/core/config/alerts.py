@@ -6,8 +6,8 @@ import re
 from typing import Any
 
 from bot.core.alerting.matchers import BadMatchers, Matcher, parse
+from bot.core.config.chat import check_places
 from bot.core.config.model import AlertRoute, AlertsConfig, Problems, Secret
-from bot.core.config.names import ROOM
 from bot.core.config.secrets import find_secret
 
 MIN_TOKEN = 16
@@ -122,14 +122,7 @@ def _rooms(
             problems.append((f"{key}.{part}", "must be a list of strings"))
             value = []
         parts[part] = tuple(value)
-    for j, room in enumerate(parts["matrix"]):
-        if not ROOM.match(room):
-            problems.append(
-                (f"{key}.matrix[{j}]", "must be a room ID (!id) or alias (#name:server)")
-            )
-    for j, channel in enumerate(parts["slack"]):
-        if not re.match(r"^[CG][A-Z0-9]{2,32}$", channel):
-            problems.append((f"{key}.slack[{j}]", "must be a channel ID such as C0123ABCD"))
+    check_places(key, parts["matrix"], parts["slack"], problems)
     return AlertRoute(matchers, parts["matrix"], parts["slack"])
 
 

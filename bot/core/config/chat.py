@@ -160,20 +160,27 @@ def notice_routes(notices: dict[str, Any], problems: Problems) -> tuple[NoticeRo
                 problems.append((f"{key}.{part}", "must be a list of strings"))
                 value = []
             parts[part] = tuple(value)
-        for j, room in enumerate(parts["matrix"]):
-            if not ROOM.match(room):
-                problems.append(
-                    (f"{key}.matrix[{j}]", "must be a room ID (!id) or alias (#name:server)")
-                )
-        for j, channel in enumerate(parts["slack"]):
-            if not re.match(r"^[CG][A-Z0-9]{2,32}$", channel):
-                problems.append((f"{key}.slack[{j}]", "must be a channel ID such as C0123ABCD"))
+        check_places(key, parts["matrix"], parts["slack"], problems)
         routes.append(NoticeRoute(parts["stacks"], parts["matrix"], parts["slack"]))
     if not 0.5 <= notices["quiet_seconds"] <= 300:
         problems.append(("notices.quiet_seconds", "must be between 0.5 and 300"))
     if not 2 <= notices["poll_seconds"] <= 3600:
         problems.append(("notices.poll_seconds", "must be between 2 and 3600"))
     return tuple(routes)
+
+
+def check_places(
+    key: str, rooms: tuple[str, ...], channels: tuple[str, ...], problems: Problems
+) -> None:
+    """A route's Matrix rooms are IDs or aliases, its Slack channels are channel IDs."""
+    for j, room in enumerate(rooms):
+        if not ROOM.match(room):
+            problems.append(
+                (f"{key}.matrix[{j}]", "must be a room ID (!id) or alias (#name:server)")
+            )
+    for j, channel in enumerate(channels):
+        if not re.match(r"^[CG][A-Z0-9]{2,32}$", channel):
+            problems.append((f"{key}.slack[{j}]", "must be a channel ID such as C0123ABCD"))
 
 
 def check_notice_rooms(
