@@ -11,9 +11,11 @@ import sys
 from bot import __version__
 from bot.core import logs, scrub
 from bot.core.config import DEFAULT_CONFIG_ENV, USER_ID, Config, ConfigError, load
+from bot.core.config.swarms import on_swarm
 from commands import REGISTRY
 
 LOG_FORMAT_ENV = "SWARMBOT_LOG_FORMAT"
+SWARM_ENV = "SWARMBOT_SWARM"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     worker = add("worker", "run jobs from the queue against the local Docker engine")
     worker.add_argument("--name", default=None, help="consumer name (default: the host name)")
     worker.add_argument(
+        "--swarm",
+        default=None,
+        help=f"the swarm of [swarms] this worker serves (or ${SWARM_ENV}); needed when the "
+        "config names several",
+    )
+    worker.add_argument(
         "--burst",
         action="store_true",
         help="run the jobs queued now, one at a time, then exit (no watchers, no heartbeat)",
@@ -93,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # Every output path of this process masks the secrets it holds (bot/core/scrub.py).
     scrub.install(config.secret_values())
+    if args.command == "worker" and config.docker_host:
+        # This worker's swarm's daemon: the SDK, the docker CLI and !ping all read it here.
+        os.environ["DOCKER_HOST"] = config.docker_host
     if args.command in ("check-config", "worker") and not config.stacks_dir.is_dir():
         # Only the worker reads stack files; the bot may run on a node that has none.
         print(f"swarmbot: bot.stacks_dir: {config.stacks_dir}: not a directory", file=sys.stderr)
@@ -144,7 +155,10 @@ def _load(args: argparse.Namespace) -> Config:
             return load(args.config, chat=True, commands=REGISTRY)
         except ConfigError:
             return load(args.config, chat=False, commands=REGISTRY)  # a worker's container
-    return load(args.config, chat=args.command != "worker", commands=REGISTRY)
+    config = load(args.config, chat=args.command != "worker", commands=REGISTRY)
+    if args.command == "worker":
+        return on_swarm(config, args.swarm or os.environ.get(SWARM_ENV) or None)
+    return config
 
 
 def _healthcheck() -> int:

@@ -26,13 +26,13 @@ CODE_DECISIONS = ("confirmation-asked", "confirmed", "approved")
 
 def _visible(ctx: Context, entries: list[dict[str, str]]) -> list[dict[str, str]]:
     """The entries this user may read, codes hidden where they may not confirm them."""
-    user, policy = ctx.message.user_id, ctx.policy
-    if policy.is_admin(user):
+    user = ctx.message.user_id
+    if ctx.policy.is_admin(user) and not ctx.config.swarms:
         return entries
     out = []
     for e in entries:
         mine, stack = e.get("who") == user, e.get("stack", "")
-        if not mine and not policy.may_see(user, stack):
+        if not mine and not ctx.policy.on(e.get("swarm", "")).may_see(user, stack):
             continue
         if e.get("decision") in CODE_DECISIONS and not mine and not _may_confirm(ctx, e):
             e = {**e, "reason": "(code hidden)"}
@@ -75,12 +75,15 @@ async def answer(ctx: Context, args: dict[str, str]) -> Reply:
         return Reply(
             f"nothing in the audit log for the last {window}" + (f" about {what}" if what else "")
         )
+    several = len(ctx.config.swarms) > 1
+    swarm_column = ("SWARM",) if several else ()
     table = Table(
-        ("WHEN (UTC)", "WHO", "COMMAND", "DECISION", "JOB", "DETAIL"),
+        ("WHEN (UTC)", "WHO", *swarm_column, "COMMAND", "DECISION", "JOB", "DETAIL"),
         tuple(
             (
                 datetime.fromtimestamp(float(e.get("at", 0)), UTC).strftime("%m-%d %H:%M:%S"),
                 e.get("who", ""),
+                *((e.get("swarm", ""),) if several else ()),
                 e.get("command", "")[:40],
                 e.get("decision", ""),
                 e.get("job", ""),

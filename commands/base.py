@@ -141,6 +141,9 @@ class Command:
     # A queued command that changes nothing: it may run in the worker's read slots
     # (``queue.read_slots``), so a house full of deploys never delays it.
     read_only: bool = False
+    # Answered from one swarm's state (its locks, its identity, its windows): where the bot
+    # serves several swarms, the answer begins with the swarm's name, as a job's does.
+    swarm_state: bool = False
     # Either answered directly by the bot ...
     answer: Callable[[Context, dict[str, str]], Awaitable[Reply]] | None = None
     # ... or queued: the job carries the parsed arguments, the worker runs ``handler``

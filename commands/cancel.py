@@ -11,7 +11,8 @@ from commands.base import Arg, Command, Context
 async def answer(ctx: Context, args: dict[str, str]) -> Reply:
     job_id, user = args["job"], ctx.message.user_id
     record = await ctx.queue.record(job_id)
-    is_admin = ctx.policy.is_admin(user)  # all commands on all stacks, not just all commands
+    # All commands on all stacks (of the job's swarm), not just all commands.
+    is_admin = ctx.policy.on(record.get("swarm", "")).is_admin(user)
     if not record or (record.get("requester") != user and not is_admin):
         # The same answer for a job that does not exist and one that is someone else's:
         # who asked for what is not for those who cannot act on it.

@@ -18,19 +18,23 @@ BAD = {"failed", "refused", "expired"}
 
 async def answer(ctx: Context, args: dict[str, str]) -> Reply:
     user, policy = ctx.message.user_id, ctx.policy
-    everything = policy.is_admin(user)
+    everything = policy.is_admin(user) and not ctx.config.swarms
     records = [
         r
         for r in await ctx.queue.recent(SHOWN if everything else READ)
-        if everything or r.get("requester") == user or policy.may_see(user, r.get("stack", ""))
+        if everything
+        or r.get("requester") == user
+        or policy.on(r.get("swarm", "")).may_see(user, r.get("stack", ""))
     ][:SHOWN]
     if not records:
         return Reply("no jobs yet")
+    several = len(ctx.config.swarms) > 1
     table = Table(
-        ("JOB", "COMMAND", "BY", "STATE", "QUEUED", "RESULT"),
+        ("JOB", *(("SWARM",) if several else ()), "COMMAND", "BY", "STATE", "QUEUED", "RESULT"),
         tuple(
             (
                 r.get("id", "?"),
+                *((r.get("swarm", ""),) if several else ()),
                 r.get("text", "")[:40],
                 r.get("requester", ""),
                 _state(r, ctx.config.timezone),

@@ -49,4 +49,5 @@ COMMAND = Command(
     examples=("!lock dev migrating the database",),
     stack_param="stack",
     answer=answer,
+    swarm_state=True,
 )

@@ -33,4 +33,5 @@ COMMAND = Command(
     summary="the stacks locked now: by whom, why, since when",
     examples=("!locks",),
     answer=answer,
+    swarm_state=True,
 )

@@ -79,6 +79,7 @@ COMMAND = Command(
     ),
     examples=("!swarm", "!swarm accept 3x9k2m7q8w1e5r4t6y0u2i8o7p"),
     answer=answer,
+    swarm_state=True,
     # Pointing every worker at another swarm: always confirmed.
     always_confirm=lambda _config, args, _user: args.get("action") == "accept",
     confirm_text=lambda args: (

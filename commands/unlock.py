@@ -27,7 +27,7 @@ async def answer(ctx: Context, args: dict[str, str]) -> Reply:
             f"breaks the lock: {ctx.config.prefix}unlock {stack} --break",
             status="error",
         )
-    if held.holder != user and not ctx.policy.is_admin(user):
+    if held.holder != user and not ctx.policy.on(ctx.config.swarm).is_admin(user):
         return Reply(f"only an admin may break {held.holder}'s lock on {what}", status="refused")
     await store.drop(stack)
     where = stack if stack != ALL else ""
@@ -59,6 +59,7 @@ COMMAND = Command(
     examples=("!unlock dev", "!unlock dev --break"),
     stack_param="stack",
     answer=answer,
+    swarm_state=True,
     always_confirm=_breaking,
     confirm_text=lambda args: f"this breaks the lock on {args.get('stack', '?')}",
 )

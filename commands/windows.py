@@ -38,4 +38,5 @@ COMMAND = Command(
     summary="the deploy windows per stack, and when each opens next",
     examples=("!windows",),
     answer=answer,
+    swarm_state=True,
 )

@@ -309,14 +309,20 @@ class BotEnv:
         return name
 
     def start_worker(
-        self, name: str = "test-worker", env: dict[str, str] | None = None, wait: bool = True
+        self,
+        name: str = "test-worker",
+        env: dict[str, str] | None = None,
+        wait: bool = True,
+        swarm: str = "",
     ) -> None:
-        """Start ``swarmbot worker``; with ``wait``, until it is ready to take jobs (a worker
-        on another swarm than the one served never is: its test waits for the refusal)."""
+        """Start ``swarmbot worker`` (of ``swarm`` in [swarms]); with ``wait``, until it is
+        ready to take jobs (a worker on another swarm than the one served never is: its
+        test waits for the refusal)."""
         mark = self.worker_log.stat().st_size if self.worker_log.exists() else 0
         log = self.worker_log.open("ab")
+        more = ["--swarm", swarm] if swarm else []
         self.worker = subprocess.Popen(
-            [*SWARMBOT, "worker", "--config", str(self.config), "--name", name],
+            [*SWARMBOT, "worker", "--config", str(self.config), "--name", name, *more],
             cwd=ROOT,
             stdout=log,
             stderr=log,

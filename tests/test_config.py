@@ -251,3 +251,73 @@ def test_configuration_reference_is_generated_from_the_example() -> None:
     assert REFERENCE.read_text(encoding="utf-8") == generate(example), (
         "docs/CONFIGURATION.md is stale: python -m bot.core.configref > docs/CONFIGURATION.md"
     )
+
+
+def test_swarms_are_checked_key_by_key(tmp_path: Path) -> None:
+    proc = check(
+        tmp_path,
+        f"""
+        [security]
+        signing_secret = "{GOOD_SECRET}"
+        [swarm]
+        id = "k3v0bq6n0tq8rc0x7ahk3xhsa"
+        [swarms.prod]
+        docker_host = "http://nope"
+        rooms = ["C0OPS0001", "nonsense room"]
+        colour = "blue"
+        [swarms.staging]
+        rooms = ["C0OPS0001"]
+        variables = {{ domain = "x" }}
+        [swarms.Bad_Name]
+        [roles.ops]
+        users = ["console:alice"]
+        commands = ["*"]
+        stacks = ["*"]
+        swarms = ["prod", "moon"]
+        [windows]
+        "mars:*" = ["daily 09:00-10:00"]
+    """,
+    )
+    assert proc.returncode == 2
+    for key, says in (
+        ("swarm", "give each swarm its id in [swarms.<name>]"),
+        ("swarms.prod.docker_host", "unix://, tcp:// or ssh://"),
+        ("swarms.prod.rooms[1]", "not a Matrix room or a Slack channel ID"),
+        ("swarms.prod.colour", "unknown key"),
+        ("swarms.staging.rooms", "C0OPS0001 is already the room of prod"),
+        ("swarms.staging.variables.domain", "upper case"),
+        ("swarms.Bad_Name", "lowercase letters"),
+        ("roles.ops.swarms[1]", "unknown swarm 'moon' (known: prod, staging)"),
+        ('windows."mars:*"', "unknown swarm 'mars'"),
+    ):
+        assert f"  {key}: " in proc.stderr and says in proc.stderr, (key, proc.stderr)
+
+
+def test_a_worker_of_several_swarms_is_told_to_name_one(tmp_path: Path) -> None:
+    (tmp_path / "stacks").mkdir()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            [security]
+            signing_secret = "{GOOD_SECRET}"
+            [redis]
+            url = "redis://127.0.0.1:1/0"
+            [swarms.prod]
+            [swarms.staging]
+            """
+        )
+    )
+    for extra, says in (
+        ([], "--swarm: the config has several swarms; name one: prod, staging"),
+        (["--swarm", "moon"], "--swarm: no swarm 'moon' in the config (it has prod, staging)"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "bot.cli", "worker", "--config", str(config), *extra],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env={"PATH": "/usr/bin:/bin"},
+            timeout=60,
+        )
+        assert proc.returncode == 2 and says in proc.stderr, proc.stderr

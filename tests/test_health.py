@@ -66,7 +66,8 @@ def test_healthy_and_counting(watched: tuple[BotEnv, RedisServer, FakeSlack, int
     bot = get(bot_port, "/metrics").text
     assert 'swarmbot_commands_total{command="ping",outcome="queued"} 1.0' in bot
     assert 'swarmbot_refusals_total{reason="no-role"} 1.0' in bot
-    assert "swarmbot_worker_heartbeat_age_seconds" in bot and "swarmbot_queue_depth 0.0" in bot
+    assert "swarmbot_worker_heartbeat_age_seconds" in bot
+    assert 'swarmbot_queue_depth{swarm=""} 0.0' in bot
     wait_until(
         lambda: "swarmbot_jobs_total{" in get(worker_port, "/metrics").text, 10, "the job counted"
     )

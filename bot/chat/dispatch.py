@@ -21,9 +21,10 @@ from bot.chat.timing import Timing, decide
 from bot.core import health
 from bot.core.alerting.api import AlertApi
 from bot.core.config import Config
+from bot.core.config.swarms import on_swarm
 from bot.core.ids import matches_any, stacks_named_by
 from bot.core.locks import ALL, blocking, refusal
-from bot.core.policy import Decision, Policy
+from bot.core.policy import OPEN_COMMANDS, Decision, Policy
 from bot.core.replies import Message, Reply, masked
 from bot.core.schedule import WINDOW_ARG, say
 from bot.core.sealed import Forged
@@ -54,6 +55,14 @@ class Dispatcher:
         self.confirmations = queue.confirmations(config.confirm_seconds)
         api_url = config.alerts.api_url if config.alerts is not None else ""
         self.alert_api: AlertApi | None = Alertmanager(api_url) if api_url else None
+        # Matrix room aliases as the adapter resolved them (for the rooms of [swarms]).
+        self.aliases: dict[str, str] = {}
+        self._configs = {s.name: on_swarm(config, s.name) for s in config.swarms}
+
+    def config_on(self, swarm: str) -> Config:
+        """The config as ``swarm`` reads it (its ID, windows, variables); the whole config
+        for a bot of one swarm."""
+        return self._configs.get(swarm, self.config)
 
     async def handle(self, message: Message) -> Reply | None:
         """The immediate answer to ``message``, or ``None`` if it was not a command."""
@@ -61,7 +70,7 @@ class Dispatcher:
         return None if reply is None else masked(reply)
 
     async def _handle(self, message: Message) -> Reply | None:
-        parsed = parse(message.text, self.config.prefix, self.registry)
+        parsed = parse(message.text, self.config.prefix, self.registry, self.config.swarm_names)
         if parsed is None:
             return None
         if isinstance(parsed, ParseError):
@@ -71,17 +80,23 @@ class Dispatcher:
             await self._audit(message, "invalid", reason=parsed.message)
             return Reply(parsed.message, status="error")
         command, args = parsed.command, parsed.args
-        decision = self.authorize(message.user_id, command, args)
+        swarm = parsed.swarm or self.config.swarm_of_room(message.room, self.aliases)
+        decision = self.authorize(message.user_id, command, args, swarm)
         if not decision.allowed:
             flooded, flood = await self._refusal_flood(message, command.name)
             if flooded:
                 return flood
             log.info("refused %s from %s: %s", command.name, message.user_id, decision.reason)
             await self._audit(
-                message, "refused", command.name, refusal=decision.kind, reason=decision.reason
+                message,
+                "refused",
+                command.name,
+                refusal=decision.kind,
+                reason=decision.reason,
+                swarm=swarm,
             )
             return Reply(f"refused: {decision.reason}", status="refused")
-        timing = await self._when(message, parsed)
+        timing = await self._when(message, parsed, swarm)
         if isinstance(timing, Reply):
             return timing
         job_args = dict(args)  # the job carries the parsed arguments
@@ -98,10 +113,10 @@ class Dispatcher:
             return Reply(limited, status="refused")
         if confirm:
             return await self._ask_confirmation(
-                message, command, job_args, stack, timing.not_before
+                message, command, job_args, stack, timing.not_before, swarm
             )
         if command.answer is not None:
-            return await self._answer(message, command, args)
+            return await self._answer(message, command, args, swarm=swarm)
         text = message.text.strip()
         return await self.submit(
             message.user_id,
@@ -113,21 +128,30 @@ class Dispatcher:
             message,
             job_id=job_id,
             not_before=timing.not_before,
+            swarm=swarm,
         )
 
-    async def _when(self, message: Message, parsed: Invocation) -> Timing | Reply:
+    async def _when(self, message: Message, parsed: Invocation, swarm: str) -> Timing | Reply:
         """When the command may run, or the refusal: a lock someone else holds on its
         stack, a time that cannot be, a closed deploy window."""
         command, args = parsed.command, parsed.args
-        locked = await self._locked(message.user_id, command, args)
+        locked = await self._locked(message.user_id, command, args, swarm)
         if locked:
-            await self._audit(message, "refused", command.name, refusal="locked", reason=locked)
+            await self._audit(
+                message, "refused", command.name, refusal="locked", reason=locked, swarm=swarm
+            )
             return Reply(f"refused: {locked}", status="refused")
         stack = self._stack_named(command, args)
-        timing = decide(self.config, command, stack, parsed.schedule, parsed.window, time.time())
+        config = self.config_on(swarm)
+        timing = decide(config, command, stack, parsed.schedule, parsed.window, time.time())
         if timing.refusal:
             await self._audit(
-                message, "refused", command.name, refusal="when", reason=timing.refusal
+                message,
+                "refused",
+                command.name,
+                refusal="when",
+                reason=timing.refusal,
+                swarm=swarm,
             )
             return Reply(f"refused: {timing.refusal}", status="refused")
         return timing
@@ -142,12 +166,23 @@ class Dispatcher:
         return stack
 
     async def _answer(
-        self, message: Message, command: Command, args: dict[str, str], decision: str = "answered"
+        self,
+        message: Message,
+        command: Command,
+        args: dict[str, str],
+        decision: str = "answered",
+        swarm: str = "",
     ) -> Reply:
-        """A command the bot answers itself, audited."""
+        """A command the bot answers itself (on ``swarm``: its locks, its identity), audited."""
         assert command.answer is not None
         ctx = Context(
-            message, self.config, self.policy, self.queue, self.registry, self, self.alert_api
+            message,
+            self.config_on(swarm),
+            self.policy,
+            self.queue.on(swarm),
+            self.registry,
+            self,
+            self.alert_api,
         )
         try:
             reply = await command.answer(ctx, args)
@@ -159,10 +194,11 @@ class Dispatcher:
             # short answer in chat, the traceback in the log only.
             log.exception("%s failed", command.name)
             return Reply(f"internal error: {type(exc).__name__} (see the log)", status="error")
-        await self._audit(message, decision, command.name)
-        return reply
+        await self._audit(message, decision, command.name, swarm=swarm)
+        tag = self.config.tag(swarm) if command.swarm_state else ""
+        return replace(reply, text=tag + reply.text) if tag else reply
 
-    async def _locked(self, user: str, command: Command, args: dict[str, str]) -> str:
+    async def _locked(self, user: str, command: Command, args: dict[str, str], swarm: str) -> str:
         """Why a change may not be made now, said at once ("" if it may): a lock on its
         stack that ``user`` does not hold. The worker checks again when the job takes the
         stack (a short service name is known to be in a stack only there)."""
@@ -172,19 +208,28 @@ class Dispatcher:
         if not stack:
             return ""
         try:
-            locks = await self.queue.locks().all()
+            locks = await self.queue.on(swarm).locks().all()
         except REDIS_DOWN:
             return ""  # the worker checks too
         lock = blocking(locks, "" if stack == ALL else stack, user)
         return refusal(lock, stack, self.config.prefix) if lock is not None else ""
 
-    def authorize(self, user: str, command: Command, args: dict[str, str]) -> Decision:
+    def authorize(
+        self, user: str, command: Command, args: dict[str, str], swarm: str = ""
+    ) -> Decision:
+        """Deny by default: a role that allows the command, holds on ``swarm`` and covers
+        the stack named."""
         decision = self.policy.may_run(user, command.name)
+        if decision.allowed and command.name not in OPEN_COMMANDS:
+            decision = self.policy.may_use_swarm(user, swarm)
+        policy = self.policy.on(swarm)
+        if decision.allowed:
+            decision = policy.may_run(user, command.name)
         stack = args.get(command.stack_param or "")
         if decision.allowed and stack == "all":
-            decision = self.policy.may_touch_all(user, command.name)
+            decision = policy.may_touch_all(user, command.name)
         elif decision.allowed and stack:
-            decision = self.policy.may_touch(user, command.name, stack)
+            decision = policy.may_touch(user, command.name, stack)
         return decision
 
     async def submit(
@@ -199,16 +244,19 @@ class Dispatcher:
         decision: str = "queued",
         job_id: str = "",
         not_before: float = 0.0,
+        swarm: str = "",
     ) -> Reply:
-        """Queue a job of ``command``; ``stack`` is the stack it names, if any; ``job_id``
-        one taken already (with the rate limit), else a new one is; ``not_before``: when
-        it is due (0: now)."""
+        """Queue a job of ``command`` for ``swarm``'s worker; ``stack`` is the stack it
+        names, if any; ``job_id`` one taken already (with the rate limit), else a new one
+        is; ``not_before``: when it is due (0: now)."""
         op = command.name
         reply_to = {"inbox": self.inbox, **ref}
+        if self.config.tag(swarm):
+            reply_to["swarm"] = swarm  # its answers name it
         locked = stack if command.locks_stack and stack != "all" else None
         audit = self._audit_fields(message, decision, stack=stack)
         try:
-            queued = await self.queue.submit(
+            queued = await self.queue.on(swarm).submit(
                 op,
                 job_args,
                 user,
@@ -228,18 +276,21 @@ class Dispatcher:
         health.COMMANDS.labels(op, decision.split(" ")[0]).inc()
         log.info("job %s queued: %s by %s", job.id, job.text, job.requester, extra={"job": job.id})
         if job.not_before > job.created:
-            return await self._scheduled(command, job, message, ref)
+            return await self._scheduled(command, job, message, ref, swarm)
         text, waits = await self._queued_text(queued)
         return Reply(text, status="queued", job=job.id, waits=waits)
 
     async def _scheduled(
-        self, command: Command, job: Job, message: Message, ref: dict[str, str]
+        self, command: Command, job: Job, message: Message, ref: dict[str, str], swarm: str
     ) -> Reply:
         """Said at once; a scheduled deploy's pre-flight runs now too (``!check``), its
         answer in the same thread, and again when the deploy runs."""
         p = self.config.prefix
         when = say(job.not_before, job.created, self.config.timezone)
-        text = f"scheduled as job {job.id} for {when}: {job.text}; {p}cancel {job.id} cancels it"
+        on = f" on {swarm}" if self.config.tag(swarm) else ""
+        text = (
+            f"scheduled as job {job.id}{on} for {when}: {job.text}; {p}cancel {job.id} cancels it"
+        )
         check = self.registry.get("check")
         if command.name == "deploy" and check is not None and job.args.get("stack") != "all":
             args = {k: v for k, v in job.args.items() if k in ("stack", "ref")}
@@ -252,6 +303,7 @@ class Dispatcher:
                 ref,
                 None,
                 message,
+                swarm=swarm,
             )
         return Reply(text, status="queued", job=job.id, waits=True)
 
@@ -261,7 +313,8 @@ class Dispatcher:
         it), or behind busy workers (every slot taken), or no worker at all; and whether
         it waits for any of these."""
         job = queued.job
-        text = f"queued as job {job.id}: {job.text}"
+        on = f" on {job.swarm}" if self.config.tag(job.swarm) else ""
+        text = f"queued as job {job.id}{on}: {job.text}"
         online, free, total = queued.workers
         holder = None
         if queued.holder and queued.holder != job.id:  # a worker may have taken it already
@@ -275,8 +328,9 @@ class Dispatcher:
             text += f"; waiting for a free worker (all {total} job slots are busy)"
         if not online:
             minutes = max(1, self.config.job_ttl_seconds // 60)
+            whose = f" of swarm {job.swarm}" if on else ""
             text += (
-                f"; no worker is online right now: it runs when one comes back "
+                f"; no worker{whose} is online right now: it runs when one comes back "
                 f"(or expires unrun in {minutes} min)"
             )
         return text, bool(holder) or busy or not online
@@ -358,9 +412,11 @@ class Dispatcher:
         job_args: dict[str, str],
         stack: str | None,
         not_before: float = 0.0,
+        swarm: str = "",
     ) -> Reply:
         second = self._needs_second(stack, job_args)
         pending = {
+            "swarm": swarm,
             "not_before": not_before,
             "user": message.user_id,
             "command": command.name,
@@ -378,7 +434,9 @@ class Dispatcher:
             code = await self.confirmations.ask(pending, ttl)
         except REDIS_DOWN:
             return Reply(QUEUE_DOWN, status="error")
-        await self._audit(message, "confirmation-asked", command.name, reason=code, stack=stack)
+        await self._audit(
+            message, "confirmation-asked", command.name, reason=code, stack=stack, swarm=swarm
+        )
         what = command.consequence(job_args)
         within = f"{ttl}s" if ttl < 3600 else f"{ttl // 3600}h"
         text = f"{what}. To go ahead, type {self.config.prefix}confirm {code} within {within}."
@@ -410,15 +468,16 @@ class Dispatcher:
             status="error",
         )
         command = self.registry.get(pending.get("command", "")) if pending else None
-        if pending is None or command is None:
+        swarm = str(pending.get("swarm") or "") if pending else ""
+        if pending is None or command is None or not self._known_swarm(swarm):
             return unknown
         args = dict(pending["args"])
-        if not self.authorize(user, command, args).allowed:
+        if not self.authorize(user, command, args, swarm).allowed:
             return unknown
         refusal = self._take_part(pending, user, message.ref, code)
         if refusal is not None:
             return refusal if refusal.text else unknown
-        if not self.authorize(pending["user"], command, args).allowed:
+        if not self.authorize(pending["user"], command, args, swarm).allowed:
             return unknown  # the requester lost the right since: nobody can lend it back
         if not pending["confirmed"] or (pending["second"] and not pending["approver"]):
             await self.confirmations.update(code, pending)
@@ -443,7 +502,9 @@ class Dispatcher:
         )
         note = f" (approved by {pending['approver']})" if pending["approver"] else ""
         if command.answer is not None:
-            answered = await self._answer(original, command, args, f"confirmed by {user}{note}")
+            answered = await self._answer(
+                original, command, args, f"confirmed by {user}{note}", swarm
+            )
             return replace(answered, text=f"confirmed: {answered.text}{note}")
         reply = await self.submit(
             pending["user"],
@@ -455,10 +516,16 @@ class Dispatcher:
             original,
             decision=f"confirmed by {user}{note}",
             not_before=_due(pending.get("not_before")),
+            swarm=swarm,
         )
         if reply.status == "queued":
             return replace(reply, text=f"confirmed: {reply.text}{note}")
         return reply
+
+    def _known_swarm(self, swarm: str) -> bool:
+        """A pending confirmation's swarm (sealed, yet read with care) is one of [swarms];
+        a bot of one swarm knows only ""."""
+        return swarm in self.config.swarm_names if self.config.swarms else swarm == ""
 
     def _take_part(
         self, pending: dict[str, Any], user: str, ref: dict[str, str], code: str
@@ -517,8 +584,9 @@ class Dispatcher:
             health.REFUSALS.labels(refusal or decision).inc()
         await self.queue.audit(**self._audit_fields(message, decision, **fields))
 
-    @staticmethod
-    def _audit_fields(message: Message, decision: str, **fields: Any) -> dict[str, Any]:
+    def _audit_fields(self, message: Message, decision: str, **fields: Any) -> dict[str, Any]:
+        if not self.config.tag(fields.get("swarm") or ""):
+            fields.pop("swarm", None)  # named only where there are several
         return {
             "who": message.user_id,
             "platform": message.platform,

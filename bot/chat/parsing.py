@@ -7,7 +7,9 @@ look-alike unicode never get past here, and errors echo input only through ``cha
 
 from __future__ import annotations
 
+import re
 import unicodedata
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from bot.core.ids import GIT_REF
@@ -15,6 +17,8 @@ from bot.core.replies import INVALID, code
 from commands.base import REF_ARG, Arg, Command
 
 MAX_INPUT = 1000
+# ``prod:`` or ``prod:dev`` as a command's first word names the swarm (bots of several).
+_SWARM_WORD = re.compile(r"^([a-z][a-z0-9-]{0,31}):([A-Za-z0-9_.@-]*)$")
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,8 @@ class Invocation:
     schedule: tuple[str, str] | None = None
     # ``--now`` (outside its deploy window, after a confirmation) or ``--when-open``.
     window: str = ""
+    # ``!deploy prod:dev``, ``!services staging:``: the swarm named ("" names none).
+    swarm: str = ""
 
 
 @dataclass(frozen=True)
@@ -32,8 +38,11 @@ class ParseError:
     message: str
 
 
-def parse(text: str, prefix: str, registry: dict[str, Command]) -> Invocation | ParseError | None:
-    """``None`` when the text is not addressed to the bot (no prefix): say nothing then."""
+def parse(
+    text: str, prefix: str, registry: dict[str, Command], swarms: Collection[str] = ()
+) -> Invocation | ParseError | None:
+    """``None`` when the text is not addressed to the bot (no prefix): say nothing then.
+    ``swarms``: the names of [swarms]; a first argument ``<swarm>:<rest>`` names one."""
     stripped = text.strip()
     if not stripped.startswith(prefix):
         return None
@@ -47,7 +56,10 @@ def parse(text: str, prefix: str, registry: dict[str, Command]) -> Invocation | 
     command = registry.get(name)
     if command is None:
         return ParseError(f"unknown command {code(words[0])}; {prefix}help lists the commands")
-    values = words[1:]
+    named = _swarm_named(words[1:], swarms)
+    if isinstance(named, ParseError):
+        return named
+    swarm, values = named
     usage = f"usage: {command.usage(prefix)}"
     schedule, window = None, ""
     if command.schedulable:
@@ -67,7 +79,21 @@ def parse(text: str, prefix: str, registry: dict[str, Command]) -> Invocation | 
         wrong = _read_arg(arg, values[i], args)
         if wrong:
             return ParseError(f"{wrong}; {usage}")
-    return Invocation(command, args, schedule, window)
+    return Invocation(command, args, schedule, window, swarm)
+
+
+def _swarm_named(values: list[str], swarms: Collection[str]) -> tuple[str, list[str]] | ParseError:
+    """(the swarm named, the arguments without it): ``prod:dev`` as the first argument
+    names swarm ``prod`` and leaves ``dev``, ``prod:`` leaves nothing; ("", ``values``)
+    when none is named; the error for a swarm-like name that is not one of ``swarms``."""
+    match = _SWARM_WORD.match(values[0]) if swarms and values else None
+    if match is None:
+        return "", values
+    name, rest = match.groups()
+    if name not in swarms:
+        known = ", ".join(sorted(swarms))
+        return ParseError(f"unknown swarm {code(name)} (known: {known})")
+    return name, [rest, *values[1:]] if rest else values[1:]
 
 
 def _timing(values: list[str]) -> tuple[list[str], tuple[str, str] | None, str]:

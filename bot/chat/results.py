@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -26,7 +27,7 @@ from bot.chat.conversation import Undeliverable
 from bot.core.health import DELIVERY_FAILURES
 from bot.core.logs import Once, job_context
 from bot.core.replies import Reply, masked
-from bot.core.wire import NoticeData, Result
+from bot.core.wire import SWARM, NoticeData, Result
 from bot.queue.errors import StoreDown, WrongType
 from bot.queue.inbox import Inbox
 from commands import REGISTRY
@@ -70,6 +71,16 @@ class Deliveries:
 
 
 def to_reply(result: Result, registry: dict[str, Command] = REGISTRY) -> Reply:
+    """The reply a result reads as; a job's on one of several swarms begins "[prod] "
+    (notices name their swarm themselves: the worker wrote them)."""
+    reply = _reply(result, registry)
+    swarm = result.reply_to.get("swarm", "") if result.kind != "notice" else ""
+    if swarm and SWARM.match(swarm):
+        return dataclasses.replace(reply, text=f"[{swarm}] {reply.text}")
+    return reply
+
+
+def _reply(result: Result, registry: dict[str, Command]) -> Reply:
     if result.kind == "notice":
         data = cast(NoticeData, result.data)
         return Reply(

@@ -71,14 +71,22 @@ async def run_bot(config: Config) -> None:
     if config.webhook is not None:
         from bot.chat import webhook
 
-        webhook.serve(config, PushStore.connect(config.redis_url, config.redis_prefix))
+        webhook.serve(
+            config,
+            PushStore.connect(config.redis_url, config.redis_prefix, config.swarm_names or ("",)),
+        )
     if config.alerts is not None and config.alerts.port:
         from bot.chat import alertreceiver
         from bot.queue.alertstore import AlertStore
 
         alertreceiver.serve(
             config,
-            AlertStore.connect(config.redis_url, config.redis_prefix, config.signing_secret),
+            AlertStore.connect(
+                config.redis_url,
+                config.redis_prefix,
+                config.signing_secret,
+                config.swarm_names or ("",),
+            ),
         )
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -101,6 +109,11 @@ def _health_checks(config: Config, adapters: list[Any]) -> tuple[Any, ...]:
         return problems
 
     def refresh() -> None:
-        publish_queue_metrics(client, config.redis_prefix, config.worker_timeout_seconds)
+        publish_queue_metrics(
+            client,
+            config.redis_prefix,
+            config.worker_timeout_seconds,
+            config.swarm_names or ("",),
+        )
 
     return check, refresh

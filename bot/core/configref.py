@@ -76,7 +76,10 @@ def _parse(
         elif not stripped:
             if comment and not section:
                 prose["file"] = " ".join(comment)
-            comment = [] if not section else comment
+            # Within a section, prose runs on over blank lines to the next section; a block
+            # of commented-out examples ("prod*" = [...]) is no prose, and ends there.
+            examples = bool(comment) and all(" = " in c for c in comment)
+            comment = [] if not section or examples else comment
     return keys, prose, notes
 
 
@@ -120,8 +123,24 @@ def generate(example: str) -> str:
         out += ["## `[variables]`", "", f"{next(iter(variables.values()))} (e.g. {names})", ""]
     if "roles" in prose:
         out += ["## `[roles.NAME]`", "", prose["roles"], ""]
-        out += ["Each role has `users`, `commands` and `stacks` (lists). See docs/OPERATING.md."]
+        out += [
+            "Each role has `users`, `commands` and `stacks` (lists), and may have `approves`",
+            "(stack globs) and, with `[swarms]`, `swarms` (names). See docs/OPERATING.md.",
+        ]
         out.append("")
+    out += [
+        "## `[swarms.NAME]`",
+        "",
+        "Several swarms served from the same rooms, one worker each (`swarmbot worker",
+        "--swarm NAME`); without the section the bot serves one swarm and names none.",
+        'Keys: `id` (the swarm\'s ID; "" remembers the first its worker finds),',
+        "`docker_host` (the worker's DOCKER_HOST; \"\" keeps its environment's), `stacks_dir`",
+        "(default `bot.stacks_dir`), `variables` (a table over `[variables]`), `rooms` (Matrix",
+        "rooms and Slack channels whose default swarm this is; other rooms get the first",
+        "swarm). Commands name a swarm first: `!deploy prod:dev`, `!services staging:`.",
+        'See docs/OPERATING.md, "Several swarms".',
+        "",
+    ]
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -51,10 +51,16 @@ DELIVERY_FAILURES = Counter(
     ["platform"],
 )
 ERRORS = Counter("swarmbot_errors_total", "Errors talking to Docker or Redis", ["component"])
-QUEUE_DEPTH = Gauge("swarmbot_queue_depth", "Jobs queued and not yet answered")
-OLDEST_JOB = Gauge("swarmbot_oldest_job_age_seconds", "Age of the oldest unanswered job")
+# Per swarm (its name in [swarms]; "" for a bot of one swarm, which Prometheus reads as
+# no label at all).
+QUEUE_DEPTH = Gauge("swarmbot_queue_depth", "Jobs queued and not yet answered", ["swarm"])
+OLDEST_JOB = Gauge(
+    "swarmbot_oldest_job_age_seconds", "Age of the oldest unanswered job", ["swarm"]
+)
 HEARTBEAT_AGE = Gauge(
-    "swarmbot_worker_heartbeat_age_seconds", "Seconds since the freshest worker heartbeat"
+    "swarmbot_worker_heartbeat_age_seconds",
+    "Seconds since the freshest worker heartbeat",
+    ["swarm"],
 )
 
 Check = Callable[[], dict[str, str]]  # name -> problem ("" when fine)

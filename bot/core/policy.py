@@ -19,7 +19,7 @@ from bot.core.ids import matches_any
 OPEN_COMMANDS = frozenset({"whoami", "help", "confirm", "cancel"})
 
 
-RefusalKind = Literal["", "no-role", "command", "stack"]
+RefusalKind = Literal["", "no-role", "command", "stack", "swarm"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,21 @@ class Decision:
 class Policy:
     def __init__(self, roles: tuple[Role, ...]) -> None:
         self._roles = roles
+
+    def on(self, swarm: str) -> Policy:
+        """The policy on ``swarm``: only the roles that hold there (``swarms`` in a role);
+        every role for "" (a bot of one swarm)."""
+        if not swarm:
+            return self
+        return Policy(tuple(r for r in self._roles if r.covers(swarm)))
+
+    def may_use_swarm(self, user_id: str, swarm: str) -> Decision:
+        """A user whose roles all hold on other swarms is refused on ``swarm``, by name."""
+        roles = self.roles_of(user_id)
+        if not swarm or not roles or self.on(swarm).roles_of(user_id):
+            return Decision(True)
+        names = ", ".join(r.name for r in roles)
+        return Decision(False, f"your roles ({names}) do not hold on swarm `{swarm}`", "swarm")
 
     def roles_of(self, user_id: str) -> tuple[Role, ...]:
         return tuple(r for r in self._roles if user_id in r.users)

@@ -24,6 +24,7 @@ MAX_JOB_BYTES = 16 * 1024  # a job is a command and a few names
 MAX_RESULT_BYTES = 8 * 1024 * 1024  # a result can list every service of a large swarm
 CLOCK_SKEW = 30.0
 JOB_ID = re.compile(r"^[0-9]{1,18}$")
+SWARM = re.compile(r"^([a-z][a-z0-9-]{0,31})?$")  # a name in [swarms], or "" (one swarm)
 INBOX = re.compile(r"^[a-z0-9][a-z0-9:._-]{0,80}$")
 _JOB_TAG = b"swarmbot-job-v1\0"
 _RESULT_TAG = b"swarmbot-result-v1\0"
@@ -128,6 +129,9 @@ class Job:
     # Not to run before this (Unix time; 0: at once): `!deploy dev at 22:00`. The job waits
     # in the queue's schedule until then; its time to live counts from then.
     not_before: float = 0.0
+    # The swarm it is for, by its name in [swarms] ("" for a bot of one swarm): a worker
+    # runs only its own swarm's jobs, whichever stream the entry was found in.
+    swarm: str = ""
 
     @property
     def command(self) -> str:
@@ -198,9 +202,11 @@ def decode_job(
     """Verify and validate a job entry read from Redis; raises ``Rejected``."""
     obj = _verified_json(fields, "job", _JOB_TAG, secret, MAX_JOB_BYTES)
     expected = {f for f in Job.__dataclass_fields__}
-    # Entries queued before ``not_before`` existed have none: they run at once.
-    if set(obj) | {"not_before"} != expected:
-        raise Rejected(f"fields {sorted((set(obj) | {'not_before'}) ^ expected)} unexpected")
+    # Entries queued before ``not_before`` and ``swarm`` existed have neither: they run at
+    # once, on the one swarm there was.
+    optional = {"not_before", "swarm"}
+    if set(obj) | optional != expected:
+        raise Rejected(f"fields {sorted((set(obj) | optional) ^ expected)} unexpected")
     job_id, op, args, requester, text, reply_to = (
         obj["id"],
         obj["op"],
@@ -228,6 +234,9 @@ def decode_job(
         or not INBOX.match(reply_to.get("inbox", ""))
     ):
         raise Rejected("bad reply_to")
+    swarm = obj.get("swarm", "")
+    if not isinstance(swarm, str) or not SWARM.match(swarm):
+        raise Rejected("bad swarm")
     created, expires = obj["created"], obj["expires"]
     not_before = obj.get("not_before", 0.0)
     times = (created, expires, not_before)
@@ -249,6 +258,7 @@ def decode_job(
         float(created),
         float(expires),
         float(not_before),
+        swarm,
     )
     if expires < now:
         raise Expired(job)

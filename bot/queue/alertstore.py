@@ -30,16 +30,21 @@ STORY_TTL = 7 * 86400
 
 
 class AlertStore:
-    def __init__(self, client: redis.Redis, keys: Keys, secret: Secret) -> None:
+    def __init__(
+        self, client: redis.Redis, keys: Keys, secret: Secret, swarms: tuple[str, ...] = ("",)
+    ) -> None:
         self._redis = client
         self.keys = keys
         self._secret = secret
-        self._changes = ChangeStore(client, keys, secret)
+        # An alert names a stack, not a swarm: the last changes of every swarm are looked at.
+        self._changes = [ChangeStore(client, keys.on(s), secret) for s in swarms]
 
     @classmethod
-    def connect(cls, url: str, prefix: str, secret: Secret) -> AlertStore:
+    def connect(
+        cls, url: str, prefix: str, secret: Secret, swarms: tuple[str, ...] = ("",)
+    ) -> AlertStore:
         """A store with a synchronous client of its own (the receiver serves in threads)."""
-        return cls(sync_client(url), Keys(prefix), secret)
+        return cls(sync_client(url), Keys(prefix), secret, swarms)
 
     def _story_key(self, group_key: str) -> str:
         return self.keys.alerts(f"group:{hashlib.sha256(group_key.encode()).hexdigest()[:32]}")
@@ -96,7 +101,7 @@ class AlertStore:
         return fold, int(count)
 
     def last_changes(self, stacks: tuple[str, ...]) -> list[LastChange]:
-        return self._changes.last(stacks)
+        return [change for store in self._changes for change in store.last(stacks)]
 
     def audit(self, fields: dict[str, Any]) -> None:
         records.record_sync(self._redis, self.keys, **fields)

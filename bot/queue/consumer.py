@@ -61,11 +61,12 @@ class WorkerQueue:
         secret: Secret,
         consumer: str,
         dead_after: float = 10,
+        swarm: str = "",
     ) -> None:
         self._redis = client
         # A worker silent for this long is dead: its unfinished jobs go to the others.
         self.dead_after = dead_after
-        self.keys = Keys(prefix)
+        self.keys = Keys(prefix, swarm)
         self._secret = secret
         self.consumer = consumer
         # Sent by digest (EVALSHA), loaded again by redis-py if Redis restarted without it.
@@ -224,13 +225,15 @@ class WorkerQueue:
         if pipe is None:
             records.record_sync(self._redis, self.keys, **fields)
         else:
-            records.add(pipe, self.keys, entry(fields))
+            records.add(pipe, self.keys, entry(records.swarmed(self.keys, fields)))
 
     def ask_approval(self, pending: dict[str, Any], ttl: int, pipe: Batch) -> str:
         """Leave a confirmation code for a change the worker proposes (in ``pipe``), sealed
         like the bot's own (``bot.queue.confirmations``); returns the code."""
         code = self._free_code()
         key = self.keys.confirmation(code)
+        if self.keys.swarm_name:
+            pending = {**pending, "swarm": self.keys.swarm_name}  # confirmed, it goes back here
         pipe.set(key, seal(self._secret, key, pending), ex=ttl)
         return code
 
@@ -280,7 +283,9 @@ class WorkerQueue:
         return reachable(self._redis)
 
     def publish_metrics(self) -> None:
-        publish_queue_metrics(self._redis, self.keys.prefix, self.dead_after)
+        publish_queue_metrics(
+            self._redis, self.keys.prefix, self.dead_after, (self.keys.swarm_name,)
+        )
 
     def next_job_id(self) -> str:
         return _s(self._redis.eval(scripts.NEXT_ID, 1, self.keys.job_seq))

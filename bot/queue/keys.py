@@ -21,16 +21,32 @@ INBOX_TTL = 7 * 86400
 
 @dataclass(frozen=True)
 class Keys:
+    """The keys under ``prefix``. Those of one swarm (its queue, workers, stack turns and
+    locks, watchers, schedule, identity) are under ``<prefix>:on:<swarm>`` when the bot
+    serves several swarms (``swarm`` set); with one swarm they are where they always were.
+    Jobs' IDs, records, the audit trail, inboxes and everything of the chat side are the
+    bot's, shared by all swarms: `!jobs`, `!cancel 42` and `!audit` need no swarm."""
+
     prefix: str
+    swarm_name: str = ""
+
+    @property
+    def space(self) -> str:
+        """The root of this swarm's own keys."""
+        return f"{self.prefix}:on:{self.swarm_name}" if self.swarm_name else self.prefix
+
+    def on(self, swarm: str) -> Keys:
+        """The keys of ``swarm`` ("" for a bot of one swarm)."""
+        return Keys(self.prefix, swarm)
 
     @property
     def volumes(self) -> str:
         """Volume -> the nodes it has been used on (``bot.queue.volumestore``)."""
-        return f"{self.prefix}:volumes"
+        return f"{self.space}:volumes"
 
     @property
     def jobs(self) -> str:
-        return f"{self.prefix}:jobs"
+        return f"{self.space}:jobs"
 
     @property
     def job_seq(self) -> str:
@@ -55,15 +71,15 @@ class Keys:
 
     @property
     def workers(self) -> str:
-        return f"{self.prefix}:workers"
+        return f"{self.space}:workers"
 
     @property
     def load(self) -> str:
         """Per worker: "busy capacity", its working jobs and its concurrency."""
-        return f"{self.prefix}:worker-load"
+        return f"{self.space}:worker-load"
 
     def lock(self, stack: str) -> str:
-        return f"{self.prefix}:lock:{stack}"
+        return f"{self.space}:lock:{stack}"
 
     @property
     def audit(self) -> str:
@@ -98,7 +114,7 @@ class Keys:
     def watch(self, what: str) -> str:
         """The source watcher's: ``leader``, ``pokes`` (webhooks wake it), ``git-head``,
         ``drift`` (stack -> what was told), ``image:<ref>@<digest>`` (a tag move told)."""
-        return f"{self.prefix}:watch:{what}"
+        return f"{self.space}:watch:{what}"
 
     def webhook(self, digest: str) -> str:
         """A push delivery already taken (its body's digest): a replay is refused."""
@@ -106,29 +122,29 @@ class Keys:
 
     def swarm(self, what: str) -> str:
         """``accepted`` (the swarm served, sealed), ``found`` (worker -> its daemon)."""
-        return f"{self.prefix}:swarm:{what}"
+        return f"{self.space}:swarm:{what}"
 
     def change(self, stack: str) -> str:
         """The last change a job made to ``stack`` (sealed), for alerts to name."""
-        return f"{self.prefix}:change:{stack}"
+        return f"{self.space}:change:{stack}"
 
     @property
     def scheduled(self) -> str:
         """Jobs that wait for their time (``!deploy dev at 22:00``): a sorted set, job ID
         by the time it is due; each job's signed entry in ``scheduled_entry``."""
-        return f"{self.prefix}:scheduled"
+        return f"{self.space}:scheduled"
 
     def scheduled_entry(self, job_id: str) -> str:
-        return f"{self.prefix}:scheduled:{job_id}"
+        return f"{self.space}:scheduled:{job_id}"
 
     def locks(self) -> str:
         """Stack locks: a hash, stack (or "all") -> the lock, sealed."""
-        return f"{self.prefix}:locks"
+        return f"{self.space}:locks"
 
     def held(self) -> str:
         """Changes proposed from git or the registry that wait for a lock or a window:
         a hash, stack -> the proposal, sealed."""
-        return f"{self.prefix}:held"
+        return f"{self.space}:held"
 
     def alerts(self, what: str) -> str:
         """The alert receiver's: ``group:<hash>`` (a group's story, sealed),
@@ -138,4 +154,4 @@ class Keys:
     def notice(self, what: str) -> str:
         """``state``, ``pending``, ``leader``, ``refreshes``, ``claim:<name>``,
         ``expected:<service id>``."""
-        return f"{self.prefix}:notice:{what}"
+        return f"{self.space}:notice:{what}"

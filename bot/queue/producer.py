@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import time
 from dataclasses import dataclass
@@ -39,6 +40,21 @@ class JobQueue:
         self._swarm = SwarmRecords(client, self.keys, config.signing_secret)
         self._config = config
 
+    @property
+    def swarm(self) -> str:
+        """The swarm this queue's jobs go to ("" for a bot of one swarm)."""
+        return self.keys.swarm_name
+
+    def on(self, swarm: str) -> JobQueue:
+        """The same queue, its jobs and its swarm's state (locks, identity, watcher) those
+        of ``swarm``: one client, the bot-wide keys (records, audit, confirmations) shared."""
+        if swarm == self.keys.swarm_name:
+            return self
+        other = copy.copy(self)
+        other.keys = self.keys.on(swarm)
+        other._swarm = SwarmRecords(self._redis, other.keys, self._secret)
+        return other
+
     async def submit(
         self,
         op: str,
@@ -62,7 +78,16 @@ class JobQueue:
         now = time.time()
         start = max(now, not_before)
         job = Job(
-            job_id, op, args, requester, text[:512], reply_to, now, start + self._ttl, not_before
+            job_id,
+            op,
+            args,
+            requester,
+            text[:512],
+            reply_to,
+            now,
+            start + self._ttl,
+            not_before,
+            self.keys.swarm_name,
         )
         since = now - self._dead_after
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -137,6 +162,7 @@ class JobQueue:
         """A notice from the bot itself (a lock taken or lifted) to the rooms routed for
         ``stack``, by the same inboxes and lanes as the worker's; how many rooms."""
         places = targets(self._config, stack)
+        text = self._config.tag(self.keys.swarm_name) + text
         digest = hashlib.sha256(f"{stack}|{text}|{time.time()}".encode()).hexdigest()[:16]
         async with self._redis.pipeline(transaction=True) as pipe:
             for target in places:

@@ -16,14 +16,15 @@ POKES_TTL = 3600  # a word nobody reads (no worker) does not stay
 
 
 class PushStore:
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, swarms: tuple[str, ...] = ("",)) -> None:
         self._redis = client
         self.keys = keys
+        self.swarms = swarms  # every swarm's source watcher is woken by a push
 
     @classmethod
-    def connect(cls, url: str, prefix: str) -> PushStore:
+    def connect(cls, url: str, prefix: str, swarms: tuple[str, ...] = ("",)) -> PushStore:
         """A store with a synchronous client of its own (the webhook serves in threads)."""
-        return cls(sync_client(url), Keys(prefix))
+        return cls(sync_client(url), Keys(prefix), swarms)
 
     def first_delivery(self, digest: str, ttl: int) -> bool:
         """Remember a delivery for ``ttl`` seconds; False if it was taken before (a replay)."""
@@ -31,10 +32,11 @@ class PushStore:
 
     def wake(self, word: str, audit: dict[str, Any]) -> None:
         """Wake the source watcher with ``word`` and audit the push, in one transaction."""
-        pokes = self.keys.watch("pokes")
         with self._redis.pipeline(transaction=True) as pipe:
-            pipe.rpush(pokes, word)
-            pipe.expire(pokes, POKES_TTL)
+            for swarm in self.swarms:
+                pokes = self.keys.on(swarm).watch("pokes")
+                pipe.rpush(pokes, word)
+                pipe.expire(pokes, POKES_TTL)
             records.add(pipe, self.keys, entry(audit))
             pipe.execute()
 

@@ -23,6 +23,11 @@ REFUSED_MAXLEN = 5_000
 REFUSALS = frozenset({"refused", "invalid", "rate-limited", "rejected", "replayed", "stale"})
 
 
+def swarmed(keys: Keys, fields: dict[str, Any]) -> dict[str, Any]:
+    """An entry written by one swarm's worker names that swarm (several swarms only)."""
+    return {"swarm": keys.swarm_name, **fields} if keys.swarm_name else fields
+
+
 def _stream(keys: Keys, item: dict[str, str]) -> tuple[str, int]:
     if item.get("decision", "").split(" ")[0] in REFUSALS:
         return keys.audit_refused, REFUSED_MAXLEN
@@ -31,7 +36,7 @@ def _stream(keys: Keys, item: dict[str, str]) -> tuple[str, int]:
 
 async def record(client: aioredis.Redis, keys: Keys, **fields: Any) -> None:
     """Bot side. An audit write that fails (Redis down) is logged, never fatal."""
-    item = entry(fields)
+    item = entry(swarmed(keys, fields))
     stream, maxlen = _stream(keys, item)
     try:
         try:
@@ -45,7 +50,7 @@ async def record(client: aioredis.Redis, keys: Keys, **fields: Any) -> None:
 
 def record_sync(client: redis.Redis, keys: Keys, **fields: Any) -> None:
     """Worker side."""
-    item = entry(fields)
+    item = entry(swarmed(keys, fields))
     stream, maxlen = _stream(keys, item)
     try:
         try:

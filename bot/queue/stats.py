@@ -11,10 +11,12 @@ from bot.queue.keys import WORKER_GROUP, Keys
 from bot.queue.text import s as _s
 
 
-def queue_stats(client: redis.Redis, prefix: str, dead_after: float) -> dict[str, float]:
-    """Depth of the job queue, age of its oldest unanswered job, age of the freshest worker
-    heartbeat: the figures an operator alerts on."""
-    keys = Keys(prefix)
+def queue_stats(
+    client: redis.Redis, prefix: str, dead_after: float, swarm: str = ""
+) -> dict[str, float]:
+    """Depth of ``swarm``'s job queue, age of its oldest unanswered job, age of its
+    freshest worker heartbeat: the figures an operator alerts on."""
+    keys = Keys(prefix, swarm)
     depth, oldest = 0.0, 0.0
     if client.exists(keys.jobs):
         for group in client.xinfo_groups(keys.jobs):
@@ -44,9 +46,13 @@ def group_last(client: redis.Redis, stream: str) -> str:
     return "0-0"
 
 
-def publish_queue_metrics(client: redis.Redis, prefix: str, dead_after: float) -> None:
-    """Set the queue gauges of /metrics (both processes serve them) from ``queue_stats``."""
-    stats = queue_stats(client, prefix, dead_after)
-    health.QUEUE_DEPTH.set(stats["depth"])
-    health.OLDEST_JOB.set(stats["oldest"])
-    health.HEARTBEAT_AGE.set(stats["heartbeat"])
+def publish_queue_metrics(
+    client: redis.Redis, prefix: str, dead_after: float, swarms: tuple[str, ...] = ("",)
+) -> None:
+    """Set the queue gauges of /metrics (both processes serve them) from ``queue_stats``,
+    per swarm: the bot's all, a worker's its own."""
+    for swarm in swarms:
+        stats = queue_stats(client, prefix, dead_after, swarm)
+        health.QUEUE_DEPTH.labels(swarm).set(stats["depth"])
+        health.OLDEST_JOB.labels(swarm).set(stats["oldest"])
+        health.HEARTBEAT_AGE.labels(swarm).set(stats["heartbeat"])

@@ -32,6 +32,8 @@ def add_job(pipe: Any, keys: Keys, job: Job, secret: Secret, audit: dict[str, An
     }
     if scheduled:
         record["not_before"] = f"{job.not_before:.3f}"
+    if job.swarm:
+        record["swarm"] = job.swarm
     pipe.hset(keys.record(job.id), mapping=wire(record))
     pipe.expire(keys.record(job.id), RECORD_TTL + int(max(0.0, job.not_before - job.created)))
     pipe.zadd(keys.recent, {job.id: job.created})
@@ -44,4 +46,5 @@ def add_job(pipe: Any, keys: Keys, job: Job, secret: Secret, audit: dict[str, An
         pipe.xadd(keys.jobs, wire(encode_job(job, secret)))  # ENTRY_REPLY
     if audit is not None:
         stack = audit.get("stack") or job.stack  # the command's stack, or its service's
-        records.add(pipe, keys, entry({**audit, "stack": stack, "job": job.id}))
+        fields = {**audit, "stack": stack, "job": job.id}
+        records.add(pipe, keys, entry({"swarm": job.swarm, **fields} if job.swarm else fields))

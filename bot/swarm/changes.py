@@ -118,6 +118,7 @@ class ChangePolicy:
                 {"inbox": AUTOMATION_INBOX},
                 now,
                 now + self.config.job_ttl_seconds,
+                swarm=self.config.swarm,
             )
             self.queue.submit(job, _audit(text, "queued by policy auto", stack), pipe)
             headline = f"{proposal.headline}: deploying it (policy auto, job {job_id})"

@@ -116,7 +116,8 @@ class MatrixAdapter:
         self.rooms: set[str] = set()
         # Room aliases in matrix.rooms and the notice routes, resolved at start: a notice is
         # sent to the room ID (the API takes no alias).
-        self.aliases: dict[str, str] = {}
+        # The dispatcher reads the same dict: a room of [swarms] may be named by its alias.
+        self.aliases: dict[str, str] = dispatcher.aliases
         self.connected = False  # for /healthz: the last sync worked
         self.first_start_ms = 0
         self.conversation = Conversation(self, dispatcher, self.state)
@@ -147,6 +148,7 @@ class MatrixAdapter:
         self.first_start_ms = int(first)
         self._nonce = await self.state.remembered("txn-nonce", secrets.token_hex(6), _is_nonce)
         routed = {r for route in self.config.notice_routes for r in route.matrix}
+        routed |= {r for swarm in self.config.swarms for r in swarm.rooms}
         for alias in sorted({r for r in (*self.mc.rooms, *routed) if r.startswith("#")}):
             resolved = await self.client.room_resolve_alias(alias)
             if isinstance(resolved, RoomResolveAliasError):

@@ -11,16 +11,16 @@ from bot.core.config.model import Problems, Role
 from bot.core.config.names import USER_ID, VARIABLE_NAME
 
 
-def variables(table: Any, problems: Problems) -> dict[str, str]:
+def variables(table: Any, problems: Problems, section: str = "variables") -> dict[str, str]:
     if not isinstance(table, dict):
-        problems.append(("variables", 'must be a table of NAME = "value"'))
+        problems.append((section, 'must be a table of NAME = "value"'))
         return {}
     out: dict[str, str] = {}
     for name, value in table.items():
         if not VARIABLE_NAME.match(name):
-            problems.append((f"variables.{name}", "names are upper case: letters, digits and '_'"))
+            problems.append((f"{section}.{name}", "names are upper case: letters, digits and '_'"))
         elif not isinstance(value, str):
-            problems.append((f"variables.{name}", "must be a string"))
+            problems.append((f"{section}.{name}", "must be a string"))
         else:
             out[name] = value
     return out
@@ -55,6 +55,7 @@ def roles(table: Any, problems: Problems, commands: Collection[str]) -> tuple[Ro
                 commands=frozenset(lists["commands"]),
                 stacks=tuple(lists["stacks"]),
                 approves=tuple(lists["approves"]),
+                swarms=tuple(lists["swarms"]),
             )
         )
     return tuple(roles)
@@ -80,6 +81,17 @@ def _check_lists(
         for i, glob in enumerate(lists[part]):
             if not re.match(r"^[a-z0-9*?\[\]_-]{1,64}$", glob):
                 problems.append((f"{key}.{part}[{i}]", f"{glob!r} is not a stack name or glob"))
+
+
+def check_role_swarms(roles: tuple[Role, ...], names: tuple[str, ...], problems: Problems) -> None:
+    """A role limited to swarms names swarms of [swarms]."""
+    for role in roles:
+        for i, name in enumerate(role.swarms):
+            if name not in names:
+                known = ", ".join(names) or "none: the config has no [swarms]"
+                problems.append(
+                    (f"roles.{role.name}.swarms[{i}]", f"unknown swarm {name!r} (known: {known})")
+                )
 
 
 def check_safety(safety: dict[str, Any], problems: Problems, commands: Collection[str]) -> None:

@@ -152,7 +152,7 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
     },
 }
 ADAPTERS = ("matrix", "slack")
-ROLE_KEYS = {"users", "commands", "stacks", "approves"}
+ROLE_KEYS = {"users", "commands", "stacks", "approves", "swarms"}
 
 
 def registry_defaults() -> RegistryConfig:

@@ -53,6 +53,25 @@ class Role:
     # required (safety.second_approver_stacks). Once any role names a stack here, only
     # such members approve changes to it.
     approves: tuple[str, ...] = ()
+    # The swarms (by name, from [swarms]) its grants hold on; empty: every swarm.
+    swarms: tuple[str, ...] = ()
+
+    def covers(self, swarm: str) -> bool:
+        """Does this role hold on ``swarm`` ("" is the one swarm of a single-swarm bot)?"""
+        return not self.swarms or not swarm or swarm in self.swarms
+
+
+@dataclass(frozen=True)
+class SwarmConfig:
+    """One swarm of several (``[swarms.<name>]``): the worker started with ``--swarm name``
+    serves it; commands reach it by ``name:`` or by their room's default."""
+
+    name: str
+    id: str  # its swarm ID; "" remembers the first one its worker finds
+    docker_host: str  # the worker's DOCKER_HOST; "" uses the worker's environment
+    stacks_dir: Path
+    variables: dict[str, str]  # [variables] with this swarm's own over them
+    rooms: tuple[str, ...]  # Matrix rooms (IDs or aliases) and Slack channels it is default in
 
 
 @dataclass(frozen=True)
@@ -229,11 +248,37 @@ class Config:
     windows: tuple[WindowRule, ...]
     registry: RegistryConfig
     changes: ChangesConfig
+    # [swarms.<name>], in file order (the first is the default of rooms none names); empty
+    # for a bot of one swarm, which names none anywhere.
+    swarms: tuple[SwarmConfig, ...] = ()
+    # The swarm this process serves: a worker's ``--swarm``; "" in the bot and for one swarm.
+    swarm: str = ""
+    docker_host: str = ""  # the worker's DOCKER_HOST from its swarm's config ("": as set)
+
+    @property
+    def swarm_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.swarms)
+
+    def tag(self, swarm: str) -> str:
+        """What begins every answer and notice of ``swarm`` where the bot serves several
+        ("[prod] "), so a room that hears from two swarms knows which spoke; else ""."""
+        return f"[{swarm}] " if swarm and len(self.swarms) > 1 else ""
+
+    def swarm_of_room(self, room: str, aliases: dict[str, str] | None = None) -> str:
+        """The swarm a command said in ``room`` goes to when it names none: the swarm whose
+        ``rooms`` list it (by ID, or by an alias that resolves to it), else the first one;
+        "" for a bot of one swarm."""
+        for swarm in self.swarms:
+            if any((aliases or {}).get(r, r) == room for r in swarm.rooms):
+                return swarm.name
+        return self.swarms[0].name if self.swarms else ""
 
     def secret_values(self) -> list[str]:
         """Every secret value this process holds, for masking output: the [variables] not
         declared public, the signing secret, and the chat credentials it was given."""
         values = [v for k, v in self.variables.items() if k not in self.public_variables]
+        for swarm in self.swarms:
+            values += [v for k, v in swarm.variables.items() if k not in self.public_variables]
         secrets: list[Secret | None] = [self.signing_secret]
         if self.matrix is not None:
             secrets += [self.matrix.access_token, self.matrix.password]

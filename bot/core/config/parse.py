@@ -14,7 +14,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from bot.core.config import access, alerts, sources, timing
+from bot.core.config import access, alerts, sources, swarms, timing
 from bot.core.config import chat as chat_sections
 from bot.core.config.defaults import ADAPTERS, RESOLVE_IMAGE_MODES, SCHEMA
 from bot.core.config.model import Config, ConfigError, Problems
@@ -86,6 +86,10 @@ def parse(
     variables = access.variables(raw.get("variables", {}), problems)
     _check_public(values["security"]["public_variables"], variables, problems)
     roles = access.roles(raw.get("roles", {}), problems, commands)
+    swarm_list = swarms.swarms(
+        raw.get("swarms"), values["bot"]["stacks_dir"], variables, base, problems
+    )
+    access.check_role_swarms(roles, tuple(s.name for s in swarm_list), problems)
     access.check_safety(values["safety"], problems, commands)
     routes = chat_sections.notice_routes(values["notices"], problems)
     adapters = _adapters(values["bot"]["adapters"], problems)
@@ -98,6 +102,7 @@ def parse(
     )
     alert_section = alerts.alerts(values["alerts"], environ, base, problems)
     zone, window_rules = timing.windows(raw.get("windows"), problems)
+    swarms.check(swarm_list, values["swarm"], window_rules, problems)
     if chat:
         chat_sections.check_notice_rooms(routes, matrix, slack, problems)
         if alert_section is not None:
@@ -158,13 +163,14 @@ def parse(
         windows=window_rules,
         registry=registry,
         changes=changes,
+        swarms=swarm_list,
     )
 
 
 def tables(raw: dict[str, Any], problems: Problems) -> Tables:
     """Each section of ``SCHEMA`` with its defaults filled in; unknown sections and keys and
     values of the wrong type are problems (the default stands in for a wrong value)."""
-    known = set(SCHEMA) | {"roles", "variables", "windows"}
+    known = set(SCHEMA) | {"roles", "variables", "windows", "swarms"}
     for key in raw:
         if key not in known:
             problems.append((key, f"unknown section (known: {', '.join(sorted(known))})"))

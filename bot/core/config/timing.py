@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from bot.core.config.model import Problems
 from bot.core.windows import BadWindow, WindowRule, parse
 
-GLOB = re.compile(r"^[a-z0-9*?\[\]_-]{1,64}$")
+# A stack glob, or one for one swarm of several: "prod:*" (see swarms.on_swarm).
+GLOB = re.compile(r"^([a-z][a-z0-9-]{0,31}:)?[a-z0-9*?\[\]_-]{1,64}$")
 
 
 def windows(raw: Any, problems: Problems) -> tuple[str, tuple[WindowRule, ...]]:

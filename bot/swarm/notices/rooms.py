@@ -44,13 +44,14 @@ class Notices:
         With ``pipe``, the notice is posted when the caller's transaction is. Notices of
         one ``story`` are one message, posted first and edited after."""
         sent = 0
+        text = self.config.tag(self.config.swarm) + text
         digest = hashlib.sha256(f"{key}|{text}|{detail}".encode()).hexdigest()[:16]
         for target in targets(self.config, stack):
             data: dict[str, Any] = {"text": text, "detail": detail, "id": digest, "status": status}
             if origin and origin.get("inbox") == target["inbox"]:
                 data["origin"] = origin
             if story:
-                data["story"] = story
+                data["story"] = f"{self.config.swarm}:{story}" if self.config.swarm else story
             self.queue.progress(Result("notice", job, "notice", True, data, target), pipe)
             sent += 1
         if sent:

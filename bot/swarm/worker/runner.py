@@ -93,6 +93,11 @@ class JobRunner:
         except Rejected as exc:
             self._reject(entry_id, str(exc), fields)
             return
+        if job.swarm != self.config.swarm:
+            # Signed, but not for this swarm: an entry copied into this swarm's stream.
+            mine = self.config.swarm or "the one swarm"
+            self._reject(entry_id, f"job {job.id} is for swarm {job.swarm!r}, not {mine}", fields)
+            return
         with job_context(job.id):
             self._handle_job(entry_id, fields, job, slot)
 

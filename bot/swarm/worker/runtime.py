@@ -77,6 +77,7 @@ class Worker:
             config.signing_secret,
             consumer or socket.gethostname(),
             dead_after=config.worker_timeout_seconds,
+            swarm=config.swarm,
         )
         self.state = WorkerState(
             config=config,
