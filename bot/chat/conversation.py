@@ -24,11 +24,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, Protocol
 
-from bot.chat.dispatch import Dispatcher
+from bot.chat.dispatch import QUEUE_DOWN, Dispatcher
 from bot.core.replies import Message, Reply
 from bot.core.wire import Result
 from bot.queue.chatstate import ChatState
-from bot.queue.errors import StoreError
+from bot.queue.errors import StoreDown, StoreError
 
 log = logging.getLogger("swarmbot.chat")
 
@@ -153,6 +153,18 @@ class Conversation:
         posting = self._posting.get(job)
         if posting is not None:
             await asyncio.shield(posting)
+
+    async def first_time(self, name: str, ttl: int, ref: dict[str, str], event: str) -> bool:
+        """Whether a command is new (not handled before a restart, not a platform's retry):
+        marked as handled, in Redis. When Redis cannot be reached even after the client's
+        retries (a failover that takes long), the command is answered "queue unavailable"
+        rather than dropped without a word."""
+        try:
+            return await self.state.first_time(name, ttl)
+        except StoreDown as exc:
+            log.warning("command %s not taken: redis unavailable (%s)", event, exc)
+            await self.surface.post(ref, Reply(QUEUE_DOWN, status="error"), f"down-{event}")
+            return False
 
     async def refuse(self, ref: dict[str, str], reply: Reply, event: str) -> None:
         """Answer a command that will not run (sent while the bot was away, too long ago)."""

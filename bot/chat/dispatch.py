@@ -275,10 +275,23 @@ class Dispatcher:
         job = queued.job
         health.COMMANDS.labels(op, decision.split(" ")[0]).inc()
         log.info("job %s queued: %s by %s", job.id, job.text, job.requester, extra={"job": job.id})
+        if not queued.replicated:
+            log.warning("job %s: no Redis replica has it", job.id, extra={"job": job.id})
+            return Reply(self._unconfirmed(job), status="queued", job=job.id, waits=True)
         if job.not_before > job.created:
             return await self._scheduled(command, job, message, ref, swarm)
         text, waits = await self._queued_text(queued)
         return Reply(text, status="queued", job=job.id, waits=waits)
+
+    def _unconfirmed(self, job: Job) -> str:
+        """Written to the Redis master, but no replica acknowledged it in time: it runs
+        unless that master dies before passing it on; the user is not told "queued"."""
+        wait = self.config.redis_wait_ms / 1000
+        return (
+            f"job {job.id} ({job.text}) is written but not confirmed: no Redis replica has "
+            f"it after {wait:g}s (Redis may be failing over), so it could still be lost; "
+            f"{self.config.prefix}jobs shows whether it is there"
+        )
 
     async def _scheduled(
         self, command: Command, job: Job, message: Message, ref: dict[str, str], swarm: str

@@ -1,9 +1,26 @@
-"""Connection pools for both processes."""
+"""Connection pools for both processes, to one Redis or to the master Redis Sentinel names.
+
+``redis+sentinel://[:password@]host:port,host:port/<master name>[/<db>]`` reaches Redis
+through Sentinel with redis-py's own support (``redis.sentinel``): each new connection
+asks the sentinels where the master is, and a connection to a master that has been
+demoted is dropped (redis-py turns READONLY into a connection error), so a failover is
+followed like a Redis restart: the caller's retry reaches the new master. The URL form is
+ours (redis-py reads none for Sentinel); every process already takes its Redis as one URL.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.retry
+import redis.asyncio.sentinel as aiosentinel
+import redis.retry
+import redis.sentinel
+from redis.backoff import ExponentialBackoff
 
 # Commands arrive concurrently (Slack runs listeners side by side); a burst must wait for a
 # free connection, not fail with "too many connections" and tell the user the queue is down.
@@ -24,7 +41,106 @@ SyncClient = redis.Redis
 AsyncClient = aioredis.Redis
 
 
+SENTINEL_SCHEME = "redis+sentinel://"
+
+
+@dataclass(frozen=True)
+class SentinelPlace:
+    """Where the sentinels are, and which master of theirs is swarmbot's."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    master: str
+    db: int
+    password: str | None
+
+
+def sentinel_place(url: str) -> SentinelPlace | None:
+    """The Sentinel a ``redis+sentinel://`` URL names; None for any other URL; ValueError
+    for one of that scheme that names no sentinel or no master."""
+    if not url.startswith(SENTINEL_SCHEME):
+        return None
+    parts = urlsplit(url)
+    hosts = parts.netloc.rpartition("@")[2]
+    sentinels = []
+    for host in hosts.split(","):
+        name, _, port = host.rpartition(":")
+        if not name or not port.isdigit():
+            raise ValueError(f"{host!r} is not host:port")
+        sentinels.append((name.strip("[]"), int(port)))
+    path = [p for p in parts.path.split("/") if p]
+    if not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
+        raise ValueError("the path must be /<master name> or /<master name>/<db>")
+    password = unquote(parts.password) if parts.password else None
+    return SentinelPlace(
+        tuple(sentinels), path[0], int(path[1]) if len(path) == 2 else 0, password
+    )
+
+
+def _options() -> dict[str, Any]:
+    return {
+        "decode_responses": True,
+        "encoding_errors": ENCODING_ERRORS,
+        "socket_timeout": SOCKET_TIMEOUT,
+        "socket_connect_timeout": CONNECT_TIMEOUT,
+        "health_check_interval": 30,
+    }
+
+
+# Through Sentinel, a command that finds no master (it died; the sentinels have not yet
+# promoted a replica) is retried, each connection asking the sentinels again, for about as
+# long as a failover takes (down-after 5 s in stacks/swarmbot.sentinel.yaml, then the
+# election): the command is answered late rather than refused. A write retried after it
+# was applied is a second entry of the same signed job, which the worker refuses as a
+# replay; a plain Redis URL keeps failing at once (a restart is not waited for).
+FAILOVER_RETRIES = 14
+FAILOVER_BACKOFF = ExponentialBackoff(cap=1.0, base=0.05)
+_RETRY_ON = [redis.ConnectionError, redis.TimeoutError]
+
+
+class _FollowingConnection(redis.sentinel.SentinelManagedConnection):
+    """A connection that, whenever it (re)connects, asks the sentinels where the master is.
+
+    redis-py's own asks only when the pool opens a connection: one that broke and is
+    reconnected while sending a command goes back to the address it had, so after a
+    failover every pooled connection kept knocking at the dead master (measured: 10 s, all
+    of the retries, though the sentinels named the new master after 3)."""
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        if not self._sock:
+            self.connect()  # type: ignore[no-untyped-call]  # Sentinel-aware, retried
+        super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
+
+
+class _AsyncFollowingConnection(aiosentinel.SentinelManagedConnection):
+    """The asyncio side of ``_FollowingConnection``."""
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        if not self.is_connected:
+            await self.connect()  # type: ignore[no-untyped-call]
+        await super().send_packed_command(command, check_health)
+
+
+# Asking a sentinel where the master is: short, so that one dead sentinel (on the node that
+# died with the master) costs a moment before the next is asked.
+_SENTINEL_OPTIONS = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0}
+
+
 def async_client(url: str) -> aioredis.Redis:
+    place = sentinel_place(url)
+    if place is not None:
+        sentinel = aiosentinel.Sentinel(
+            place.sentinels,
+            sentinel_kwargs=_SENTINEL_OPTIONS,
+            db=place.db,
+            password=place.password,
+            retry=redis.asyncio.retry.Retry(FAILOVER_BACKOFF, FAILOVER_RETRIES),
+            retry_on_error=_RETRY_ON,
+            **_options(),
+        )
+        master: aioredis.Redis = sentinel.master_for(
+            place.master, connection_class=_AsyncFollowingConnection
+        )
+        return master
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         decode_responses=True,
@@ -39,6 +155,21 @@ def async_client(url: str) -> aioredis.Redis:
 
 
 def sync_client(url: str) -> redis.Redis:
+    place = sentinel_place(url)
+    if place is not None:
+        sentinel = redis.sentinel.Sentinel(
+            place.sentinels,
+            sentinel_kwargs=_SENTINEL_OPTIONS,
+            db=place.db,
+            password=place.password,
+            retry=redis.retry.Retry(FAILOVER_BACKOFF, FAILOVER_RETRIES),
+            retry_on_error=_RETRY_ON,
+            **_options(),
+        )
+        client: redis.Redis = sentinel.master_for(
+            place.master, connection_class=_FollowingConnection
+        )
+        return client
     pool = redis.BlockingConnectionPool.from_url(
         url,
         decode_responses=True,

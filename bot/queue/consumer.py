@@ -27,6 +27,7 @@ from bot.core.wire import Job, Result, result_json, sign_result_json
 from bot.queue import records, scripts, text
 from bot.queue.changestore import ChangeStore
 from bot.queue.clients import reachable
+from bot.queue.errors import Unreplicated
 from bot.queue.keys import (
     INBOX_MAXLEN,
     INBOX_TTL,
@@ -38,6 +39,7 @@ from bot.queue.keys import (
 from bot.queue.lease import Lease
 from bot.queue.lockstore import HeldChanges, LockStore
 from bot.queue.noticestore import NoticeStore
+from bot.queue.replication import wait_after
 from bot.queue.stats import publish_queue_metrics
 from bot.queue.submit import add_job
 from bot.queue.swarmstore import SwarmStore
@@ -62,11 +64,15 @@ class WorkerQueue:
         consumer: str,
         dead_after: float = 10,
         swarm: str = "",
+        replicas: tuple[int, int] = (0, 0),
     ) -> None:
         self._redis = client
         # A worker silent for this long is dead: its unfinished jobs go to the others.
         self.dead_after = dead_after
         self.keys = Keys(prefix, swarm)
+        # (replicas, ms): a job's start and its answer count once that many replicas have
+        # them (bot.queue.replication); (0, 0) with a plain Redis.
+        self.replicas, self.wait_ms = replicas
         self._secret = secret
         self.consumer = consumer
         # Sent by digest (EVALSHA), loaded again by redis-py if Redis restarted without it.
@@ -103,7 +109,15 @@ class WorkerQueue:
         "cancelled" if it was cancelled before it started, else "started"."""
         args: list[str | int] = [entry_id, ttl, f"{time.time():.3f}", self.consumer]
         keys = [self.keys.seen(job_id), self.keys.record(job_id)]
-        return _s(self._take(keys=keys, args=args))
+        if self.replicas <= 0:
+            return _s(self._take(keys=keys, args=args))
+        # "unreplicated": no replica has the start yet. Nothing may run then: a failover
+        # would forget it was taken, and the job would run again elsewhere.
+        with self._redis.pipeline(transaction=False) as pipe:
+            self._take(keys=keys, args=args, client=pipe)
+            wait_after(pipe, self.replicas, self.wait_ms)
+            taken, acked = pipe.execute()
+        return _s(taken) if int(acked) >= self.replicas else "unreplicated"
 
     def start(self, job_id: str, state: str = "running") -> bool:
         """Mark a job running (or waiting for its stack); False if it was cancelled."""
@@ -325,7 +339,17 @@ class WorkerQueue:
             len(pairs) // 2,
             *pairs,
         ]
-        self._finish(keys=keys, args=args)
+        if self.replicas <= 0:
+            self._finish(keys=keys, args=args)
+            return
+        # The answer counts once a replica has it; else it is given again (FINISH answers a
+        # job once: a second one finds it finished, and only acknowledges the entry).
+        with self._redis.pipeline(transaction=False) as pipe:
+            self._finish(keys=keys, args=args, client=pipe)
+            wait_after(pipe, self.replicas, self.wait_ms)
+            _done, acked = pipe.execute()
+        if int(acked) < self.replicas:
+            raise Unreplicated(f"no replica has the answer of job {result.job} yet")
 
     def reject(self, entry_id: str, reason: str, fields: dict[Any, Any]) -> None:
         """Drop a job that must not run; keep a capped trail of what was refused and why."""

@@ -18,4 +18,10 @@ StoreTimeout = redis.TimeoutError
 # A key of another type or a script's refusal: someone wrote there, or a bug.
 WrongType = redis.ResponseError
 
-__all__ = ["StoreDown", "StoreError", "StoreTimeout", "WrongType"]
+
+class Unreplicated(redis.RedisError):
+    """A write that must reach a replica (``redis.min_replicas``) did not in time: the
+    caller tries again, as when Redis is down."""
+
+
+__all__ = ["StoreDown", "StoreError", "StoreTimeout", "Unreplicated", "WrongType"]

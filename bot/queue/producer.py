@@ -20,6 +20,7 @@ from bot.queue.confirmations import Confirmations
 from bot.queue.consumer import post_result
 from bot.queue.keys import WORKER_GROUP, Keys
 from bot.queue.lockstore import AsyncLockStore
+from bot.queue.replication import Transaction
 from bot.queue.submit import ENTRY_REPLY, add_job
 from bot.queue.swarmstore import SwarmRecords
 from bot.queue.text import fields as as_fields
@@ -90,7 +91,8 @@ class JobQueue:
             self.keys.swarm_name,
         )
         since = now - self._dead_after
-        async with self._redis.pipeline(transaction=True) as pipe:
+        replicas, wait_ms = self._config.redis_replicas, self._config.redis_wait_ms
+        async with Transaction(self._redis, replicas, wait_ms) as pipe:
             add_job(pipe, self.keys, job, self._secret, audit)
             if stack:
                 pipe.get(self.keys.lock(stack))
@@ -103,7 +105,7 @@ class JobQueue:
         replies = [None if isinstance(r, Exception) else r for r in replies]
         holder = _s(replies[-3] or "") if stack else ""
         capacity = _capacity(replies[-2] or [], replies[-1] or {}, read_only)
-        return Queued(job, holder, capacity)
+        return Queued(job, holder, capacity, pipe.replicated)
 
     async def _requeue(self, job: Job, error: Exception) -> None:
         """The entry alone, again, after its XADD failed in the transaction (its record and
@@ -219,6 +221,9 @@ class Queued:
     job: Job
     holder: str  # the job holding the lock on the job's stack, if any
     workers: tuple[int, int, int]  # online, free slots, total slots
+    # A replica has it (redis.min_replicas; always with a plain Redis): only then is the
+    # user told it is queued, for only then does a Redis failover not lose it.
+    replicated: bool = True
 
 
 def _capacity(live: list[Any], loads: dict[Any, Any], read_only: bool) -> tuple[int, int, int]:

@@ -180,9 +180,15 @@ FINISH = (
 fresh(KEYS[1], 'stream')
 fresh(KEYS[2], 'stream')
 fresh(KEYS[3], 'hash')
+if redis.call('HEXISTS', KEYS[3], 'answered') == 1 then
+  -- answered already (this is the answer given again, its replication unconfirmed)
+  redis.call('XACK', KEYS[4], ARGV[2], ARGV[1])
+  return 0
+end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'result', ARGV[9], 'sig', ARGV[10])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
-redis.call('HSET', KEYS[3], 'state', ARGV[6], 'finished', ARGV[7], 'summary', ARGV[8])
+redis.call('HSET', KEYS[3], 'state', ARGV[6], 'finished', ARGV[7], 'summary', ARGV[8],
+  'answered', ARGV[7])
 local pairs = tonumber(ARGV[11])
 if pairs > 0 then
   local args = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[5], '*'}

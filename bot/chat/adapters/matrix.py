@@ -258,10 +258,11 @@ class MatrixAdapter:
         sent_ms = int(event.get("origin_server_ts") or 0)
         if sent_ms < self.first_start_ms:
             return  # from before this bot ever ran
-        if not await self.state.first_time(f"handled:{event_id}", HANDLED_TTL):
-            return  # handled before a restart
         thread = relation.get("event_id") if relation.get("rel_type") == "m.thread" else event_id
         ref = {"room": room_id, "event": event_id, "thread": thread or event_id}
+        handled = f"handled:{event_id}"
+        if not await self.conversation.first_time(handled, HANDLED_TTL, ref, event_id):
+            return  # handled before a restart
         age = time.time() - sent_ms / 1000
         if age > self.mc.max_command_age_seconds:
             note = (

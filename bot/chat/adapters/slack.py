@@ -187,10 +187,13 @@ class SlackAdapter:
         channel = event.get("channel", "")
         if channel not in self.sc.channels or not event.get("user"):
             return
-        if not deduplicated and not await self._first_time(f"event:{event_id or event.get('ts')}"):
-            return
         ts = event["ts"]
         ref = {"channel": channel, "ts": ts, "thread": event.get("thread_ts") or ts}
+        handled = f"handled:event:{event_id or ts}"
+        if not deduplicated and not await self.conversation.first_time(
+            handled, HANDLED_TTL, ref, event_id or ts
+        ):
+            return
         message = Message(self.platform, f"slack:{event['user']}", channel, text, ref)
         await self.conversation.command(message, event_id or ts)
 

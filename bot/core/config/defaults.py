@@ -26,6 +26,8 @@ SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
     "redis": {
         "url": (str, "redis://127.0.0.1:6379/0"),
         "prefix": (str, "swarmbot"),
+        "min_replicas": (int, 1),
+        "replica_wait_ms": (int, 1000),
     },
     "security": {
         "signing_secret": (str, None),

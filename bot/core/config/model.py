@@ -200,6 +200,10 @@ class Config:
     stacks_dir: Path
     redis_url: str
     redis_prefix: str
+    # Replicas that must have a job, its start and its answer before each counts (WAIT);
+    # 0 without Sentinel. How long each such write waits for them.
+    redis_replicas: int
+    redis_wait_ms: int
     signing_secret: Secret = field(repr=False)
     job_ttl_seconds: int
     worker_concurrency: int

@@ -23,6 +23,11 @@ from bot.core.config.secrets import signing_secret
 from bot.core.ids import STACK_NAME
 
 Tables = dict[str, dict[str, Any]]
+# Redis through Sentinel: the sentinels, the master's name, a database (bot/queue/clients.py).
+SENTINEL_URL = re.compile(
+    r"^redis\+sentinel://([^@/\s]*@)?[^@/,:\s]+:[0-9]+(,[^@/,:\s]+:[0-9]+)*"
+    r"/[A-Za-z0-9._-]+(/[0-9]+)?$"
+)
 
 # (section, key, low, high): the numeric keys whose only rule is a range.
 _RANGES = (
@@ -34,6 +39,8 @@ _RANGES = (
     ("deploy", "deadline_seconds", 1, 3600),
     ("deploy", "max_stack_file_bytes", 1024, 64 * 1024 * 1024),
     ("safety", "refusals_per_minute", 1, 10_000),
+    ("redis", "min_replicas", 0, 5),
+    ("redis", "replica_wait_ms", 10, 60_000),
 )
 
 
@@ -124,6 +131,11 @@ def parse(
         stacks_dir=(base / bot["stacks_dir"]).resolve(),  # checked by the worker
         redis_url=redis_url,
         redis_prefix=values["redis"]["prefix"],
+        # Only through Sentinel: a plain Redis has no replica to wait for.
+        redis_replicas=(
+            values["redis"]["min_replicas"] if redis_url.startswith("redis+sentinel://") else 0
+        ),
+        redis_wait_ms=values["redis"]["replica_wait_ms"],
         signing_secret=secret,
         job_ttl_seconds=queue["job_ttl_seconds"],
         worker_concurrency=queue["worker_concurrency"],
@@ -210,9 +222,7 @@ def _check_plain(values: Tables, redis_url: str, from_env: bool, problems: Probl
         problems.append(
             ("bot.prefix", "must be 1-3 printable non-alphanumeric characters, such as '!'")
         )
-    if not re.match(r"^(redis|rediss|unix)://", redis_url):
-        key = REDIS_URL_ENV if from_env else "redis.url"
-        problems.append((key, "must start with redis://, rediss:// or unix://"))
+    _check_redis_url(redis_url, REDIS_URL_ENV if from_env else "redis.url", problems)
     if not re.match(r"^[a-z][a-z0-9_-]{0,31}$", values["redis"]["prefix"]):
         problems.append(
             ("redis.prefix", "must be lowercase letters, digits, '-' or '_' (at most 32)")
@@ -233,6 +243,16 @@ def _check_plain(values: Tables, redis_url: str, from_env: bool, problems: Probl
     for key in ("bot_port", "worker_port"):
         if not 0 <= values["health"][key] <= 65535:
             problems.append((f"health.{key}", "must be a TCP port, or 0 for none"))
+
+
+def _check_redis_url(url: str, key: str, problems: Problems) -> None:
+    if url.startswith("redis+sentinel://"):
+        if not SENTINEL_URL.match(url):
+            problems.append(
+                (key, "must be redis+sentinel://host:port,host:port/<master name>[/<db>]")
+            )
+    elif not re.match(r"^(redis|rediss|unix)://", url):
+        problems.append((key, "must start with redis://, rediss://, unix:// or redis+sentinel://"))
 
 
 def _check_swarm(swarm: dict[str, Any], problems: Problems) -> None:

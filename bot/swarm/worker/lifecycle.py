@@ -102,6 +102,9 @@ class WorkerState:
     started: dict[str, set[str]] = field(default_factory=dict)
     # Set while the daemon is in another swarm than the one served: no jobs, no notices.
     wrong_swarm: threading.Event = field(default_factory=threading.Event)
+    # Set when an entry was left in this worker's pending list unrun (no replica had its
+    # start, or Redis failed under it): the heartbeat reads that list again and retries.
+    recheck_pending: threading.Event = field(default_factory=threading.Event)
 
     def wait_for_redis(self, call: Callable[[], T]) -> T:
         """``call()``, retried while Redis is unreachable (unless stopping)."""

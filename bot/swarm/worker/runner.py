@@ -116,6 +116,12 @@ class JobRunner:
             self._reject(entry_id, f"replay of job {job.id} (answered already)", fields)
             return
         taken = self.queue.take(job.id, entry_id, ttl=2 * self.config.job_ttl_seconds + 60)
+        if taken == "unreplicated":
+            # No replica knows it was taken: nothing may change yet (a failover would
+            # forget, and another worker run it again). Tried again from the pending list.
+            log.warning("job %s left for later: no Redis replica has its start yet", job.id)
+            self.state.recheck_pending.set()
+            return
         if taken == "replay":
             self._reject(entry_id, f"replay of job {job.id}", fields)
             return

@@ -78,6 +78,7 @@ class Worker:
             consumer or socket.gethostname(),
             dead_after=config.worker_timeout_seconds,
             swarm=config.swarm,
+            replicas=(config.redis_replicas, config.redis_wait_ms),
         )
         self.state = WorkerState(
             config=config,
@@ -162,8 +163,13 @@ class Worker:
         threads = self.config.worker_concurrency + self.config.read_slots + MAX_LOCK_WAITERS
         with ThreadPoolExecutor(threads, thread_name_prefix="job") as pool:
             while not stop.is_set():
+                if not self._reclaimed.empty():
+                    queued = {entry_id for entry_id, _ in backlog}
                 while not self._reclaimed.empty():
-                    backlog.append(self._reclaimed.get())
+                    entry = self._reclaimed.get()
+                    if entry[0] not in queued:  # one read ahead and waiting for a slot
+                        backlog.append(entry)
+                        queued.add(entry[0])
                 if self.state.wrong_swarm.is_set():
                     stop.wait(1.0)  # the heartbeat looks again; nothing is taken meanwhile
                     continue
@@ -286,6 +292,19 @@ class Worker:
             pool.submit(self._handle_guarded, entry_id, fields, slot)
         return waiting
 
+    def _retry_own(self) -> None:
+        """Entries of this worker's own pending list that it left unrun (their start had
+        no replica yet, or Redis failed under it), back to the loop; not those running."""
+        if not self.state.recheck_pending.is_set():
+            return
+        self.state.recheck_pending.clear()
+        mine = self.queue.read(count=1000, block_ms=0, pending=True)
+        with self._entries_lock:
+            left = [entry for entry in mine if entry[0] not in self._inflight]
+        for entry in left:
+            log.info("trying entry %s again", entry[0])
+            self._reclaimed.put(entry)
+
     def _health(self) -> dict[str, str]:
         """The worker is healthy when it reaches both Redis and Docker, takes jobs, and
         every thread it runs is alive (one that died anyway leaves a worker that answers
@@ -340,6 +359,7 @@ class Worker:
                     for entry in self.queue.reclaim():
                         log.warning("taking over entry %s from a worker that stopped", entry[0])
                         self._reclaimed.put(entry)
+                    self._retry_own()
             except StoreError as exc:
                 log.warning("heartbeat failed: redis unavailable (%s)", exc)
             except Exception:  # a malformed reply must not end the heartbeat
@@ -368,6 +388,11 @@ class Worker:
     def _handle_guarded(self, entry_id: str, fields: dict[str, Any], slot: Slot) -> None:
         try:
             self.runner.handle(entry_id, fields, slot)
+        except StoreError as exc:
+            # Redis failed before the job started (taking it): it stays in this worker's
+            # pending list, and is tried again once Redis answers.
+            log.warning("entry %s left for later: redis unavailable (%s)", entry_id, exc)
+            self.state.recheck_pending.set()
         except Exception:
             # handle() answers every job it could decode, whatever went wrong inside it; what
             # reaches here failed outside any job (Redis gone while stopping).
