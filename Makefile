@@ -11,7 +11,7 @@ faults:  ## nightly: FAULT_TRIALS trials of each fault (20), FUZZ_EXAMPLES fuzz 
 	@FAULT_TRIALS=$${FAULT_TRIALS:-20} FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-10000} \
 		REDIS_FUZZ_ROUNDS=$${REDIS_FUZZ_ROUNDS:-20} \
 		scripts/test.sh tests/test_faults.py tests/test_manager_loss.py tests/test_fuzz.py \
-		tests/test_redis_fuzz.py
+		tests/test_redis_fuzz.py tests/test_failover.py tests/test_swarms.py
 
 bench:  ## benchmarks against the real swarm, Redis and Synapse; writes docs/BENCHMARKS.md
 	@scripts/setup.sh && .venv/bin/python -m bench.run

@@ -4,8 +4,10 @@ node pulls from. Never the user's dockerd: its sockets are files under /run."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -123,6 +125,17 @@ class Cluster:
             )
 
         wait_until(ready, 90, f"{node} to be ready again")
+
+    def freeze_node(self, node: str, frozen: bool = True) -> None:
+        """Every process of the node stopped (SIGSTOP): a machine that hangs, whose
+        connections neither answer nor close; ``frozen=False`` lets it run on (SIGCONT)."""
+        ns = (self.dir / node / "netns").read_text().strip()
+        pids = subprocess.run(
+            ["ip", "netns", "pids", ns], capture_output=True, text=True, check=True
+        ).stdout.split()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGSTOP if frozen else signal.SIGCONT)
 
     def any_manager_but(self, node: str) -> str:
         return next(n for n in self.nodes if n.startswith("manager") and n != node)
