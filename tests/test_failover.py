@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,14 +18,16 @@ from pathlib import Path
 
 import docker
 import pytest
+import yaml
 
 from bot.chat.adapters.slack_render import unescape
-from tests.harness import BotEnv, wait_until
+from tests.harness import ROOT, BotEnv, wait_until
 from tests.sentinel import SentinelRedis
 from tests.slack_fake import FakeSlack, bot_config, running_fake, wait_for_reply
 
 pytestmark = pytest.mark.faults
 
+DOCKER = shutil.which("docker") or "docker"
 TRIALS = range(int(os.environ.get("FAULT_TRIALS", "1")))
 OPS = "C0OPS0001"
 ALICE = "UALICE001"
@@ -181,3 +186,40 @@ def test_a_job_no_replica_has_is_not_said_to_be_queued(
     wait_for_reply(fake, OPS, ts, "pong", timeout=60)
     answers = [m for m in fake.thread(OPS, ts) if "pong" in m["history"][-1]]
     assert len(answers) == 1, answers
+
+
+def test_the_sentinel_layout_is_an_override_the_cli_accepts(tmp_path: Path) -> None:
+    """stacks/swarmbot.sentinel.yaml merged over swarmbot.yaml as `docker stack deploy`
+    merges them: a Redis and a sentinel on each of three labelled nodes, each with a volume
+    of its own, quorum 2, the single Redis off (its volume kept), and bot and worker given a
+    Sentinel URL that swarmbot's config takes and that names all three sentinels."""
+    merged = subprocess.run(
+        [DOCKER, "stack", "config", "-c", "swarmbot.yaml", "-c", "swarmbot.sentinel.yaml"],
+        cwd=ROOT / "stacks", capture_output=True, text=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    services = yaml.safe_load(merged)["services"]
+    assert services["redis"]["deploy"]["replicas"] == 0
+    for n in (1, 2, 3):
+        for kind in ("redis", "sentinel"):
+            svc = services[f"{kind}-{n}"]
+            assert svc["deploy"]["placement"]["constraints"] == [
+                f"node.labels.swarmbot.redis == {n}"
+            ]
+            assert svc["volumes"][0]["source"] == f"{kind}_{n}"
+    assert "--replicaof" not in services["redis-1"]["command"]
+    for n in (2, 3):
+        assert services[f"redis-{n}"]["command"][-3:] == ["--replicaof", "redis-1", "6379"]
+    first = services["sentinel-2"]["command"][2]
+    assert "sentinel monitor swarmbot redis-1 6379 2" in first
+    urls = {services[s]["environment"]["SWARMBOT_REDIS_URL"] for s in ("bot", "worker")}
+    (url,) = urls
+    assert all(f"sentinel-{n}:26379" in url for n in (1, 2, 3))
+    (tmp_path / "stacks").mkdir()
+    config = tmp_path / "config.toml"
+    config.write_text(f'[security]\nsigning_secret = "{"s" * 40}"\n')
+    checked = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "check-config", "--config", str(config)],
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+        env={"PATH": "/usr/bin:/bin", "SWARMBOT_REDIS_URL": url},
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
