@@ -154,7 +154,10 @@ def _load(args: argparse.Namespace) -> Config:
         try:
             return load(args.config, chat=True, commands=REGISTRY)
         except ConfigError:
-            return load(args.config, chat=False, commands=REGISTRY)  # a worker's container
+            # A worker's container: as its worker reads the config (its swarm's, if named).
+            config = load(args.config, chat=False, commands=REGISTRY)
+            named = os.environ.get(SWARM_ENV)
+            return on_swarm(config, named) if named and config.swarms else config
     config = load(args.config, chat=args.command != "worker", commands=REGISTRY)
     if args.command == "worker":
         return on_swarm(config, args.swarm or os.environ.get(SWARM_ENV) or None)

@@ -61,7 +61,9 @@ def _docker(config: Config) -> list[Finding]:
         return [doctor.docker(None, error=str(exc))]
     serving = config.swarm_id or (
         SwarmStore(
-            sync_client(config.redis_url), Keys(config.redis_prefix), config.signing_secret
+            sync_client(config.redis_url),
+            Keys(config.redis_prefix, config.swarm),
+            config.signing_secret,
         ).accepted()
         or ""
     )
