@@ -111,6 +111,8 @@ SLOWEST_FIRST = (
     "test_install_cluster.py",
     "test_git_sources.py",
     "test_faults.py",
+    "test_failover.py",
+    "test_swarms.py",
     "test_hardening.py",
     "test_swarm_commands.py",
 )

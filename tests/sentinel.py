@@ -126,9 +126,9 @@ class SentinelRedis:
         )
         return int(port), time.perf_counter()
 
-    def stop(self) -> None:
+    def stop(self, kill: bool = False) -> None:
         for proc in self.procs.values():
-            proc.terminate()
+            proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
         for proc in self.procs.values():
             proc.wait(10)
         self.procs.clear()

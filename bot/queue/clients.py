@@ -10,6 +10,8 @@ ours (redis-py reads none for Sentinel); every process already takes its Redis a
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -107,7 +109,9 @@ class _FollowingConnection(redis.sentinel.SentinelManagedConnection):
 
     def send_packed_command(self, command: Any, check_health: bool = True) -> None:
         if not self._sock:
-            self.connect()  # type: ignore[no-untyped-call]  # Sentinel-aware, retried
+            # One Sentinel-aware attempt: the command's own retry repeats it (connect()
+            # would retry too, and the two multiplied to minutes with no master).
+            self._connect_retry()  # type: ignore[no-untyped-call]
         super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
 
 
@@ -116,8 +120,38 @@ class _AsyncFollowingConnection(aiosentinel.SentinelManagedConnection):
 
     async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
         if not self.is_connected:
-            await self.connect()  # type: ignore[no-untyped-call]
+            await self._connect_retry()  # type: ignore[no-untyped-call]
         await super().send_packed_command(command, check_health)
+
+
+class _Sentinel(redis.sentinel.Sentinel):
+    """redis-py's Sentinel, one master discovery at a time.
+
+    A discovery that finds the master moves the sentinel that answered to the head of
+    its list by a swap, while other discoveries walk the same list: run side by side (the
+    worker's threads, the bot's tasks) the swaps duplicated one sentinel over the others.
+    Seen: after a failover every entry was the dead sentinel, and "No master found" for
+    minutes, though two live sentinels named the new master."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._discovering = threading.Lock()
+
+    def discover_master(self, service_name: str) -> Any:
+        with self._discovering:
+            return super().discover_master(service_name)
+
+
+class _AsyncSentinel(aiosentinel.Sentinel):
+    """The asyncio side of ``_Sentinel``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._discovering = asyncio.Lock()
+
+    async def discover_master(self, service_name: str) -> Any:
+        async with self._discovering:
+            return await super().discover_master(service_name)
 
 
 # Asking a sentinel where the master is: short, so that one dead sentinel (on the node that
@@ -128,7 +162,7 @@ _SENTINEL_OPTIONS = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0}
 def async_client(url: str) -> aioredis.Redis:
     place = sentinel_place(url)
     if place is not None:
-        sentinel = aiosentinel.Sentinel(
+        sentinel = _AsyncSentinel(
             place.sentinels,
             sentinel_kwargs=_SENTINEL_OPTIONS,
             db=place.db,
@@ -157,7 +191,7 @@ def async_client(url: str) -> aioredis.Redis:
 def sync_client(url: str) -> redis.Redis:
     place = sentinel_place(url)
     if place is not None:
-        sentinel = redis.sentinel.Sentinel(
+        sentinel = _Sentinel(
             place.sentinels,
             sentinel_kwargs=_SENTINEL_OPTIONS,
             db=place.db,

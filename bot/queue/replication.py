@@ -39,15 +39,17 @@ class Transaction(aioredis.client.Pipeline):
     async def reset(self) -> None:  # type: ignore[override]
         # Called by execute() with the connection still held: the one moment WAIT counts
         # this transaction's writes.
-        if self._executed and self.replicas > 0 and self.connection is not None:
+        # A transaction that failed left its connection closed: nothing to wait for.
+        held = self.connection
+        if self._executed and self.replicas > 0 and held is not None and held.is_connected:
             self._executed = False
             try:
-                await self.connection.send_command("WAIT", self.replicas, self.wait_ms)
-                self.acked = int(await self.connection.read_response())
+                await held.send_command("WAIT", self.replicas, self.wait_ms)
+                self.acked = int(await held.read_response())
             except (redis.RedisError, OSError, ValueError) as exc:
                 log.warning("WAIT for %d replica(s) failed: %s", self.replicas, exc)
                 self.acked = -1
-                await self.connection.disconnect()
+                await held.disconnect()
         await super().reset()  # type: ignore[no-untyped-call]
 
     @property
