@@ -159,31 +159,31 @@ class _AsyncSentinel(aiosentinel.Sentinel):
 _SENTINEL_OPTIONS = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0}
 
 
+def _sentinel_options(place: SentinelPlace) -> dict[str, Any]:
+    """What both clients give redis-py's Sentinel besides their own kind of Retry."""
+    return {
+        "sentinel_kwargs": _SENTINEL_OPTIONS,
+        "db": place.db,
+        "password": place.password,
+        "retry_on_error": _RETRY_ON,
+        **_options(),
+    }
+
+
 def async_client(url: str) -> aioredis.Redis:
     place = sentinel_place(url)
     if place is not None:
         sentinel = _AsyncSentinel(
             place.sentinels,
-            sentinel_kwargs=_SENTINEL_OPTIONS,
-            db=place.db,
-            password=place.password,
             retry=redis.asyncio.retry.Retry(FAILOVER_BACKOFF, FAILOVER_RETRIES),
-            retry_on_error=_RETRY_ON,
-            **_options(),
+            **_sentinel_options(place),
         )
         master: aioredis.Redis = sentinel.master_for(
             place.master, connection_class=_AsyncFollowingConnection
         )
         return master
     pool = aioredis.BlockingConnectionPool.from_url(
-        url,
-        decode_responses=True,
-        encoding_errors=ENCODING_ERRORS,
-        socket_timeout=SOCKET_TIMEOUT,
-        socket_connect_timeout=CONNECT_TIMEOUT,
-        max_connections=MAX_CONNECTIONS,
-        timeout=CONNECTION_WAIT_SECONDS,
-        health_check_interval=30,
+        url, max_connections=MAX_CONNECTIONS, timeout=CONNECTION_WAIT_SECONDS, **_options()
     )
     return aioredis.Redis(connection_pool=pool)
 
@@ -193,26 +193,15 @@ def sync_client(url: str) -> redis.Redis:
     if place is not None:
         sentinel = _Sentinel(
             place.sentinels,
-            sentinel_kwargs=_SENTINEL_OPTIONS,
-            db=place.db,
-            password=place.password,
             retry=redis.retry.Retry(FAILOVER_BACKOFF, FAILOVER_RETRIES),
-            retry_on_error=_RETRY_ON,
-            **_options(),
+            **_sentinel_options(place),
         )
         client: redis.Redis = sentinel.master_for(
             place.master, connection_class=_FollowingConnection
         )
         return client
     pool = redis.BlockingConnectionPool.from_url(
-        url,
-        decode_responses=True,
-        encoding_errors=ENCODING_ERRORS,
-        socket_timeout=SOCKET_TIMEOUT,
-        socket_connect_timeout=CONNECT_TIMEOUT,
-        max_connections=MAX_CONNECTIONS,
-        timeout=CONNECTION_WAIT_SECONDS,
-        health_check_interval=30,
+        url, max_connections=MAX_CONNECTIONS, timeout=CONNECTION_WAIT_SECONDS, **_options()
     )
     return redis.Redis(connection_pool=pool)
 
