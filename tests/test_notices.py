@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from bot.chat.adapters.slack_render import unescape
-from tests.harness import BotEnv, free_port, wait_until
+from tests.harness import TEST_IMAGE, BotEnv, free_port, wait_until
 from tests.slack_fake import FakeSlack, bot_config, running_fake, wait_for_reply
 
 pytestmark = pytest.mark.swarm
@@ -23,8 +23,17 @@ OPS, NOTICES, ALICE = "C0OPS0001", "C0NOTICE1", "UALICE001"
 
 
 class Room:
-    def __init__(self, env: BotEnv, fake: FakeSlack, health_port: int) -> None:
+    def __init__(self, env: BotEnv, fake: FakeSlack, health_port: int, worker_port: int) -> None:
         self.env, self.fake, self.health_port = env, fake, health_port
+        self.worker_port = worker_port
+
+    def looks(self) -> dict[str, float]:
+        """The worker's notice-look counters, as Prometheus scrapes them."""
+        text = requests.get(f"http://127.0.0.1:{self.worker_port}/metrics", timeout=5).text
+        found = re.findall(
+            r'^swarmbot_notice_(looks|services_read)_total\{kind="(\w+)"\} (\S+)$', text, re.M
+        )
+        return {f"{what}:{kind}": float(value) for what, kind, value in found}
 
     def health(self) -> dict:
         return requests.get(f"http://127.0.0.1:{self.health_port}/healthz", timeout=5).json()
@@ -53,7 +62,7 @@ def notice_room(
     """A worker whose notices about ``stacks`` go to the fake NOTICES channel, and the bot
     that posts them; ready once the watcher has had its first look."""
     with running_fake() as fake:
-        health_port = free_port()
+        health_port, worker_port = free_port(), free_port()
         env = BotEnv(
             workdir,
             redis_url,
@@ -65,6 +74,7 @@ def notice_room(
 
             [health]
             bot_port = {health_port}
+            worker_port = {worker_port}
 
             [notices]
             quiet_seconds = {quiet}
@@ -78,7 +88,7 @@ def notice_room(
         env.start_worker(worker)
         env.start_bot()
         try:
-            r = Room(env, fake, health_port)
+            r = Room(env, fake, health_port, worker_port)
             wait_until(lambda: r.refreshes() >= 1, 30, "the watcher's first look")
             yield r
         finally:
@@ -212,6 +222,52 @@ def test_outside_change_is_told_once_saying_so(
     assert f"{stack}_svc: replicas 1 -> 2 (done)" in notice, notice
     room.settle()
     assert len(room.notices(stack)) == before + 1, room.notices(stack)
+
+
+def test_a_hand_change_is_looked_at_alone_and_a_created_service_is_told(
+    room: Room, run_id: str, swarm: docker.DockerClient
+) -> None:
+    """Events name what changed: the looks that tell a hand change read that service (and
+    what else changed at the time in the shared test swarm), not every service; the full
+    comparison every poll_seconds reads them all. A service created by hand, which no look
+    saw before, is told as created."""
+    stack = room.env.add_stack(f"{run_id}-nt-many", {f"s{i}": {"replicas": 0} for i in range(24)})
+    ts = room.fake.say(OPS, ALICE, f"!deploy {stack}")
+    wait_for_reply(room.fake, OPS, ts, f"deployed {stack}")
+    room.settle()
+    before = room.looks()
+    swarm.services.get(f"{stack}_s3").scale(1)
+    notice = wait_until(
+        lambda: room.notices(f"{stack}: changed outside the bot"), 30, "the outside notice"
+    )[0]
+    assert f"{stack}_s3: replicas 0 -> 1 (done)" in notice, notice
+    room.settle()
+    after = room.looks()
+
+    def per_look(kind: str) -> float:
+        looks = after[f"looks:{kind}"] - before.get(f"looks:{kind}", 0)
+        assert looks >= 1, (kind, before, after)
+        return (after[f"services_read:{kind}"] - before.get(f"services_read:{kind}", 0)) / looks
+
+    assert per_look("full") >= 24, (before, after)  # the stack's 24, and other tests'
+    assert per_look("named") <= per_look("full") / 4, (before, after)
+
+    extra = swarm.services.create(
+        TEST_IMAGE,
+        ["sleep", "3600"],
+        name=f"{stack}_extra",
+        labels={"com.docker.stack.namespace": stack},
+        mode=docker.types.ServiceMode("replicated", 0),
+    )
+    try:
+        notice = wait_until(
+            lambda: [n for n in room.notices(f"{stack}: changed outside") if "extra" in n],
+            30,
+            "the created service told",
+        )[0]
+        assert f"{stack}_extra: created" in notice, notice
+    finally:
+        extra.remove()
 
 
 def test_swarm_rollback_after_an_outside_update_is_told_as_a_failure(

@@ -51,6 +51,12 @@ DELIVERY_FAILURES = Counter(
     ["platform"],
 )
 ERRORS = Counter("swarmbot_errors_total", "Errors talking to Docker or Redis", ["component"])
+# kind: "full" (every service: on reconnecting, taking over, every poll_seconds) or "named"
+# (the services events named, and those a held change follows).
+NOTICE_LOOKS = Counter("swarmbot_notice_looks_total", "Looks of the notice watcher", ["kind"])
+NOTICE_SERVICES_READ = Counter(
+    "swarmbot_notice_services_read_total", "Services the notice watcher compared", ["kind"]
+)
 # Per swarm (its name in [swarms]; "" for a bot of one swarm, which Prometheus reads as
 # no label at all).
 QUEUE_DEPTH = Gauge("swarmbot_queue_depth", "Jobs queued and not yet answered", ["swarm"])

@@ -140,10 +140,17 @@ class NoticeStore:
 
     # -- the watcher's state --------------------------------------------------------------
 
-    def read(self) -> WatcherState:
+    def read(self, only: Collection[str] | None = None) -> WatcherState:
+        """What the last look saw: of every service, or of these alone."""
         keys = (self._state, self._pending, self._nodes, self._moving, self._swarm)
+        wanted = sorted(only) if only is not None else None
         with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(self._state)
+            if wanted is None:
+                pipe.hgetall(self._state)
+            elif wanted:
+                pipe.hmget(self._state, wanted)
+            else:
+                pipe.exists(self._state)  # keeps the replies in place; type-checks nothing
             pipe.get(self._pending)
             pipe.get(self._nodes)
             pipe.hgetall(self._moving)
@@ -155,22 +162,35 @@ class NoticeStore:
             self._redis.delete(*broken)
             return WatcherState({}, None, None, {})
         services, pending, nodes, moving, swarm = replies
+        if wanted is not None:
+            values = services if wanted else []
+            services = {k: v for k, v in zip(wanted, values, strict=True) if v is not None}
         return WatcherState(services, pending, nodes, moving, text(swarm or ""))
 
     def save(
         self,
         services: Mapping[str, Any],
         pending: Mapping[str, Any],
-        nodes: Mapping[str, Any],
+        nodes: Mapping[str, Any] | None,
         moving: Mapping[str, str],
         poke: str | None = None,
         swarm: str = "",
+        gone: Collection[str] | None = None,
     ) -> None:
         """What this look saw, in one transaction; with ``poke``, a word for the source
-        watcher (a stack from git changed: compare it with its file)."""
+        watcher (a stack from git changed: compare it with its file). ``gone`` None: the
+        look saw every service, and ``services`` replaces what was kept; else it saw some,
+        which replace their own entries, and ``gone`` (removed) are dropped. ``nodes`` None:
+        the nodes were not looked at, and stay as kept."""
         with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(self._state, self._pending, self._moving)
-            pipe.set(self._nodes, json.dumps(nodes))
+            if gone is None:
+                pipe.delete(self._state, self._pending, self._moving)
+            else:
+                pipe.delete(self._pending, self._moving)
+                if gone:
+                    pipe.hdel(self._state, *gone)
+            if nodes is not None:
+                pipe.set(self._nodes, json.dumps(nodes))
             pipe.set(self._swarm, swarm)
             if moving:
                 pipe.hset(self._moving, mapping=dict[Any, Any](moving))

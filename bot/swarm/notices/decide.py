@@ -112,10 +112,14 @@ def spec_hash(spec: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def newly_unhealthy(seen: Mapping[str, Summary], current: Mapping[str, Summary]) -> list[str]:
+def newly_unhealthy(
+    seen: Mapping[str, Summary], current: Mapping[str, Summary], *, first: bool | None = None
+) -> list[str]:
     """Services short of replicas that were whole (or unknown) at the last look: the
-    watcher asks Docker why (failing, or only being scheduled) before deciding."""
-    if not seen:
+    watcher asks Docker why (failing, or only being scheduled) before deciding.
+    ``first``: this is the first look (default: nothing was seen; a look at some services
+    only may have seen none of them before, and is still not the first)."""
+    if not seen if first is None else first:
         return []
     return [
         sid
@@ -133,6 +137,7 @@ def services(
     expected: Mapping[str, str],
     from_git: bool,
     now: float,
+    first: bool | None = None,
 ) -> Decision:
     """What changed in the services since the last look. ``pending`` (outside changes held
     for their quiet period) is updated in place; ``expected``: the state a job said it made,
@@ -141,9 +146,11 @@ def services(
     A job's expectation explains only the first look after the job: it is consumed then,
     whether it matched or not. Kept longer, it would swallow a later hand change that
     happens to return the service to the state the job left (a hand scale back to the
-    bot's count)."""
+    bot's count).
+
+    ``first`` as in ``newly_unhealthy``."""
     decision = Decision()
-    if not seen:
+    if not seen if first is None else first:
         return decision  # the first look only learns
     for sid, cur in current.items():
         if cur["stack"] in claimed or cur["name"] in claimed:

@@ -1,12 +1,17 @@
 """The notice watcher: the story of every change made to the swarm outside the bot.
 
 It runs in the worker, on one worker at a time (a lease in Redis). It follows Docker's
-service and node events, and on each burst, on reconnecting, and every ``poll_seconds``
-compares every service and node with the state it last saw (kept in Redis by
-``bot.queue.noticestore``). What to tell is decided by pure functions (``decide``); this
-module reads Docker and Redis for them, and posts what they say. Because it compares state
-rather than trusting the event stream, a lost stream or a restarted dockerd neither hides a
-change nor repeats one. The bot's own jobs tell their changes themselves (``rooms``).
+service and node events. After a burst of events it looks at the services the events named
+(and those a held change or a moving node follows): it reads them alone from Docker and
+their last state alone from Redis, so the look costs what changed, not the size of the
+swarm. On (re)connecting the event stream, on taking the lease, and every ``poll_seconds``
+it compares every service and node with the state it last saw (kept in Redis by
+``bot.queue.noticestore``): the safety net for what no event names (a task that died: swarm
+emits no event for it) and for a lost stream. What to tell is decided by pure functions
+(``decide``); this module reads Docker and Redis for them, and posts what they say. Because
+it compares state rather than trusting the events' content, a lost stream or a restarted
+dockerd neither hides a change nor repeats one. The bot's own jobs tell their changes
+themselves (``rooms``).
 """
 
 from __future__ import annotations
@@ -15,8 +20,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import asdict
+from collections.abc import Callable, Collection
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import docker
@@ -24,6 +29,7 @@ import docker.errors
 import requests.exceptions
 
 from bot.core.config import Config
+from bot.core.health import NOTICE_LOOKS, NOTICE_SERVICES_READ
 from bot.core.ids import hostname
 from bot.queue.consumer import WorkerQueue
 from bot.queue.errors import StoreError
@@ -38,6 +44,18 @@ log = logging.getLogger("swarmbot.notices")
 
 DRIFT_POKE = "drift"  # wakes the source watcher to compare with git, without a fetch
 DOCKER_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
+# More services named by events than this between two looks (a stack deployed by hand): one
+# full look is cheaper than a filter naming each.
+MOST_NAMED = 64
+
+
+@dataclass
+class Named:
+    """What events named since the last look, taken by the next one."""
+
+    services: set[str] = field(default_factory=set)
+    nodes: bool = False
+    everything: bool = True  # the first look, a reconnected stream, a failed look
 
 
 class Watcher:
@@ -65,6 +83,11 @@ class Watcher:
         self.pending: dict[str, Pending] = {}
         self._lease = queue.lease(queue.keys.notice("leader"))
         self.refreshes = 0
+        self._named = Named()
+        self._named_lock = threading.Lock()
+        self._last_full = 0.0  # monotonic time of the last full look
+        self._leading = False
+        self._ids: dict[str, str] = {}  # service name -> ID, as last seen
 
     def start(self) -> list[threading.Thread]:
         """Start the watcher's threads; returns them, for the worker's health check."""
@@ -86,19 +109,43 @@ class Watcher:
                 # Its own client without a read timeout: the stream is quiet for long stretches.
                 client = docker.from_env(version=API_VERSION, timeout=None)  # type: ignore[arg-type]
                 stream = client.events(decode=True, filters={"type": ["service", "node"]})
-                self.poke.set()  # (re)connected: compare everything with what was last seen
+                self._note(everything=True)  # (re)connected: events may have been missed
                 backoff = 1.0
                 for event in stream:
                     if self.stop.is_set():
                         break
                     if event.get("Action") in ("create", "update", "remove"):
-                        self.poke.set()
+                        self._note_event(event)
             except DOCKER_ERRORS as exc:
                 log.warning("docker event stream lost (%s); reconnecting in %.0fs", exc, backoff)
             except Exception:  # a malformed event: reconnect rather than stop watching
                 log.exception("docker event stream failed; reconnecting in %.0fs", backoff)
             self.stop.wait(backoff)
             backoff = min(backoff * 2, 30.0)
+
+    def _note_event(self, event: dict[str, Any]) -> None:
+        """Remember what a service or node event names, for the next look."""
+        actor = event.get("Actor") or {}
+        object_id = actor.get("ID") if isinstance(actor, dict) else None
+        if event.get("Type") == "service" and isinstance(object_id, str) and object_id:
+            self._note(service=object_id)
+        elif event.get("Type") == "node":
+            self._note(nodes=True)
+        else:  # an event that names nothing usable: look at everything
+            self._note(everything=True)
+
+    def _note(self, service: str = "", nodes: bool = False, everything: bool = False) -> None:
+        with self._named_lock:
+            if service:
+                self._named.services.add(service)
+            self._named.nodes |= nodes
+            self._named.everything |= everything
+        self.poke.set()
+
+    def _take_named(self) -> Named:
+        with self._named_lock:
+            named, self._named = self._named, Named(everything=False)
+        return named
 
     def _loop(self) -> None:
         while not self.stop.is_set():
@@ -111,16 +158,40 @@ class Watcher:
             if self.poke.wait(timeout):
                 self.poke.clear()
                 self.stop.wait(0.05)  # let a burst of events land: one look for all of them
+            named = self._take_named()
             try:
-                if self._lease.held() and (self.serving is None or self.serving()):
-                    self.refresh()
-            except DOCKER_ERRORS as exc:
-                log.warning("notice watcher: docker unavailable (%s)", exc)
-            except StoreError as exc:
-                log.warning("notice watcher: redis unavailable (%s)", exc)
-            except Exception:  # malformed state in Redis, a bug: the next look tries again
-                log.exception("notice watcher: look failed")
-                self.stop.wait(1.0)
+                leading = self._lease.held() and (self.serving is None or bool(self.serving()))
+                if leading:
+                    self._look(named, taken_over=not self._leading)
+                self._leading = leading
+            except Exception as exc:
+                self._note(everything=True)  # what it named is looked at again, all of it
+                if isinstance(exc, DOCKER_ERRORS):
+                    log.warning("notice watcher: docker unavailable (%s)", exc)
+                elif isinstance(exc, StoreError):
+                    log.warning("notice watcher: redis unavailable (%s)", exc)
+                else:  # malformed state in Redis, a bug: the next look tries again
+                    log.exception("notice watcher: look failed")
+                    self.stop.wait(1.0)
+
+    def _look(self, named: Named, taken_over: bool) -> None:
+        """A full look when one is due (see the module's docstring), else a look at what
+        the events named and what is being followed; nothing named, nothing followed: no
+        look at all."""
+        due = time.monotonic() - self._last_full >= self.config.notice_poll_seconds
+        if named.everything or taken_over or due or len(named.services) > MOST_NAMED:
+            self._last_full = time.monotonic()
+            self.refresh()
+            return
+        following = self._following()
+        if named.services or following or named.nodes:
+            self.refresh(named.services | following, nodes=named.nodes)
+
+    def _following(self) -> set[str]:
+        """Services a partial look includes although no event named them: those of a
+        change held for its quiet period (to see it settle), and those a down node ran."""
+        names = {name for held in self.pending.values() for name in held.changes}
+        return {self._ids[n] for n in names if n in self._ids}
 
     def _remembered(
         self, state: dict[str, str], held: str | None
@@ -148,21 +219,33 @@ class Watcher:
 
     # -- comparing state ------------------------------------------------------------------------
 
-    def refresh(self) -> None:
-        """One look: compare services and nodes with the last look, tell what changed."""
+    def refresh(self, only: Collection[str] | None = None, nodes: bool = True) -> None:
+        """One look: compare services and nodes with the last look, tell what changed.
+        ``only``: look at these services alone (and at the nodes if ``nodes``); None: at
+        every service and node."""
         client = self.client_factory()
-        services = client.api.services(status=True)
         self.refreshes += 1
         now = time.time()
-        stored = self.store.read()
         swarm = self.serving() if self.serving is not None else ""
+        stored = self.store.read(only)
+        if only is not None and (swarm != stored.swarm or stored.moving or not stored.nodes):
+            # Another swarm, a node's tasks moving, or no full look stored yet: only a
+            # full look can tell these.
+            only, nodes, stored = None, True, self.store.read()
         if swarm != stored.swarm:
             # Another swarm than the one last seen (accepted by an admin): this look only
             # learns it; nothing of the old swarm is told as removed, nor the new as created.
             stored = WatcherState({}, None, None, {}, swarm)
         seen, self.pending = self._remembered(stored.services, stored.pending)
-        current = {s["ID"]: summarize(s) for s in services}
-        for sid in decide.newly_unhealthy(seen, current):
+        first = only is None and not seen
+        current = {s["ID"]: summarize(s) for s in self._services(client, only)}
+        kind = "full" if only is None else "named"
+        NOTICE_LOOKS.labels(kind).inc()
+        NOTICE_SERVICES_READ.labels(kind).inc(len(current))
+        if only is None:
+            self._ids = {}
+        self._ids.update({c["name"]: sid for sid, c in current.items()})
+        for sid in decide.newly_unhealthy(seen, current, first=first):
             # Short of replicas: failing, or only being scheduled? Stored as healthy while
             # its tasks are on their way, so a later failure is still told.
             current[sid]["failing"] = self._failing(client, sid, now)
@@ -173,32 +256,41 @@ class Watcher:
             current,
             self.pending,
             claimed=self.notices.claimed_among(names),
-            expected=self.store.expected({*current, *seen}) if seen else {},
+            expected={} if first else self.store.expected({*current, *seen}),
             from_git=self.config.git is not None,
             now=now,
+            first=first,
         )
         told = decision.told + decide.finished(
             current, self.pending, now, self.config.notice_quiet_seconds
         )
         nodes_seen = _json_object(stored.nodes)
-        nodes_now = {
-            n["ID"]: {
-                "host": hostname(n),
-                "status": (n.get("Status") or {}).get("State", "unknown"),
-                "availability": (n.get("Spec") or {}).get("Availability", "active"),
+        nodes_now: dict[str, dict[str, str]] | None = None
+        consumed = decision.consumed
+        if nodes:
+            nodes_now = {
+                n["ID"]: {
+                    "host": hostname(n),
+                    "status": (n.get("Status") or {}).get("State", "unknown"),
+                    "availability": (n.get("Spec") or {}).get("Availability", "active"),
+                }
+                for n in client.api.nodes()
             }
-            for n in client.api.nodes()
-        }
-        about_nodes = decide.nodes(
-            nodes_seen, nodes_now, self.store.expected(nodes_now) if nodes_seen else {}, now
-        )
-        told += about_nodes.told
-        moving = dict(stored.moving)
-        for node_id in about_nodes.down:
-            ran = self._ran_on(client, node_id)
-            if ran:
-                moving[node_id] = json.dumps({"host": nodes_now[node_id]["host"], "services": ran})
-        told += self._tell_moves(client, current, nodes_now, moving)
+            about_nodes = decide.nodes(
+                nodes_seen, nodes_now, self.store.expected(nodes_now) if nodes_seen else {}, now
+            )
+            told += about_nodes.told
+            consumed = consumed | about_nodes.consumed
+            moving = dict(stored.moving)
+            for node_id in about_nodes.down:
+                ran = self._ran_on(client, node_id)
+                if ran:
+                    host = nodes_now[node_id]["host"]
+                    moving[node_id] = json.dumps({"host": host, "services": ran})
+            if only is None:
+                told += self._tell_moves(client, current, nodes_now, moving)
+        else:
+            moving = dict(stored.moving)
         for notice in decision.begun + told:
             self.notices.post(
                 notice.stack,
@@ -208,7 +300,7 @@ class Watcher:
                 notice.status,
                 story=notice.story,
             )
-        self.store.consume(decision.consumed | about_nodes.consumed)
+        self.store.consume(consumed)
         self.store.save(
             current,
             {k: asdict(p) for k, p in self.pending.items()},
@@ -216,7 +308,21 @@ class Watcher:
             moving,
             poke=DRIFT_POKE if decision.drifted else None,
             swarm=swarm,
+            gone=None if only is None else set(seen) - set(current),
         )
+
+    @staticmethod
+    def _services(client: docker.DockerClient, only: Collection[str] | None) -> list[Any]:
+        """Every service, or these alone (one call either way)."""
+        if only is None:
+            return list(client.api.services(status=True))
+        if not only:
+            return []
+        # Docker's ID filter matches prefixes: a full ID could prefix nothing else, but
+        # keep only exact matches anyway.
+        wanted = set(only)
+        found = client.api.services(filters={"id": sorted(wanted)}, status=True)
+        return [s for s in found if s.get("ID") in wanted]
 
     def _ran_on(self, client: docker.DockerClient, node_id: str) -> list[str]:
         """The services a node that went down was running."""
