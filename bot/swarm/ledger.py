@@ -38,6 +38,11 @@ class Ledger:
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # durable across a process crash
+            # SQLite's page cache is 2 MB by default; filled over the first few thousand
+            # jobs, it read as a worker whose memory grows (make bench: +2.2 MB over 5,000
+            # jobs). Lookups are by primary key: 256 KB keeps the tree's inner pages, and
+            # the OS caches the file.
+            self._db.execute("PRAGMA cache_size=-256")
             self._db.executescript(
                 """
                 CREATE TABLE IF NOT EXISTS jobs (
