@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import docker
+import docker.errors
 
 from bot.core.ids import STACK_LABEL, image_tag, stack_of
 from bot.core.whereabouts import Whereabouts
@@ -75,6 +76,18 @@ class Swarm:
             swarm_id=str((swarm.get("Cluster") or {}).get("ID") or ""),
             swarm_name=swarm_name,
         )
+
+    def service_named(self, name: str) -> dict[str, Any] | None:
+        """The service of exactly this name, or None: one inspect instead of listing every
+        service (Docker's inspect also takes IDs and ID prefixes: only an exact name
+        counts here)."""
+        if not name or "/" in name:
+            return None
+        try:
+            service: dict[str, Any] = self._api.inspect_service(name)
+        except docker.errors.NotFound:
+            return None
+        return service if (service.get("Spec") or {}).get("Name") == name else None
 
     def services(self, stack: str | None = None, status: bool = False) -> list[dict[str, Any]]:
         filters = {"label": f"{STACK_LABEL}={stack}"} if stack else None

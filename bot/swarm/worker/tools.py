@@ -89,9 +89,14 @@ class SwarmTools:
     def resolve(self, job: Job) -> ServiceView:
         """The service a job names, by the rules in ``ids.resolve_service``."""
         # Only services the requester may act on are candidates: ambiguity lists and "did
-        # you mean" suggestions must not name services of stacks hidden from them.
-        by_name = {s["Spec"]["Name"]: s for s in self.visible(job, self.engine.services())}
+        # you mean" suggestions must not name services of stacks hidden from them. An exact
+        # name wins, so one the requester may see is found by itself; anything else needs
+        # every service (a short name, a typo: one list call).
         typed = job.args["service"]
+        exact = self.engine.service_named(typed)
+        visible = self.visible(job, [exact]) if exact is not None else []
+        candidates = visible or self.visible(job, self.engine.services())
+        by_name = {s["Spec"]["Name"]: s for s in candidates}
         found = resolve_service(typed, list(by_name))
         if found.match is None:
             if found.ambiguous:
