@@ -41,5 +41,16 @@ def test_bench_smoke_run_writes_every_row(tmp_path: Path, swarm: docker.DockerCl
         "Matrix `!services`, command to answer",
         "Slack `!ping`, command to answer",
         "Slack `!services`, command to answer",
+        "`!deploy all`, 4 small stacks",
+        "`!services` at 12 services",
+        "`!stacks` at 12 services",
+        "`!ps bs00_s00` at 12 services",
+        "`!diff` of each of the 4 stacks at 12 services",
+        "notice watcher, full look at 12 services",
+        "notice watcher, a look at one changed service at 12 services",
+        "outside change to notice in chat (2 changes at 12 services)",
+        "RSS of the worker at 12 services",
+        "`!nodes` at 2 nodes",
+        "node down to its notice at 2 nodes",
     ]:
         assert row in text, f"{row!r} missing from\n{text}"
