@@ -3,7 +3,7 @@ environment values, only which keys change."""
 
 from __future__ import annotations
 
-from bot.core.operations import Answer, JobFailed, JobRun, WorkerTools
+from bot.core.operations import Answer, JobRun, WorkerTools
 from bot.core.replies import Reply, Table, plural
 from bot.core.wire import Result
 from commands.base import REF_ARG, Command, error_reply, stack_arg
@@ -47,9 +47,7 @@ def handle(tools: WorkerTools, run: JobRun) -> Answer:
     stack = job.args["stack"]
     tools.allow(job, stack)
     source = tools.files.source(job.args.get(REF_ARG))
-    rendered, problems, note = tools.files.preflight(stack, source, job.requester)
-    if rendered is None:
-        raise JobFailed(note or "; ".join(p["message"] for p in problems))
+    rendered = tools.files.render(stack, source, job.requester)
     changes = tools.files.diff(stack, rendered)
     return Answer(
         True,

@@ -185,6 +185,13 @@ class FakeFiles:
         problem = {"service": "web", "key": "image", "message": "no tag", "error": False}
         return self.rendered, [problem], "" if self.rendered is not None else "no docker CLI"
 
+    def render(
+        self, stack: str, source: StackSource | None = None, requester: str = ""
+    ) -> dict[str, Any]:
+        if self.rendered is None:
+            raise JobFailed("no docker CLI")
+        return self.rendered
+
     def diff(self, stack: str, rendered: dict[str, Any]) -> list[Any]:
         return [{"service": f"{stack}_web", "change": "changed", "details": ["image"]}]
 

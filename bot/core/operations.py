@@ -223,6 +223,13 @@ class StackFiles(Protocol):
         """Render and check a stack file: (rendered or None, problems, note)."""
         ...
 
+    def render(
+        self, stack: str, source: StackSource | None = None, requester: str = ""
+    ) -> dict[str, Any]:
+        """The stack file rendered, unchecked (what a diff compares); ``JobFailed`` when
+        it cannot be."""
+        ...
+
     def diff(self, stack: str, rendered: dict[str, Any]) -> list[ChangeData]: ...
 
     def deploy_plan(self, source: StackSource) -> tuple[list[str], dict[str, set[str]]]:

@@ -309,7 +309,7 @@ class SourceWatcher:
             assert git is not None
             try:
                 source = StackSource(git.tree(sha), commit_data(git.commit(sha)))
-                rendered, _problems, _note = self.tools.files.preflight(stack, source)
+                rendered: dict[str, Any] | None = self.tools.files.render(stack, source)
             except Exception as exc:
                 log.warning("drift: cannot render %s at %s: %s", stack, sha[:7], exc)
                 rendered = None

@@ -95,6 +95,18 @@ class SwarmStackFiles:
         rendered, problems, note = self.check_file(stack, file)
         return rendered, [as_problem_data(p) for p in problems], note
 
+    def render(
+        self, stack: str, source: StackSource | None = None, requester: str = ""
+    ) -> dict[str, Any]:
+        """The stack's file as the CLI would deploy it, without the pre-flight check: what
+        a diff and the drift check compare (the check's five list calls and its findings
+        would be thrown away). Raises ``JobFailed`` when the file cannot be rendered."""
+        file = self.stack_file(stack, source, requester)
+        try:
+            return dockercli.render(self.cli, file, self.config.variables)
+        except (dockercli.NoRender, dockercli.DeployError) as exc:
+            raise JobFailed(str(exc)) from None
+
     def stack_commits(self, stacks: list[str], source: StackSource) -> dict[str, dict[str, Any]]:
         git = self.state.git
         if git is None or not source.commit:
