@@ -141,6 +141,22 @@ def test_service_changes(
     assert {k: p.changes for k, p in pending.items()} == held
 
 
+def test_a_look_at_named_services_is_not_a_first_look_though_it_saw_none_before() -> None:
+    """A look at the services events named (not the whole swarm) may have seen none of
+    them: a service created by hand is told, and one short of tasks is asked about."""
+    created = {"b": svc("dev_db", image="pg:16", healthy=False)}
+    held: dict[str, Pending] = {}
+    decision = decide.services(
+        {}, created, held, claimed=set(), expected={}, from_git=False, now=NOW, first=False
+    )
+    assert [t.text for t in decision.begun] == [
+        "dev: being changed outside the bot (dev_db first)…"
+    ]
+    assert {k: p.changes for k, p in held.items()} == {"dev": {"dev_db": "created (pg:16)"}}
+    assert decide.newly_unhealthy({}, created, first=False) == ["b"]
+    assert decide.newly_unhealthy({}, created) == []  # nothing seen, no flag: the first look
+
+
 @pytest.mark.parametrize(
     "claimed", [("dev",), ("dev_web",)], ids=["its stack claimed", "the service claimed"]
 )
