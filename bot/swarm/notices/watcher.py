@@ -2,7 +2,7 @@
 
 It runs in the worker, on one worker at a time (a lease in Redis). It follows Docker's
 service and node events. After a burst of events it looks at the services the events named
-(and those a held change or a moving node follows): it reads them alone from Docker and
+(and those of a change held for its quiet period): it reads them alone from Docker and
 their last state alone from Redis, so the look costs what changed, not the size of the
 swarm. On (re)connecting the event stream, on taking the lease, and every ``poll_seconds``
 it compares every service and node with the state it last saw (kept in Redis by
@@ -134,13 +134,17 @@ class Watcher:
         else:  # an event that names nothing usable: look at everything
             self._note(everything=True)
 
-    def _note(self, service: str = "", nodes: bool = False, everything: bool = False) -> None:
+    def _note(
+        self, service: str = "", nodes: bool = False, everything: bool = False, wake: bool = True
+    ) -> None:
+        """``wake``: look now (an event); else at the next look that comes anyway."""
         with self._named_lock:
             if service:
                 self._named.services.add(service)
             self._named.nodes |= nodes
             self._named.everything |= everything
-        self.poke.set()
+        if wake:
+            self.poke.set()
 
     def _take_named(self) -> Named:
         with self._named_lock:
@@ -165,7 +169,9 @@ class Watcher:
                     self._look(named, taken_over=not self._leading)
                 self._leading = leading
             except Exception as exc:
-                self._note(everything=True)  # what it named is looked at again, all of it
+                # What it named is looked at again, all of it, when the loop next looks
+                # (not at once: Docker or Redis down would make that a busy loop).
+                self._note(everything=True, wake=False)
                 if isinstance(exc, DOCKER_ERRORS):
                     log.warning("notice watcher: docker unavailable (%s)", exc)
                 elif isinstance(exc, StoreError):
@@ -189,7 +195,8 @@ class Watcher:
 
     def _following(self) -> set[str]:
         """Services a partial look includes although no event named them: those of a
-        change held for its quiet period (to see it settle), and those a down node ran."""
+        change held for its quiet period (to see it settle). A down node's moving tasks
+        are followed by full looks (``refresh``)."""
         names = {name for held in self.pending.values() for name in held.changes}
         return {self._ids[n] for n in names if n in self._ids}
 
