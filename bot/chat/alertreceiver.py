@@ -53,9 +53,9 @@ class AlertReceiver:
         self._refusals = RefusalBudget(20)
         # One delivery of a group at a time (Alertmanager may retry while one is handled).
         self._locks = [threading.Lock() for _ in range(LOCKS)]
-        # Taken from a group's fold count until its tell is written: two groups folded at
-        # once would otherwise be delivered out of count order, and the fold's headline
-        # would end on the smaller count.
+        # Held by a delivery that places a group in a room (its own message or a fold)
+        # until its tell is written: two groups folded at once would otherwise be
+        # delivered out of count order, and the fold's headline end on the smaller count.
         self._new_messages = threading.Lock()
 
     def handle(
@@ -110,7 +110,7 @@ class AlertReceiver:
         """Tell one delivery of ``group`` in its rooms; the number of messages queued."""
         now = self.clock()
         lock = self._locks[int(hashlib.sha256(group.key.encode()).hexdigest(), 16) % LOCKS]
-        with lock, contextlib.ExitStack() as placing:
+        with lock:
             step = stories.advance(
                 self.store.story(group.key), group, now, self.alerts.flap_seconds
             )
@@ -118,24 +118,24 @@ class AlertReceiver:
             detail = wording.lines(group, self._tie(group, now))
             status = "failed" if group.status == "firing" else "info"
             places = {} if step.new_message else dict(step.story.places)
-            results, placed_any = [], False
-            for target in self.targets(group):
-                where = _where(target)
-                message = places.get(where)
-                if message is None:  # a new message in this room (or a place in its fold)
-                    if not placed_any:
-                        placing.enter_context(self._new_messages)
-                        placed_any = True
-                    message, over = self._new_message(group, step, where, now)
-                    places[where] = message
-                    data = self._fold(over, head) if over else self._whole(head, detail, ())
-                elif message.startswith("fold-"):  # folded before: its news in the thread
-                    data = {"text": "", "detail": [], "status": status, "thread": [head]}
-                else:
-                    data = self._whole(head, detail, step.thread)
-                data["status"] = status
-                results.append(_result(target, message, data))
-            self.store.tell(group.key, replace(step.story, places=places), results)
+            targets = self.targets(group)
+            placing = any(_where(t) not in places for t in targets)
+            results = []
+            with self._new_messages if placing else contextlib.nullcontext():
+                for target in targets:
+                    where = _where(target)
+                    message = places.get(where)
+                    if message is None:  # a new message in this room (or a place in its fold)
+                        message, over = self._new_message(group, step, where, now)
+                        places[where] = message
+                        data = self._fold(over, head) if over else self._whole(head, detail, ())
+                    elif message.startswith("fold-"):  # folded before: its news in the thread
+                        data = {"text": "", "detail": [], "status": status, "thread": [head]}
+                    else:
+                        data = self._whole(head, detail, step.thread)
+                    data["status"] = status
+                    results.append(_result(target, message, data))
+                self.store.tell(group.key, replace(step.story, places=places), results)
         log.info("alert group %s: %s (%d messages)", group.key[:60], group.status, len(results))
         return len(results)
 
