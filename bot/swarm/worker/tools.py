@@ -91,9 +91,10 @@ class SwarmTools:
         # Only services the requester may act on are candidates: ambiguity lists and "did
         # you mean" suggestions must not name services of stacks hidden from them. An exact
         # name wins, so one the requester may see is found by itself; anything else needs
-        # every service (a short name, a typo: one list call).
+        # every service (a short name, a typo: one list call). A name without a stack
+        # prefix is most often short (`gerrit`): listed at once, no inspect first.
         typed = job.args["service"]
-        exact = self.engine.service_named(typed)
+        exact = self.engine.service_named(typed) if "_" in typed else None
         visible = self.visible(job, [exact]) if exact is not None else []
         candidates = visible or self.visible(job, self.engine.services())
         by_name = {s["Spec"]["Name"]: s for s in candidates}
