@@ -1117,7 +1117,7 @@ def _measure(
             rows += bench_notices(work, redis_url, client, 2 if smoke else 20, at)
             rows += bench_memory(work, redis_url, (5, 10) if smoke else (1000, 5000), at)
         finally:
-            scale.remove_stacks(cli, client, scale.stack_names(4 if smoke else scale.STACKS))
+            scale.remove_stacks(cli, client, scale.stack_names(scale.stack_count(smoke)))
     if want("nodes"):
         from bench import scale
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import statistics
 import subprocess
 import sys
 import threading
@@ -38,13 +39,31 @@ STACKS = 50
 Row = list[str]
 
 
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[len(ordered) // 2]
-
-
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
+
+
+def secs(seconds: float) -> str:
+    return f"{seconds:.2f} s"
+
+
+def beside(
+    what: str,
+    bot: float,
+    floor: tuple[str, float],
+    last: bool,
+    show: Callable[[float], str] = ms,
+    against: str = "the SDK",
+) -> Row:
+    """A read by chat beside the calls it makes (``floor``: what they are, their time);
+    its target (2x) is judged only where ``last`` (the largest size)."""
+    return [
+        what,
+        show(bot),
+        f"{floor[0]} {show(floor[1])}",
+        f"{bot / floor[1]:.1f}x {against}" + ("; target 2x" if last else ""),
+        ("met" if bot <= 2 * floor[1] else "missed") if last else "-",
+    ]
 
 
 def timed(call: Callable[[], object], runs: int) -> float:
@@ -55,7 +74,11 @@ def timed(call: Callable[[], object], runs: int) -> float:
         start = time.perf_counter()
         call()
         times.append(time.perf_counter() - start)
-    return median(times)
+    return statistics.median(times)
+
+
+def stack_count(smoke: bool) -> int:
+    return 4 if smoke else STACKS
 
 
 def stack_names(stacks: int) -> list[str]:
@@ -149,17 +172,10 @@ async def read_rows(
     async with Client(env) as chat:
         for command, sdk, what in reads:
             await chat.ask(command)  # warm
-            bot = median([await chat.ask(command) for _ in range(runs)])
+            bot = statistics.median([await chat.ask(command) for _ in range(runs)])
             floor = timed(sdk, runs)
-            rows.append(
-                [
-                    f"`{command}` at {size} services",
-                    ms(bot),
-                    f"SDK {what} {ms(floor)}",
-                    f"{bot / floor:.1f}x the SDK" + ("; target 2x" if last else ""),
-                    ("met" if bot <= 2 * floor else "missed") if last else "-",
-                ]
-            )
+            row = beside(f"`{command}` at {size} services", bot, (f"SDK {what}", floor), last)
+            rows.append(row)
         names = stack_names(stacks)
         bot = sum([await chat.ask(f"!diff {stack}") for stack in names])
     start = time.perf_counter()
@@ -171,13 +187,14 @@ async def read_rows(
         api.services(filters={"label": f"com.docker.stack.namespace={stack}"})
     floor = time.perf_counter() - start
     rows.append(
-        [
+        beside(
             f"`!diff` of each of the {stacks} stacks at {size} services",
-            f"{bot:.2f} s",
-            f"`docker stack config` and SDK services(stack), per stack: {floor:.2f} s",
-            f"{bot / floor:.1f}x the CLI and SDK" + ("; target 2x" if last else ""),
-            ("met" if bot <= 2 * floor else "missed") if last else "-",
-        ]
+            bot,
+            ("`docker stack config` and SDK services(stack), per stack:", floor),
+            last,
+            show=secs,
+            against="the CLI and SDK",
+        )
     )
     return rows
 
@@ -213,7 +230,7 @@ class Looks:
             cpus.append(time.thread_time() - cpu)
             walls.append(time.perf_counter() - wall)
             calls = sum(proxy.take().values())
-        return median(walls), median(cpus), calls
+        return statistics.median(walls), statistics.median(cpus), calls
 
 
 def look_rows(
@@ -263,7 +280,7 @@ def bench_scale(
 ) -> tuple[list[Row], int]:
     """The services rows; the stacks are left running for the caller's rows at the largest
     size (notices, memory). Returns the rows and the number of services."""
-    stacks = 4 if smoke else STACKS
+    stacks = stack_count(smoke)
     sizes = (2, 3) if smoke else (2, 10, 40)
     runs = 3 if smoke else 10
     env = BotEnv(work, redis_url, "bench-scale", deadline=600)
@@ -318,7 +335,7 @@ def nodes_rows(
     async def ask_nodes(runs: int = 3 if smoke else 10) -> float:
         async with Client(env) as chat:
             await chat.ask("!nodes")
-            return median([await chat.ask("!nodes") for _ in range(runs)])
+            return statistics.median([await chat.ask("!nodes") for _ in range(runs)])
 
     bot = asyncio.run(ask_nodes())
     floor = timed(
@@ -326,15 +343,7 @@ def nodes_rows(
         3 if smoke else 10,
     )
     count = len(api.nodes())
-    rows.append(
-        [
-            f"`!nodes` at {count} nodes",
-            ms(bot),
-            f"SDK nodes and tasks {ms(floor)}",
-            f"{bot / floor:.1f}x the SDK" + ("; target 2x" if last else ""),
-            ("met" if bot <= 2 * floor else "missed") if last else "-",
-        ]
-    )
+    rows.append(beside(f"`!nodes` at {count} nodes", bot, ("SDK nodes and tasks", floor), last))
     delays = [node_down_delay(cluster, env, f"worker{workers - t}", api)
               for t in range(trials)]  # fmt: skip
     rows.append(
